@@ -1,0 +1,120 @@
+/**
+ * errors: the typed failures authkeep raises. Every error carries a stable `code`; protocol
+ * failures name the field at fault. No error message or property ever carries a secret
+ * (token, code, verifier, client secret): callers build messages from field names and
+ * non-secret values only.
+ *
+ * Not for: logging (see session/log.ts) or classifying AS responses (see oauth/token-endpoint.ts).
+ */
+
+/** Stable error codes for failures that are not "the user must sign in again". */
+export type AuthkeepErrorCode =
+  | 'invalid_argument' // the caller passed something unusable (a bad URL, an unknown option)
+  | 'insecure_url' // an http URL that is not loopback, without allowInsecureLoopback
+  | 'www_authenticate_malformed' // a WWW-Authenticate value that RFC 9110 section 11.6.1 rejects
+  | 'discovery_failed' // no protected-resource or authorization-server metadata could be found
+  | 'metadata_invalid' // metadata that fails validation (names the field)
+  | 'resource_mismatch' // PRM `resource` does not match the server URL (RFC 9728 section 3.3)
+  | 'issuer_mismatch' // AS metadata `issuer` differs from the issuer used to fetch it (RFC 8414 section 3.3)
+  | 'pkce_unsupported' // the AS does not list S256 in code_challenge_methods_supported
+  | 'registration_failed' // DCR or client ID metadata document registration failed
+  | 'authorize_url_mismatch' // the built authorize URL did not parse back to the intended value (a bug)
+  | 'authorization_denied' // the AS or user answered the authorization request with an error
+  | 'state_mismatch' // the callback's state is not the one this flow sent
+  | 'iss_mismatch' // RFC 9207 iss differs from the issuer
+  | 'callback_timeout' // the user did not complete the browser step in time
+  | 'token_response_invalid' // the token endpoint answered something unusable (names the field)
+  | 'as_error' // the AS answered with an OAuth error that does not mean needs-auth
+  | 'as_unreachable' // network error or timeout talking to the AS
+  | 'store_conflict' // compare-and-swap refused a write against a newer generation
+  | 'store_corrupt' // a record failed to parse or validate; it was moved aside
+  | 'store_io' // the file system refused a store operation
+  | 'lock_timeout' // a lock could not be taken within its bound
+  | 'step_up_exhausted'; // 403 insufficient_scope kept coming after the bounded number of re-authorizations
+
+export interface AuthkeepErrorOptions {
+  /** The protocol or record field at fault, e.g. `authorization_servers[0]` or `tokens.client_id`. */
+  field?: string;
+  /** Non-secret evidence (expected vs actual values that are not secrets, an HTTP status). */
+  detail?: Record<string, string | number | boolean | undefined>;
+  cause?: unknown;
+}
+
+/** Base class of every error authkeep throws on purpose. */
+export class AuthkeepError extends Error {
+  readonly code: AuthkeepErrorCode | NeedsAuthReason;
+  readonly field: string | undefined;
+  readonly detail: Record<string, string | number | boolean | undefined> | undefined;
+
+  constructor(code: AuthkeepErrorCode | NeedsAuthReason, message: string, options: AuthkeepErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AuthkeepError';
+    this.code = code;
+    this.field = options.field;
+    this.detail = options.detail;
+  }
+}
+
+/** Why a server needs an interactive sign-in again (DESIGN.md invariant 6). */
+export type NeedsAuthReason =
+  | 'no_credentials' // nothing stored for this server
+  | 'invalid_grant' // the AS refused the refresh token (expired, revoked, reused)
+  | 'client_mismatch' // the AS says the grant belongs to another client (invalid_client on refresh)
+  | 'drift' // stored tokens carry a client_id or issuer other than the record's registration
+  | 'revoked' // the tokens were revoked (logout, or the AS answered 401 with a fresh token)
+  | 'expired' // access token expired and there is no refresh token
+  | 'issuer_changed' // the server now names another authorization server
+  | 'malformed_response' // the AS answered a refresh with something unusable, or the record was corrupt
+  | 'as_unreachable' // the AS could not be reached, and the access token has expired
+  | 'insufficient_scope' // the server wants scopes the grant does not have
+  | 'login_failed' // a sign-in run by another process or call failed; `error` says why
+  | 'store_corrupt'; // the stored record failed to parse; it was moved aside
+
+export interface NeedsAuthInfo {
+  reason: NeedsAuthReason;
+  /** The AS's OAuth `error` value, when it gave one. */
+  error?: string | undefined;
+  /** The AS's `error_description`, when it gave one. Never contains our secrets. */
+  errorDescription?: string | undefined;
+  /** ISO 8601 time at which the condition was observed. */
+  at: string;
+  /** Which request failed, e.g. `POST https://as.example/token (refresh_token)`. */
+  request?: string | undefined;
+  /** The MCP server concerned. */
+  serverUrl: string;
+}
+
+const HINTS: Record<NeedsAuthReason, string> = {
+  no_credentials: 'no stored credentials',
+  invalid_grant: 'the authorization server refused the refresh token',
+  client_mismatch: 'the authorization server says the grant belongs to another client',
+  drift: 'stored tokens belong to another client registration or issuer',
+  revoked: 'the tokens were revoked',
+  expired: 'the access token expired and there is no refresh token',
+  issuer_changed: 'the server now uses another authorization server',
+  malformed_response: 'the authorization server answered with something unusable',
+  as_unreachable: 'the authorization server is unreachable and the access token has expired',
+  insufficient_scope: 'the server requires scopes the current grant lacks',
+  login_failed: 'the sign-in failed',
+  store_corrupt: 'the stored record was unreadable and was moved aside',
+};
+
+/** The user must sign in again for `serverUrl`; `reason` says why. */
+export class NeedsAuthError extends AuthkeepError {
+  readonly reason: NeedsAuthReason;
+  readonly info: NeedsAuthInfo;
+
+  constructor(info: NeedsAuthInfo, options: { cause?: unknown } = {}) {
+    const as = info.error ? ` (${info.error}${info.errorDescription ? `: ${info.errorDescription}` : ''})` : '';
+    super(info.reason, `needs-auth for ${info.serverUrl}: ${HINTS[info.reason]}${as}; run \`authkeep login ${info.serverUrl}\``, {
+      cause: options.cause,
+    });
+    this.name = 'NeedsAuthError';
+    this.reason = info.reason;
+    this.info = info;
+  }
+}
+
+export function isAuthkeepError(err: unknown): err is AuthkeepError {
+  return err instanceof AuthkeepError;
+}
