@@ -1,0 +1,227 @@
+/**
+ * loopback-callback: the one-shot HTTP server that receives the authorization response on a
+ * loopback redirect URI (RFC 8252 section 7.3). It binds 127.0.0.1 only, accepts exactly one
+ * request: the callback path carrying this login's state; shows the user a short success or
+ * failure page; then closes. Wrong paths, wrong states and late requests get a 400 page and leave
+ * the login untouched, so a stray or forged request can neither end nor poison it.
+ *
+ * Not for: validating the response (authorization-response.ts does that, for this server and for
+ * a pasted redirect URL alike), redeeming the code, or opening the browser. The code is a secret:
+ * it is never echoed into a page or a message.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AuthkeepError } from '../errors.js';
+
+export interface LoopbackCallbackOptions {
+  /** Host name written in the redirect URI; the server binds 127.0.0.1 either way. Default 127.0.0.1. */
+  host?: '127.0.0.1' | 'localhost';
+  /** Port to listen on; 0 (the default) picks an ephemeral port. */
+  port?: number;
+  /** Path of the redirect URI. Default `/callback`. */
+  path?: string;
+  /** The state this login sent; only a request carrying exactly this state is accepted. */
+  expectedState: string;
+  /** How long to wait for the browser, in milliseconds. Default 5 minutes. */
+  timeoutMs?: number;
+  /** Shown on the success page ("Signed in to ..."). Default: "the server". */
+  serverName?: string;
+}
+
+export interface LoopbackCallback {
+  /** The redirect URI to register and send: `http://<host>:<actual port><path>`. */
+  readonly redirectUri: string;
+  /** Where the server actually listens: always 127.0.0.1, on the port in `redirectUri`. */
+  readonly address: { readonly address: string; readonly port: number };
+  /** The accepted request's query, unvalidated: pass it to validateAuthorizationResponse. */
+  readonly result: Promise<URLSearchParams>;
+  /** Stops waiting (rejecting `result` if nothing was accepted) and closes the server. */
+  close(): Promise<void>;
+}
+
+const BIND_ADDRESS = '127.0.0.1';
+const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * Starts the loopback redirect server (RFC 8252 section 7.3) and resolves once it is listening,
+ * with the redirect URI carrying the actual port. `result` resolves with the query of the first
+ * request to `path` whose single `state` equals `expectedState`, or rejects with
+ * `callback_timeout` after `timeoutMs` or on close().
+ */
+export async function startLoopbackCallback(options: LoopbackCallbackOptions): Promise<LoopbackCallback> {
+  const { host, port, path, expectedState, timeoutMs, serverName } = checkedOptions(options);
+  let resolveResult!: (params: URLSearchParams) => void;
+  let rejectResult!: (err: AuthkeepError) => void;
+  const result = new Promise<URLSearchParams>((resolve, reject) => {
+    resolveResult = resolve;
+    rejectResult = reject;
+  });
+  result.catch(() => undefined); // the caller may never look at it; a rejection must not crash the process
+  let settled = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const server = createServer((req, res) => {
+    const verdict = judgeRequest(req, { path, expectedState, settled });
+    if (verdict.kind === 'refuse') {
+      sendPage(res, verdict.status, verdict.page);
+      return;
+    }
+    settled = true;
+    clearTimeout(timer);
+    res.once('finish', () => void shutdown());
+    res.once('close', () => void shutdown());
+    sendPage(res, verdict.failure ? 400 : 200, verdict.failure ? failurePage(verdict.failure) : successPage(serverName));
+    resolveResult(verdict.params);
+  });
+  const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+  let shuttingDown = false;
+  function shutdown(): Promise<void> {
+    if (!shuttingDown) {
+      shuttingDown = true;
+      server.close(); // refuses new connections and closes idle ones (Node >= 19)
+      setTimeout(() => server.closeAllConnections(), 1_000).unref(); // a stalled reader does not hold the port
+    }
+    return closed;
+  }
+
+  const bound = await listen(server, port);
+  const redirectUri = `http://${host}:${bound.port}${path}`;
+  timer = setTimeout(() => {
+    if (settled) return;
+    settled = true;
+    rejectResult(
+      new AuthkeepError('callback_timeout', `no authorization response reached ${redirectUri} within ${timeoutMs} ms`, {
+        detail: { redirect_uri: redirectUri, timeout_ms: timeoutMs },
+      }),
+    );
+    void shutdown();
+  }, timeoutMs);
+
+  return {
+    redirectUri,
+    address: Object.freeze({ address: bound.address, port: bound.port }),
+    result,
+    close(): Promise<void> {
+      clearTimeout(timer);
+      if (!settled) {
+        settled = true;
+        rejectResult(
+          new AuthkeepError('callback_timeout', `the callback at ${redirectUri} was closed before an authorization response arrived`, {
+            detail: { redirect_uri: redirectUri, closed: true },
+          }),
+        );
+      }
+      return shutdown();
+    },
+  };
+}
+
+function checkedOptions(options: LoopbackCallbackOptions): Required<Omit<LoopbackCallbackOptions, 'serverName'>> & { serverName: string } {
+  const host = options.host ?? BIND_ADDRESS;
+  const port = options.port ?? 0;
+  const path = options.path ?? '/callback';
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (host !== '127.0.0.1' && host !== 'localhost') {
+    throw new AuthkeepError('invalid_argument', `callback host must be 127.0.0.1 or localhost, not ${JSON.stringify(host)}`, { field: 'callback.host' });
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new AuthkeepError('invalid_argument', `callback port must be an integer from 0 to 65535, not ${port}`, { field: 'callback.port' });
+  }
+  if (!/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/.test(path)) {
+    throw new AuthkeepError('invalid_argument', `callback path must start with "/" and hold no query, fragment or spaces: ${JSON.stringify(path)}`, {
+      field: 'callback.path',
+    });
+  }
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new AuthkeepError('invalid_argument', `callback timeoutMs must be a positive number, not ${timeoutMs}`, { field: 'callback.timeoutMs' });
+  }
+  if (options.expectedState === '') {
+    throw new AuthkeepError('invalid_argument', 'callback expectedState must not be empty', { field: 'state' });
+  }
+  return { host, port, path, timeoutMs, expectedState: options.expectedState, serverName: options.serverName ?? 'the server' };
+}
+
+/** Listens on 127.0.0.1 only (RFC 8252 section 8.3) and returns the address actually bound. */
+function listen(server: Server, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (cause: Error): void => {
+      reject(new AuthkeepError('invalid_argument', `cannot listen for the callback on ${BIND_ADDRESS}:${port}: ${cause.message}`, { field: 'callback.port', cause }));
+    };
+    server.once('error', onError);
+    server.listen({ host: BIND_ADDRESS, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+type Verdict =
+  | { kind: 'refuse'; status: number; page: string }
+  | { kind: 'accept'; params: URLSearchParams; failure?: { error: string; description?: string } };
+
+/**
+ * Decides what one request is: the authorization response of this login (the callback path, a
+ * GET, exactly one `state` equal to the expected one, nothing accepted before) or anything else.
+ */
+function judgeRequest(req: IncomingMessage, ctx: { path: string; expectedState: string; settled: boolean }): Verdict {
+  if (req.method !== 'GET') return { kind: 'refuse', status: 405, page: refusalPage('This address only answers the browser\'s return from sign-in.') };
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', `http://${BIND_ADDRESS}`);
+  } catch {
+    return { kind: 'refuse', status: 400, page: refusalPage('This request could not be read.') };
+  }
+  if (ctx.settled) return { kind: 'refuse', status: 400, page: refusalPage('This sign-in has already finished. You can close this tab.') };
+  if (url.pathname !== ctx.path) return { kind: 'refuse', status: 400, page: refusalPage('This is not the sign-in return address.') };
+  const states = url.searchParams.getAll('state');
+  if (states.length !== 1 || states[0] !== ctx.expectedState) {
+    return { kind: 'refuse', status: 400, page: refusalPage('This link does not belong to the sign-in in progress. Finish the sign-in in the tab it opened.') };
+  }
+  const params = url.searchParams;
+  const error = params.get('error');
+  if (error !== null) {
+    const description = params.get('error_description');
+    return { kind: 'accept', params, failure: description === null ? { error } : { error, description } };
+  }
+  if (!params.get('code')) return { kind: 'accept', params, failure: { error: 'the authorization server sent no authorization code' } };
+  return { kind: 'accept', params };
+}
+
+function sendPage(res: ServerResponse, status: number, html: string): void {
+  res.writeHead(status, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Length': Buffer.byteLength(html),
+    'Cache-Control': 'no-store',
+    'Referrer-Policy': 'no-referrer', // the URL holds the code
+    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'",
+    'X-Content-Type-Options': 'nosniff',
+    ...(status === 405 ? { Allow: 'GET' } : {}),
+    Connection: 'close',
+  });
+  res.end(html);
+}
+
+function successPage(serverName: string): string {
+  return page('Signed in', `Signed in to ${escapeHtml(serverName)}.`, 'You can close this tab.');
+}
+
+function failurePage(failure: { error: string; description?: string }): string {
+  const reason = failure.description === undefined ? failure.error : `${failure.error}: ${failure.description}`;
+  return page('Sign-in failed', 'Sign-in failed.', `The authorization server answered: ${escapeHtml(reason)}. You can close this tab and try again.`);
+}
+
+function refusalPage(text: string): string {
+  return page('Not accepted', 'Request not accepted.', escapeHtml(text));
+}
+
+function page(title: string, heading: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)} - authkeep</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}</style></head>
+<body><h1>${heading}</h1><p>${body}</p></body></html>
+`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

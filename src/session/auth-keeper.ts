@@ -1,0 +1,203 @@
+/**
+ * auth-keeper: the library's public face. One AuthKeeper per process serves many MCP servers; it
+ * composes discovery, sign-in coordination, the token manager and the store, and holds no
+ * per-flow mutable state of its own (each sign-in is a value in sign-in.ts).
+ *
+ * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/).
+ */
+import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import type { HttpOptions } from '../oauth/http.js';
+import { revokeToken } from '../oauth/revocation.js';
+import { FileCredentialStore, type CredentialStore } from '../store/credential-store.js';
+import { defaultHome } from '../store/paths.js';
+import type { ServerRecord } from '../store/record.js';
+import { createAuthenticatedFetch } from './authenticated-fetch.js';
+import { openInBrowser, type OpenAuthorizationUrl } from './browser.js';
+import { canonicalServerUrl } from './canonical-url.js';
+import { discoverServer } from './discover-server.js';
+import { Logger, type LogSink } from './log.js';
+import { signIn, type CallbackOptions, type StaticClient } from './sign-in.js';
+import { SignInCoordinator } from './sign-in-coordinator.js';
+import { serverStatus, type ServerStatus } from './status.js';
+import { TokenManager } from './token-manager.js';
+
+export interface AuthKeeperOptions {
+  /** Where records live. Default: `$AUTHKEEP_HOME`, else the platform's per-user data directory. */
+  home?: string;
+  /** `client_name` sent in dynamic client registration. Default `authkeep`. */
+  clientName?: string;
+  /** A client ID metadata document URL, used when the AS advertises support for it. */
+  clientMetadataUrl?: string;
+  /** Pre-registered clients, keyed by issuer or by MCP server URL. */
+  staticClients?: Record<string, StaticClient>;
+  /** How the user is sent to the AS. Default: `$BROWSER`, else the platform opener. */
+  openAuthorizationUrl?: OpenAuthorizationUrl;
+  /** The loopback redirect: host (127.0.0.1 or localhost; always bound on 127.0.0.1), port, path. */
+  callback?: CallbackOptions;
+  /**
+   * DANGER: allows http for 127.0.0.1 / localhost / [::1] only (local development and tests).
+   * https is required for every other host whatever this says.
+   */
+  allowInsecureLoopback?: boolean;
+  /** How long a sign-in waits for the browser step. Default 5 minutes. */
+  loginTimeoutMs?: number;
+  /** Bounded number of 403 insufficient_scope re-authorizations per request. Default 2. */
+  maxStepUps?: number;
+  /** Timeout of each request to the AS or the server during auth. Default 30 s. */
+  httpTimeoutMs?: number;
+  /** A fetch to use for every request (tests, proxies). Default: global fetch. */
+  fetch?: typeof fetch;
+  /** Structured events (never secrets). */
+  log?: LogSink;
+  /** Another store backend. Default: files under `home`. */
+  store?: CredentialStore;
+  /** Backoff for transient token-endpoint failures. Default [200, 800, 2000] ms. */
+  transientRetryDelaysMs?: number[];
+}
+
+export interface LoginOptions {
+  /** Scope to request; unioned with the scope the server's challenge or PRM asks for. */
+  scope?: string;
+}
+
+export class AuthKeeper {
+  readonly home: string;
+  private readonly store: CredentialStore;
+  private readonly logger: Logger;
+  private readonly tokens: TokenManager;
+  private readonly coordinator: SignInCoordinator;
+  private readonly options: AuthKeeperOptions;
+
+  constructor(options: AuthKeeperOptions = {}) {
+    this.options = options;
+    this.home = options.home ?? defaultHome();
+    this.store = options.store ?? new FileCredentialStore({ home: this.home });
+    this.logger = new Logger(options.log);
+    const loginTimeoutMs = options.loginTimeoutMs ?? 5 * 60_000;
+    this.tokens = new TokenManager({
+      store: this.store,
+      http: () => this.http(),
+      logger: this.logger,
+      ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
+    });
+    this.coordinator = new SignInCoordinator({
+      store: this.store,
+      logger: this.logger,
+      lockTimeoutMs: loginTimeoutMs + 60_000,
+    });
+  }
+
+  private http(): HttpOptions {
+    return {
+      allowInsecureLoopback: this.options.allowInsecureLoopback === true,
+      timeoutMs: this.options.httpTimeoutMs ?? 30_000,
+      ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+    };
+  }
+
+  /**
+   * Interactive sign-in: discovery, registration, the browser step, code exchange. Concurrent
+   * calls for the same server, in this process or others, run one flow and share its result.
+   */
+  async login(serverUrl: string, options: LoginOptions = {}): Promise<ServerStatus> {
+    const url = canonicalServerUrl(serverUrl);
+    const server = await discoverServer(url, this.http());
+    const scope = unionScope(server.scope, options.scope);
+    const record = await this.coordinator.signIn(server, scope, async (current) => {
+      const knownRegistration =
+        current && current.registration.issuer === server.authorizationServer.issuer
+          ? current.registration
+          : await this.registrationForIssuer(server.authorizationServer.issuer);
+      const staticClient = this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
+      return signIn(server, scope, {
+        http: this.http(),
+        logger: this.logger,
+        clientName: this.options.clientName ?? 'authkeep',
+        ...(this.options.clientMetadataUrl ? { clientMetadataUrl: this.options.clientMetadataUrl } : {}),
+        ...(staticClient ? { staticClient } : {}),
+        callback: this.options.callback ?? {},
+        timeoutMs: this.options.loginTimeoutMs ?? 5 * 60_000,
+        openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
+        ...(knownRegistration ? { knownRegistration } : {}),
+      });
+    });
+    this.tokens.adopt(record);
+    return serverStatus({ kind: 'ok', record });
+  }
+
+  /** One registration per issuer: reuse the one another server's record holds. */
+  private async registrationForIssuer(issuer: string) {
+    const found = await this.store.findRegistrationsByIssuer(issuer);
+    return found[0];
+  }
+
+  /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */
+  getAccessToken(serverUrl: string): Promise<string> {
+    return this.tokens.getAccessToken(canonicalServerUrl(serverUrl));
+  }
+
+  /** A fetch for `serverUrl` that authenticates, refreshes on 401 and steps up on 403 insufficient_scope. */
+  fetch(serverUrl: string): typeof fetch {
+    const url = canonicalServerUrl(serverUrl);
+    return createAuthenticatedFetch({
+      serverUrl: url,
+      getAccessToken: () => this.tokens.getAccessToken(url),
+      recoverFromRejection: (rejected) => this.tokens.recoverFromRejection(url, rejected),
+      stepUp: async (scope) => {
+        await this.login(url, { scope });
+      },
+      grantedScope: async () => {
+        const read = await this.store.read(url);
+        return read.kind === 'ok' ? read.record.tokens?.scope : undefined;
+      },
+      maxStepUps: this.options.maxStepUps ?? 2,
+      fetch: this.options.fetch ?? globalThis.fetch,
+    });
+  }
+
+  /** One status per stored server, or for `serverUrl` only. Reads the store; no network. */
+  async status(serverUrl?: string): Promise<ServerStatus[]> {
+    if (serverUrl !== undefined) {
+      const url = canonicalServerUrl(serverUrl);
+      return [serverStatus(await this.store.read(url), url)];
+    }
+    const all = await this.store.list();
+    return all.map((entry) => serverStatus(entry));
+  }
+
+  /** Revokes the tokens where the AS has a revocation endpoint (RFC 7009), then deletes the record. */
+  async logout(serverUrl: string): Promise<{ revoked: boolean; deleted: boolean }> {
+    const url = canonicalServerUrl(serverUrl);
+    this.tokens.forget(url);
+    return this.store.transaction(url, 'refresh', async (tx) => {
+      const read = await tx.read();
+      if (read.kind !== 'ok') {
+        if (read.kind === 'missing') return { revoked: false, deleted: false };
+        await tx.delete();
+        return { revoked: false, deleted: true };
+      }
+      const record: ServerRecord = read.record;
+      let revoked = false;
+      if (record.tokens && record.authorizationServer.revocation_endpoint) {
+        const token = record.tokens.refreshToken ?? record.tokens.accessToken;
+        const hint = record.tokens.refreshToken ? 'refresh_token' : 'access_token';
+        try {
+          revoked = (await revokeToken(record.authorizationServer, record.registration, token, hint, this.http())) === 'revoked';
+        } catch (err) {
+          // Logging out locally must still work when the AS is down; say so.
+          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${(err as Error).message}`, { serverUrl: url });
+        }
+      }
+      await tx.delete();
+      this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
+      return { revoked, deleted: true };
+    });
+  }
+}
+
+function unionScope(a: string | undefined, b: string | undefined): string | undefined {
+  const set = new Set([...(a ?? '').split(' '), ...(b ?? '').split(' ')].filter(Boolean));
+  return set.size ? [...set].join(' ') : undefined;
+}
+
+export { AuthkeepError, NeedsAuthError };

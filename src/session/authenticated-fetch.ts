@@ -1,0 +1,75 @@
+/**
+ * authenticated-fetch: a `fetch` for one MCP server that adds the bearer token, answers a 401 by
+ * parsing the challenge and getting another token once (adopting another process's or refreshing),
+ * and a 403 `insufficient_scope` by re-authorizing with the union of the granted and demanded
+ * scopes, a bounded number of times (MCP authorization spec, "Scope Challenge Handling";
+ * RFC 6750 section 3.1).
+ *
+ * Not for: deciding when to refresh (token-manager.ts) or running a sign-in (sign-in.ts).
+ */
+import { AuthkeepError } from '../errors.js';
+import { bearerChallengeFromResponse } from '../oauth/www-authenticate.js';
+import { unionScopes } from '../oauth/scope.js';
+
+export interface AuthenticatedFetchDeps {
+  serverUrl: string;
+  getAccessToken: () => Promise<string>;
+  recoverFromRejection: (rejected: string) => Promise<string>;
+  /** Interactive re-authorization with `scope`; resolves when new tokens are stored. */
+  stepUp: (scope: string) => Promise<void>;
+  /** The scope of the current grant, if known. */
+  grantedScope: () => Promise<string | undefined>;
+  maxStepUps: number;
+  fetch: typeof fetch;
+}
+
+export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof fetch {
+  const authenticatedFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    // Buffer a Request body once so the request can be replayed after a refresh or step-up.
+    const request = input instanceof Request ? input : undefined;
+    const url = request ? request.url : input instanceof URL ? input.href : input;
+    const body = init?.body ?? (request?.body ? await request.arrayBuffer() : undefined);
+    const baseHeaders = new Headers(request?.headers);
+    new Headers(init?.headers).forEach((value, key) => baseHeaders.set(key, value));
+    const send = (token: string): Promise<Response> => {
+      const headers = new Headers(baseHeaders);
+      headers.set('authorization', `Bearer ${token}`);
+      return deps.fetch(url, { ...init, method: init?.method ?? request?.method ?? 'GET', headers, body: body ?? null });
+    };
+
+    let token = await deps.getAccessToken();
+    let response = await send(token);
+    let refreshed = false;
+    for (let stepUps = 0; ; ) {
+      if (response.status === 401 && !refreshed) {
+        // RFC 6750 section 3.1 invalid_token (or a bare 401): another token once, then give up.
+        refreshed = true;
+        await response.body?.cancel();
+        token = await deps.recoverFromRejection(token);
+        response = await send(token);
+        continue;
+      }
+      if (response.status === 403) {
+        const challenge = bearerChallengeFromResponse(response);
+        if (challenge?.error !== 'insufficient_scope') return response;
+        if (stepUps >= deps.maxStepUps) {
+          await response.body?.cancel();
+          throw new AuthkeepError(
+            'step_up_exhausted',
+            `${deps.serverUrl} still answers 403 insufficient_scope after ${stepUps} re-authorization(s)`,
+            { field: 'scope', detail: { demanded: challenge.scope } },
+          );
+        }
+        stepUps++;
+        await response.body?.cancel();
+        const scope = unionScopes(await deps.grantedScope(), challenge.scope);
+        await deps.stepUp(scope ?? '');
+        token = await deps.getAccessToken();
+        response = await send(token);
+        continue;
+      }
+      return response;
+    }
+  };
+  return authenticatedFetch as typeof fetch;
+}

@@ -1,0 +1,56 @@
+/**
+ * discover-server: everything a sign-in needs to know about an MCP server before it starts, in
+ * the MCP authorization spec's order: probe the server unauthenticated for its challenge, find
+ * its protected resource metadata (RFC 9728), then its authorization server's metadata (RFC 8414 /
+ * OIDC Discovery); without PRM, the 2025-03-26 back-compat paths at the server's origin.
+ *
+ * Not for: registration or the authorization request (sign-in.ts).
+ */
+import { AuthkeepError } from '../errors.js';
+import type { HttpOptions } from '../oauth/http.js';
+import { discoverAuthorizationServer, legacyAuthorizationServer } from '../oauth/authorization-server-metadata.js';
+import { discoverProtectedResource, probeServer } from '../oauth/protected-resource.js';
+import { selectScope } from '../oauth/scope.js';
+import type { AuthorizationServerRecord } from '../store/record.js';
+
+export interface DiscoveredServer {
+  serverUrl: string;
+  /** RFC 8707 resource exactly as the PRM publishes it (the server URL without PRM). */
+  resource: string;
+  resourceMetadataUrl?: string;
+  authorizationServer: AuthorizationServerRecord;
+  /** Scope chosen by the spec's strategy (challenge, else PRM scopes_supported), if any. */
+  scope?: string;
+}
+
+export async function discoverServer(serverUrl: string, http: HttpOptions): Promise<DiscoveredServer> {
+  const probe = await probeServer(serverUrl, http);
+  const prm = await discoverProtectedResource(serverUrl, {
+    ...http,
+    ...(probe.challenge?.resourceMetadata ? { resourceMetadataUrl: probe.challenge.resourceMetadata } : {}),
+  });
+  if (prm) {
+    const issuer = prm.metadata.authorization_servers?.[0];
+    if (!issuer) {
+      throw new AuthkeepError('metadata_invalid', `protected resource metadata at ${prm.url} names no authorization server`, {
+        field: 'authorization_servers',
+      });
+    }
+    const authorizationServer = await discoverAuthorizationServer(issuer, http);
+    const scope = selectScope({
+      challengeScope: probe.challenge?.scope,
+      resourceScopesSupported: prm.metadata.scopes_supported,
+    });
+    return {
+      serverUrl,
+      resource: prm.metadata.resource,
+      resourceMetadataUrl: prm.url,
+      authorizationServer,
+      ...(scope ? { scope } : {}),
+    };
+  }
+  // 2025-03-26 back-compat: no PRM; the server's origin is the authorization base URL.
+  const authorizationServer = await legacyAuthorizationServer(serverUrl, http);
+  const scope = selectScope({ challengeScope: probe.challenge?.scope });
+  return { serverUrl, resource: serverUrl, authorizationServer, ...(scope ? { scope } : {}) };
+}

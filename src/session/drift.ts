@@ -1,0 +1,39 @@
+/**
+ * drift: tokens whose client_id or issuer differ from the record's registration are never sent
+ * (DESIGN.md invariant 5). This is the check that turns the field report's "refresh token presented
+ * with another registration's client_id" into a local needs-auth with reason `drift`, before any
+ * request reaches the authorization server.
+ *
+ * Not for: detecting an issuer change announced by the server (see login.ts, issuer_changed).
+ */
+import type { ServerRecord } from '../store/record.js';
+
+export interface Drift {
+  field: 'tokens.clientId' | 'tokens.issuer' | 'registration.issuer';
+  /** Non-secret description: client ids and issuers are public identifiers. */
+  description: string;
+}
+
+export function detectDrift(record: ServerRecord): Drift | undefined {
+  const { registration, tokens, authorizationServer } = record;
+  if (registration.issuer !== authorizationServer.issuer) {
+    return {
+      field: 'registration.issuer',
+      description: `registration belongs to ${registration.issuer}, server uses ${authorizationServer.issuer}`,
+    };
+  }
+  if (!tokens) return undefined;
+  if (tokens.clientId !== registration.clientId) {
+    return {
+      field: 'tokens.clientId',
+      description: `tokens were issued to client ${tokens.clientId}, record is registered as ${registration.clientId}`,
+    };
+  }
+  if (tokens.issuer !== registration.issuer) {
+    return {
+      field: 'tokens.issuer',
+      description: `tokens were issued by ${tokens.issuer}, registration is at ${registration.issuer}`,
+    };
+  }
+  return undefined;
+}

@@ -1,0 +1,132 @@
+/**
+ * sign-in-coordinator: when several processes, or several calls in one process, need an
+ * interactive sign-in for the same server at once (every agent session starting together after a
+ * revocation), exactly one runs the flow and opens one browser tab; the others wait, bounded and
+ * saying so, then adopt the stored result. A failed or abandoned sign-in releases the waiters
+ * with its reason.
+ *
+ * How: one shared promise per server in-process; across processes the server's `login` lock.
+ * A process that gets the lock re-reads the record: tokens obtained after it started waiting mean
+ * another process signed in, so it adopts them. The leader's outcome (ok or failed, with reason)
+ * is written next to the record; a waiter that finds a failure newer than its own start throws
+ * that failure instead of opening yet another tab.
+ *
+ * Not for: the flow itself (sign-in.ts).
+ */
+import { NeedsAuthError, isAuthkeepError } from '../errors.js';
+import type { CredentialStore } from '../store/credential-store.js';
+import type { ServerRecord } from '../store/record.js';
+import type { DiscoveredServer } from './discover-server.js';
+import type { Logger } from './log.js';
+import { recordFromSignIn, type SignInResult } from './sign-in.js';
+import { needsAuthInfo } from './token-manager.js';
+import { detectDrift } from './drift.js';
+import { scopeCovers } from '../oauth/scope.js';
+
+export interface LoginOutcome {
+  status: 'ok' | 'failed';
+  at: number;
+  pid: number;
+  code?: string;
+  message?: string;
+}
+
+export interface SignInCoordinatorDeps {
+  store: CredentialStore;
+  logger: Logger;
+  lockTimeoutMs: number;
+}
+
+export class SignInCoordinator {
+  private readonly inflight = new Map<string, Promise<ServerRecord>>();
+
+  constructor(private readonly deps: SignInCoordinatorDeps) {}
+
+  /**
+   * Sign in to `server.serverUrl` unless another process or call does it first.
+   * `run` performs the interactive flow given the record as it is under the lock.
+   */
+  signIn(
+    server: DiscoveredServer,
+    scope: string | undefined,
+    run: (current: ServerRecord | undefined) => Promise<SignInResult>,
+  ): Promise<ServerRecord> {
+    const key = server.serverUrl;
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const flight = this.coordinate(server, scope, run).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, flight);
+    return flight;
+  }
+
+  private async coordinate(
+    server: DiscoveredServer,
+    scope: string | undefined,
+    run: (current: ServerRecord | undefined) => Promise<SignInResult>,
+  ): Promise<ServerRecord> {
+    const { store, logger } = this.deps;
+    const serverUrl = server.serverUrl;
+    const waitingSince = Date.now();
+    let announced = false;
+    return store.transaction(
+      serverUrl,
+      'login',
+      async (tx) => {
+        const current = await tx.read();
+        const record = current.kind === 'ok' ? current.record : undefined;
+
+        // Another process signed in while we waited: adopt its result, open no tab.
+        if (record && signedInSince(record, server, scope, waitingSince)) {
+          logger.emit('info', 'login.adopted', 'adopted a sign-in completed by another process', { serverUrl });
+          return record;
+        }
+        // Another process's sign-in failed while we waited: release with its reason.
+        const outcome = await store.readLoginOutcome(serverUrl);
+        if (outcome && outcome.status === 'failed' && outcome.at >= waitingSince && outcome.pid !== process.pid) {
+          throw new NeedsAuthError(
+            needsAuthInfo(serverUrl, 'login_failed', {
+              error: outcome.code,
+              errorDescription: `the sign-in run by process ${outcome.pid} failed: ${outcome.message ?? 'unknown error'}`,
+            }),
+          );
+        }
+
+        try {
+          const result = await run(record);
+          const written = await tx.write(recordFromSignIn(server, result, record));
+          await store.writeLoginOutcome(serverUrl, { status: 'ok', at: Date.now(), pid: process.pid });
+          logger.emit('info', 'login.ok', 'signed in', {
+            serverUrl,
+            issuer: result.registration.issuer,
+            clientId: result.registration.clientId,
+            registration: result.registration.method,
+          });
+          return written;
+        } catch (err) {
+          const code = isAuthkeepError(err) ? String(err.code) : 'unexpected';
+          const message = err instanceof Error ? err.message : String(err);
+          await store.writeLoginOutcome(serverUrl, { status: 'failed', at: Date.now(), pid: process.pid, code, message });
+          logger.emit('warn', 'login.failed', `sign-in failed: ${message}`, { serverUrl, code });
+          throw err;
+        }
+      },
+      {
+        timeoutMs: this.deps.lockTimeoutMs,
+        onWait: (holder: { pid?: number } | undefined) => {
+          if (announced) return;
+          announced = true;
+          logger.emit('info', 'login.waiting', `waiting for the sign-in running in process ${holder?.pid ?? '?'}`, { serverUrl });
+        },
+      },
+    );
+  }
+}
+
+/** True when `record` holds usable tokens obtained by a sign-in that finished after `since`. */
+function signedInSince(record: ServerRecord, server: DiscoveredServer, scope: string | undefined, since: number): boolean {
+  const tokens = record.tokens;
+  if (!tokens || record.needsAuth || detectDrift(record)) return false;
+  if (record.authorizationServer.issuer !== server.authorizationServer.issuer) return false;
+  if (tokens.obtainedAt < since) return false;
+  return scopeCovers(tokens.scope, scope);
+}

@@ -1,0 +1,180 @@
+/**
+ * sign-in: one interactive authorization-code flow with PKCE, from registration to stored tokens.
+ * Each flow is its own immutable value keyed by its `state` (DESIGN.md invariant 8): verifier,
+ * state, redirect URI, issuer, resource and scope live in this function's frame and nowhere else.
+ *
+ *   1. choose the registration: the record's (same issuer), another record's for the same issuer,
+ *      a pre-registered client, a client ID metadata document, or DCR (oauth/registration.ts);
+ *   2. open the loopback callback (RFC 8252 section 7.3);
+ *   3. PKCE S256 and state; build the authorize URL once, parse it back and compare;
+ *   4. send the user to it and wait for the callback; check state and RFC 9207 iss;
+ *   5. redeem the code (with resource, RFC 8707) and stamp the tokens with client_id and issuer.
+ *
+ * Not for: coordinating concurrent sign-ins (sign-in-coordinator.ts) or writing the record.
+ */
+import { generateRandomState } from 'oauth4webapi';
+import { AuthkeepError } from '../errors.js';
+import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
+import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
+import type { HttpOptions } from '../oauth/http.js';
+import { startLoopbackCallback } from '../oauth/loopback-callback.js';
+import { createPkcePair } from '../oauth/pkce.js';
+import { registerClient } from '../oauth/registration.js';
+import { withOfflineAccess } from '../oauth/scope.js';
+import { exchangeAuthorizationCode } from '../oauth/token-endpoint.js';
+import type { Registration, ServerRecord, Tokens } from '../store/record.js';
+import type { DiscoveredServer } from './discover-server.js';
+import type { Logger } from './log.js';
+
+export interface StaticClient {
+  clientId: string;
+  clientSecret?: string;
+  tokenEndpointAuthMethod?: 'none' | 'client_secret_basic' | 'client_secret_post';
+}
+
+export interface CallbackOptions {
+  host?: '127.0.0.1' | 'localhost';
+  port?: number;
+  path?: string;
+}
+
+export interface SignInContext {
+  http: HttpOptions;
+  logger: Logger;
+  clientName: string;
+  clientMetadataUrl?: string;
+  staticClient?: StaticClient;
+  callback: CallbackOptions;
+  timeoutMs: number;
+  openAuthorizationUrl: (url: string) => Promise<void> | void;
+  /** A registration already known for this issuer (this record's or another server's). */
+  knownRegistration?: Registration;
+}
+
+export interface SignInResult {
+  registration: Registration;
+  tokens: Tokens;
+}
+
+function loopbackPort(uri: string | undefined): number | undefined {
+  if (!uri) return undefined;
+  try {
+    const url = new URL(uri);
+    return url.port ? Number(url.port) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens the callback on the configured port, else on the port of the registered redirect URI, else an ephemeral one. */
+async function openCallback(ctx: SignInContext, state: string) {
+  const base = {
+    host: ctx.callback.host ?? '127.0.0.1',
+    path: ctx.callback.path ?? '/callback',
+    expectedState: state,
+    timeoutMs: ctx.timeoutMs,
+  } as const;
+  if (ctx.callback.port !== undefined) return startLoopbackCallback({ ...base, port: ctx.callback.port });
+  const registered = loopbackPort(ctx.knownRegistration?.redirectUris[0]);
+  if (registered !== undefined) {
+    try {
+      return await startLoopbackCallback({ ...base, port: registered });
+    } catch {
+      // The registered port is busy; RFC 8252 section 7.3 lets the AS accept any loopback port.
+    }
+  }
+  return startLoopbackCallback({ ...base, port: 0 });
+}
+
+export async function signIn(server: DiscoveredServer, requestedScope: string | undefined, ctx: SignInContext): Promise<SignInResult> {
+  const as = server.authorizationServer;
+  if (!as.authorization_endpoint) {
+    throw new AuthkeepError('metadata_invalid', `authorization server ${as.issuer} has no authorization_endpoint`, {
+      field: 'authorization_endpoint',
+    });
+  }
+  const scope = withOfflineAccess(requestedScope, as.scopes_supported);
+  const state = generateRandomState();
+  const callback = await openCallback(ctx, state);
+  try {
+    // 1. Registration (kept per issuer; re-registered when the issuer changes).
+    const registration =
+      ctx.knownRegistration && ctx.knownRegistration.issuer === as.issuer
+        ? ctx.knownRegistration
+        : await registerClient(
+            as,
+            {
+              clientName: ctx.clientName,
+              redirectUris: [callback.redirectUri],
+              ...(scope ? { scope } : {}),
+              ...(ctx.clientMetadataUrl ? { clientMetadataUrl: ctx.clientMetadataUrl } : {}),
+              ...(ctx.staticClient ? { staticClient: ctx.staticClient } : {}),
+            },
+            ctx.http,
+          );
+
+    // 3. PKCE and the authorize URL, built once and verified by parsing it back.
+    const pkce = await createPkcePair();
+    const url = buildAuthorizationUrl({
+      authorizationEndpoint: as.authorization_endpoint,
+      clientId: registration.clientId,
+      redirectUri: callback.redirectUri,
+      state,
+      codeChallenge: pkce.challenge,
+      codeChallengeMethod: 'S256',
+      resource: server.resource,
+      ...(scope ? { scope } : {}),
+    });
+
+    // 4. Send the user there and wait for the redirect.
+    ctx.logger.emit('info', 'login.authorize', `opening the authorization page of ${as.issuer}`, {
+      serverUrl: server.serverUrl,
+      issuer: as.issuer,
+      clientId: registration.clientId,
+    });
+    await ctx.openAuthorizationUrl(url.href);
+    const params = await callback.result;
+    const { code } = validateAuthorizationResponse(params, {
+      state,
+      issuer: as.issuer,
+      issParameterSupported: as.authorization_response_iss_parameter_supported === true,
+    });
+
+    // 5. Redeem the code with the same client, redirect URI and resource.
+    const obtainedAt = Date.now();
+    const tokenSet = await exchangeAuthorizationCode(
+      as,
+      registration,
+      { code, codeVerifier: pkce.verifier, redirectUri: callback.redirectUri, resource: server.resource },
+      ctx.http,
+    );
+    const tokens: Tokens = {
+      accessToken: tokenSet.accessToken,
+      tokenType: tokenSet.tokenType,
+      ...(tokenSet.expiresIn !== undefined ? { expiresAt: obtainedAt + tokenSet.expiresIn * 1000 } : {}),
+      obtainedAt,
+      ...(tokenSet.refreshToken ? { refreshToken: tokenSet.refreshToken, refreshTokenObtainedAt: obtainedAt } : {}),
+      ...(tokenSet.scope ?? scope ? { scope: tokenSet.scope ?? scope } : {}),
+      clientId: registration.clientId,
+      issuer: as.issuer,
+    };
+    return { registration, tokens };
+  } finally {
+    await callback.close();
+  }
+}
+
+/** The record a successful sign-in produces (generation is set by the store's compare-and-swap). */
+export function recordFromSignIn(server: DiscoveredServer, result: SignInResult, previous: ServerRecord | undefined): ServerRecord {
+  return {
+    version: 1,
+    serverUrl: server.serverUrl,
+    generation: previous?.generation ?? 0,
+    resource: server.resource,
+    ...(server.resourceMetadataUrl ? { resourceMetadataUrl: server.resourceMetadataUrl } : {}),
+    authorizationServer: server.authorizationServer,
+    registration: result.registration,
+    tokens: result.tokens,
+    updatedAt: new Date().toISOString(),
+  };
+}

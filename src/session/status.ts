@@ -1,0 +1,105 @@
+/**
+ * status: what `keeper.status()` and `authkeep status` report for a server, derived from its
+ * record alone (no network, no secrets): issuer, client_id, how it registered, token expiry and
+ * age, last refresh, and state: ok, or needs-auth with its reason and what to do.
+ *
+ * Not for: checks that need the network or the file system's modes (cli doctor).
+ */
+import type { NeedsAuthReason } from '../errors.js';
+import type { ServerRecord } from '../store/record.js';
+import { detectDrift } from './drift.js';
+import { isUnexpired } from './refresh-policy.js';
+
+export interface ServerStatus {
+  serverUrl: string;
+  state: 'ok' | 'needs-auth';
+  issuer?: string;
+  clientId?: string;
+  registration?: ServerRecord['registration']['method'];
+  scope?: string;
+  accessTokenExpiresAt?: string;
+  accessTokenValid?: boolean;
+  hasRefreshToken?: boolean;
+  refreshTokenAgeSeconds?: number;
+  lastRefreshAt?: string;
+  generation?: number;
+  needsAuth?: {
+    reason: NeedsAuthReason;
+    error?: string;
+    errorDescription?: string;
+    at: string;
+    request?: string;
+    fix: string;
+  };
+}
+
+type ReadLike =
+  | { kind: 'missing' }
+  | { kind: 'ok'; record: ServerRecord }
+  | { kind: 'corrupt'; movedTo: string; error: Error };
+
+export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?: string): ServerStatus {
+  const now = Date.now();
+  const url = read.kind === 'ok' ? read.record.serverUrl : (serverUrl ?? read.serverUrl ?? '(unknown)');
+  const fix = `authkeep login ${url}`;
+  if (read.kind === 'missing') {
+    return { serverUrl: url, state: 'needs-auth', needsAuth: { reason: 'no_credentials', at: new Date(now).toISOString(), fix } };
+  }
+  if (read.kind === 'corrupt') {
+    return {
+      serverUrl: url,
+      state: 'needs-auth',
+      needsAuth: {
+        reason: 'store_corrupt',
+        errorDescription: `record was unreadable and moved to ${read.movedTo}`,
+        at: new Date(now).toISOString(),
+        fix,
+      },
+    };
+  }
+  const record = read.record;
+  const tokens = record.tokens;
+  const base: ServerStatus = {
+    serverUrl: url,
+    state: 'ok',
+    issuer: record.authorizationServer.issuer,
+    clientId: record.registration.clientId,
+    registration: record.registration.method,
+    generation: record.generation,
+    ...(record.lastRefreshAt ? { lastRefreshAt: new Date(record.lastRefreshAt).toISOString() } : {}),
+  };
+  if (tokens) {
+    Object.assign(base, {
+      ...(tokens.scope ? { scope: tokens.scope } : {}),
+      ...(tokens.expiresAt ? { accessTokenExpiresAt: new Date(tokens.expiresAt).toISOString() } : {}),
+      accessTokenValid: isUnexpired(tokens, now),
+      hasRefreshToken: tokens.refreshToken !== undefined,
+      ...(tokens.refreshToken
+        ? { refreshTokenAgeSeconds: Math.round((now - (tokens.refreshTokenObtainedAt ?? tokens.obtainedAt)) / 1000) }
+        : {}),
+    });
+  }
+  const drift = detectDrift(record);
+  const marker = record.needsAuth;
+  if (marker) {
+    base.state = 'needs-auth';
+    base.needsAuth = {
+      reason: marker.reason as NeedsAuthReason,
+      at: marker.at,
+      ...(marker.error ? { error: marker.error } : {}),
+      ...(marker.errorDescription ? { errorDescription: marker.errorDescription } : {}),
+      ...(marker.request ? { request: marker.request } : {}),
+      fix,
+    };
+  } else if (drift) {
+    base.state = 'needs-auth';
+    base.needsAuth = { reason: 'drift', errorDescription: drift.description, at: new Date(now).toISOString(), fix };
+  } else if (!tokens) {
+    base.state = 'needs-auth';
+    base.needsAuth = { reason: 'no_credentials', at: new Date(now).toISOString(), fix };
+  } else if (!tokens.refreshToken && !isUnexpired(tokens, now)) {
+    base.state = 'needs-auth';
+    base.needsAuth = { reason: 'expired', at: new Date(tokens.expiresAt ?? now).toISOString(), fix };
+  }
+  return base;
+}

@@ -1,0 +1,332 @@
+/**
+ * token-manager: getAccessToken and the refresh transaction (DESIGN.md invariants 3, 4, 5).
+ *
+ * The hot path is a Map lookup: a cached token before its refresh-due instant is returned with no
+ * disk and no lock. Past that instant, one shared promise per server (in-process single-flight)
+ * runs the transaction, which reads like the protocol:
+ *   1. read the record without a lock; if another process already refreshed, adopt its tokens;
+ *   2. otherwise take the server's refresh lock and re-read (the pre-lock read is only a hint);
+ *   3. check drift: tokens stamped with another client_id or issuer are never sent;
+ *   4. adopt if, under the lock, the record now holds tokens that are not due;
+ *   5. refresh, keep the old refresh token when the response carries none, stamp the new tokens
+ *      with the registration's client_id and issuer, write with compare-and-swap, release;
+ *   6. only then expose the new token.
+ * The transaction is not cancellable by its caller: once a refresh token is spent, the result is
+ * persisted whatever happens to the request that triggered it.
+ *
+ * Not for: interactive sign-in (see sign-in.ts) or HTTP handling of 401/403 (authenticated-fetch.ts).
+ */
+import { NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
+import type { HttpOptions } from '../oauth/http.js';
+import type { CredentialStore } from '../store/credential-store.js';
+import type { ServerRecord, Tokens } from '../store/record.js';
+import { detectDrift } from './drift.js';
+import type { Logger } from './log.js';
+import { isUnexpired, refreshDueAt } from './refresh-policy.js';
+
+interface CachedToken {
+  accessToken: string;
+  tokenType: string;
+  refreshAt: number;
+  expiresAt: number | undefined;
+}
+
+/** Why a refresh is being attempted: a policy, not a boolean. */
+export type RefreshCause =
+  | { kind: 'due' }
+  /** The server answered 401 to this token: refresh unless the store already holds another one. */
+  | { kind: 'rejected'; rejectedAccessToken: string };
+
+export interface TokenManagerDeps {
+  store: CredentialStore;
+  http: () => HttpOptions;
+  logger: Logger;
+  /** Backoff delays for transient token-endpoint failures (temporarily_unavailable, 5xx, timeouts). */
+  transientRetryDelaysMs?: number[];
+  lockTimeoutMs?: number;
+}
+
+const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
+
+export function needsAuthInfo(
+  serverUrl: string,
+  reason: NeedsAuthReason,
+  extra: Partial<Omit<NeedsAuthInfo, 'reason' | 'serverUrl'>> = {},
+): NeedsAuthInfo {
+  return { serverUrl, reason, at: new Date().toISOString(), ...extra };
+}
+
+/** The NeedsAuthError a stored needs-auth marker stands for. */
+export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | undefined {
+  const marker = record.needsAuth;
+  if (!marker) return undefined;
+  return new NeedsAuthError({
+    serverUrl: record.serverUrl,
+    reason: marker.reason as NeedsAuthReason,
+    error: marker.error,
+    errorDescription: marker.errorDescription,
+    at: marker.at,
+    request: marker.request,
+  });
+}
+
+export class TokenManager {
+  private readonly cache = new Map<string, CachedToken>();
+  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly retryDelays: number[];
+
+  constructor(private readonly deps: TokenManagerDeps) {
+    this.retryDelays = deps.transientRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
+  }
+
+  /** A valid access token for `serverUrl` (canonical). The hot path touches no disk and no lock. */
+  getAccessToken(serverUrl: string): Promise<string> {
+    const cached = this.cache.get(serverUrl);
+    if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    return this.singleFlight(serverUrl, { kind: 'due' });
+  }
+
+  /** Synchronous hot path for benchmarks and callers that can use a cached value. */
+  peekCachedToken(serverUrl: string): string | undefined {
+    const cached = this.cache.get(serverUrl);
+    return cached !== undefined && Date.now() < cached.refreshAt ? cached.accessToken : undefined;
+  }
+
+  /** The server rejected `rejectedAccessToken` (401): get another one, adopting or refreshing. */
+  recoverFromRejection(serverUrl: string, rejectedAccessToken: string): Promise<string> {
+    const cached = this.cache.get(serverUrl);
+    if (cached?.accessToken === rejectedAccessToken) this.cache.delete(serverUrl);
+    else if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    return this.singleFlight(serverUrl, { kind: 'rejected', rejectedAccessToken });
+  }
+
+  /** Make the manager serve the tokens of a record just written (after login). */
+  adopt(record: ServerRecord): void {
+    if (record.tokens && !record.needsAuth && detectDrift(record) === undefined) this.remember(record.serverUrl, record.tokens);
+  }
+
+  forget(serverUrl: string): void {
+    this.cache.delete(serverUrl);
+  }
+
+  private singleFlight(serverUrl: string, cause: RefreshCause): Promise<string> {
+    const running = this.inflight.get(serverUrl);
+    if (running) return running;
+    const flight = this.refreshTransaction(serverUrl, cause).finally(() => this.inflight.delete(serverUrl));
+    this.inflight.set(serverUrl, flight);
+    return flight;
+  }
+
+  private remember(serverUrl: string, tokens: Tokens): CachedToken {
+    const entry: CachedToken = {
+      accessToken: tokens.accessToken,
+      tokenType: tokens.tokenType,
+      refreshAt: refreshDueAt(tokens),
+      expiresAt: tokens.expiresAt,
+    };
+    this.cache.set(serverUrl, entry);
+    return entry;
+  }
+
+  /** Tokens in `record` that can be served as they are, given why we came here. */
+  private adoptable(record: ServerRecord, cause: RefreshCause): Tokens | undefined {
+    const tokens = record.tokens;
+    if (!tokens || record.needsAuth) return undefined;
+    if (cause.kind === 'rejected') {
+      // After a 401, adopt only a token other than the rejected one (another process refreshed).
+      return tokens.accessToken !== cause.rejectedAccessToken && isUnexpired(tokens) ? tokens : undefined;
+    }
+    return Date.now() < refreshDueAt(tokens, 0) ? tokens : undefined;
+  }
+
+  private async readRecord(serverUrl: string, read: () => ReturnType<CredentialStore['read']>): Promise<ServerRecord> {
+    const result = await read();
+    if (result.kind === 'missing') throw new NeedsAuthError(needsAuthInfo(serverUrl, 'no_credentials'));
+    if (result.kind === 'corrupt') {
+      throw new NeedsAuthError(
+        needsAuthInfo(serverUrl, 'store_corrupt', { errorDescription: `record moved aside to ${result.movedTo}` }),
+        { cause: result.error },
+      );
+    }
+    return result.record;
+  }
+
+  private async refreshTransaction(serverUrl: string, cause: RefreshCause): Promise<string> {
+    const { store, logger } = this.deps;
+
+    // 1. Lock-free read: the common case after another process refreshed is a plain adoption.
+    const hint = await this.readRecord(serverUrl, () => store.read(serverUrl));
+    const stored = needsAuthFromRecord(hint);
+    if (stored) throw stored;
+    if (detectDrift(hint) === undefined) {
+      const fresh = this.adoptable(hint, cause);
+      if (fresh) {
+        logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored', { serverUrl, generation: hint.generation });
+        return this.remember(serverUrl, fresh).accessToken;
+      }
+    }
+
+    // 2. Take the per-server refresh lock and re-read under it.
+    return store.transaction(
+      serverUrl,
+      'refresh',
+      async (tx) => {
+        const record = await this.readRecord(serverUrl, () => tx.read());
+        const marker = needsAuthFromRecord(record);
+        if (marker) throw marker;
+
+        // 3. Drift: never send tokens that belong to another registration or issuer.
+        const drift = detectDrift(record);
+        if (drift) {
+          const info = needsAuthInfo(serverUrl, 'drift', { errorDescription: drift.description });
+          await tx.write(markNeedsAuth(record, info));
+          logger.emit('warn', 'needs_auth', drift.description, { serverUrl, reason: 'drift', field: drift.field });
+          throw new NeedsAuthError(info);
+        }
+
+        // 4. Another process refreshed while we waited for the lock: adopt, do not spend the token again.
+        const fresh = this.adoptable(record, cause);
+        if (fresh) {
+          logger.emit('debug', 'refresh.adopted', 'adopted tokens refreshed under the lock by another process', {
+            serverUrl,
+            generation: record.generation,
+          });
+          return this.remember(serverUrl, fresh).accessToken;
+        }
+
+        const tokens = record.tokens;
+        if (!tokens) throw new NeedsAuthError(needsAuthInfo(serverUrl, 'no_credentials'));
+        if (!tokens.refreshToken) {
+          if (cause.kind === 'due' && isUnexpired(tokens)) {
+            // Nothing to refresh with; serve the token until it expires, then needs-auth `expired`.
+            const entry = this.remember(serverUrl, tokens);
+            entry.refreshAt = tokens.expiresAt ?? entry.refreshAt;
+            return tokens.accessToken;
+          }
+          const info = needsAuthInfo(serverUrl, cause.kind === 'rejected' ? 'revoked' : 'expired');
+          await tx.write(markNeedsAuth(record, info));
+          throw new NeedsAuthError(info);
+        }
+
+        // 5. Refresh, persist with compare-and-swap, then expose.
+        const next = await this.refreshWithRetry(record, tokens, async (info) => {
+          await tx.write(markNeedsAuth(record, info));
+        });
+        if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens);
+        const written = await tx.write(next);
+        logger.emit('info', 'refresh.ok', 'refreshed access token', {
+          serverUrl,
+          generation: written.generation,
+          rotated: next.tokens?.refreshToken !== tokens.refreshToken,
+        });
+        // 6. Expose only what is persisted.
+        return this.remember(serverUrl, next.tokens as Tokens).accessToken;
+      },
+      this.deps.lockTimeoutMs === undefined ? undefined : { timeoutMs: this.deps.lockTimeoutMs },
+    );
+  }
+
+  private serveUntilExpiry(serverUrl: string, tokens: Tokens): string {
+    const entry = this.remember(serverUrl, tokens);
+    // Retry the refresh soon rather than at the normal due time, but keep serving the valid token.
+    entry.refreshAt = Math.min(tokens.expiresAt ?? Date.now() + 5000, Date.now() + 1000);
+    return tokens.accessToken;
+  }
+
+  /**
+   * Calls the token endpoint, retrying transient failures with backoff. invalid_grant and
+   * client errors mark the record needs-auth (through `markNeedsAuth`) and throw. A transient
+   * failure that outlasts the retries never forces a re-auth: it serves the current token while
+   * it is valid, else throws needs-auth `as_unreachable` without persisting it.
+   */
+  private async refreshWithRetry(
+    record: ServerRecord,
+    tokens: Tokens & { refreshToken: string },
+    markNeedsAuth: (info: NeedsAuthInfo) => Promise<void>,
+  ): Promise<ServerRecord | 'unreachable-but-valid'> {
+    const { serverUrl } = record;
+    for (let attempt = 0; ; attempt++) {
+      let response: TokenSet;
+      try {
+        response = await refreshAccessToken(
+          record.authorizationServer,
+          record.registration,
+          { refreshToken: tokens.refreshToken, resource: record.resource, ...(tokens.scope ? { scope: tokens.scope } : {}) },
+          this.deps.http(),
+        );
+      } catch (err) {
+        if (!(err instanceof TokenEndpointError)) throw err;
+        if (err.kind === 'transient') {
+          const delay = this.retryDelays[attempt];
+          if (delay !== undefined) {
+            this.deps.logger.emit('warn', 'refresh.retry', `token endpoint unavailable, retrying in ${delay} ms`, {
+              serverUrl,
+              status: err.status,
+              error: err.oauthError,
+            });
+            await sleep(delay);
+            continue;
+          }
+          if (isUnexpired(tokens)) return 'unreachable-but-valid';
+          throw new NeedsAuthError(
+            needsAuthInfo(serverUrl, 'as_unreachable', { error: err.oauthError, errorDescription: err.message, request: err.request }),
+            { cause: err },
+          );
+        }
+        const reason: NeedsAuthReason = err.kind === 'needs_auth' ? (err.needsAuthReason ?? 'invalid_grant') : 'malformed_response';
+        const info = needsAuthInfo(serverUrl, reason, {
+          error: err.oauthError,
+          errorDescription: err.oauthErrorDescription ?? (err.kind === 'malformed' ? err.message : undefined),
+          request: err.request,
+        });
+        await markNeedsAuth(info);
+        this.deps.logger.emit('warn', 'needs_auth', `refresh failed: ${reason}`, {
+          serverUrl,
+          reason,
+          error: err.oauthError,
+          request: err.request,
+        });
+        throw new NeedsAuthError(info, { cause: err });
+      }
+      const now = Date.now();
+      const rotated = response.refreshToken !== undefined && response.refreshToken !== tokens.refreshToken;
+      const nextTokens: Tokens = {
+        accessToken: response.accessToken,
+        tokenType: response.tokenType,
+        ...(response.expiresIn !== undefined ? { expiresAt: now + response.expiresIn * 1000 } : {}),
+        obtainedAt: now,
+        // Many IdPs omit a new refresh token: keep the old one.
+        refreshToken: response.refreshToken ?? tokens.refreshToken,
+        refreshTokenObtainedAt: rotated ? now : (tokens.refreshTokenObtainedAt ?? tokens.obtainedAt),
+        ...(response.scope ?? tokens.scope ? { scope: response.scope ?? tokens.scope } : {}),
+        clientId: record.registration.clientId,
+        issuer: record.registration.issuer,
+      };
+      const { needsAuth: _cleared, ...rest } = record;
+      return { ...rest, tokens: nextTokens, lastRefreshAt: now, updatedAt: new Date(now).toISOString() };
+    }
+  }
+}
+
+/** The record with a needs-auth marker; tokens the AS refused are dropped, the registration kept. */
+export function markNeedsAuth(record: ServerRecord, info: NeedsAuthInfo): ServerRecord {
+  const keepTokens = info.reason === 'malformed_response' || info.reason === 'as_unreachable';
+  const { tokens, ...rest } = record;
+  return {
+    ...rest,
+    ...(keepTokens && tokens ? { tokens } : {}),
+    needsAuth: {
+      reason: info.reason,
+      at: info.at,
+      ...(info.error ? { error: info.error } : {}),
+      ...(info.errorDescription ? { errorDescription: info.errorDescription } : {}),
+      ...(info.request ? { request: info.request } : {}),
+    },
+    updatedAt: new Date().toISOString(),
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
