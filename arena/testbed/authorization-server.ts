@@ -1,0 +1,336 @@
+/**
+ * The real authorization server of the test bed: oidc-provider 9 on 127.0.0.1 (ephemeral port),
+ * configured the way strict IdPs behave for MCP clients, with an audit of everything it saw.
+ *
+ * For: integration tests and the arena. It provides DCR (no initial access token), PKCE (S256
+ * only, always required), resource indicators with JWT access tokens whose `aud` is the MCP
+ * server, refresh tokens for every client that has the refresh_token grant, refresh-token
+ * rotation where reusing a rotated token returns invalid_grant AND revokes the grant, revocation,
+ * RFC 9207 `iss` in authorization responses, native clients with loopback redirect URIs (port
+ * ignored), auto-approving login/consent (see interactions.ts), optional issuer path with or
+ * without RFC 8414 path-inserted metadata, and the audit (see audit.ts).
+ *
+ * Not for: mocking (this is the real provider); client-side logic; anything off loopback.
+ * Time is not simulated here: TTLs are plain seconds (the arena passes compressed values).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import Provider, { errors, type ClientMetadata, type Configuration } from 'oidc-provider';
+
+import { AuditLog, type AuditEntry, type HttpAuditEntry } from './audit.js';
+import { closeServer, listenEphemeral, sendText } from './http-util.js';
+import { completeInteraction, type InteractionBehavior } from './interactions.js';
+import { createMemoryAdapter } from './memory-adapter.js';
+import { installEventAudit, installRequestAudit, startHttpEntry } from './provider-audit.js';
+
+export interface ResourceDefinition {
+  /** The resource indicator, i.e. the MCP server URL (also the JWT `aud`). */
+  resource: string;
+  /** Scopes this resource accepts (e.g. mcp:read mcp:write mcp:admin). */
+  scopes: string[];
+  /** Overrides the AS-wide access token TTL for this resource. */
+  accessTokenTtlSeconds?: number;
+}
+
+export interface AuthorizationServerOptions {
+  /** Issuer path, '' (default) or e.g. '/tenant'; the provider is mounted under it. */
+  issuerPath?: string;
+  /** Also serve RFC 8414 / OIDC path-inserted metadata (`/.well-known/<kind>/tenant`). */
+  pathInsertedMetadata?: boolean;
+  /** Serve discovery metadata at all (false: every /.well-known/ path is 404). Default true. */
+  serveMetadata?: boolean;
+  /** Access token TTL in whole seconds (default 3600). */
+  accessTokenTtlSeconds?: number;
+  /** Refresh token TTL in whole seconds, renewed on each rotation (default 15 days). */
+  refreshTokenTtlSeconds?: number;
+  /** Grant TTL in whole seconds: the absolute bound of a login (default 30 days). */
+  grantTtlSeconds?: number;
+  /** Protected resources (MCP servers); more can be added later with addResource(). */
+  resources?: ResourceDefinition[];
+  /** Resource used when an authorization request names none (default: none, opaque token). */
+  defaultResource?: string;
+  /** The provider's `scopes` setting (default: openid offline_access mcp:read mcp:write mcp:admin). */
+  scopes?: string[];
+  /**
+   * Leave `scopes` at oidc-provider's default (openid offline_access), so a DCR whose `scope`
+   * names mcp:* is rejected with invalid_client_metadata, as strict IdPs do. Authorization for
+   * resource scopes still works (they come from the resource definitions).
+   */
+  strictRegistrationScopes?: boolean;
+  /** Pre-registered clients (confidential with client_secret_basic/_post, or public `none`). */
+  staticClients?: ClientMetadata[];
+  /** true (default): every refresh rotates; 'provider-default': public clients only. */
+  rotateRefreshToken?: boolean | 'provider-default';
+  /** Account id the robot logs in as (default 'robot'). */
+  accountId?: string;
+  /** Finish consent with access_denied. */
+  denyConsent?: boolean;
+  /** Override endpoint paths (relative to the issuer), e.g. { authorization: '/authorize' }. */
+  routes?: Partial<Record<'authorization' | 'token' | 'registration' | 'revocation' | 'jwks', string>>;
+  /**
+   * Advertise `client_id_metadata_document_supported: true`. oidc-provider 9.13's own CIMD
+   * feature only fetches https URLs and refuses loopback addresses, so it cannot run here; with
+   * this flag the metadata advertises support and `cimdClients` are pre-registered under their
+   * URL client_ids, so a client that picks CIMD completes the flow. The AS does NOT fetch.
+   */
+  advertiseClientIdMetadataDocument?: boolean;
+  /** Clients known by URL client_id when advertiseClientIdMetadataDocument is set. */
+  cimdClients?: ClientMetadata[];
+  /** Receives every audit entry as it is recorded. */
+  auditSink?: (entry: AuditEntry) => void;
+}
+
+export interface RunningAuthorizationServer {
+  /** e.g. http://127.0.0.1:PORT or http://127.0.0.1:PORT/tenant */
+  issuer: string;
+  /** http://127.0.0.1:PORT */
+  origin: string;
+  provider: Provider;
+  audit: AuditLog;
+  /** Absolute endpoint URLs. */
+  endpoints: {
+    authorization: string;
+    token: string;
+    registration: string;
+    revocation: string;
+    jwks: string;
+    /** RFC 8414 metadata at the issuer's own path (issuer + /.well-known/oauth-authorization-server). */
+    metadata: string;
+  };
+  /** Mutable robot behaviour (account, deny consent). */
+  behavior: InteractionBehavior;
+  /** origin + path */
+  url(path: string): string;
+  /** Register another protected resource. */
+  addResource(definition: ResourceDefinition): void;
+  /** The host app's request handler (to embed the AS into another server). */
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  close(): Promise<void>;
+}
+
+const DEFAULT_SCOPES = ['openid', 'offline_access', 'mcp:read', 'mcp:write', 'mcp:admin'];
+const DAY = 24 * 60 * 60;
+
+/** Start oidc-provider on its own http server at 127.0.0.1:0. */
+export async function startAuthorizationServer(options: AuthorizationServerOptions = {}): Promise<RunningAuthorizationServer> {
+  const server = createServer();
+  const origin = await listenEphemeral(server);
+  const as = createAuthorizationServer(origin, options);
+  server.on('request', as.handle);
+  return {
+    ...as,
+    close: async () => {
+      await as.close();
+      await closeServer(server);
+    },
+  };
+}
+
+/**
+ * Build the AS for a given origin without listening: `handle` serves it. Used to embed an AS
+ * into another server's origin (the 2025-03-26 "MCP server is its own AS" variants).
+ */
+export function createAuthorizationServer(origin: string, options: AuthorizationServerOptions = {}): RunningAuthorizationServer {
+  const issuerPath = normalizeIssuerPath(options.issuerPath ?? '');
+  const issuer = `${origin}${issuerPath}`;
+  const accessTtl = positiveInt(options.accessTokenTtlSeconds ?? 3600, 'accessTokenTtlSeconds');
+  const refreshTtl = positiveInt(options.refreshTokenTtlSeconds ?? 15 * DAY, 'refreshTokenTtlSeconds');
+  const grantTtl = positiveInt(options.grantTtlSeconds ?? 30 * DAY, 'grantTtlSeconds');
+  const resources = new Map<string, ResourceDefinition>();
+  for (const r of options.resources ?? []) resources.set(r.resource, r);
+  const behavior: InteractionBehavior = {
+    accountId: options.accountId ?? 'robot',
+    denyConsent: options.denyConsent ?? false,
+  };
+  const audit = new AuditLog(options.auditSink);
+  const routes = {
+    authorization: '/auth',
+    token: '/token',
+    registration: '/reg',
+    revocation: '/token/revocation',
+    jwks: '/jwks',
+    ...options.routes,
+  };
+
+  const configuration: Configuration = {
+    adapter: createMemoryAdapter(),
+    clients: [...(options.staticClients ?? []), ...(options.cimdClients ?? [])].map(withClientDefaults),
+    jwks: { keys: signingKeys() },
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    ...(options.strictRegistrationScopes ? {} : { scopes: options.scopes ?? DEFAULT_SCOPES }),
+    routes,
+    responseTypes: ['code'],
+    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    interactions: { url: async (_ctx, interaction) => `${issuerPath}/interaction/${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false },
+      registration: { enabled: true, initialAccessToken: false },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? options.defaultResource,
+        // Refresh (and code exchange) without `resource` get the granted one.
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, indicator) => {
+          const def = resources.get(indicator);
+          if (!def) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+          return {
+            scope: def.scopes.join(' '),
+            audience: def.resource,
+            accessTokenTTL: def.accessTokenTtlSeconds ?? accessTtl,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256' } },
+          };
+        },
+      },
+    },
+    pkce: { required: () => true },
+    // Refresh tokens for every client allowed the grant, offline_access or not, that outlive
+    // the (absent) session.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    expiresWithSession: async () => false,
+    ...(options.rotateRefreshToken === 'provider-default' ? {} : { rotateRefreshToken: options.rotateRefreshToken ?? true }),
+    ttl: {
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? accessTtl,
+      AuthorizationCode: () => 60,
+      ClientCredentials: () => accessTtl,
+      DeviceCode: () => 600,
+      BackchannelAuthenticationRequest: () => 600,
+      IdToken: () => accessTtl,
+      RefreshToken: () => refreshTtl,
+      Grant: () => grantTtl,
+      Interaction: () => 3600,
+      Session: () => grantTtl,
+    },
+    ...(options.advertiseClientIdMetadataDocument
+      ? { discovery: { client_id_metadata_document_supported: true } }
+      : {}),
+  };
+
+  const provider = new Provider(issuer, configuration);
+  // No reverse proxy in front: trust nothing forwarded.
+  provider.proxy = false;
+
+  /** HTTP entries of requests in flight, by request object (events attach to them). */
+  const inFlight = new WeakMap<IncomingMessage, HttpAuditEntry>();
+  /** The entry of the request being handled (covers interactionDetails' own contexts). */
+  const current = new AsyncLocalStorage<HttpAuditEntry>();
+  installEventAudit(provider, audit, inFlight, current);
+  installRequestAudit(provider, inFlight);
+
+  const callback = provider.callback();
+  const metadataKinds = ['oauth-authorization-server', 'openid-configuration'];
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', origin);
+    const entry = startHttpEntry(audit, req, url);
+    current.run(entry, () => route(req, res, url, entry));
+  };
+
+  const route = (req: IncomingMessage, res: ServerResponse, url: URL, entry: HttpAuditEntry): void => {
+    inFlight.set(req, entry);
+    res.on('finish', () => {
+      entry.status = res.statusCode;
+      audit.record(entry);
+    });
+    // A request aborted before its response finished is still recorded.
+    res.on('close', () => {
+      if (!res.writableFinished && entry.status === undefined) {
+        entry.status = 0;
+        audit.record(entry);
+      }
+    });
+
+    const path = url.pathname;
+    const serveMetadata = options.serveMetadata ?? true;
+
+    if (path.startsWith('/.well-known/') || path.startsWith(`${issuerPath}/.well-known/`)) {
+      if (!serveMetadata) return sendText(res, 404, 'not found');
+      entry.endpoint = 'discovery';
+      // RFC 8414 section 3.1 path insertion: /.well-known/<kind>/tenant
+      const inserted = metadataKinds.find((kind) => issuerPath && path === `/.well-known/${kind}${issuerPath}`);
+      if (inserted) {
+        if (!options.pathInsertedMetadata) return sendText(res, 404, 'not found');
+        return mount(req, res, `${issuerPath}/.well-known/${inserted}`);
+      }
+    }
+
+    if (path.startsWith(`${issuerPath}/interaction/`)) {
+      entry.endpoint = 'interaction';
+      completeInteraction(provider, behavior, req, res).catch((err: unknown) => {
+        entry.error = 'interaction_failed';
+        entry.errorDetail = err instanceof Error ? err.message : String(err);
+        if (!res.headersSent) sendText(res, 400, 'interaction failed');
+      });
+      return;
+    }
+
+    if (issuerPath === '' || path === issuerPath || path.startsWith(`${issuerPath}/`)) {
+      return mount(req, res, req.url ?? '/');
+    }
+    sendText(res, 404, 'not found');
+  };
+
+  /** Hand the request to the provider, mounted under issuerPath. */
+  function mount(req: IncomingMessage, res: ServerResponse, fullUrl: string): void {
+    const withMount = req as IncomingMessage & { originalUrl?: string };
+    withMount.originalUrl = fullUrl;
+    req.url = fullUrl.slice(issuerPath.length) || '/';
+    if (!req.url.startsWith('/')) req.url = `/${req.url}`;
+    void callback(req, res);
+  }
+
+  const issuerUrl = (route: string): string => `${issuer}${route}`;
+
+  return {
+    issuer,
+    origin,
+    provider,
+    audit,
+    endpoints: {
+      authorization: issuerUrl(routes.authorization),
+      token: issuerUrl(routes.token),
+      registration: issuerUrl(routes.registration),
+      revocation: issuerUrl(routes.revocation),
+      jwks: issuerUrl(routes.jwks),
+      metadata: issuerUrl('/.well-known/oauth-authorization-server'),
+    },
+    behavior,
+    url: (path: string) => `${origin}${path}`,
+    addResource: (definition: ResourceDefinition) => {
+      resources.set(definition.resource, definition);
+    },
+    handle,
+    close: async () => {},
+  };
+}
+
+function normalizeIssuerPath(path: string): string {
+  if (path === '' || path === '/') return '';
+  const withSlash = path.startsWith('/') ? path : `/${path}`;
+  return withSlash.endsWith('/') ? withSlash.slice(0, -1) : withSlash;
+}
+
+function positiveInt(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`${name} must be a positive integer (seconds)`);
+  return value;
+}
+
+/** An RSA key (ID tokens default to RS256) and an EC key (ES256 JWT access tokens). */
+function signingKeys(): Array<Record<string, unknown>> {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  return [
+    { ...rsa, kid: `rsa-${randomUUID().slice(0, 8)}`, use: 'sig', alg: 'RS256' },
+    { ...ec, kid: `ec-${randomUUID().slice(0, 8)}`, use: 'sig', alg: 'ES256' },
+  ];
+}
+
+function withClientDefaults(client: ClientMetadata): ClientMetadata {
+  return {
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    ...client,
+  };
+}

@@ -1,0 +1,335 @@
+/**
+ * A real protected MCP server (@modelcontextprotocol/sdk McpServer over the stateless Streamable
+ * HTTP transport) on 127.0.0.1:0, accepting only JWT access tokens from the test AS, with the
+ * discovery variants MCP clients meet in the wild.
+ *
+ * For: integration tests and the arena. Access tokens are verified with jose against the AS's
+ * jwks_uri: signature (ES256), `iss` = the AS issuer, `aud` = this server's resource, `exp`, typ
+ * at+jwt. Every MCP request needs scope `mcp:read`; tool `echo` needs `mcp:read`, `admin_echo`
+ * needs `mcp:admin`. The scope check is done at the HTTP layer BEFORE the SDK sees the request: the
+ * JSON-RPC body is parsed here, and a tools/call of admin_echo without mcp:admin is answered
+ * `403` with `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:read mcp:admin"`
+ * (plus resource_metadata where the variant names it), so clients can step up. The tools check
+ * the scopes again (defense in depth).
+ *
+ * Discovery variants (`discovery`):
+ * - 'header': PRM at a non-standard path (/prm<path>), named only in the 401's resource_metadata;
+ *   every /.well-known/ path is 404.
+ * - 'well-known-path': no resource_metadata in the challenge; PRM only at
+ *   /.well-known/oauth-protected-resource<path>.
+ * - 'well-known-root': no resource_metadata; PRM only at /.well-known/oauth-protected-resource.
+ * - 'two-challenges': two WWW-Authenticate fields: `DPoP algs="ES256", error="invalid_token"`,
+ *   then the Bearer one with resource_metadata (PRM at the non-standard path, as 'header').
+ * - 'legacy-as-on-origin' (2025-03-26): no PRM; the MCP server's origin IS the authorization
+ *   server: an oidc-provider embedded in this server (issuer = this origin) serves
+ *   /.well-known/oauth-authorization-server and its endpoints here. `authorizationServer` on the
+ *   result is that embedded AS (its own audit); the `authorizationServer` option is not used.
+ * - 'legacy-default-endpoints' (2025-03-26): no PRM and no metadata at all; the embedded AS
+ *   answers /authorize, /token, /register (and /token/revocation, /jwks) at this origin.
+ *
+ * Not for: the SDK's mcpAuthMetadataRouter (it copies AS metadata onto the resource origin and
+ * would hide discovery bugs); sessions (stateless: GET/DELETE on the MCP path answer 405).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { z } from 'zod';
+
+import {
+  createAuthorizationServer,
+  type AuthorizationServerOptions,
+  type RunningAuthorizationServer,
+} from './authorization-server.js';
+import { closeServer, listenEphemeral, readBody, sendJson, sendText } from './http-util.js';
+
+export type DiscoveryVariant =
+  | 'header'
+  | 'well-known-path'
+  | 'well-known-root'
+  | 'two-challenges'
+  | 'legacy-as-on-origin'
+  | 'legacy-default-endpoints';
+
+export const DISCOVERY_VARIANTS: readonly DiscoveryVariant[] = [
+  'header',
+  'well-known-path',
+  'well-known-root',
+  'two-challenges',
+  'legacy-as-on-origin',
+  'legacy-default-endpoints',
+];
+
+export interface ProtectedMcpServerOptions {
+  /** The AS whose tokens are accepted (required except for the legacy variants). */
+  authorizationServer?: RunningAuthorizationServer;
+  /** Default 'header'. */
+  discovery?: DiscoveryVariant;
+  /** MCP endpoint path (default '/mcp'). */
+  path?: string;
+  /** PRM scopes_supported and the resource's scopes at the AS (default mcp:read mcp:write mcp:admin). */
+  scopesSupported?: string[];
+  /** Publish this `resource` in the PRM instead of the real one (negative tests). */
+  resourceOverride?: string;
+  /** Register the resource with the AS (default true). */
+  registerResource?: boolean;
+  /** Access token TTL for this resource (seconds), when registering it with the AS. */
+  accessTokenTtlSeconds?: number;
+  /** Server name (serverInfo and PRM resource_name). */
+  name?: string;
+  /** Options for the embedded AS of the legacy variants (resources/routes are set here). */
+  legacyAuthorizationServer?: AuthorizationServerOptions;
+}
+
+export interface McpServerCounts {
+  /** Requests to the MCP path. */
+  requests: number;
+  /** 401 answers (no/invalid token). */
+  unauthorized: number;
+  /** 403 answers (insufficient scope). */
+  forbidden: number;
+  /** Tool calls executed. */
+  toolCalls: number;
+}
+
+export interface RunningMcpServer {
+  /** The MCP endpoint URL, e.g. http://127.0.0.1:PORT/mcp */
+  url: string;
+  /** The resource identifier (= url); what access tokens' aud must be. */
+  resource: string;
+  origin: string;
+  discovery: DiscoveryVariant;
+  /** Where the PRM is served (undefined for the legacy variants). */
+  prmUrl: string | undefined;
+  /** The AS this server trusts (the embedded one for legacy variants). */
+  authorizationServer: RunningAuthorizationServer;
+  toolCalls(): number;
+  counts(): McpServerCounts;
+  close(): Promise<void>;
+}
+
+const DEFAULT_SCOPES = ['mcp:read', 'mcp:write', 'mcp:admin'];
+const READ = 'mcp:read';
+const ADMIN = 'mcp:admin';
+
+export async function startProtectedMcpServer(options: ProtectedMcpServerOptions = {}): Promise<RunningMcpServer> {
+  const discovery = options.discovery ?? 'header';
+  const mcpPath = options.path ?? '/mcp';
+  const scopes = options.scopesSupported ?? DEFAULT_SCOPES;
+  const name = options.name ?? `testbed-mcp-${discovery}`;
+  const legacy = discovery === 'legacy-as-on-origin' || discovery === 'legacy-default-endpoints';
+  if (!legacy && !options.authorizationServer) throw new TypeError(`discovery '${discovery}' needs an authorizationServer`);
+
+  const server = createServer();
+  const origin = await listenEphemeral(server);
+  const resource = `${origin}${mcpPath}`;
+
+  const as = legacy
+    ? createAuthorizationServer(origin, {
+        ...options.legacyAuthorizationServer,
+        defaultResource: resource,
+        serveMetadata: discovery === 'legacy-as-on-origin',
+        ...(discovery === 'legacy-default-endpoints'
+          ? { routes: { authorization: '/authorize', token: '/token', registration: '/register' } }
+          : {}),
+      })
+    : (options.authorizationServer as RunningAuthorizationServer);
+  if (options.registerResource ?? true) {
+    as.addResource({
+      resource,
+      scopes,
+      ...(options.accessTokenTtlSeconds !== undefined ? { accessTokenTtlSeconds: options.accessTokenTtlSeconds } : {}),
+    });
+  }
+
+  const prmPath = {
+    header: `/prm${mcpPath}`,
+    'two-challenges': `/prm${mcpPath}`,
+    'well-known-path': `/.well-known/oauth-protected-resource${mcpPath}`,
+    'well-known-root': '/.well-known/oauth-protected-resource',
+    'legacy-as-on-origin': undefined,
+    'legacy-default-endpoints': undefined,
+  }[discovery];
+  const prmUrl = prmPath === undefined ? undefined : `${origin}${prmPath}`;
+  const headerNamesPrm = discovery === 'header' || discovery === 'two-challenges';
+  const prm = {
+    resource: options.resourceOverride ?? resource,
+    authorization_servers: [as.issuer],
+    scopes_supported: scopes,
+    bearer_methods_supported: ['header'],
+    resource_name: name,
+  };
+
+  const jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
+  const counts: McpServerCounts = { requests: 0, unauthorized: 0, forbidden: 0, toolCalls: 0 };
+
+  /** The WWW-Authenticate field(s) for a 401 or 403. */
+  function challenge(params: Array<[string, string]>): string | string[] {
+    const all = [...params];
+    if (headerNamesPrm && prmUrl) all.push(['resource_metadata', prmUrl]);
+    const bearer = all.length ? `Bearer ${all.map(([k, v]) => `${k}="${quote(v)}"`).join(', ')}` : 'Bearer';
+    return discovery === 'two-challenges' ? ['DPoP algs="ES256", error="invalid_token"', bearer] : bearer;
+  }
+
+  function unauthorized(res: ServerResponse, error?: { code: string; description: string }): void {
+    counts.unauthorized += 1;
+    const params: Array<[string, string]> = error
+      ? [['error', error.code], ['error_description', error.description]]
+      : [];
+    if (!legacy) params.push(['scope', READ]);
+    sendJson(res, 401, { error: error?.code ?? 'unauthorized' }, { 'WWW-Authenticate': challenge(params) });
+  }
+
+  function forbidden(res: ServerResponse, required: string[]): void {
+    counts.forbidden += 1;
+    const params: Array<[string, string]> = [
+      ['error', 'insufficient_scope'],
+      ['scope', required.join(' ')],
+    ];
+    sendJson(res, 403, { error: 'insufficient_scope' }, { 'WWW-Authenticate': challenge(params) });
+  }
+
+  async function verify(token: string): Promise<JWTPayload> {
+    const { payload } = await jwtVerify(token, jwks, {
+      issuer: as.issuer,
+      audience: resource,
+      algorithms: ['ES256'],
+      typ: 'at+jwt',
+      requiredClaims: ['exp', 'iat'],
+    });
+    return payload;
+  }
+
+  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    counts.requests += 1;
+    const header = req.headers.authorization;
+    const match = header ? /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
+    if (!match?.[1]) {
+      await drain(req);
+      return unauthorized(res, header ? { code: 'invalid_request', description: 'malformed Authorization header' } : undefined);
+    }
+    const token = match[1];
+    let payload: JWTPayload;
+    try {
+      payload = await verify(token);
+    } catch (err) {
+      await drain(req);
+      const description = (err as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'access token expired' : 'access token invalid';
+      return unauthorized(res, { code: 'invalid_token', description });
+    }
+    const granted = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
+
+    if (req.method !== 'POST') {
+      await drain(req);
+      return sendText(res, 405, 'method not allowed', { Allow: 'POST' });
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(req)).toString('utf8'));
+    } catch {
+      return sendJson(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
+    }
+    const required = requiredScopes(body);
+    if (!required.every((s) => granted.includes(s))) return forbidden(res, required);
+
+    const auth: AuthInfo = {
+      token,
+      clientId: typeof payload.client_id === 'string' ? payload.client_id : '',
+      scopes: granted,
+      resource: new URL(resource),
+      ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}),
+    };
+    const mcp = buildMcpServer(name, counts);
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    res.on('close', () => {
+      void transport.close();
+      void mcp.close();
+    });
+    await mcp.connect(transport);
+    await transport.handleRequest(Object.assign(req, { auth }), res, body);
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? '/', origin).pathname;
+    const done = (err: unknown): void => {
+      if (!res.headersSent) sendJson(res, 500, { error: 'server_error', detail: String(err) });
+      else res.end();
+    };
+    if (path === mcpPath) {
+      handleMcp(req, res).catch(done);
+      return;
+    }
+    if (prmPath !== undefined && path === prmPath && req.method === 'GET') {
+      return sendJson(res, 200, prm);
+    }
+    if (legacy) {
+      as.handle(req, res);
+      return;
+    }
+    sendText(res, 404, 'not found');
+  });
+
+  return {
+    url: resource,
+    resource,
+    origin,
+    discovery,
+    prmUrl,
+    authorizationServer: as,
+    toolCalls: () => counts.toolCalls,
+    counts: () => ({ ...counts }),
+    close: async () => {
+      await closeServer(server);
+      if (legacy) await as.close();
+    },
+  };
+}
+
+/** Scopes a JSON-RPC message (or batch) needs: mcp:read always, + mcp:admin for admin_echo. */
+function requiredScopes(body: unknown): string[] {
+  const messages = Array.isArray(body) ? body : [body];
+  const admin = messages.some((m) => {
+    const msg = m as { method?: unknown; params?: { name?: unknown } } | null;
+    return msg?.method === 'tools/call' && msg.params?.name === 'admin_echo';
+  });
+  return admin ? [READ, ADMIN] : [READ];
+}
+
+function buildMcpServer(name: string, counts: McpServerCounts): McpServer {
+  const mcp = new McpServer({ name, version: '1.0.0' });
+  const has = (scopes: string[] | undefined, scope: string): boolean => scopes?.includes(scope) ?? false;
+  mcp.registerTool(
+    'echo',
+    { description: 'Echo the text back (needs mcp:read).', inputSchema: { text: z.string() } },
+    async ({ text }, extra) => {
+      if (!has(extra.authInfo?.scopes, READ)) return { isError: true, content: [{ type: 'text', text: 'insufficient_scope' }] };
+      counts.toolCalls += 1;
+      return { content: [{ type: 'text', text }] };
+    },
+  );
+  mcp.registerTool(
+    'admin_echo',
+    { description: 'Echo the text back (needs mcp:admin).', inputSchema: { text: z.string() } },
+    async ({ text }, extra) => {
+      if (!has(extra.authInfo?.scopes, ADMIN)) return { isError: true, content: [{ type: 'text', text: 'insufficient_scope' }] };
+      counts.toolCalls += 1;
+      return { content: [{ type: 'text', text: `admin: ${text}` }] };
+    },
+  );
+  return mcp;
+}
+
+/** Escape a value for an auth-param quoted-string. */
+function quote(value: string): string {
+  return value.replace(/["\\]/g, (c) => `\\${c}`);
+}
+
+async function drain(req: IncomingMessage): Promise<void> {
+  try {
+    await readBody(req);
+  } catch {
+    // ignore
+  }
+}
