@@ -1,0 +1,318 @@
+/**
+ * token-endpoint: the two token requests an MCP client makes, the authorization code exchange
+ * (RFC 6749 section 4.1.3, RFC 7636 section 4.5) and the refresh (RFC 6749 section 6), both with
+ * the RFC 8707 `resource`, and the classification of every failure into what the session layer
+ * must do: sign in again (needs_auth), retry later (transient), or give up on a response it cannot
+ * use (malformed). oauth4webapi builds the requests and validates 200 bodies; we read error bodies
+ * ourselves (it would throw on a 401's WWW-Authenticate before reading the body's `error`).
+ *
+ * Not for: deciding when to refresh or storing tokens (session/, store/). No message, detail or
+ * cause of a TokenEndpointError carries a token, code, verifier or client secret; the AS's
+ * error_description is scrubbed of them too.
+ */
+import {
+  ClientSecretBasic,
+  ClientSecretPost,
+  genericTokenEndpointRequest,
+  None,
+  processAuthorizationCodeResponse,
+  processRefreshTokenResponse,
+  refreshTokenGrantRequest,
+  type ClientAuth,
+  type TokenEndpointResponse,
+} from 'oauth4webapi';
+import { AuthkeepError, type AuthkeepErrorCode, type NeedsAuthReason } from '../errors.js';
+import type { AuthorizationServerRecord, Registration } from '../store/record.js';
+import {
+  assertSecureUrl,
+  classifyOauth4webapiError,
+  describeRequest,
+  isJsonObject,
+  oauthRequestOptions,
+  readJsonBody,
+  type HttpOptions,
+} from './http.js';
+
+export interface TokenSet {
+  accessToken: string;
+  /** Always `Bearer`: any other token_type is refused. */
+  tokenType: string;
+  /** Seconds, as the AS sent it (RFC 6749 section 5.1). */
+  expiresIn?: number;
+  /** Absent when the AS issued none (keep the old one on refresh). */
+  refreshToken?: string;
+  scope?: string;
+}
+
+export type TokenErrorKind = 'needs_auth' | 'transient' | 'malformed';
+
+export interface TokenEndpointErrorInit {
+  kind: TokenErrorKind;
+  code: AuthkeepErrorCode | NeedsAuthReason;
+  request: string;
+  field?: string;
+  needsAuthReason?: NeedsAuthReason;
+  oauthError?: string;
+  oauthErrorDescription?: string;
+  status?: number;
+}
+
+/**
+ * A token request failed. `kind`: needs_auth (invalid_grant, invalid_client, unauthorized_client
+ * and other OAuth refusals a retry cannot fix), transient (network, timeout, 5xx, 429,
+ * temporarily_unavailable), malformed (a 200 or error body we cannot use; `field` names what).
+ */
+export class TokenEndpointError extends AuthkeepError {
+  readonly kind: TokenErrorKind;
+  readonly needsAuthReason: NeedsAuthReason | undefined;
+  readonly oauthError: string | undefined;
+  readonly oauthErrorDescription: string | undefined;
+  readonly status: number | undefined;
+  /** e.g. `POST https://as.example/token (refresh_token)`. */
+  readonly request: string;
+
+  constructor(message: string, init: TokenEndpointErrorInit) {
+    super(init.code, message, {
+      ...(init.field !== undefined ? { field: init.field } : {}),
+      detail: {
+        kind: init.kind,
+        request: init.request,
+        status: init.status,
+        error: init.oauthError,
+        error_description: init.oauthErrorDescription,
+      },
+    });
+    this.name = 'TokenEndpointError';
+    this.kind = init.kind;
+    this.needsAuthReason = init.needsAuthReason;
+    this.oauthError = init.oauthError;
+    this.oauthErrorDescription = init.oauthErrorDescription;
+    this.status = init.status;
+    this.request = init.request;
+  }
+}
+
+/** RFC 6749 section 2.3.1 / RFC 7591 section 2: client authentication per the registration. */
+export function clientAuthentication(registration: Registration): ClientAuth {
+  switch (registration.tokenEndpointAuthMethod) {
+    case 'none':
+      return None();
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      if (!registration.clientSecret) {
+        throw new AuthkeepError('invalid_argument', `the registration uses ${registration.tokenEndpointAuthMethod} but holds no client secret`, {
+          field: 'registration.clientSecret',
+        });
+      }
+      return registration.tokenEndpointAuthMethod === 'client_secret_basic'
+        ? ClientSecretBasic(registration.clientSecret)
+        : ClientSecretPost(registration.clientSecret);
+  }
+}
+
+/** Replace every occurrence of a secret in AS-supplied text (a hostile AS could echo one back). */
+function scrub(text: string | undefined, secrets: readonly (string | undefined)[]): string | undefined {
+  if (text === undefined) return undefined;
+  let out = text.slice(0, 300);
+  for (const secret of secrets) {
+    if (secret && secret.length >= 4) out = out.split(secret).join('[redacted]');
+  }
+  return out;
+}
+
+interface Exchange {
+  grant: 'authorization_code' | 'refresh_token';
+  send: (options: ReturnType<typeof oauthRequestOptions>) => Promise<Response>;
+  process: (response: Response) => Promise<TokenEndpointResponse>;
+  secrets: readonly (string | undefined)[];
+}
+
+/** RFC 6749 section 5.2 error codes that mean "this grant or client is not good here". */
+function needsAuthReasonFor(error: string): NeedsAuthReason | undefined {
+  if (error === 'invalid_grant') return 'invalid_grant';
+  if (error === 'invalid_client' || error === 'unauthorized_client') return 'client_mismatch';
+  return undefined;
+}
+
+async function classifyErrorResponse(response: Response, request: string, secrets: Exchange['secrets']): Promise<TokenEndpointError> {
+  const status = response.status;
+  const body = status >= 300 && status < 400 ? undefined : await readJsonBody(response, request).catch(() => undefined);
+  if (body === undefined) await response.body?.cancel().catch(() => undefined);
+  const json = body?.ok && isJsonObject(body.value) ? body.value : undefined;
+  const oauthError = typeof json?.error === 'string' && json.error !== '' ? scrub(json.error, secrets) : undefined;
+  const oauthErrorDescription = typeof json?.error_description === 'string' ? scrub(json.error_description, secrets) : undefined;
+  const said = oauthError ? `${oauthError}${oauthErrorDescription ? `: ${oauthErrorDescription}` : ''}` : `HTTP ${status}`;
+  const base = { request, status, ...(oauthError ? { oauthError } : {}), ...(oauthErrorDescription ? { oauthErrorDescription } : {}) };
+
+  if (oauthError === 'temporarily_unavailable' || status >= 500 || status === 429 || status === 408) {
+    return new TokenEndpointError(`${request} failed, retry later: ${said}`, { ...base, kind: 'transient', code: 'as_error' });
+  }
+  if (oauthError) {
+    const reason = needsAuthReasonFor(oauthError);
+    return new TokenEndpointError(`${request} was refused: ${said}`, {
+      ...base,
+      kind: 'needs_auth',
+      code: reason ?? 'as_error',
+      field: 'error',
+      ...(reason ? { needsAuthReason: reason } : {}),
+    });
+  }
+  if (status === 401) {
+    // RFC 6749 section 5.2: 401 is the AS refusing the client's authentication.
+    return new TokenEndpointError(`${request} was refused: HTTP 401 (client authentication failed)`, {
+      ...base,
+      kind: 'needs_auth',
+      code: 'client_mismatch',
+      needsAuthReason: 'client_mismatch',
+    });
+  }
+  return new TokenEndpointError(`${request} answered HTTP ${status} without an OAuth error`, {
+    ...base,
+    kind: 'malformed',
+    code: 'token_response_invalid',
+    field: 'error',
+  });
+}
+
+function malformed(request: string, field: string, why: string, status = 200): TokenEndpointError {
+  return new TokenEndpointError(`${request} answered with an unusable ${field}: ${why}`, {
+    kind: 'malformed',
+    code: 'token_response_invalid',
+    field,
+    request,
+    status,
+  });
+}
+
+async function tokenRequest(as: AuthorizationServerRecord, exchange: Exchange, options: HttpOptions): Promise<TokenSet> {
+  const endpoint = assertSecureUrl(as.token_endpoint, 'token_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+  const request = describeRequest('POST', endpoint, exchange.grant);
+
+  let response: Response;
+  try {
+    response = await exchange.send(oauthRequestOptions(endpoint, options, exchange.grant));
+  } catch (err) {
+    const failure = classifyOauth4webapiError(err, request);
+    if (failure.kind === 'unreachable') {
+      throw new TokenEndpointError(failure.error.message, { kind: 'transient', code: 'as_unreachable', request });
+    }
+    if (err instanceof AuthkeepError) throw err;
+    throw new TokenEndpointError(`${request} could not be sent: ${'message' in failure ? failure.message : failure.kind}`, {
+      kind: 'malformed',
+      code: 'token_response_invalid',
+      request,
+    });
+  }
+
+  if (response.status !== 200) throw await classifyErrorResponse(response, request, exchange.secrets);
+
+  const body = await readJsonBody(response, request).catch((err: unknown) => {
+    throw err instanceof AuthkeepError && err.code === 'as_unreachable'
+      ? new TokenEndpointError(err.message, { kind: 'transient', code: 'as_unreachable', request })
+      : err;
+  });
+  if (!body.ok) throw malformed(request, 'body', `the body is ${body.reason.replace('_', ' ')}`);
+  if (!isJsonObject(body.value)) throw malformed(request, 'body', 'the body is not a JSON object');
+  const json = body.value;
+  if (json.access_token === undefined && typeof json.error === 'string' && json.error !== '') {
+    // Some ASes answer 200 with an error body; classify it as the error it is.
+    throw await classifyErrorResponse(
+      new Response(JSON.stringify(json), { status: 400, headers: { 'content-type': 'application/json' } }),
+      request,
+      exchange.secrets,
+    );
+  }
+
+  let result: TokenEndpointResponse;
+  try {
+    result = await exchange.process(new Response(JSON.stringify(json), { status: 200, headers: { 'content-type': 'application/json' } }));
+  } catch (err) {
+    const failure = classifyOauth4webapiError(err, request);
+    if (failure.kind === 'unsupported' || failure.kind === 'invalid_response') {
+      throw malformed(request, failure.field, failure.message);
+    }
+    throw malformed(request, 'body', 'message' in failure ? failure.message : failure.kind);
+  }
+  // oauth4webapi lowercases token_type and also admits DPoP; we hold Bearer tokens only.
+  if (result.token_type !== 'bearer') {
+    const got = String(json.token_type);
+    throw malformed(request, 'token_type', `expected Bearer, got ${/^[A-Za-z_-]{1,20}$/.test(got) ? got : 'another value'}`);
+  }
+  return {
+    accessToken: result.access_token,
+    tokenType: 'Bearer',
+    ...(result.expires_in !== undefined ? { expiresIn: result.expires_in } : {}),
+    ...(result.refresh_token !== undefined ? { refreshToken: result.refresh_token } : {}),
+    ...(result.scope !== undefined ? { scope: result.scope } : {}),
+  };
+}
+
+function clientOf(registration: Registration): { client_id: string } {
+  return { client_id: registration.clientId };
+}
+
+/**
+ * RFC 6749 section 4.1.3 access token request with RFC 7636 section 4.5 `code_verifier` and
+ * RFC 8707 section 2.2 `resource`, authenticated per the registration. The code has already been
+ * checked against state and `iss` (authorization-response.ts). Response: RFC 6749 section 5.1.
+ */
+export async function exchangeAuthorizationCode(
+  as: AuthorizationServerRecord,
+  registration: Registration,
+  params: { code: string; codeVerifier: string; redirectUri: string; resource: string },
+  options: HttpOptions,
+): Promise<TokenSet> {
+  const client = clientOf(registration);
+  const auth = clientAuthentication(registration);
+  return tokenRequest(
+    as,
+    {
+      grant: 'authorization_code',
+      send: (requestOptions) =>
+        genericTokenEndpointRequest(
+          as,
+          client,
+          auth,
+          'authorization_code',
+          {
+            code: params.code,
+            redirect_uri: params.redirectUri,
+            code_verifier: params.codeVerifier,
+            resource: params.resource,
+          },
+          requestOptions,
+        ),
+      process: (response) => processAuthorizationCodeResponse(as, client, response),
+      secrets: [params.code, params.codeVerifier, registration.clientSecret],
+    },
+    options,
+  );
+}
+
+/**
+ * RFC 6749 section 6 refresh request with RFC 8707 section 2.2 `resource` (and `scope` when
+ * given: it must not exceed the original grant), authenticated per the registration.
+ */
+export async function refreshAccessToken(
+  as: AuthorizationServerRecord,
+  registration: Registration,
+  params: { refreshToken: string; resource: string; scope?: string },
+  options: HttpOptions,
+): Promise<TokenSet> {
+  const client = clientOf(registration);
+  const auth = clientAuthentication(registration);
+  return tokenRequest(
+    as,
+    {
+      grant: 'refresh_token',
+      send: (requestOptions) =>
+        refreshTokenGrantRequest(as, client, auth, params.refreshToken, {
+          ...requestOptions,
+          additionalParameters: { resource: params.resource, ...(params.scope ? { scope: params.scope } : {}) },
+        }),
+      process: (response) => processRefreshTokenResponse(as, client, response),
+      secrets: [params.refreshToken, registration.clientSecret],
+    },
+    options,
+  );
+}
