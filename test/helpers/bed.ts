@@ -1,0 +1,88 @@
+/**
+ * bed: a real authorization server (oidc-provider, rotation with reuse revocation) and protected
+ * MCP servers on 127.0.0.1, plus AuthKeeper instances in temp homes that sign in through the
+ * robot browser. Shared by the session tests.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import {
+  createRobotBrowser,
+  startAuthorizationServer,
+  startProtectedMcpServer,
+  type AuthorizationServerOptions,
+  type ProtectedMcpServerOptions,
+  type RunningAuthorizationServer,
+  type RunningMcpServer,
+} from '../../arena/testbed/index.js';
+import { AuthKeeper, type AuthKeeperOptions } from '../../src/index.js';
+import type { LogEvent } from '../../src/session/log.js';
+
+export interface Bed {
+  as: RunningAuthorizationServer;
+  servers: RunningMcpServer[];
+  home: string;
+  logs: LogEvent[];
+  robotOpens: () => number;
+  keeper(options?: AuthKeeperOptions): AuthKeeper;
+}
+
+export async function tempHome(t: TestContext): Promise<string> {
+  const home = await mkdtemp(path.join(tmpdir(), 'authkeep-test-'));
+  t.after(() => rm(home, { recursive: true, force: true }));
+  return home;
+}
+
+export async function startBed(
+  t: TestContext,
+  options: { as?: AuthorizationServerOptions; servers?: ProtectedMcpServerOptions[] } = {},
+): Promise<Bed> {
+  const as = await startAuthorizationServer({ accessTokenTtlSeconds: 3600, ...options.as });
+  t.after(() => as.close());
+  const servers: RunningMcpServer[] = [];
+  for (const serverOptions of options.servers ?? [{ discovery: 'header' }]) {
+    const server = await startProtectedMcpServer({ authorizationServer: as, ...serverOptions });
+    t.after(() => server.close());
+    servers.push(server);
+  }
+  const home = await tempHome(t);
+  const robot = createRobotBrowser();
+  const logs: LogEvent[] = [];
+  return {
+    as,
+    servers,
+    home,
+    logs,
+    robotOpens: () => robot.opened(),
+    keeper: (extra = {}) =>
+      new AuthKeeper({
+        home,
+        allowInsecureLoopback: true,
+        openAuthorizationUrl: async (url) => {
+          await robot.open(url);
+        },
+        log: (event) => logs.push(event),
+        loginTimeoutMs: 20_000,
+        ...extra,
+      }),
+  };
+}
+
+/** Calls the `echo` tool through a fetch, the way the MCP SDK's transport would (stateless JSON). */
+export async function callTool(
+  fetchFn: typeof fetch,
+  serverUrl: string,
+  name = 'echo',
+  args: Record<string, unknown> = { text: 'hi' },
+): Promise<Response> {
+  return fetchFn(serverUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }),
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
