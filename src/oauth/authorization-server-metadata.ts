@@ -259,8 +259,10 @@ export async function legacyAuthorizationServer(serverUrl: string, options: Http
   const fetched = await fetchMetadata(url, options);
   if (fetched.kind === 'failed') throw fetched.error;
   if (fetched.kind === 'json') {
+    // 2025-03-26 put the metadata at the server's origin whatever the issuer's path, so an issuer
+    // on the same origin is accepted here (and only here); any other origin is still a mismatch.
     const published = isJsonObject(fetched.body) ? fetched.body.issuer : undefined;
-    const expected = published === `${origin}/` ? `${origin}/` : origin;
+    const expected = typeof published === 'string' && sameOrigin(published, origin) ? published : origin;
     return validateAuthorizationServerMetadata(fetched.body, expected, url.href, options);
   }
   return {
@@ -270,4 +272,12 @@ export async function legacyAuthorizationServer(serverUrl: string, options: Http
     registration_endpoint: `${origin}/register`,
     code_challenge_methods_supported: ['S256'],
   };
+}
+
+function sameOrigin(candidate: string, origin: string): boolean {
+  try {
+    return new URL(candidate).origin === origin;
+  } catch {
+    return false;
+  }
 }

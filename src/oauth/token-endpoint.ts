@@ -11,7 +11,6 @@
  * error_description is scrubbed of them too.
  */
 import {
-  ClientSecretBasic,
   ClientSecretPost,
   genericTokenEndpointRequest,
   None,
@@ -105,9 +104,27 @@ export function clientAuthentication(registration: Registration): ClientAuth {
         });
       }
       return registration.tokenEndpointAuthMethod === 'client_secret_basic'
-        ? ClientSecretBasic(registration.clientSecret)
+        ? clientSecretBasic(registration.clientSecret)
         : ClientSecretPost(registration.clientSecret);
   }
+}
+
+/** application/x-www-form-urlencoded serialisation of one value (HTML's algorithm, as URLSearchParams does). */
+function formUrlEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}
+
+/**
+ * client_secret_basic (RFC 6749 section 2.3.1): client_id and secret form-urlencoded, joined by
+ * ":" and base64-encoded. Ours rather than oauth4webapi's `ClientSecretBasic`, which also
+ * percent-encodes `-`, `.`, `_`, `~` and friends; servers that decode literally (the MCP
+ * conformance suite among them) then see `pre%2Dregistered` instead of `pre-registered`.
+ */
+function clientSecretBasic(clientSecret: string): ClientAuth {
+  return (_as, client, _body, headers) => {
+    const credentials = `${formUrlEncode(client.client_id)}:${formUrlEncode(clientSecret)}`;
+    headers.set('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`);
+  };
 }
 
 /** Replace every occurrence of a secret in AS-supplied text (a hostile AS could echo one back). */

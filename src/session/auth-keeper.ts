@@ -128,7 +128,7 @@ export class AuthKeeper {
   /** One registration per issuer: reuse the one another server's record holds. */
   private async registrationForIssuer(issuer: string) {
     const found = await this.store.findRegistrationsByIssuer(issuer);
-    return found[0];
+    return found[0]?.registration;
   }
 
   /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */

@@ -21,6 +21,8 @@ export interface DiscoveredServer {
   authorizationServer: AuthorizationServerRecord;
   /** Scope chosen by the spec's strategy (challenge, else PRM scopes_supported), if any. */
   scope?: string;
+  /** Every scope the PRM says the resource uses: registered up front so step-up stays possible. */
+  resourceScopes?: string[];
 }
 
 export async function discoverServer(serverUrl: string, http: HttpOptions): Promise<DiscoveredServer> {
@@ -47,6 +49,7 @@ export async function discoverServer(serverUrl: string, http: HttpOptions): Prom
       resourceMetadataUrl: prm.url,
       authorizationServer,
       ...(scope ? { scope } : {}),
+      ...(prm.metadata.scopes_supported?.length ? { resourceScopes: [...prm.metadata.scopes_supported] } : {}),
     };
   }
   // 2025-03-26 back-compat: no PRM; the server's origin is the authorization base URL.

@@ -112,10 +112,10 @@ export class SignInCoordinator {
       },
       {
         timeoutMs: this.deps.lockTimeoutMs,
-        onWait: (holder: { pid?: number } | undefined) => {
+        onWait: (holder) => {
           if (announced) return;
           announced = true;
-          logger.emit('info', 'login.waiting', `waiting for the sign-in running in process ${holder?.pid ?? '?'}`, { serverUrl });
+          logger.emit('info', 'login.waiting', `waiting for the sign-in running in process ${holder.info?.pid ?? '?'}`, { serverUrl });
         },
       },
     );

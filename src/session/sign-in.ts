@@ -20,7 +20,7 @@ import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
-import { withOfflineAccess } from '../oauth/scope.js';
+import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import { exchangeAuthorizationCode } from '../oauth/token-endpoint.js';
 import type { Registration, ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
@@ -97,7 +97,10 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
   const state = generateRandomState();
   const callback = await openCallback(ctx, state);
   try {
-    // 1. Registration (kept per issuer; re-registered when the issuer changes).
+    // 1. Registration (kept per issuer; re-registered when the issuer changes). DCR asks for every
+    // scope the resource publishes, not only today's, so a later step-up is not refused as
+    // invalid_scope for a client registered narrowly.
+    const registrationScope = withOfflineAccess(unionScopes(scope, server.resourceScopes?.join(' ')), as.scopes_supported);
     const registration =
       ctx.knownRegistration && ctx.knownRegistration.issuer === as.issuer
         ? ctx.knownRegistration
@@ -106,7 +109,7 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
             {
               clientName: ctx.clientName,
               redirectUris: [callback.redirectUri],
-              ...(scope ? { scope } : {}),
+              ...(registrationScope ? { scope: registrationScope } : {}),
               ...(ctx.clientMetadataUrl ? { clientMetadataUrl: ctx.clientMetadataUrl } : {}),
               ...(ctx.staticClient ? { staticClient: ctx.staticClient } : {}),
             },

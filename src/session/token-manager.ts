@@ -210,7 +210,7 @@ export class TokenManager {
         }
 
         // 5. Refresh, persist with compare-and-swap, then expose.
-        const next = await this.refreshWithRetry(record, tokens, async (info) => {
+        const next = await this.refreshWithRetry(record, { ...tokens, refreshToken: tokens.refreshToken }, async (info) => {
           await tx.write(markNeedsAuth(record, info));
         });
         if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens);

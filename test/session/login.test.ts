@@ -1,0 +1,242 @@
+/**
+ * AuthKeeper end to end against the real oidc-provider (rotation with reuse revocation) and real
+ * protected MCP servers: sign-in through the robot browser, tokens, refresh after expiry, step-up
+ * on 403, logout with revocation; DCR and pre-registered clients; every discovery variant.
+ */
+import assert from 'node:assert/strict';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { NeedsAuthError, type AuthKeeper } from '../../src/index.js';
+import { startBed, sleep } from '../helpers/bed.js';
+
+async function connect(keeper: AuthKeeper, url: string): Promise<Client> {
+  const client = new Client({ name: 'authkeep-test', version: '0.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch: keeper.fetch(url) }));
+  return client;
+}
+
+function text(result: Awaited<ReturnType<Client['callTool']>>): string {
+  const content = result.content as Array<{ type: string; text?: string }>;
+  return content.map((c) => c.text ?? '').join('');
+}
+
+async function recordFile(home: string): Promise<string> {
+  const files = (await readdir(path.join(home, 'servers'))).filter((f) => f.endsWith('.json'));
+  assert.equal(files.length, 1, 'one record file');
+  return path.join(home, 'servers', files[0] as string);
+}
+
+test('signs in with dynamic client registration, calls a tool, and refreshes once per expiry', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper();
+
+  const status = await keeper.login(server.url);
+  assert.equal(status.state, 'ok');
+  assert.equal(status.registration, 'dynamic');
+  assert.equal(status.issuer, bed.as.issuer);
+  assert.equal(bed.robotOpens(), 1);
+
+  const client = await connect(keeper, server.url);
+  assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'one' } })), 'one');
+
+  const first = await keeper.getAccessToken(server.url);
+  assert.equal(await keeper.getAccessToken(server.url), first, 'cached token is served again');
+  await sleep(2200);
+  const second = await keeper.getAccessToken(server.url);
+  assert.notEqual(second, first, 'expired token was refreshed');
+  assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'two' } })), 'two');
+  await client.close();
+
+  const counts = bed.as.audit.counts();
+  assert.equal(counts.registrations, 1);
+  assert.equal(counts.authorizationRequests, 1);
+  assert.equal(counts.codeExchanges, 1);
+  assert.equal(counts.refreshGrants, 1);
+  assert.equal(counts.refreshReuses, 0);
+  assert.equal(counts.revokedGrants, 0);
+  assert.equal(counts.invalidGrants, 0);
+
+  // A second AuthKeeper (another process's view) adopts the stored tokens without refreshing.
+  const other = bed.keeper();
+  assert.equal(await other.getAccessToken(server.url), second);
+  assert.equal(bed.as.audit.counts().refreshGrants, 1);
+});
+
+test('steps up on 403 insufficient_scope with the union of scopes, bounded', async (t) => {
+  const bed = await startBed(t);
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper();
+  await keeper.login(server.url);
+  const client = await connect(keeper, server.url);
+  const result = await client.callTool({ name: 'admin_echo', arguments: { text: 'root' } });
+  assert.equal(text(result), 'admin: root');
+  assert.equal(bed.robotOpens(), 2, 'one sign-in, one step-up');
+  const [status] = await keeper.status(server.url);
+  assert.ok(status?.scope?.split(' ').includes('mcp:admin'), 'granted scope now includes mcp:admin');
+  assert.ok(status?.scope?.split(' ').includes('mcp:read'), 'and keeps mcp:read');
+  await client.close();
+});
+
+test('logout revokes at the AS, deletes the record, and status says needs-auth no_credentials', async (t) => {
+  const bed = await startBed(t);
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper();
+  await keeper.login(server.url);
+  const result = await keeper.logout(server.url);
+  assert.deepEqual(result, { revoked: true, deleted: true });
+  assert.equal(bed.as.audit.counts().revocations, 1);
+  const [status] = await keeper.status(server.url);
+  assert.equal(status?.state, 'needs-auth');
+  assert.equal(status?.needsAuth?.reason, 'no_credentials');
+  await assert.rejects(keeper.getAccessToken(server.url), (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError);
+    assert.equal(err.reason, 'no_credentials');
+    return true;
+  });
+});
+
+test('uses a pre-registered confidential client (client_secret_basic) without registering', async (t) => {
+  const bed = await startBed(t, {
+    as: {
+      accessTokenTtlSeconds: 1,
+      staticClients: [
+        {
+          client_id: 'preregistered',
+          client_secret: 'preregistered-secret-value-0123456789',
+          token_endpoint_auth_method: 'client_secret_basic',
+          redirect_uris: ['http://127.0.0.1/callback'],
+          application_type: 'native',
+          grant_types: ['authorization_code', 'refresh_token'],
+        },
+      ],
+    },
+  });
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper({
+    staticClients: {
+      [bed.as.issuer]: {
+        clientId: 'preregistered',
+        clientSecret: 'preregistered-secret-value-0123456789',
+        tokenEndpointAuthMethod: 'client_secret_basic',
+      },
+    },
+  });
+  const status = await keeper.login(server.url);
+  assert.equal(status.registration, 'pre_registered');
+  assert.equal(status.clientId, 'preregistered');
+  const first = await keeper.getAccessToken(server.url);
+  await sleep(1200);
+  assert.notEqual(await keeper.getAccessToken(server.url), first);
+  const counts = bed.as.audit.counts();
+  assert.equal(counts.registrations, 0);
+  assert.equal(counts.refreshGrants, 1);
+  assert.equal(counts.invalidGrants, 0);
+});
+
+for (const discovery of ['header', 'well-known-path', 'well-known-root', 'two-challenges'] as const) {
+  test(`discovers and signs in when the server's discovery is ${discovery}`, async (t) => {
+    const bed = await startBed(t, { servers: [{ discovery }] });
+    const server = bed.servers[0]!;
+    const keeper = bed.keeper();
+    const status = await keeper.login(server.url);
+    assert.equal(status.state, 'ok');
+    const client = await connect(keeper, server.url);
+    assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: discovery } })), discovery);
+    await client.close();
+  });
+}
+
+test('discovers an issuer with a path (tenant) through path-inserted RFC 8414 metadata', async (t) => {
+  const bed = await startBed(t, { as: { issuerPath: '/tenant', pathInsertedMetadata: true } });
+  const server = bed.servers[0]!;
+  const status = await bed.keeper().login(server.url);
+  assert.equal(status.issuer, bed.as.issuer);
+  assert.ok(bed.as.issuer.endsWith('/tenant'));
+  const first = bed.as.audit.http().find((e) => e.path.includes('.well-known'));
+  assert.equal(first?.path, '/.well-known/oauth-authorization-server/tenant', 'RFC 8414 path-inserted form asked first');
+});
+
+test('discovers an issuer with a path through OIDC path-appended metadata when path-inserted is absent', async (t) => {
+  const bed = await startBed(t, { as: { issuerPath: '/tenant', pathInsertedMetadata: false } });
+  const status = await bed.keeper().login(bed.servers[0]!.url);
+  assert.equal(status.state, 'ok');
+  assert.equal(status.issuer, bed.as.issuer);
+});
+
+for (const discovery of ['legacy-as-on-origin', 'legacy-default-endpoints'] as const) {
+  test(`2025-03-26 back-compat: ${discovery}`, async (t) => {
+    const bed = await startBed(t, { servers: [{ discovery }] });
+    const server = bed.servers[0]!;
+    const keeper = bed.keeper();
+    const status = await keeper.login(server.url, { scope: 'mcp:read' });
+    assert.equal(status.state, 'ok');
+    assert.equal(status.issuer, server.origin);
+    const client = await connect(keeper, server.url);
+    assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'legacy' } })), 'legacy');
+    await client.close();
+  });
+}
+
+test('a registration rejected for its scope is retried without it and the sign-in completes', async (t) => {
+  const bed = await startBed(t, { as: { strictRegistrationScopes: true } });
+  const status = await bed.keeper().login(bed.servers[0]!.url);
+  assert.equal(status.state, 'ok');
+  const registrations = bed.as.audit.http().filter((e) => e.endpoint === 'registration');
+  assert.equal(registrations.length, 2, 'first registration refused, second accepted');
+  assert.equal(registrations[0]?.status, 400);
+  assert.ok(registrations[0]?.bodyNames?.includes('scope'));
+  assert.ok(!registrations[1]?.bodyNames?.includes('scope'));
+});
+
+test('drift: tokens stamped with another client_id yield needs-auth drift and no request to the AS', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 1 } });
+  const server = bed.servers[0]!;
+  await bed.keeper().login(server.url);
+  const file = await recordFile(bed.home);
+  const record = JSON.parse(await readFile(file, 'utf8'));
+  record.tokens.clientId = 'some-other-registration';
+  await writeFile(file, JSON.stringify(record));
+  const before = bed.as.audit.http().length;
+
+  const keeper = bed.keeper();
+  await assert.rejects(keeper.getAccessToken(server.url), (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError);
+    assert.equal(err.reason, 'drift');
+    return true;
+  });
+  assert.equal(bed.as.audit.http().length, before, 'the AS received no request');
+  const [status] = await keeper.status(server.url);
+  assert.equal(status?.needsAuth?.reason, 'drift');
+});
+
+test('invalid_grant on refresh marks needs-auth with the reason, the AS error and the request', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 1 } });
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper();
+  await keeper.login(server.url);
+  // Revoke the grant behind our back (as an admin would).
+  const file = await recordFile(bed.home);
+  const record = JSON.parse(await readFile(file, 'utf8'));
+  const revoke = await fetch(bed.as.endpoints.revocation, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: record.tokens.refreshToken, client_id: record.registration.clientId }),
+  });
+  assert.equal(revoke.status, 200);
+  await sleep(1100);
+  await assert.rejects(keeper.getAccessToken(server.url), (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError);
+    assert.equal(err.reason, 'invalid_grant');
+    assert.equal(err.info.error, 'invalid_grant');
+    assert.match(err.info.request ?? '', /^POST http:\/\/127\.0\.0\.1:\d+\/.*token/);
+    return true;
+  });
+  const [status] = await keeper.status(server.url);
+  assert.equal(status?.state, 'needs-auth');
+  assert.equal(status?.needsAuth?.reason, 'invalid_grant');
+  assert.ok(status?.needsAuth?.at);
+});
