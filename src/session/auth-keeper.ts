@@ -100,6 +100,7 @@ export class AuthKeeper {
    * calls for the same server, in this process or others, run one flow and share its result.
    */
   async login(serverUrl: string, options: LoginOptions = {}): Promise<ServerStatus> {
+    const requestedAt = Date.now();
     const url = canonicalServerUrl(serverUrl);
     const server = await discoverServer(url, this.http());
     const scope = unionScope(server.scope, options.scope);
@@ -120,7 +121,7 @@ export class AuthKeeper {
         openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
         ...(knownRegistration ? { knownRegistration } : {}),
       });
-    });
+    }, requestedAt);
     this.tokens.adopt(record);
     return serverStatus({ kind: 'ok', record });
   }

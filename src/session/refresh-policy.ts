@@ -26,3 +26,35 @@ export function refreshDueAt(tokens: Pick<Tokens, 'expiresAt' | 'obtainedAt'>, j
 export function isUnexpired(tokens: Pick<Tokens, 'expiresAt'>, now = Date.now()): boolean {
   return tokens.expiresAt === undefined || now < tokens.expiresAt;
 }
+
+/**
+ * When an access token granted `expiresIn` seconds (RFC 6749 section 5.1) by a response to a
+ * request sent at `requestSentAt` expires, conservatively.
+ *
+ * expires_in has one-second granularity and servers count it from a truncated issue time
+ * (oidc-provider: exp = floor(now) + ttl), so the token can expire up to a second before
+ * sentAt + expiresIn. When the access token is a JWT carrying a numeric `exp` (RFC 9068), that
+ * instant is exact and the earlier of the two is used: the token stays opaque for every other
+ * purpose, and `exp` can only shorten what expires_in says, never extend it. For an opaque token
+ * the second is taken off, but never more than half the lifetime.
+ */
+export function accessTokenExpiresAt(requestSentAt: number, expiresIn: number, accessToken?: string): number {
+  const lifetimeMs = expiresIn * 1000;
+  const byExpiresIn = requestSentAt + lifetimeMs;
+  const exp = accessToken === undefined ? undefined : jwtExpiry(accessToken);
+  if (exp !== undefined) return Math.min(byExpiresIn, exp);
+  return byExpiresIn - Math.min(1000, lifetimeMs / 2);
+}
+
+/** The `exp` of a JWT (epoch ms), or undefined when the token is not a JWT with a numeric exp. */
+function jwtExpiry(token: string): number | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts[1]) return undefined;
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    const exp = typeof payload === 'object' && payload !== null ? (payload as { exp?: unknown }).exp : undefined;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}

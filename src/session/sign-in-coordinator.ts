@@ -50,11 +50,12 @@ export class SignInCoordinator {
     server: DiscoveredServer,
     scope: string | undefined,
     run: (current: ServerRecord | undefined) => Promise<SignInResult>,
+    requestedAt: number = Date.now(),
   ): Promise<ServerRecord> {
     const key = server.serverUrl;
     const running = this.inflight.get(key);
     if (running) return running;
-    const flight = this.coordinate(server, scope, run).finally(() => this.inflight.delete(key));
+    const flight = this.coordinate(server, scope, run, requestedAt).finally(() => this.inflight.delete(key));
     this.inflight.set(key, flight);
     return flight;
   }
@@ -63,10 +64,11 @@ export class SignInCoordinator {
     server: DiscoveredServer,
     scope: string | undefined,
     run: (current: ServerRecord | undefined) => Promise<SignInResult>,
+    /** When the caller decided it needs a sign-in: a sign-in finished after this one is adopted. */
+    waitingSince: number,
   ): Promise<ServerRecord> {
     const { store, logger } = this.deps;
     const serverUrl = server.serverUrl;
-    const waitingSince = Date.now();
     let announced = false;
     return store.transaction(
       serverUrl,

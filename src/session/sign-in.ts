@@ -25,6 +25,7 @@ import { exchangeAuthorizationCode } from '../oauth/token-endpoint.js';
 import type { Registration, ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
 import type { Logger } from './log.js';
+import { accessTokenExpiresAt } from './refresh-policy.js';
 
 export interface StaticClient {
   clientId: string;
@@ -154,7 +155,7 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
     const tokens: Tokens = {
       accessToken: tokenSet.accessToken,
       tokenType: tokenSet.tokenType,
-      ...(tokenSet.expiresIn !== undefined ? { expiresAt: obtainedAt + tokenSet.expiresIn * 1000 } : {}),
+      ...(tokenSet.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(obtainedAt, tokenSet.expiresIn, tokenSet.accessToken) } : {}),
       obtainedAt,
       ...(tokenSet.refreshToken ? { refreshToken: tokenSet.refreshToken, refreshTokenObtainedAt: obtainedAt } : {}),
       ...(tokenSet.scope ?? scope ? { scope: tokenSet.scope ?? scope } : {}),

@@ -23,7 +23,7 @@ import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
-import { isUnexpired, refreshDueAt } from './refresh-policy.js';
+import { accessTokenExpiresAt, isUnexpired, refreshDueAt } from './refresh-policy.js';
 
 interface CachedToken {
   accessToken: string;
@@ -248,6 +248,7 @@ export class TokenManager {
     const { serverUrl } = record;
     for (let attempt = 0; ; attempt++) {
       let response: TokenSet;
+      const sentAt = Date.now();
       try {
         response = await refreshAccessToken(
           record.authorizationServer,
@@ -294,8 +295,8 @@ export class TokenManager {
       const nextTokens: Tokens = {
         accessToken: response.accessToken,
         tokenType: response.tokenType,
-        ...(response.expiresIn !== undefined ? { expiresAt: now + response.expiresIn * 1000 } : {}),
-        obtainedAt: now,
+        ...(response.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(sentAt, response.expiresIn, response.accessToken) } : {}),
+        obtainedAt: sentAt,
         // Many IdPs omit a new refresh token: keep the old one.
         refreshToken: response.refreshToken ?? tokens.refreshToken,
         refreshTokenObtainedAt: rotated ? now : (tokens.refreshTokenObtainedAt ?? tokens.obtainedAt),

@@ -1,0 +1,314 @@
+/**
+ * doctor: `authkeep doctor [url]`: checks what can silently break authentication, and for each
+ * problem says what is wrong and the command that fixes it:
+ *   - store integrity: every record parses (an unreadable one is moved to quarantine and its server
+ *     needs a sign-in); quarantined files are listed;
+ *   - file modes: records and sign-in outcomes 0600, the store's directories 0700;
+ *   - state and drift: each server's status (needs-auth with its reason, drift included);
+ *   - locks: stale lock files (dead, silent or over-long holders), with who held them;
+ *   - reachability: the server and its authorization server answer HTTP within a short timeout.
+ * Exit 0 when nothing failed (warnings allowed), 1 otherwise.
+ *
+ * Not for: repairing anything itself; it prints the commands and the user runs them.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { ServerStatus } from '../../session/status.js';
+import { FileCredentialStore } from '../../store/credential-store.js';
+import { listLocks, type LockHolder } from '../../store/lock.js';
+import { recordKey, storeLayout } from '../../store/paths.js';
+import { action, helpEpilogue, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import type { CliDeps } from '../deps.js';
+import { describeNeedsAuth } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { formatDuration, makeStyle, shellQuote } from '../output.js';
+
+export interface DoctorOptions {
+  global: GlobalOptions;
+  serverUrl?: string | undefined;
+  json: boolean;
+  /** Timeout of each reachability request. Default 5 s. */
+  timeoutMs: number;
+}
+
+export function parseDoctorOptions(url: string | undefined, flags: { json?: boolean }, global: GlobalOptions): DoctorOptions {
+  return { global, serverUrl: url === undefined ? undefined : parseServerUrl(url), json: flags.json === true, timeoutMs: 5_000 };
+}
+
+export type CheckKind = 'store' | 'file_mode' | 'quarantine' | 'state' | 'lock' | 'reachability';
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface DoctorCheck {
+  check: CheckKind;
+  status: CheckStatus;
+  /** What was checked: a path, a server URL, a lock name. */
+  subject: string;
+  message: string;
+  /** The command that fixes it (fail and warn only). */
+  fix?: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  home: string;
+  checks: DoctorCheck[];
+}
+
+function modeString(mode: number): string {
+  return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+}
+
+async function statOrUndefined(p: string) {
+  try {
+    return await stat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Directories 0700 and secret-bearing files 0600 (Unix only: Windows has no such modes). */
+async function checkModes(home: string, onlyKey: string | undefined): Promise<DoctorCheck[]> {
+  if (process.platform === 'win32') return [];
+  const layout = storeLayout(home);
+  const checks: DoctorCheck[] = [];
+  const homeStat = await statOrUndefined(home);
+  if (homeStat === undefined) return checks;
+  if (homeStat.mode & 0o022) {
+    checks.push({
+      check: 'file_mode',
+      status: 'warn',
+      subject: home,
+      message: `the authkeep home ${home} is ${modeString(homeStat.mode)}: other users can rename its directories`,
+      fix: `chmod go-w ${shellQuote(home)}`,
+    });
+  }
+  let problems = 0;
+  let files = 0;
+  for (const dir of [layout.serversDir, layout.outcomesDir, layout.quarantineDir, layout.locksDir]) {
+    const st = await statOrUndefined(dir);
+    if (st === undefined) continue;
+    if ((st.mode & 0o777) !== 0o700) {
+      problems++;
+      checks.push({
+        check: 'file_mode',
+        status: 'fail',
+        subject: dir,
+        message: `directory ${dir} is ${modeString(st.mode)}, should be 0700 (only you may list or enter it)`,
+        fix: `chmod 700 ${shellQuote(dir)}`,
+      });
+    }
+    if (dir === layout.locksDir) continue; // lock files hold a pid and a nonce, no secret
+    for (const name of await listFiles(dir)) {
+      if (onlyKey !== undefined && !name.startsWith(onlyKey)) continue;
+      const file = path.join(dir, name);
+      const fst = await statOrUndefined(file);
+      if (fst === undefined || !fst.isFile()) continue;
+      files++;
+      if ((fst.mode & 0o077) !== 0) {
+        problems++;
+        checks.push({
+          check: 'file_mode',
+          status: 'fail',
+          subject: file,
+          message: `${file} is ${modeString(fst.mode)}: other users can read the credentials in it; should be 0600`,
+          fix: `chmod 600 ${shellQuote(file)}`,
+        });
+      }
+    }
+  }
+  if (problems === 0) {
+    checks.push({ check: 'file_mode', status: 'ok', subject: home, message: `${files} file${files === 1 ? '' : 's'} 0600, directories 0700` });
+  }
+  return checks;
+}
+
+function stateCheck(s: ServerStatus, now: number): DoctorCheck {
+  if (s.state === 'ok') {
+    const expiry = s.accessTokenExpiresAt ? Date.parse(s.accessTokenExpiresAt) - now : undefined;
+    const access = expiry === undefined ? 'access token without expiry' : expiry >= 0 ? `access token valid for ${formatDuration(expiry)}` : `access token expired ${formatDuration(expiry)} ago`;
+    return {
+      check: 'state',
+      status: 'ok',
+      subject: s.serverUrl,
+      message: `${s.serverUrl}: signed in (${access}${s.hasRefreshToken ? ', refresh token stored' : ', no refresh token'})`,
+    };
+  }
+  const n = s.needsAuth;
+  const reason = n?.reason ?? 'no_credentials';
+  return {
+    check: reason === 'store_corrupt' ? 'store' : 'state',
+    status: 'fail',
+    subject: s.serverUrl,
+    message: `${s.serverUrl}: needs-auth (${reason}): ${n ? describeNeedsAuth(n) : 'no stored credentials'}`,
+    fix: n?.fix ?? `authkeep login ${s.serverUrl}`,
+  };
+}
+
+const STALE_TEXT: Record<NonNullable<LockHolder['stale']>, string> = {
+  dead_pid: 'its holder process is gone',
+  heartbeat: 'its holder stopped heartbeating (hung)',
+  max_hold: 'it was held longer than its bound',
+  unreadable: 'it is unreadable (its creator died while writing it)',
+};
+
+function lockCheck(lock: LockHolder & { name: string }): DoctorCheck {
+  const who = lock.info ? `pid ${lock.info.pid} on ${lock.info.hostname} (${lock.info.purpose}) since ${lock.info.acquiredAt}` : 'an unknown holder';
+  if (lock.stale === undefined) {
+    return { check: 'lock', status: 'ok', subject: lock.name, message: `lock ${lock.name} is held by ${who}, heartbeat ${formatDuration(lock.heartbeatAgeMs)} ago` };
+  }
+  return {
+    check: 'lock',
+    status: 'fail',
+    subject: lock.name,
+    message: `stale lock ${lock.name}: ${STALE_TEXT[lock.stale]}; held by ${who}`,
+    fix: `the next authkeep command takes it over by itself; to clear it now: rm ${shellQuote(lock.path)}`,
+  };
+}
+
+function describeFetchError(err: unknown): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'no answer in time';
+  return e.cause?.code ?? e.cause?.message ?? e.message ?? String(err);
+}
+
+async function reach(deps: CliDeps, what: string, subject: string, url: string, method: 'HEAD' | 'GET', timeoutMs: number, retryWith: string): Promise<DoctorCheck> {
+  const started = deps.now();
+  try {
+    const response = await deps.fetch(url, { method, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    await response.body?.cancel().catch(() => undefined);
+    return {
+      check: 'reachability',
+      status: 'ok',
+      subject,
+      message: `${what} ${new URL(url).origin} answered HTTP ${response.status} in ${deps.now() - started} ms`,
+    };
+  } catch (err) {
+    return {
+      check: 'reachability',
+      status: 'fail',
+      subject,
+      message: `${what} ${new URL(url).origin} is unreachable: ${describeFetchError(err)} (${method} ${url}, ${timeoutMs} ms timeout)`,
+      fix: `check the network, VPN or proxy and that ${new URL(url).host} is up; then run: ${retryWith}`,
+    };
+  }
+}
+
+/** RFC 8414 section 3.1: the well-known URI is inserted between the host and the issuer's path. */
+function asMetadataUrl(issuer: string): string {
+  const url = new URL(issuer);
+  const suffix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  return `${url.origin}/.well-known/oauth-authorization-server${suffix}`;
+}
+
+export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<DoctorReport> {
+  const keeper = deps.createKeeper(keeperOptions(options.global, deps));
+  const home = keeper.home;
+  const layout = storeLayout(home);
+  const onlyKey = options.serverUrl === undefined ? undefined : recordKey(options.serverUrl);
+  const checks: DoctorCheck[] = [];
+
+  const homeStat = await statOrUndefined(home);
+  checks.push(
+    homeStat === undefined
+      ? { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` }
+      : { check: 'store', status: 'ok', subject: home, message: `home ${home}` },
+  );
+
+  // Records parse (reading moves an unreadable one to quarantine; its status says store_corrupt).
+  const statuses = await keeper.status(options.serverUrl);
+  if (statuses.length === 0) checks.push({ check: 'state', status: 'ok', subject: home, message: 'no servers stored' });
+  const now = deps.now();
+  checks.push(...statuses.map((s) => stateCheck(s, now)));
+
+  for (const name of await new FileCredentialStore({ home }).listQuarantine(options.serverUrl)) {
+    const file = path.join(layout.quarantineDir, name);
+    checks.push({
+      check: 'quarantine',
+      status: 'warn',
+      subject: file,
+      message: `quarantined record ${file}: it was unreadable and was moved aside (its server needed a new sign-in)`,
+      fix: `check \`authkeep status\`, sign in again where needed, then remove it: rm ${shellQuote(file)}`,
+    });
+  }
+
+  checks.push(...(await checkModes(home, onlyKey)));
+
+  const locks = (await listLocks(layout.locksDir)).filter((l) => onlyKey === undefined || l.name.startsWith(`${onlyKey}.`));
+  checks.push(...locks.map(lockCheck));
+  if (locks.length === 0) checks.push({ check: 'lock', status: 'ok', subject: layout.locksDir, message: 'no locks held' });
+
+  // Reachability of each server and its authorization server, in parallel.
+  const probes: Array<Promise<DoctorCheck>> = [];
+  const issuers = new Set<string>();
+  for (const s of statuses) {
+    const again = `authkeep doctor ${s.serverUrl}`;
+    probes.push(reach(deps, 'server', s.serverUrl, s.serverUrl, 'HEAD', options.timeoutMs, again));
+    if (s.issuer && !issuers.has(s.issuer)) {
+      issuers.add(s.issuer);
+      probes.push(reach(deps, 'authorization server', s.issuer, asMetadataUrl(s.issuer), 'GET', options.timeoutMs, again));
+    }
+  }
+  checks.push(...(await Promise.all(probes)));
+
+  return { ok: checks.every((c) => c.status !== 'fail'), home, checks };
+}
+
+export async function runDoctor(deps: CliDeps, options: DoctorOptions): Promise<ExitCode> {
+  const report = await diagnose(deps, options);
+  if (options.json) {
+    deps.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    deps.stdout.write(renderReport(report, makeStyle(deps.stdout, deps.env)));
+  }
+  return report.ok ? ExitCode.Ok : ExitCode.Error;
+}
+
+export function renderReport(report: DoctorReport, style: ReturnType<typeof makeStyle>): string {
+  const mark: Record<CheckStatus, string> = { ok: style.green('✓'), warn: style.yellow('!'), fail: style.red('✗') };
+  const width = Math.max(...report.checks.map((c) => c.check.length));
+  let out = '';
+  for (const c of report.checks) {
+    out += `${mark[c.status]} ${c.check.padEnd(width)}  ${c.message}\n`;
+    if (c.fix && c.status !== 'ok') out += `  ${' '.repeat(width)}  fix: ${c.fix}\n`;
+  }
+  const fails = report.checks.filter((c) => c.status === 'fail').length;
+  const warns = report.checks.filter((c) => c.status === 'warn').length;
+  out += fails === 0 ? `\nNo problems found${warns ? ` (${warns} warning${warns === 1 ? '' : 's'})` : ''}.\n` : `\n${fails} problem${fails === 1 ? '' : 's'} found.\n`;
+  return out;
+}
+
+export function registerDoctor(program: Command, deps: CliDeps, exit: ExitSlot): void {
+  program
+    .command('doctor')
+    .summary('check the store, file modes, drift, locks and reachability')
+    .description(
+      'Check what can silently break sign-in for every stored server (or only <url>): records that\n' +
+        'do not parse and quarantined files, file modes (0600 files, 0700 directories), drift and\n' +
+        'needs-auth states, stale locks, and whether the server and its authorization server answer.\n' +
+        'Each problem comes with the command that fixes it. Exits 0 when all is well, 1 otherwise.',
+    )
+    .argument('[url]', 'only this MCP server')
+    .option('--json', 'print {ok, home, checks: [{check, status, subject, message, fix}]}')
+    .addHelpText('after', helpEpilogue(['authkeep doctor', 'authkeep doctor https://mcp.example.com/mcp', 'authkeep doctor --json']))
+    .action(
+      action(
+        deps,
+        exit,
+        (cmd, global) => parseDoctorOptions(cmd.args[0], cmd.opts<{ json?: boolean }>(), global),
+        runDoctor,
+        (o) => o.serverUrl,
+      ),
+    );
+}

@@ -1,0 +1,180 @@
+/**
+ * login: `authkeep login <url>`: discovery, client registration (pre-registered with
+ * --client-id, else a client ID metadata document or dynamic registration), the browser step
+ * (`$BROWSER`, else the platform opener; or --no-browser: paste the redirect URL), code exchange,
+ * and a summary of where it stored what. Never prints a token or a secret.
+ *
+ * Not for: the protocol (session/, oauth/). The device authorization grant is not implemented.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import type { ServerStatus } from '../../session/status.js';
+import { openInBrowser, type OpenAuthorizationUrl } from '../../session/browser.js';
+import { recordKey, storeLayout } from '../../store/paths.js';
+import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
+import { action, helpEpilogue, parsePort, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import type { CliDeps } from '../deps.js';
+import { UsageError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { createSpinner, formatDuration, makeStyle } from '../output.js';
+import { pasteRedirectOpener } from '../paste-redirect.js';
+
+export interface LoginOptions {
+  global: GlobalOptions;
+  serverUrl: string;
+  scope?: string | undefined;
+  /** A pre-registered client (`--client-id`, `--client-secret-file`). */
+  clientId?: string | undefined;
+  clientSecretFile?: string | undefined;
+  callbackPort?: number | undefined;
+  /** false with `--no-browser`: print the URL and read the pasted redirect URL from stdin. */
+  browser: boolean;
+  json: boolean;
+}
+
+export interface LoginFlags {
+  scope?: string;
+  clientId?: string;
+  clientSecretFile?: string;
+  callbackPort?: string;
+  browser?: boolean;
+  json?: boolean;
+}
+
+export function parseLoginOptions(url: string, flags: LoginFlags, global: GlobalOptions): LoginOptions {
+  if (flags.clientSecretFile !== undefined && flags.clientId === undefined) {
+    throw new UsageError('--client-secret-file needs --client-id', 'pass the pre-registered client: --client-id ID --client-secret-file FILE');
+  }
+  if (flags.scope !== undefined && !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(flags.scope)) {
+    throw new UsageError(`--scope ${JSON.stringify(flags.scope)} is not a space-separated list of scopes (RFC 6749 section 3.3)`);
+  }
+  return {
+    global,
+    serverUrl: parseServerUrl(url),
+    scope: flags.scope,
+    clientId: flags.clientId,
+    clientSecretFile: flags.clientSecretFile,
+    callbackPort: flags.callbackPort === undefined ? undefined : parsePort(flags.callbackPort, '--callback-port'),
+    browser: flags.browser !== false,
+    json: flags.json === true,
+  };
+}
+
+async function readSecretFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read --client-secret-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const secret = text.replace(/\r?\n$/, '');
+  if (secret === '') throw new UsageError(`--client-secret-file ${file} is empty`);
+  return secret;
+}
+
+/** What `login --json` prints: the server's status plus where it was stored. */
+export interface LoginResult extends ServerStatus {
+  home: string;
+  recordPath: string;
+}
+
+export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<ExitCode> {
+  const spinner = createSpinner(deps.stderr, deps.env);
+  const host = new URL(options.serverUrl).host;
+  const browserOpener: OpenAuthorizationUrl = async (url) => {
+    try {
+      await openInBrowser(url);
+      deps.stderr.write(`Opened the sign-in page in your browser (${new URL(url).host}).\n`);
+    } catch (err) {
+      // No browser here (SSH, container): the user can still open it elsewhere on this machine.
+      deps.stderr.write(`Could not open a browser (${(err as Error).message}).\nOpen this URL to sign in:\n\n  ${url}\n\n`);
+    }
+    spinner.start(`Waiting for you to finish signing in for ${host} in the browser...`);
+  };
+  const opener = options.browser ? browserOpener : pasteRedirectOpener(deps);
+
+  const extra: AuthKeeperOptions = {
+    openAuthorizationUrl: opener,
+    ...(options.callbackPort !== undefined ? { callback: { port: options.callbackPort } } : {}),
+  };
+  if (options.clientId !== undefined) {
+    const clientSecret = options.clientSecretFile === undefined ? undefined : await readSecretFile(options.clientSecretFile);
+    extra.staticClients = { [options.serverUrl]: { clientId: options.clientId, ...(clientSecret !== undefined ? { clientSecret } : {}) } };
+  }
+  const keeper = deps.createKeeper(keeperOptions(options.global, deps, extra));
+  if (!options.json) deps.stderr.write(`Signing in to ${options.serverUrl}...\n`);
+  let status: ServerStatus;
+  try {
+    status = await keeper.login(options.serverUrl, options.scope !== undefined ? { scope: options.scope } : {});
+  } finally {
+    spinner.stop();
+  }
+  const recordPath = storeLayout(keeper.home).recordPath(recordKey(status.serverUrl));
+  if (options.json) {
+    const result: LoginResult = { ...status, home: keeper.home, recordPath };
+    deps.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return ExitCode.Ok;
+  }
+  deps.stdout.write(loginSummary(status, keeper.home, recordPath, deps.now(), makeStyle(deps.stdout, deps.env).green('✓')));
+  return ExitCode.Ok;
+}
+
+const REGISTRATION_TEXT: Record<NonNullable<ServerStatus['registration']>, string> = {
+  dynamic: 'dynamic client registration',
+  pre_registered: 'pre-registered client',
+  client_id_metadata_document: 'client ID metadata document',
+};
+
+export function loginSummary(status: ServerStatus, home: string, recordPath: string, now: number, check = '✓'): string {
+  const expires = status.accessTokenExpiresAt
+    ? `${Date.parse(status.accessTokenExpiresAt) >= now ? `in ${formatDuration(Date.parse(status.accessTokenExpiresAt) - now)}` : 'already'} (${status.accessTokenExpiresAt})`
+    : 'no expiry given by the authorization server';
+  const rows: Array<[string, string]> = [
+    ['home', home],
+    ['record', recordPath],
+    ['issuer', status.issuer ?? '-'],
+    ['client_id', `${status.clientId ?? '-'} (${status.registration ? REGISTRATION_TEXT[status.registration] : 'unknown'})`],
+    ['scope', status.scope ?? '(none granted)'],
+    ['access token', `expires ${expires}`],
+    ['refresh token', status.hasRefreshToken ? 'stored; authkeep refreshes the access token when due' : 'none; sign in again when the access token expires'],
+  ];
+  return `${check} Signed in to ${status.serverUrl}\n${rows.map(([k, v]) => `  ${k.padEnd(13)} ${v}`).join('\n')}\n`;
+}
+
+export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): void {
+  program
+    .command('login')
+    .summary('sign in to a server and store its credentials')
+    .description(
+      'Sign in to the MCP server at <url>: discover its authorization server, register a client\n' +
+        '(or use --client-id), open the sign-in page in the browser ($BROWSER, else the system\n' +
+        'opener), and store the tokens. Prints where it stored what; never prints a token.',
+    )
+    .argument('<url>', 'the MCP server URL')
+    .option('--scope <scopes>', 'scopes to request, space-separated (added to what the server asks for)')
+    .option('--client-id <id>', 'use this pre-registered client instead of registering one')
+    .option('--client-secret-file <file>', "read the pre-registered client's secret from this file (with --client-id)")
+    .option('--callback-port <port>', 'port of the loopback redirect URI (default: any free port)')
+    .option('--no-browser', 'print the sign-in URL and read the redirect URL you paste (for SSH sessions)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      helpEpilogue([
+        'authkeep login https://mcp.example.com/mcp',
+        'authkeep login https://mcp.example.com/mcp --scope "mcp:read mcp:write"',
+        'authkeep login https://mcp.example.com/mcp --client-id my-app --client-secret-file ~/.secrets/my-app',
+        'authkeep login https://mcp.example.com/mcp --no-browser    # over SSH: paste the redirect URL',
+        'BROWSER=firefox authkeep login https://mcp.example.com/mcp',
+      ]),
+    )
+    .action(
+      action(
+        deps,
+        exit,
+        (cmd, global) => parseLoginOptions(cmd.args[0] as string, cmd.opts<LoginFlags>(), global),
+        runLogin,
+        (o) => o.serverUrl,
+      ),
+    );
+}

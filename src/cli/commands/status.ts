@@ -1,0 +1,100 @@
+/**
+ * status: `authkeep status [url]`: one row per stored server (or for <url>): issuer, client_id,
+ * how it registered, access-token expiry, refresh-token age, last refresh, and state: ok, or
+ * needs-auth with its reason, the last error and the command that fixes it. Reads the store only
+ * (no network), and shows no secret.
+ *
+ * Not for: checks of file modes, locks or reachability (doctor.ts).
+ */
+import type { Command } from 'commander';
+import type { ServerStatus } from '../../session/status.js';
+import { action, helpEpilogue, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import type { CliDeps } from '../deps.js';
+import { describeNeedsAuth } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { formatDuration, makeStyle, relativeTime, renderTable, type Style } from '../output.js';
+
+export interface StatusOptions {
+  global: GlobalOptions;
+  serverUrl?: string | undefined;
+  json: boolean;
+}
+
+export function parseStatusOptions(url: string | undefined, flags: { json?: boolean }, global: GlobalOptions): StatusOptions {
+  return { global, serverUrl: url === undefined ? undefined : parseServerUrl(url), json: flags.json === true };
+}
+
+export async function runStatus(deps: CliDeps, options: StatusOptions): Promise<ExitCode> {
+  const keeper = deps.createKeeper(keeperOptions(options.global, deps));
+  const statuses = await keeper.status(options.serverUrl);
+  if (options.json) {
+    deps.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
+    return ExitCode.Ok;
+  }
+  if (statuses.length === 0) {
+    deps.stdout.write(`No servers signed in (home: ${keeper.home}).\nRun: authkeep login <url>\n`);
+    return ExitCode.Ok;
+  }
+  deps.stdout.write(renderStatusTable(statuses, deps.now(), makeStyle(deps.stdout, deps.env)));
+  return ExitCode.Ok;
+}
+
+function accessExpiry(s: ServerStatus, now: number): string {
+  if (!s.accessTokenExpiresAt) return s.accessTokenValid ? 'no expiry' : '-';
+  const at = Date.parse(s.accessTokenExpiresAt);
+  return at >= now ? `in ${formatDuration(at - now)}` : `expired ${formatDuration(now - at)} ago`;
+}
+
+export function renderStatusTable(statuses: ServerStatus[], now: number, style: Style): string {
+  const rows = statuses.map((s) => [
+    s.serverUrl,
+    s.issuer ?? '-',
+    s.clientId ?? '-',
+    s.registration ?? '-',
+    accessExpiry(s, now),
+    s.refreshTokenAgeSeconds !== undefined ? formatDuration(s.refreshTokenAgeSeconds * 1000) : s.hasRefreshToken === false ? 'none' : '-',
+    relativeTime(s.lastRefreshAt, now),
+    s.state === 'ok' ? style.green('ok') : style.red(`needs-auth (${s.needsAuth?.reason ?? 'unknown'})`),
+  ]);
+  let out = renderTable(['SERVER', 'ISSUER', 'CLIENT ID', 'REGISTRATION', 'ACCESS EXPIRES', 'REFRESH AGE', 'LAST REFRESH', 'STATE'], rows, style);
+  const problems = statuses.filter((s) => s.state === 'needs-auth' && s.needsAuth);
+  for (const s of problems) {
+    const n = s.needsAuth!;
+    out += `\n${style.red('needs-auth')} ${s.serverUrl}: ${describeNeedsAuth(n)}\n`;
+    out += `  since ${n.at}${n.request ? `, on ${n.request}` : ''}${n.error ? `, error ${n.error}` : ''}\n`;
+    out += `  fix: ${n.fix}\n`;
+  }
+  return out;
+}
+
+export function registerStatus(program: Command, deps: CliDeps, exit: ExitSlot): void {
+  program
+    .command('status')
+    .summary('show each stored server: registration, token expiry, state')
+    .description(
+      'Show one row per stored server (or only <url>): issuer, client_id, how the client was\n' +
+        'registered, access-token expiry, refresh-token age, last refresh, and state. A server\n' +
+        'that needs a sign-in shows the reason, the last error and the command that fixes it.\n' +
+        'Reads the local store only. Exits 0 whatever the states; --json for scripts.',
+    )
+    .argument('[url]', 'only this MCP server')
+    .option('--json', 'print an array of ServerStatus objects')
+    .addHelpText(
+      'after',
+      helpEpilogue([
+        'authkeep status',
+        'authkeep status https://mcp.example.com/mcp',
+        "authkeep status --json | jq -r '.[] | select(.state != \"ok\") | .needsAuth.fix'",
+      ]),
+    )
+    .action(
+      action(
+        deps,
+        exit,
+        (cmd, global) => parseStatusOptions(cmd.args[0], cmd.opts<{ json?: boolean }>(), global),
+        runStatus,
+        (o) => o.serverUrl,
+      ),
+    );
+}

@@ -1,0 +1,113 @@
+/**
+ * errors: how a failure reaches the user: one line saying what went wrong, one line saying what
+ * to do, and the exit code (exit-codes.ts). Stack traces only with `--debug`.
+ *
+ * Not for: raising library errors (src/errors.ts). Library messages never carry secrets (that is
+ * their contract), so they are printed as they are.
+ */
+import { AuthkeepError, NeedsAuthError, type AuthkeepErrorCode, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import type { Writer } from './deps.js';
+import { ExitCode } from './exit-codes.js';
+
+/** A bad flag value or combination found after commander parsed the line (exit 2). */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Why a server needs sign-in, in words (the same wording as the library's NeedsAuthError). */
+export const NEEDS_AUTH_TEXT: Record<NeedsAuthReason, string> = {
+  no_credentials: 'no stored credentials',
+  invalid_grant: 'the authorization server refused the refresh token',
+  client_mismatch: 'the authorization server says the grant belongs to another client',
+  drift: 'stored tokens belong to another client registration or issuer',
+  revoked: 'the tokens were revoked',
+  expired: 'the access token expired and there is no refresh token',
+  issuer_changed: 'the server now uses another authorization server',
+  malformed_response: 'the authorization server answered with something unusable',
+  as_unreachable: 'the authorization server is unreachable and the access token has expired',
+  insufficient_scope: 'the server requires scopes the current grant lacks',
+  login_failed: 'the sign-in failed',
+  store_corrupt: 'the stored record was unreadable and was moved aside',
+};
+
+/** "<description>" for a needs-auth condition: the AS's words when it gave some, else ours. */
+export function describeNeedsAuth(info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription'>): string {
+  const ours = NEEDS_AUTH_TEXT[info.reason] ?? info.reason;
+  const theirs = info.errorDescription ?? info.error;
+  const text = theirs && theirs !== ours ? `${ours} (${theirs})` : ours;
+  return text.replace(/[.\s]+$/, '');
+}
+
+/** The line `authkeep token` and friends print for needs-auth. */
+export function needsAuthLine(info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription' | 'serverUrl'>): string {
+  return `authkeep: needs-auth (${info.reason}): ${describeNeedsAuth(info)}. Run: authkeep login ${info.serverUrl}`;
+}
+
+const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: string | undefined) => string>> = {
+  invalid_argument: () => 'check the arguments; see --help',
+  insecure_url: () => 'use an https URL; for a server on this machine (127.0.0.1, localhost) pass --allow-http',
+  www_authenticate_malformed: (_e, url) => `the server sent a malformed WWW-Authenticate header; report it to the server's operator${url ? ` (${url})` : ''}`,
+  discovery_failed: (_e, url) => `is ${url ?? 'the URL'} the MCP endpoint itself (often ending in /mcp)? Run: authkeep doctor ${url ?? '<url>'}`,
+  metadata_invalid: () => 'the server or its authorization server publishes invalid metadata; report it to its operator',
+  resource_mismatch: (_e, url) => `the server's metadata names another resource; check the URL (${url ?? '<url>'}) or report it to the operator`,
+  issuer_mismatch: () => 'the authorization server metadata names another issuer; report it to its operator',
+  pkce_unsupported: () => 'the authorization server does not support PKCE S256, which OAuth 2.1 requires',
+  registration_failed: (_e, url) => `pass a pre-registered client: authkeep login ${url ?? '<url>'} --client-id ID`,
+  authorize_url_mismatch: () => 'this is a bug in authkeep; rerun with --debug and report it',
+  authorization_denied: (_e, url) => `sign-in was refused or cancelled; try again: authkeep login ${url ?? '<url>'}`,
+  state_mismatch: (_e, url) => `the redirect belonged to another sign-in; try again: authkeep login ${url ?? '<url>'}`,
+  iss_mismatch: () => 'the authorization response came from another issuer; do not retry, report it',
+  callback_timeout: (_e, url) => `finish signing in within the time limit, or on a machine without a browser use: authkeep login ${url ?? '<url>'} --no-browser`,
+  token_response_invalid: () => 'the authorization server answered with an invalid token response; rerun with --debug',
+  as_error: () => 'the authorization server refused the request; rerun with --debug for its answer',
+  as_unreachable: (_e, url) => `check the network, VPN or proxy; then run: authkeep doctor ${url ?? ''}`.trimEnd(),
+  store_conflict: () => 'another authkeep process changed the record at the same moment; run the command again',
+  store_corrupt: (_e, url) => `sign in again: authkeep login ${url ?? '<url>'}`,
+  store_io: () => 'check that the authkeep home directory exists and is writable; run: authkeep doctor',
+  lock_timeout: () => 'another authkeep process holds the lock; run: authkeep doctor',
+  step_up_exhausted: (_e, url) => `sign in again with the scope the server needs: authkeep login ${url ?? '<url>'} --scope ...`,
+};
+
+export interface ReportContext {
+  stderr: Writer;
+  debug: boolean;
+  /** The server the command was about, for the hint. */
+  serverUrl?: string | undefined;
+}
+
+/** Print `err` as one line plus a hint (plus the stack with --debug) and return the exit code. */
+export function reportError(err: unknown, ctx: ReportContext): ExitCode {
+  const { stderr } = ctx;
+  let code: ExitCode = ExitCode.Error;
+  if (err instanceof NeedsAuthError) {
+    stderr.write(`${needsAuthLine(err.info)}\n`);
+    code = ExitCode.NeedsAuth;
+  } else if (err instanceof UsageError) {
+    stderr.write(`authkeep: ${err.message}\n`);
+    stderr.write(`hint: ${err.hint ?? 'see --help'}\n`);
+    code = ExitCode.Usage;
+  } else if (err instanceof AuthkeepError) {
+    stderr.write(`authkeep: ${err.message}${err.field ? ` [${err.code} at ${err.field}]` : ` [${err.code}]`}\n`);
+    const hint = HINTS[err.code as AuthkeepErrorCode]?.(err, ctx.serverUrl) ?? 'rerun with --debug for details';
+    stderr.write(`hint: ${hint}\n`);
+  } else {
+    const message = err instanceof Error ? err.message : String(err);
+    stderr.write(`authkeep: unexpected error: ${message.split('\n')[0]}\n`);
+    stderr.write('hint: rerun with --debug for details; if it persists, report it\n');
+  }
+  if (ctx.debug && err instanceof Error && err.stack) {
+    stderr.write(`${err.stack}\n`);
+    let cause: unknown = err.cause;
+    while (cause instanceof Error) {
+      stderr.write(`caused by: ${cause.stack ?? cause.message}\n`);
+      cause = cause.cause;
+    }
+  }
+  return code;
+}

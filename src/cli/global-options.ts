@@ -1,0 +1,56 @@
+/**
+ * global-options: the flags every command accepts (`--home`, `--debug`, `--allow-http`) and how
+ * they become AuthKeeper options. Program-level flags are accepted before or after the command.
+ *
+ * Not for: command-specific flags (commands/*.ts).
+ */
+import path from 'node:path';
+import type { AuthKeeperOptions } from '../session/auth-keeper.js';
+import type { LogEvent } from '../session/log.js';
+import { defaultHome } from '../store/paths.js';
+import type { CliDeps } from './deps.js';
+
+export interface GlobalOptions {
+  /** `--home DIR`, else `$AUTHKEEP_HOME`, else the platform default. Always absolute. */
+  home: string;
+  /** `--debug`: JSON log events and stack traces on stderr. */
+  debug: boolean;
+  /** `--allow-http`: http for loopback servers only (local development, tests). */
+  allowHttp: boolean;
+}
+
+export interface RawGlobalFlags {
+  home?: string | undefined;
+  debug?: boolean | undefined;
+  allowHttp?: boolean | undefined;
+}
+
+export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv): GlobalOptions {
+  return {
+    home: flags.home !== undefined && flags.home !== '' ? path.resolve(flags.home) : defaultHome(env),
+    debug: flags.debug === true || env['AUTHKEEP_DEBUG'] === '1',
+    allowHttp: flags.allowHttp === true,
+  };
+}
+
+/** One JSON line per library event on stderr (`--debug`). Events never carry secrets (log.ts). */
+export function debugLogSink(deps: Pick<CliDeps, 'stderr'>): (event: LogEvent) => void {
+  return (event) => {
+    deps.stderr.write(`${JSON.stringify(event)}\n`);
+  };
+}
+
+/** Emit a CLI-level debug event in the same shape as the library's. */
+export function debugEvent(deps: Pick<CliDeps, 'stderr'>, global: GlobalOptions, event: string, message: string, fields: Record<string, string | number | boolean> = {}): void {
+  if (!global.debug) return;
+  debugLogSink(deps)({ level: 'debug', event, message, at: new Date().toISOString(), ...fields });
+}
+
+export function keeperOptions(global: GlobalOptions, deps: Pick<CliDeps, 'stderr'>, extra: AuthKeeperOptions = {}): AuthKeeperOptions {
+  return {
+    home: global.home,
+    allowInsecureLoopback: global.allowHttp,
+    ...(global.debug ? { log: debugLogSink(deps) } : {}),
+    ...extra,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * paste-redirect: `login --no-browser`, for SSH sessions and machines without a browser. The user
+ * opens the authorize URL on any machine; the AS redirects that browser to our loopback redirect
+ * URI, which fails to load there; the user pastes that URL (carrying code, state and iss) back
+ * here. We deliver it by a GET to our own loopback listener, so the pasted response goes through
+ * exactly the same checks (path, state, then iss and code exchange) as a browser redirect would.
+ *
+ * Not for: validating the response (oauth/authorization-response.ts does, in the sign-in) or
+ * opening browsers (session/browser.ts). The pasted URL holds a code: it is never echoed.
+ */
+import { createInterface } from 'node:readline';
+import type { OpenAuthorizationUrl } from '../session/browser.js';
+import { AuthkeepError } from '../errors.js';
+import type { Writer } from './deps.js';
+
+export interface PasteRedirectDeps {
+  stderr: Writer;
+  stdin: NodeJS.ReadableStream;
+  fetch: typeof fetch;
+}
+
+/** One line from `input`; rejects when it ends first. */
+export function readLine(input: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input, terminal: false });
+    let done = false;
+    rl.once('line', (line) => {
+      done = true;
+      rl.close();
+      resolve(line);
+    });
+    rl.once('close', () => {
+      if (!done) reject(new AuthkeepError('authorization_denied', 'no redirect URL was pasted (stdin closed)'));
+    });
+  });
+}
+
+/**
+ * Check that `pasted` is the redirect URI of this sign-in (same scheme, port and path; the loopback
+ * host may be spelled 127.0.0.1 or localhost) and return the URL to GET on our listener.
+ */
+export function deliveryUrl(pasted: string, redirectUri: string): URL {
+  let url: URL;
+  try {
+    url = new URL(pasted.trim());
+  } catch {
+    throw new AuthkeepError('invalid_argument', 'the pasted text is not a URL; paste the whole address from the browser', { field: 'redirect_url' });
+  }
+  const expected = new URL(redirectUri);
+  const loopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
+  if (url.protocol !== expected.protocol || url.port !== expected.port || url.pathname !== expected.pathname || !loopback(url.hostname)) {
+    throw new AuthkeepError(
+      'invalid_argument',
+      `the pasted URL is not this sign-in's redirect URL (expected it to start with ${expected.origin}${expected.pathname})`,
+      { field: 'redirect_url' },
+    );
+  }
+  if (!url.searchParams.has('code') && !url.searchParams.has('error')) {
+    throw new AuthkeepError('invalid_argument', 'the pasted URL carries neither code nor error; paste the address after the sign-in finished', {
+      field: 'redirect_url',
+    });
+  }
+  // Our listener binds 127.0.0.1 whatever host name the redirect URI spells.
+  url.hostname = '127.0.0.1';
+  return url;
+}
+
+/** An opener that prints the URL on stderr, reads the pasted redirect URL and delivers it. */
+export function pasteRedirectOpener(deps: PasteRedirectDeps): OpenAuthorizationUrl {
+  return async (authorizeUrl) => {
+    const redirectUri = new URL(authorizeUrl).searchParams.get('redirect_uri');
+    if (!redirectUri) throw new AuthkeepError('authorize_url_mismatch', 'the authorize URL has no redirect_uri', { field: 'redirect_uri' });
+    deps.stderr.write(
+      `Open this URL in a browser on any machine and sign in:\n\n  ${authorizeUrl}\n\n` +
+        `The browser then goes to ${new URL(redirectUri).origin}${new URL(redirectUri).pathname}?code=... ` +
+        '(the page may fail to load; that is expected).\nPaste that whole address here and press Enter:\n',
+    );
+    const line = await readLine(deps.stdin);
+    const target = deliveryUrl(line, redirectUri);
+    const response = await deps.fetch(target, { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
+    await response.arrayBuffer().catch(() => undefined);
+    // A 400 means our listener refused it (wrong state: another sign-in's URL) or the AS answered
+    // with an error; the sign-in itself reports which. Anything else was accepted.
+    if (response.status === 400 && !target.searchParams.has('error')) {
+      throw new AuthkeepError('state_mismatch', "the pasted URL does not belong to this sign-in (its state differs); paste this sign-in's redirect", {
+        field: 'state',
+      });
+    }
+  };
+}
