@@ -68,6 +68,7 @@ export type NeedsAuthReason =
   | 'as_unreachable' // the AS could not be reached, and the access token has expired
   | 'insufficient_scope' // the server wants scopes the grant does not have
   | 'login_failed' // a sign-in run by another process or call failed; `error` says why
+  | 'as_error' // the AS refused the refresh with another OAuth error (e.g. invalid_scope); `error` says which
   | 'store_corrupt'; // the stored record failed to parse; it was moved aside
 
 export interface NeedsAuthInfo {
@@ -96,6 +97,7 @@ const HINTS: Record<NeedsAuthReason, string> = {
   as_unreachable: 'the authorization server is unreachable and the access token has expired',
   insufficient_scope: 'the server requires scopes the current grant lacks',
   login_failed: 'the sign-in failed',
+  as_error: 'the authorization server refused the refresh',
   store_corrupt: 'the stored record was unreadable and was moved aside',
 };
 
@@ -104,10 +106,11 @@ export class NeedsAuthError extends AuthkeepError {
   readonly reason: NeedsAuthReason;
   readonly info: NeedsAuthInfo;
 
-  constructor(info: NeedsAuthInfo, options: { cause?: unknown } = {}) {
+  constructor(info: NeedsAuthInfo, options: { cause?: unknown; field?: string } = {}) {
     const as = info.error ? ` (${info.error}${info.errorDescription ? `: ${info.errorDescription}` : ''})` : '';
     super(info.reason, `needs-auth for ${info.serverUrl}: ${HINTS[info.reason]}${as}; run \`authkeep login ${info.serverUrl}\``, {
       cause: options.cause,
+      ...(options.field ? { field: options.field } : {}),
     });
     this.name = 'NeedsAuthError';
     this.reason = info.reason;

@@ -59,10 +59,13 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
   result.catch(() => undefined); // the caller may never look at it; a rejection must not crash the process
   let settled = false;
   let timer: NodeJS.Timeout | undefined;
+  /** Callbacks refused for carrying another state: a timeout then names `state` (RFC 6749 section 10.12). */
+  let forgedStates = 0;
 
   const server = createServer((req, res) => {
     const verdict = judgeRequest(req, { path, expectedState, settled });
     if (verdict.kind === 'refuse') {
+      if (verdict.wrongState) forgedStates++;
       sendPage(res, verdict.status, verdict.page);
       return;
     }
@@ -90,9 +93,16 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
     if (settled) return;
     settled = true;
     rejectResult(
-      new AuthkeepError('callback_timeout', `no authorization response reached ${redirectUri} within ${timeoutMs} ms`, {
-        detail: { redirect_uri: redirectUri, timeout_ms: timeoutMs },
-      }),
+      new AuthkeepError(
+        'callback_timeout',
+        forgedStates > 0
+          ? `no authorization response with this sign-in's state reached ${redirectUri} within ${timeoutMs} ms (${forgedStates} with another state refused)`
+          : `no authorization response reached ${redirectUri} within ${timeoutMs} ms`,
+        {
+          ...(forgedStates > 0 ? { field: 'state' } : {}),
+          detail: { redirect_uri: redirectUri, timeout_ms: timeoutMs, refused_wrong_state: forgedStates },
+        },
+      ),
     );
     void shutdown();
   }, timeoutMs);
@@ -156,7 +166,7 @@ function listen(server: Server, port: number): Promise<AddressInfo> {
 }
 
 type Verdict =
-  | { kind: 'refuse'; status: number; page: string }
+  | { kind: 'refuse'; status: number; page: string; wrongState?: boolean }
   | { kind: 'accept'; params: URLSearchParams; failure?: { error: string; description?: string } };
 
 /**
@@ -175,7 +185,12 @@ function judgeRequest(req: IncomingMessage, ctx: { path: string; expectedState: 
   if (url.pathname !== ctx.path) return { kind: 'refuse', status: 400, page: refusalPage('This is not the sign-in return address.') };
   const states = url.searchParams.getAll('state');
   if (states.length !== 1 || states[0] !== ctx.expectedState) {
-    return { kind: 'refuse', status: 400, page: refusalPage('This link does not belong to the sign-in in progress. Finish the sign-in in the tab it opened.') };
+    return {
+      kind: 'refuse',
+      status: 400,
+      wrongState: true,
+      page: refusalPage('This link does not belong to the sign-in in progress. Finish the sign-in in the tab it opened.'),
+    };
   }
   const params = url.searchParams;
   const error = params.get('error');

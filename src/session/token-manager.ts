@@ -275,10 +275,23 @@ export class TokenManager {
             { cause: err },
           );
         }
-        const reason: NeedsAuthReason = err.kind === 'needs_auth' ? (err.needsAuthReason ?? 'invalid_grant') : 'malformed_response';
+        if (err.kind === 'malformed') {
+          // Bad input leaves stored state untouched: the record keeps its tokens and no marker is
+          // written. If the AS did rotate the token before answering garbage, the next attempt
+          // gets invalid_grant, which is then recorded with its reason.
+          const info = needsAuthInfo(serverUrl, 'malformed_response', { errorDescription: err.message, request: err.request });
+          this.deps.logger.emit('warn', 'needs_auth', `refresh answer unusable: ${err.field ?? 'body'}`, {
+            serverUrl,
+            reason: 'malformed_response',
+            field: err.field,
+            request: err.request,
+          });
+          throw new NeedsAuthError(info, { cause: err, ...(err.field ? { field: err.field } : {}) });
+        }
+        const reason: NeedsAuthReason = err.needsAuthReason ?? 'as_error';
         const info = needsAuthInfo(serverUrl, reason, {
           error: err.oauthError,
-          errorDescription: err.oauthErrorDescription ?? (err.kind === 'malformed' ? err.message : undefined),
+          errorDescription: err.oauthErrorDescription,
           request: err.request,
         });
         await markNeedsAuth(info);

@@ -64,6 +64,12 @@ test('signs in with dynamic client registration, calls a tool, and refreshes onc
   const other = bed.keeper();
   assert.equal(await other.getAccessToken(server.url), second);
   assert.equal(bed.as.audit.counts().refreshGrants, 1);
+
+  // No secret in any log line: neither access token, nor the stored refresh token or client id's secret.
+  const record = JSON.parse(await readFile(await recordFile(bed.home), 'utf8'));
+  const logText = bed.logs.map((e) => JSON.stringify(e)).join('\n');
+  assert.ok(bed.logs.some((e) => e.event === 'refresh.ok'), 'the refresh was logged');
+  for (const secret of [first, second, record.tokens.refreshToken]) assert.ok(!logText.includes(secret), 'a token leaked into the log');
 });
 
 test('steps up on 403 insufficient_scope with the union of scopes, bounded', async (t) => {
