@@ -67,6 +67,7 @@ export class AuthKeeper {
   private readonly tokens: TokenManager;
   private readonly coordinator: SignInCoordinator;
   private readonly options: AuthKeeperOptions;
+  private readonly canonicalUrls = new Map<string, string>();
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
@@ -134,7 +135,18 @@ export class AuthKeeper {
 
   /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */
   getAccessToken(serverUrl: string): Promise<string> {
-    return this.tokens.getAccessToken(canonicalServerUrl(serverUrl));
+    return this.tokens.getAccessToken(this.canonical(serverUrl));
+  }
+
+  /** canonicalServerUrl, memoised: the hot path should not parse a URL per call. */
+  private canonical(serverUrl: string): string {
+    let url = this.canonicalUrls.get(serverUrl);
+    if (url === undefined) {
+      url = canonicalServerUrl(serverUrl);
+      if (this.canonicalUrls.size > 1000) this.canonicalUrls.clear();
+      this.canonicalUrls.set(serverUrl, url);
+    }
+    return url;
   }
 
   /** A fetch for `serverUrl` that authenticates, refreshes on 401 and steps up on 403 insufficient_scope. */
