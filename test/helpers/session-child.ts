@@ -64,9 +64,17 @@ async function tokenLoop(durationMs: number, urls: string[]): Promise<void> {
 }
 
 async function login(url: string): Promise<void> {
-  const keeper = new AuthKeeper({ home: home as string, allowInsecureLoopback: true, loginTimeoutMs: 30_000 });
-  await waitUntil(goAt);
-  await keeper.login(url);
+  const loginTimeoutMs = Number(process.env.AUTHKEEP_TEST_LOGIN_TIMEOUT_MS ?? 30_000);
+  const keeper = new AuthKeeper({ home: home as string, allowInsecureLoopback: true, loginTimeoutMs });
+  await waitUntil(goAt + Number(process.env.AUTHKEEP_TEST_START_DELAY_MS ?? 0));
+  try {
+    await keeper.login(url);
+  } catch (err) {
+    const failure = err instanceof NeedsAuthError ? { reason: err.reason, error: err.info.error } : { code: (err as { code?: string }).code };
+    process.stdout.write(`${JSON.stringify({ pid: process.pid, failed: failure })}\n`);
+    process.exitCode = 3;
+    return;
+  }
   const token = await keeper.getAccessToken(url);
   process.stdout.write(`${JSON.stringify({ pid: process.pid, token: fingerprint(token) })}\n`);
 }

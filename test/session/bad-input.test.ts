@@ -213,3 +213,24 @@ test('a malformed refresh response: needs-auth malformed_response naming the fie
   assert.deepEqual(await snapshot(s.home), before, 'stored record is byte-for-byte unchanged');
   assertNoSecrets(s);
 });
+
+test('503 and temporarily_unavailable on refresh are retried with backoff; no re-auth, refresh token kept', async (t) => {
+  const s = await scenario(t);
+  await s.keeper.login(s.mcpUrl);
+  s.server.on(
+    'POST',
+    '/token',
+    { status: 503, body: 'unavailable' },
+    { status: 400, json: { error: 'temporarily_unavailable' } },
+    { json: { access_token: SECRETS.access2, token_type: 'Bearer', expires_in: 60 } },
+  );
+  const keeper = new AuthKeeper({ home: s.home, allowInsecureLoopback: true, transientRetryDelaysMs: [20, 20, 20] });
+  await sleep(1100);
+  assert.equal(await keeper.getAccessToken(s.mcpUrl), SECRETS.access2);
+  assert.equal(s.server.requestsTo('POST', '/token').length, 4, 'code exchange + three refresh attempts');
+  const [status] = await keeper.status(s.mcpUrl);
+  assert.equal(status?.state, 'ok');
+  assert.equal(status?.hasRefreshToken, true, 'the old refresh token is kept when the answer has none');
+  const last = s.server.requestsTo('POST', '/token').at(-1);
+  assert.equal(last?.form.get('refresh_token'), SECRETS.refresh, 'the same refresh token was retried');
+});

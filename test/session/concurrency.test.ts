@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -122,4 +122,25 @@ test('sign-in storm: 8 processes log in to the same server at once; one authoriz
   assert.equal(counts.registrations, 1, 'and one registration');
   const opens = (await readFile(browserLog, 'utf8')).split('\n').filter(Boolean);
   assert.equal(opens.length, 1, 'the browser was opened once');
+});
+
+test('an abandoned sign-in releases the process waiting for it with the reason, without a second tab', async (t) => {
+  const bed = await startBed(t);
+  const server = bed.servers[0]!;
+  const opens = path.join(bed.home, 'opens.log');
+  const browser = path.join(bed.home, 'abandoning-browser.sh');
+  // A "browser" that records the open and never signs in: the user closed the tab.
+  await writeFile(browser, `#!/bin/sh\necho opened >> '${opens}'\n`, { mode: 0o755 });
+  const env = { BROWSER: browser, AUTHKEEP_TEST_LOGIN_TIMEOUT_MS: '2500' };
+  const goAt = Date.now() + 2500;
+  const [leader, waiter] = await Promise.all([
+    runChild(['login', bed.home, String(goAt), server.url], env),
+    runChild(['login', bed.home, String(goAt), server.url], { ...env, AUTHKEEP_TEST_START_DELAY_MS: '500' }),
+  ]);
+  assert.equal(leader.code, 3, leader.stderr);
+  assert.deepEqual(JSON.parse(leader.lines.at(-1) ?? '{}').failed, { code: 'callback_timeout' });
+  assert.equal(waiter.code, 3, waiter.stderr);
+  assert.deepEqual(JSON.parse(waiter.lines.at(-1) ?? '{}').failed, { reason: 'login_failed', error: 'callback_timeout' });
+  assert.equal((await readFile(opens, 'utf8')).split('\n').filter(Boolean).length, 1, 'one tab, not two');
+  assert.equal(bed.as.audit.counts().codeExchanges, 0);
 });
