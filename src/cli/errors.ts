@@ -20,8 +20,11 @@ export class UsageError extends Error {
   }
 }
 
-/** Why a server needs sign-in, in words (the same wording as the library's NeedsAuthError). */
-export const NEEDS_AUTH_TEXT: Record<NeedsAuthReason, string> = {
+/**
+ * Why a server needs sign-in, in words (the same wording as the library's NeedsAuthError).
+ * Partial on purpose: a reason added to the library later falls back to its code.
+ */
+export const NEEDS_AUTH_TEXT: Partial<Record<NeedsAuthReason, string>> = {
   no_credentials: 'no stored credentials',
   invalid_grant: 'the authorization server refused the refresh token',
   client_mismatch: 'the authorization server says the grant belongs to another client',
@@ -33,6 +36,7 @@ export const NEEDS_AUTH_TEXT: Record<NeedsAuthReason, string> = {
   as_unreachable: 'the authorization server is unreachable and the access token has expired',
   insufficient_scope: 'the server requires scopes the current grant lacks',
   login_failed: 'the sign-in failed',
+  as_error: 'the authorization server refused the refresh',
   store_corrupt: 'the stored record was unreadable and was moved aside',
 };
 

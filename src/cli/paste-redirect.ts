@@ -9,7 +9,6 @@
  * opening browsers (session/browser.ts). The pasted URL holds a code: it is never echoed.
  */
 import { createInterface } from 'node:readline';
-import type { OpenAuthorizationUrl } from '../session/browser.js';
 import { AuthkeepError } from '../errors.js';
 import type { Writer } from './deps.js';
 
@@ -66,7 +65,7 @@ export function deliveryUrl(pasted: string, redirectUri: string): URL {
 }
 
 /** An opener that prints the URL on stderr, reads the pasted redirect URL and delivers it. */
-export function pasteRedirectOpener(deps: PasteRedirectDeps): OpenAuthorizationUrl {
+export function pasteRedirectOpener(deps: PasteRedirectDeps): (authorizeUrl: string) => Promise<void> {
   return async (authorizeUrl) => {
     const redirectUri = new URL(authorizeUrl).searchParams.get('redirect_uri');
     if (!redirectUri) throw new AuthkeepError('authorize_url_mismatch', 'the authorize URL has no redirect_uri', { field: 'redirect_uri' });

@@ -1,0 +1,160 @@
+/**
+ * proxy: `authkeep proxy <url> [callback-port]`: a stdio MCP server that forwards every JSON-RPC
+ * message to the remote server (Streamable HTTP, or the older SSE transport) with authkeep's
+ * authentication. It accepts mcp-remote's common arguments so `npx mcp-remote URL` can be swapped
+ * for `npx authkeep proxy URL` in an MCP client's config. stdout belongs to the protocol: this
+ * command writes nothing there itself; logs go to stderr and a log file under the home.
+ *
+ * This file only parses and resolves the flags (header ${ENV} expansion, JSON or @file values) and
+ * hands them to `runProxy` in src/mcp/proxy.ts, which does the bridging, the logging (stderr and
+ * `<home>/logs/`) and builds the AuthKeeper from these fields.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { AuthkeepError } from '../../errors.js';
+import { parseHeaderArgs, runProxy, TRANSPORT_STRATEGIES, type ProxyOptions, type StaticOAuthClientInfo, type TransportStrategy } from '../../mcp/proxy.js';
+import { action, helpEpilogue, parsePort, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import type { CliDeps } from '../deps.js';
+import { UsageError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import type { GlobalOptions } from '../global-options.js';
+
+export interface ProxyCliOptions {
+  global: GlobalOptions;
+  proxy: ProxyOptions;
+}
+
+export interface ProxyFlags {
+  header?: string[];
+  staticOauthClientInfo?: string;
+  staticOauthClientMetadata?: string;
+  host?: string;
+  transport?: string;
+  resource?: string;
+}
+
+/** A JSON object given inline or as `@file`. */
+export function readJsonArgument(value: string, flag: string): Record<string, unknown> {
+  let text = value;
+  if (value.startsWith('@')) {
+    try {
+      text = readFileSync(value.slice(1), 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read ${flag} file ${value.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${flag} is not valid JSON`, `pass a JSON object or @path/to/file.json`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${flag} must be a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+function parseClientInfo(value: string): StaticOAuthClientInfo {
+  const obj = readJsonArgument(value, '--static-oauth-client-info');
+  const id = obj['client_id'];
+  const secret = obj['client_secret'];
+  const method = obj['token_endpoint_auth_method'];
+  if (typeof id !== 'string' || id === '') throw new UsageError('--static-oauth-client-info needs a non-empty "client_id"');
+  if (secret !== undefined && typeof secret !== 'string') throw new UsageError('--static-oauth-client-info "client_secret" must be a string');
+  if (method !== undefined && method !== 'none' && method !== 'client_secret_basic' && method !== 'client_secret_post') {
+    throw new UsageError('--static-oauth-client-info "token_endpoint_auth_method" must be none, client_secret_basic or client_secret_post');
+  }
+  return { client_id: id, ...(secret ? { client_secret: secret } : {}), ...(method ? { token_endpoint_auth_method: method } : {}) };
+}
+
+export function parseProxyOptions(
+  url: string,
+  callbackPort: string | undefined,
+  flags: ProxyFlags,
+  global: GlobalOptions,
+  deps: Pick<CliDeps, 'env' | 'stderr'>,
+): ProxyCliOptions {
+  const serverUrl = parseServerUrl(url);
+  const warn = (message: string) => deps.stderr.write(`authkeep: warning: ${message}\n`);
+  let headers: Record<string, string>;
+  try {
+    headers = parseHeaderArgs(flags.header ?? [], deps.env, warn);
+  } catch (err) {
+    if (err instanceof AuthkeepError) throw new UsageError(err.message, 'e.g. --header "X-Api-Key: ${API_KEY}"');
+    throw err;
+  }
+  const transport = (flags.transport ?? 'http-first') as TransportStrategy;
+  if (!TRANSPORT_STRATEGIES.includes(transport)) {
+    throw new UsageError(`--transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}, got ${JSON.stringify(flags.transport)}`);
+  }
+  if (flags.host !== undefined && flags.host !== 'localhost' && flags.host !== '127.0.0.1') {
+    throw new UsageError(`--host must be localhost or 127.0.0.1 (the redirect must stay on this machine), got ${JSON.stringify(flags.host)}`);
+  }
+  const port = callbackPort === undefined ? undefined : parsePort(callbackPort, 'callback-port');
+  const staticClientInfo = flags.staticOauthClientInfo === undefined ? undefined : parseClientInfo(flags.staticOauthClientInfo);
+  const staticClientMetadata = flags.staticOauthClientMetadata === undefined ? undefined : readJsonArgument(flags.staticOauthClientMetadata, '--static-oauth-client-metadata');
+  if (flags.resource !== undefined) parseServerUrl(flags.resource);
+
+  return {
+    global,
+    proxy: {
+      serverUrl,
+      callbackPort: port,
+      headers,
+      staticClientInfo,
+      staticClientMetadata,
+      host: flags.host as ProxyOptions['host'],
+      transport,
+      resource: flags.resource,
+      allowHttp: global.allowHttp,
+      debug: global.debug,
+      home: global.home,
+    },
+  };
+}
+
+export async function runProxyCommand(_deps: CliDeps, options: ProxyCliOptions): Promise<ExitCode> {
+  const code = await runProxy(options.proxy);
+  return (Object.values(ExitCode) as number[]).includes(code) ? (code as ExitCode) : ExitCode.Error;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): void {
+  program
+    .command('proxy')
+    .summary('run a stdio MCP server that forwards to <url> with authkeep auth (mcp-remote compatible)')
+    .description(
+      'Bridge stdio JSON-RPC to the remote MCP server at <url> (Streamable HTTP, or SSE), signing in\n' +
+        'and refreshing with authkeep. Put it in an MCP client\'s config instead of mcp-remote:\n' +
+        '  "command": "npx", "args": ["authkeep", "proxy", "https://mcp.example.com/mcp"]\n' +
+        'stdout carries the protocol only; logs go to stderr and <home>/logs/proxy-<pid>.log.',
+    )
+    .argument('<url>', 'the MCP server URL')
+    .argument('[callback-port]', 'port of the loopback redirect URI for sign-in')
+    .option('--header <header>', 'extra header "Name: value" on every request; ${ENV} is expanded (repeatable)', collect)
+    .option('--static-oauth-client-info <json|@file>', 'a pre-registered client: {"client_id": ..., "client_secret": ...}')
+    .option('--static-oauth-client-metadata <json|@file>', 'client metadata for dynamic registration, e.g. {"client_name": ...}')
+    .option('--host <host>', 'host name of the redirect URI: localhost or 127.0.0.1')
+    .option('--transport <strategy>', `${TRANSPORT_STRATEGIES.join(' | ')}`, 'http-first')
+    .option('--resource <url>', 'isolate this sign-in from others to the same server (mcp-remote --resource)')
+    .addHelpText(
+      'after',
+      helpEpilogue([
+        'authkeep proxy https://mcp.example.com/mcp',
+        'authkeep proxy https://mcp.example.com/mcp 3334 --header "X-Api-Key: ${API_KEY}"',
+        'authkeep proxy https://mcp.example.com/sse --transport sse-only',
+        'authkeep proxy http://127.0.0.1:8080/mcp --allow-http --debug',
+      ]),
+    )
+    .action(
+      action(
+        deps,
+        exit,
+        (cmd, global) => parseProxyOptions(cmd.args[0] as string, cmd.args[1], cmd.opts<ProxyFlags>(), global, deps),
+        runProxyCommand,
+        (o) => o.proxy.serverUrl,
+      ),
+    );
+}

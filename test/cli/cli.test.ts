@@ -1,0 +1,203 @@
+/**
+ * The `authkeep` CLI as real child processes (bin/authkeep.js) against the real oidc-provider
+ * (rotation with reuse revocation) and a protected MCP server, with the robot browser as $BROWSER
+ * and a temp AUTHKEEP_HOME: login, token, status --json, doctor, proxy, logout; login --no-browser; and
+ * 16 concurrent `authkeep token` processes at an expiry refreshing exactly once at the AS.
+ */
+import assert from 'node:assert/strict';
+import { chmod, readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/testbed/index.js';
+import { acquireLock } from '../../src/store/lock.js';
+import { recordKey, storeLayout } from '../../src/store/paths.js';
+import { callTool, sleep } from '../helpers/bed.js';
+import { BIN, cliEnv, collect, jwtPayload, runCliProcess, spawnCli, waitForOutput, type CliResult } from '../helpers/cli-run.js';
+import { redirectUrlToPaste } from '../helpers/cli-paste-browser.js';
+
+async function startServers(t: { after(fn: () => unknown): void }, accessTokenTtlSeconds: number) {
+  const as = await startAuthorizationServer({ accessTokenTtlSeconds });
+  t.after(() => as.close());
+  const server = await startProtectedMcpServer({ authorizationServer: as, discovery: 'header' });
+  t.after(() => server.close());
+  return { as, server };
+}
+
+function ok(result: CliResult, what: string): void {
+  assert.equal(result.code, 0, `${what} exits 0\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+}
+
+async function recordFile(home: string): Promise<string> {
+  const dir = path.join(home, 'servers');
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+  assert.equal(files.length, 1, 'one record file');
+  return path.join(dir, files[0] as string);
+}
+
+/** Every secret in the stored record: none may appear in any output but `token`'s stdout. */
+async function storedSecrets(home: string): Promise<string[]> {
+  const record = JSON.parse(await readFile(await recordFile(home), 'utf8')) as {
+    tokens?: { accessToken?: string; refreshToken?: string };
+    registration: { clientSecret?: string };
+  };
+  return [record.tokens?.accessToken, record.tokens?.refreshToken, record.registration.clientSecret].filter((s): s is string => !!s);
+}
+
+function assertNoSecrets(text: string, secrets: string[], what: string): void {
+  for (const secret of secrets) assert.ok(!text.includes(secret), `${what} must not print a secret`);
+}
+
+test('login, token, status --json, doctor, proxy, logout and token again, as real processes', async (t) => {
+  const { as, server } = await startServers(t, 3600);
+  const cli = await cliEnv(t);
+
+  const login = await runCliProcess(cli, ['login', server.url, '--allow-http']);
+  ok(login, 'login');
+  const file = await recordFile(cli.home);
+  assert.match(login.stdout, /Signed in to /);
+  assert.ok(login.stdout.includes(cli.home), 'says where it stored: the home');
+  assert.ok(login.stdout.includes(file), 'and the record file');
+  assert.ok(login.stdout.includes(as.issuer), 'the issuer');
+  assert.match(login.stdout, /client_id\s+\S+ \(dynamic client registration\)/);
+  assert.match(login.stdout, /scope\s+.*mcp:read/);
+  assert.match(login.stdout, /access token\s+expires in /);
+  assert.equal((await readFile(cli.browserLog, 'utf8')).trim().split('\n').length, 1, 'the robot browser was opened once via $BROWSER');
+  const secrets = await storedSecrets(cli.home);
+  assert.ok(secrets.length >= 2, 'the record holds an access and a refresh token');
+  assertNoSecrets(login.stdout + login.stderr, secrets, 'login');
+
+  const token = await runCliProcess(cli, ['token', server.url, '--allow-http']);
+  ok(token, 'token');
+  assert.match(token.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'stdout is a JWT and a newline, nothing else');
+  assert.equal(token.stderr, '');
+  const accessToken = token.stdout.trim();
+  assert.equal(jwtPayload(accessToken)['iss'], as.issuer);
+  const call = await callTool((input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${accessToken}` } }), server.url);
+  assert.equal(call.status, 200, 'the printed token is accepted by the MCP server');
+  await call.arrayBuffer();
+
+  const status = await runCliProcess(cli, ['status', '--json', '--allow-http']);
+  ok(status, 'status --json');
+  const statuses = JSON.parse(status.stdout) as Array<{ serverUrl: string; state: string; issuer: string; registration: string }>;
+  assert.equal(statuses.length, 1);
+  assert.equal(statuses[0]?.state, 'ok');
+  assert.equal(statuses[0]?.issuer, as.issuer);
+  assert.equal(statuses[0]?.registration, 'dynamic');
+  assertNoSecrets(status.stdout + status.stderr, secrets, 'status --json');
+
+  const table = await runCliProcess(cli, ['status']);
+  ok(table, 'status');
+  assert.match(table.stdout, /^SERVER\s+ISSUER\s+CLIENT ID\s+REGISTRATION\s+ACCESS EXPIRES\s+REFRESH AGE\s+LAST REFRESH\s+STATE\n/);
+  assert.match(table.stdout, /dynamic\s+in \d+m.*\bok\n/);
+  assertNoSecrets(table.stdout + table.stderr, secrets, 'status');
+
+  const doctor = await runCliProcess(cli, ['doctor']);
+  ok(doctor, 'doctor');
+  assert.match(doctor.stdout, /No problems found/);
+  assert.match(doctor.stdout, /reachability\s+server http:\/\/127\.0\.0\.1:\d+ answered HTTP 401/);
+  assert.match(doctor.stdout, /reachability\s+authorization server http:\/\/127\.0\.0\.1:\d+ answered HTTP 200/);
+  assertNoSecrets(doctor.stdout + doctor.stderr, secrets, 'doctor');
+
+  await chmod(file, 0o644);
+  const sick = await runCliProcess(cli, ['doctor', server.url, '--json']);
+  assert.equal(sick.code, 1, `doctor exits 1 on a problem\n${sick.stdout}${sick.stderr}`);
+  const report = JSON.parse(sick.stdout) as { ok: boolean; checks: Array<{ check: string; status: string; subject: string; message: string; fix?: string }> };
+  assert.equal(report.ok, false);
+  const bad = report.checks.filter((c) => c.status === 'fail');
+  assert.equal(bad.length, 1, 'exactly the file mode problem');
+  assert.equal(bad[0]?.check, 'file_mode');
+  assert.equal(bad[0]?.subject, file);
+  assert.match(bad[0]?.message ?? '', /0644/);
+  assert.equal(bad[0]?.fix, `chmod 600 ${file}`);
+  const human = await runCliProcess(cli, ['doctor']);
+  assert.equal(human.code, 1);
+  assert.ok(human.stdout.includes(`fix: chmod 600 ${file}`), 'the human report names the fix');
+  await chmod(file, 0o600);
+
+  // `authkeep proxy` bridges an SDK client on stdio to the server with the stored credentials.
+  const client = new Client({ name: 'authkeep-cli-test', version: '0.0.0' });
+  const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, 'proxy', server.url, '--allow-http'], env: cli.env as Record<string, string>, stderr: 'pipe' });
+  await client.connect(transport);
+  const echoed = await client.callTool({ name: 'echo', arguments: { text: 'through the proxy' } });
+  assert.deepEqual((echoed.content as Array<{ text?: string }>).map((c) => c.text), ['through the proxy']);
+  await client.close();
+
+  const before = as.audit.counts().revocations;
+  const logout = await runCliProcess(cli, ['logout', server.url, '--allow-http']);
+  ok(logout, 'logout');
+  assert.match(logout.stdout, /Revoked the tokens at .* and deleted the stored credentials/);
+  assert.equal(as.audit.counts().revocations - before, 1, 'the AS audit shows the revocation');
+  assertNoSecrets(logout.stdout + logout.stderr, secrets, 'logout');
+
+  const after = await runCliProcess(cli, ['token', server.url, '--allow-http']);
+  assert.equal(after.code, 4, 'needs-auth exits 4');
+  assert.equal(after.stdout, '');
+  assert.equal(after.stderr, `authkeep: needs-auth (no_credentials): no stored credentials. Run: authkeep login ${server.url}\n`);
+});
+
+test('login --no-browser prints the URL and completes with the pasted redirect URL', async (t) => {
+  const { server } = await startServers(t, 3600);
+  const cli = await cliEnv(t);
+  // $BROWSER must not be used: make it a command that fails loudly if it is.
+  const child = spawnCli(cli, ['login', server.url, '--no-browser', '--allow-http'], { env: { BROWSER: 'false' }, keepStdinOpen: true });
+  const done = collect(child);
+  const [, authorizeUrl] = await waitForOutput(child.stderr, /\n {2}(http:\/\/\S+)\n[\s\S]*Paste that whole address here/);
+  const pasted = await redirectUrlToPaste(authorizeUrl as string);
+  child.stdin.end(`${pasted}\n`);
+  const result = await done;
+  ok(result, 'login --no-browser');
+  assert.match(result.stdout, /Signed in to /);
+  assert.ok(!result.stderr.includes(new URL(pasted).searchParams.get('code') as string), 'the code is never echoed');
+  const token = await runCliProcess(cli, ['token', server.url, '--allow-http']);
+  ok(token, 'token after --no-browser login');
+});
+
+test('16 concurrent `authkeep token` processes at an expiry refresh once at the AS and print the same token', async (t) => {
+  const { as, server } = await startServers(t, 2);
+  const cli = await cliEnv(t);
+  ok(await runCliProcess(cli, ['login', server.url, '--allow-http']), 'login');
+  const first = await runCliProcess(cli, ['token', server.url, '--allow-http']);
+  ok(first, 'first token');
+
+  // Wait until the access token is past its refresh point (indeed past its expiry).
+  const [status] = JSON.parse((await runCliProcess(cli, ['status', server.url, '--json'])).stdout) as Array<{ accessTokenExpiresAt: string }>;
+  await sleep(Math.max(0, Date.parse(status!.accessTokenExpiresAt) - Date.now()) + 100);
+
+  // Line the 16 processes up at the refresh lock: hold it while they start (16 tsx processes on a
+  // small machine take seconds to boot), then release it just after a wall-clock second begins,
+  // so the refreshed token (exp = floor(now) + 2 s) keeps its full adoption window while the 15
+  // others take the lock in turn and adopt it.
+  const layout = storeLayout(cli.home);
+  const barrier = await acquireLock(layout.locksDir, layout.lockName(recordKey(server.url), 'refresh'), { purpose: 'test-barrier' });
+  const countsBefore = as.audit.counts();
+  const children = Array.from({ length: 16 }, () => spawnCli(cli, ['token', server.url, '--allow-http', '--debug']));
+  const results = children.map((child) => collect(child, 45_000));
+  try {
+    const t0 = Date.now();
+    await Promise.all(children.map((child) => waitForOutput(child.stderr, /"event":"cli\.token\.start"/, 40_000)));
+    t.diagnostic(`16 processes started in ${Date.now() - t0} ms`);
+    await sleep(300);
+    await sleep(1000 - (Date.now() % 1000) + 20);
+  } finally {
+    await barrier.release();
+  }
+  const t1 = Date.now();
+  const outs = await Promise.all(results);
+  t.diagnostic(`all 16 done ${Date.now() - t1} ms after the release`);
+
+  for (const [i, r] of outs.entries()) assert.equal(r.code, 0, `process ${i} exits 0\n${r.stderr}`);
+  const tokens = new Set(outs.map((r) => r.stdout));
+  assert.equal(tokens.size, 1, 'all 16 print the same token');
+  const token = [...tokens][0] as string;
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+  assert.notEqual(token, first.stdout, 'a new token: the expired one was refreshed');
+  const counts = as.audit.counts();
+  assert.equal(counts.refreshGrants - countsBefore.refreshGrants, 1, 'exactly one refresh grant at the AS');
+  assert.equal(counts.refreshReuses, 0, 'no refresh token was reused');
+  assert.equal(counts.revokedGrants, 0, 'no grant was revoked');
+  const call = await callTool((input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token.trim()}` } }), server.url);
+  assert.equal(call.status, 200, 'the token is valid at the MCP server');
+  await call.arrayBuffer();
+});
