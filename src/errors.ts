@@ -101,6 +101,11 @@ const HINTS: Record<NeedsAuthReason, string> = {
   store_corrupt: 'the stored record was unreadable and was moved aside',
 };
 
+/** A short human sentence for a needs-auth reason (CLI and status output use it). */
+export function needsAuthHint(reason: NeedsAuthReason): string {
+  return HINTS[reason];
+}
+
 /** The user must sign in again for `serverUrl`; `reason` says why. */
 export class NeedsAuthError extends AuthkeepError {
   readonly reason: NeedsAuthReason;

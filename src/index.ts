@@ -3,7 +3,7 @@
  * and many servers inside one process, sign in and refresh at the same time.
  */
 export { AuthKeeper, type AuthKeeperOptions, type LoginOptions } from './session/auth-keeper.js';
-export { AuthkeepError, NeedsAuthError, isAuthkeepError } from './errors.js';
+export { AuthkeepError, NeedsAuthError, isAuthkeepError, needsAuthHint } from './errors.js';
 export type { AuthkeepErrorCode, NeedsAuthReason, NeedsAuthInfo } from './errors.js';
 export { parseWwwAuthenticate, type Challenge } from './oauth/www-authenticate.js';
 export type { ServerStatus } from './session/status.js';

@@ -5,7 +5,7 @@
  * Not for: raising library errors (src/errors.ts). Library messages never carry secrets (that is
  * their contract), so they are printed as they are.
  */
-import { AuthkeepError, NeedsAuthError, type AuthkeepErrorCode, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import { AuthkeepError, NeedsAuthError, needsAuthHint, type AuthkeepErrorCode, type NeedsAuthInfo } from '../errors.js';
 import type { Writer } from './deps.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -20,29 +20,9 @@ export class UsageError extends Error {
   }
 }
 
-/**
- * Why a server needs sign-in, in words (the same wording as the library's NeedsAuthError).
- * Partial on purpose: a reason added to the library later falls back to its code.
- */
-export const NEEDS_AUTH_TEXT: Partial<Record<NeedsAuthReason, string>> = {
-  no_credentials: 'no stored credentials',
-  invalid_grant: 'the authorization server refused the refresh token',
-  client_mismatch: 'the authorization server says the grant belongs to another client',
-  drift: 'stored tokens belong to another client registration or issuer',
-  revoked: 'the tokens were revoked',
-  expired: 'the access token expired and there is no refresh token',
-  issuer_changed: 'the server now uses another authorization server',
-  malformed_response: 'the authorization server answered with something unusable',
-  as_unreachable: 'the authorization server is unreachable and the access token has expired',
-  insufficient_scope: 'the server requires scopes the current grant lacks',
-  login_failed: 'the sign-in failed',
-  as_error: 'the authorization server refused the refresh',
-  store_corrupt: 'the stored record was unreadable and was moved aside',
-};
-
 /** "<description>" for a needs-auth condition: the AS's words when it gave some, else ours. */
 export function describeNeedsAuth(info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription'>): string {
-  const ours = NEEDS_AUTH_TEXT[info.reason] ?? info.reason;
+  const ours = needsAuthHint(info.reason);
   const theirs = info.errorDescription ?? info.error;
   const text = theirs && theirs !== ours ? `${ours} (${theirs})` : ours;
   return text.replace(/[.\s]+$/, '');

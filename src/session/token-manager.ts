@@ -223,7 +223,14 @@ export class TokenManager {
         // 6. Expose only what is persisted.
         return this.remember(serverUrl, next.tokens as Tokens).accessToken;
       },
-      this.deps.lockTimeoutMs === undefined ? undefined : { timeoutMs: this.deps.lockTimeoutMs },
+      {
+        ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
+        onWait: (holder) =>
+          logger.emit('debug', 'refresh.waiting', 'waiting for another process refreshing this server', {
+            serverUrl,
+            holderPid: holder.info?.pid,
+          }),
+      },
     );
   }
 
