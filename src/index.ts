@@ -2,7 +2,10 @@
  * authkeep: an OAuth 2.1 client for remote MCP servers that stays correct when many processes,
  * and many servers inside one process, sign in and refresh at the same time.
  */
-export { AuthKeeper, type AuthKeeperOptions, type LoginOptions } from './session/auth-keeper.js';
+export { AuthKeeper } from './auth-keeper.js';
+export type { AuthKeeperOptions, LoginOptions } from './session/auth-keeper.js';
+export { KeeperAuthProvider, type KeeperAuthProviderOptions } from './mcp/auth-provider.js';
+export { runProxy, parseHeaderArgs, type ProxyOptions } from './mcp/proxy.js';
 export { AuthkeepError, NeedsAuthError, isAuthkeepError, needsAuthHint } from './errors.js';
 export type { AuthkeepErrorCode, NeedsAuthReason, NeedsAuthInfo } from './errors.js';
 export { parseWwwAuthenticate, type Challenge } from './oauth/www-authenticate.js';

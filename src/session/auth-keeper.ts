@@ -3,14 +3,16 @@
  * composes discovery, sign-in coordination, the token manager and the store, and holds no
  * per-flow mutable state of its own (each sign-in is a value in sign-in.ts).
  *
- * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/).
+ * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/): the package
+ * root's AuthKeeper (src/auth-keeper.ts) adds `authProvider()` on top of this class, so nothing
+ * here imports from a layer above.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { FileCredentialStore, type CredentialStore } from '../store/credential-store.js';
 import { defaultHome } from '../store/paths.js';
-import type { ServerRecord } from '../store/record.js';
+import type { AuthorizationServerRecord, Registration, ServerRecord, Tokens } from '../store/record.js';
 import { createAuthenticatedFetch } from './authenticated-fetch.js';
 import { openInBrowser, type OpenAuthorizationUrl } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
@@ -20,6 +22,7 @@ import { signIn, type CallbackOptions, type StaticClient } from './sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { serverStatus, type ServerStatus } from './status.js';
 import { TokenManager } from './token-manager.js';
+import { accessTokenExpiresAt } from './refresh-policy.js';
 
 export interface AuthKeeperOptions {
   /** Where records live. Default: `$AUTHKEEP_HOME`, else the platform's per-user data directory. */
@@ -106,11 +109,13 @@ export class AuthKeeper {
     const server = await discoverServer(url, this.http());
     const scope = unionScope(server.scope, options.scope);
     const record = await this.coordinator.signIn(server, scope, async (current) => {
-      const knownRegistration =
+      const staticClient = this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
+      const stored =
         current && current.registration.issuer === server.authorizationServer.issuer
           ? current.registration
           : await this.registrationForIssuer(server.authorizationServer.issuer);
-      const staticClient = this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
+      // A configured pre-registered client wins over a stored registration of another client_id.
+      const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
       return signIn(server, scope, {
         http: this.http(),
         logger: this.logger,
@@ -206,6 +211,132 @@ export class AuthKeeper {
       return { revoked, deleted: true };
     });
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // For the MCP SDK adapter (src/mcp/auth-provider.ts) and other embedders: additive, each one a
+  // narrow door onto the token manager or the store that keeps the invariants it names.
+
+  /**
+   * The server answered 401 to `rejectedAccessToken`: another token, adopting one another process
+   * stored or refreshing single-flight (in-process and machine-wide). Never deletes newer tokens.
+   * Throws NeedsAuthError when only a sign-in can help.
+   */
+  recoverFromRejection(serverUrl: string, rejectedAccessToken: string): Promise<string> {
+    return this.tokens.recoverFromRejection(this.canonical(serverUrl), rejectedAccessToken);
+  }
+
+  /**
+   * What is stored for `serverUrl` besides tokens: the resource, where its metadata was found, the
+   * authorization server's metadata and the client registration (with a confidential client's
+   * secret). Undefined when nothing is stored. Reads the store; no network.
+   */
+  async storedServer(serverUrl: string): Promise<StoredServer | undefined> {
+    const read = await this.store.read(canonicalServerUrl(serverUrl));
+    if (read.kind !== 'ok') return undefined;
+    const { record } = read;
+    return {
+      serverUrl: record.serverUrl,
+      resource: record.resource,
+      ...(record.resourceMetadataUrl ? { resourceMetadataUrl: record.resourceMetadataUrl } : {}),
+      authorizationServer: record.authorizationServer,
+      registration: record.registration,
+    };
+  }
+
+  /**
+   * Stores tokens obtained outside AuthKeeper's own flows (the MCP SDK's code exchange through
+   * `authProvider()`), compare-and-swap under the record lock (DESIGN.md invariants 2, 4, 5):
+   * - they replace the stored tokens only when those are the ones the caller last saw
+   *   (`basedOn`: that access token, or undefined for none) or are unusable (absent, needs-auth,
+   *   expired); usable tokens another process or call stored meanwhile are never overwritten and
+   *   `kept-newer` is returned;
+   * - they must come from the record's registration (`clientId`, when given) and issuer (`issuer`,
+   *   when given); anything else is refused with `store_conflict`, so a record never pairs one
+   *   registration with another's tokens;
+   * - they are stamped with the registration's client_id and issuer, and this process serves them.
+   */
+  async storeTokens(
+    serverUrl: string,
+    tokens: ExternalTokenSet,
+    options: { basedOn: string | undefined; clientId?: string | undefined },
+  ): Promise<'stored' | 'kept-newer'> {
+    const url = canonicalServerUrl(serverUrl);
+    const receivedAt = Date.now();
+    return this.store.transaction(url, 'write', async (tx) => {
+      const read = await tx.read();
+      if (read.kind !== 'ok') {
+        throw new AuthkeepError('store_conflict', `no stored record for ${url} to attach tokens to; sign in with AuthKeeper first`, {
+          field: 'serverUrl',
+        });
+      }
+      const record = read.record;
+      const registration = record.registration;
+      if (options.clientId !== undefined && options.clientId !== registration.clientId) {
+        throw new AuthkeepError('store_conflict', `tokens for client ${options.clientId} refused: the record's registration is another client`, {
+          field: 'tokens.client_id',
+          detail: { expected: registration.clientId, actual: options.clientId },
+        });
+      }
+      if (tokens.issuer !== undefined && !sameIssuer(tokens.issuer, registration.issuer)) {
+        throw new AuthkeepError('store_conflict', `tokens from issuer ${tokens.issuer} refused: the record's registration is at ${registration.issuer}`, {
+          field: 'tokens.issuer',
+          detail: { expected: registration.issuer, actual: tokens.issuer },
+        });
+      }
+      const current = record.tokens;
+      const currentUsable =
+        current !== undefined && !record.needsAuth && (current.expiresAt === undefined || Date.now() < current.expiresAt);
+      if (currentUsable && current.accessToken !== options.basedOn) {
+        this.logger.emit('info', 'tokens.kept_newer', 'kept the stored tokens: they are newer than the ones offered', {
+          serverUrl: url,
+          generation: record.generation,
+        });
+        return 'kept-newer';
+      }
+      const next: Tokens = {
+        accessToken: tokens.accessToken,
+        tokenType: tokens.tokenType ?? 'Bearer',
+        ...(tokens.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(receivedAt, tokens.expiresIn, tokens.accessToken) } : {}),
+        obtainedAt: receivedAt,
+        ...(tokens.refreshToken !== undefined ? { refreshToken: tokens.refreshToken, refreshTokenObtainedAt: receivedAt } : {}),
+        ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
+        clientId: registration.clientId,
+        issuer: registration.issuer,
+      };
+      const { needsAuth: _cleared, ...rest } = record;
+      const written = await tx.write({ ...rest, tokens: next, updatedAt: new Date(receivedAt).toISOString() });
+      this.tokens.adopt(written);
+      this.logger.emit('info', 'tokens.stored', 'stored tokens obtained outside AuthKeeper', { serverUrl: url, generation: written.generation });
+      return 'stored';
+    });
+  }
+}
+
+/** A server's stored discovery results and client registration (no tokens): see `storedServer()`. */
+export interface StoredServer {
+  serverUrl: string;
+  resource: string;
+  resourceMetadataUrl?: string;
+  authorizationServer: AuthorizationServerRecord;
+  registration: Registration;
+}
+
+/** A token response obtained outside AuthKeeper (RFC 6749 section 5.1 fields), for `storeTokens`. */
+export interface ExternalTokenSet {
+  accessToken: string;
+  tokenType?: string;
+  /** Seconds, as the token response said. */
+  expiresIn?: number;
+  refreshToken?: string;
+  scope?: string;
+  /** The issuer the tokens came from, when the caller knows it (the SDK stamps it). */
+  issuer?: string;
+}
+
+/** Issuer identifiers compared as URLs, tolerating one trailing slash (as the MCP SDK does). */
+function sameIssuer(a: string, b: string): boolean {
+  const strip = (s: string) => (s.endsWith('/') ? s.slice(0, -1) : s);
+  return strip(a) === strip(b);
 }
 
 function unionScope(a: string | undefined, b: string | undefined): string | undefined {

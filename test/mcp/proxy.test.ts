@@ -1,0 +1,200 @@
+/**
+ * The stdio proxy as an MCP client application runs it: a real child process
+ * (src/mcp/proxy-main.ts) launched by a real SDK Client over StdioClientTransport, with the robot
+ * browser as $BROWSER and a temp AUTHKEEP_HOME, against the real oidc-provider (rotation with reuse
+ * revocation) and real SDK servers: Streamable HTTP across token expiries, SSE fallback with header
+ * expansion and a dropped stream, a grant revoked mid-session. The AS's own audit is the judge.
+ */
+import assert from 'node:assert/strict';
+import { appendFile, readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { robotBrowserCommand } from '../../arena/testbed/index.js';
+import { parseHeaderArgs } from '../../src/mcp/proxy.js';
+import { parseProxyArgs } from '../../src/mcp/proxy-main.js';
+import { startBed, sleep } from '../helpers/bed.js';
+import { connectThroughProxy, resultText, type ProxiedClient } from '../helpers/mcp-proxy-client.js';
+import { startSseMcpServer } from '../helpers/mcp-sse-server.js';
+
+async function browserLog(home: string): Promise<{ file: string; opens: () => Promise<number> }> {
+  const file = path.join(home, 'browser.log');
+  await appendFile(file, '');
+  return { file, opens: async () => (await readFile(file, 'utf8')).split('\n').filter(Boolean).length };
+}
+
+/** `loops` concurrent callers of echo until `until`; every answer must be its own text. */
+async function callLoops(proxy: ProxiedClient, loops: number, until: number): Promise<{ calls: number; failures: string[] }> {
+  let calls = 0;
+  const failures: string[] = [];
+  await Promise.all(
+    Array.from({ length: loops }, async (_, loop) => {
+      for (let i = 0; Date.now() < until; i++) {
+        const text = `loop${loop}-${i}`;
+        calls++;
+        try {
+          const got = resultText(await proxy.client.callTool({ name: 'echo', arguments: { text } }, undefined, { timeout: 15_000 }));
+          if (got !== text) failures.push(`${text}: got ${JSON.stringify(got)}`);
+        } catch (err) {
+          failures.push(`${text}: ${(err as Error).message}`);
+        }
+        await sleep(25);
+      }
+    }),
+  );
+  return { calls, failures };
+}
+
+async function readRecord(home: string): Promise<{ registration: { clientId: string }; tokens: { accessToken: string; refreshToken: string } }> {
+  const dir = path.join(home, 'servers');
+  const [file] = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+  return JSON.parse(await readFile(path.join(dir, file as string), 'utf8'));
+}
+
+test('proxy: an SDK Client over stdio signs in at start-up, then calls echo across 3+ token expiries with zero failed calls; zero reuse, zero revoked grants', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const server = bed.servers[0]!;
+  const browser = await browserLog(bed.home);
+  const proxy = await connectThroughProxy(t, [server.url, '--allow-http'], {
+    AUTHKEEP_HOME: bed.home,
+    BROWSER: robotBrowserCommand(),
+    ROBOT_BROWSER_LOG: browser.file,
+  });
+  assert.equal(await browser.opens(), 1, 'the proxy signed in through $BROWSER before connecting');
+  const { tools } = await proxy.client.listTools();
+  assert.ok(tools.some((tool) => tool.name === 'echo'));
+
+  const unauthorizedAtStart = server.counts().unauthorized; // the unauthenticated discovery probes
+  const started = Date.now();
+  const { calls, failures } = await callLoops(proxy, 3, started + 7000);
+  assert.deepEqual(failures, [], 'zero failed calls');
+  assert.ok(calls > 60, `many calls (${calls})`);
+
+  const counts = bed.as.audit.counts();
+  assert.ok(counts.refreshGrants >= 3, `at least 3 expiries crossed mid-session (${counts.refreshGrants} refreshes)`);
+  assert.equal(counts.refreshReuses, 0, 'zero refresh-token reuse');
+  assert.equal(counts.revokedGrants, 0, 'zero revoked grants');
+  assert.equal(counts.invalidGrants, 0, 'zero invalid_grant');
+  assert.equal(counts.authorizationRequests, 1, 'one sign-in');
+  assert.equal(server.counts().unauthorized, unauthorizedAtStart, 'no 401 mid-session: every token was refreshed before it expired');
+  assert.deepEqual(proxy.protocolErrors, [], 'stdout carried JSON-RPC only');
+
+  await proxy.close();
+  const logFile = path.join(bed.home, 'logs', `proxy-${proxy.pid}.log`);
+  const log = await readFile(logFile, 'utf8');
+  assert.match(log, /"event":"refresh.ok"/, 'refreshes are in the log file');
+  assert.match(proxy.stderr(), /refreshed access token/, 'and on stderr');
+  const record = await readRecord(bed.home);
+  for (const secret of [record.tokens.accessToken, record.tokens.refreshToken]) {
+    assert.ok(!log.includes(secret) && !proxy.stderr().includes(secret), 'no token in the logs');
+  }
+  t.diagnostic(`${calls} calls in ${Date.now() - started} ms, ${counts.refreshGrants} refreshes, 0 failures`);
+});
+
+test('proxy: falls back to SSE for an SSE-only server, sends --header values with ${ENV} expanded, and survives a dropped stream', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const sse = await startSseMcpServer(bed.as);
+  t.after(() => sse.close());
+  const proxy = await connectThroughProxy(t, [sse.url, '--allow-http', '--header', 'X-Authkeep-Test: v=${AUTHKEEP_TEST_VALUE}'], {
+    AUTHKEEP_HOME: bed.home,
+    BROWSER: robotBrowserCommand(),
+    AUTHKEEP_TEST_VALUE: 'expanded',
+  });
+  assert.match(proxy.stderr(), /Streamable HTTP not offered.*trying SSE/);
+  assert.match(proxy.stderr(), /connected over SSE/);
+  assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'one' } })), 'one');
+
+  // Across an expiry (refresh for the SSE POSTs), then a dropped stream: the next calls are queued
+  // while the proxy reconnects and replays initialize, or re-sent after the server's 404.
+  await sleep(2200);
+  assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'two' } })), 'two');
+  sse.dropStreams();
+  const after = await Promise.all(['three', 'four', 'five'].map((text) => proxy.client.callTool({ name: 'echo', arguments: { text } })));
+  assert.deepEqual(after.map(resultText), ['three', 'four', 'five']);
+  assert.equal(sse.counts().streams, 2, 'one reconnect');
+  assert.match(proxy.stderr(), /reconnected; the session was initialized again/);
+
+  assert.ok(sse.testHeaders.length > 0 && sse.testHeaders.every((v) => v === 'v=expanded'), `header sent expanded: ${sse.testHeaders.join(',')}`);
+  assert.ok(!proxy.stderr().includes('v=expanded'), 'header values are not logged');
+  const counts = bed.as.audit.counts();
+  assert.equal(counts.refreshReuses, 0);
+  assert.equal(counts.revokedGrants, 0);
+  assert.ok(counts.refreshGrants >= 1);
+  assert.deepEqual(proxy.protocolErrors, []);
+});
+
+test('proxy: a grant revoked mid-session is replaced by a new sign-in through $BROWSER while calls continue, with zero failed calls', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const server = bed.servers[0]!;
+  await bed.keeper().login(server.url); // stored beforehand: the proxy starts without a browser
+  const browser = await browserLog(bed.home);
+  const proxy = await connectThroughProxy(t, [server.url, '--allow-http'], {
+    AUTHKEEP_HOME: bed.home,
+    BROWSER: robotBrowserCommand(),
+    ROBOT_BROWSER_LOG: browser.file,
+  });
+  assert.equal(await browser.opens(), 0);
+
+  const started = Date.now();
+  const loops = callLoops(proxy, 2, started + 6000);
+  await sleep(1000);
+  // Someone revokes the refresh token (and so the grant) at the AS.
+  const record = await readRecord(bed.home);
+  const revoked = await fetch(bed.as.endpoints.revocation, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: record.tokens.refreshToken, token_type_hint: 'refresh_token', client_id: record.registration.clientId }),
+  });
+  assert.equal(revoked.status, 200);
+  const { calls, failures } = await loops;
+  assert.deepEqual(failures, [], 'zero failed calls across the re-sign-in');
+  assert.ok(calls > 40, `many calls (${calls})`);
+  assert.equal(await browser.opens(), 1, 'one new sign-in through $BROWSER');
+  assert.match(proxy.stderr(), /authorization needed \(invalid_grant\)/);
+  const counts = bed.as.audit.counts();
+  assert.equal(counts.authorizationRequests, 2, 'the first sign-in and the one after the revocation');
+  assert.equal(counts.refreshReuses, 0, 'no refresh token was ever presented twice');
+  assert.equal(counts.invalidGrants, 1, 'exactly one refresh hit the revoked grant');
+});
+
+test('proxy: http-only against an SSE-only server answers initialize with an error instead of hanging', async (t) => {
+  const bed = await startBed(t);
+  const sse = await startSseMcpServer(bed.as);
+  t.after(() => sse.close());
+  await assert.rejects(
+    connectThroughProxy(t, [sse.url, '--allow-http', '--transport', 'http-only'], { AUTHKEEP_HOME: bed.home, BROWSER: robotBrowserCommand() }),
+    /could not be sent to the server|cannot reach the server/,
+  );
+});
+
+test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags', () => {
+  const warnings: string[] = [];
+  const headers = parseHeaderArgs(
+    ['Authorization: Bearer ${TOKEN}', 'X-Empty:${UNSET_VAR}', 'X-Url: https://a.example/b:c', 'X-Trim:   spaced  '],
+    { TOKEN: 'abc' },
+    (m) => warnings.push(m),
+  );
+  assert.deepEqual(headers, { Authorization: 'Bearer abc', 'X-Empty': '', 'X-Url': 'https://a.example/b:c', 'X-Trim': 'spaced' });
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0] as string, /UNSET_VAR/);
+  assert.throws(() => parseHeaderArgs(['no colon here']), /not "Name: value"/);
+  assert.throws(() => parseHeaderArgs(['X-Bad: ${V}'], { V: 'a\r\nInjected: yes' }), /line break/);
+
+  const options = parseProxyArgs(
+    ['https://mcp.example.com/mcp', '3334', '--header', 'X-Key: ${K}', '--transport', 'sse-first', '--host', '127.0.0.1', '--allow-http', '--debug',
+      '--static-oauth-client-info', '{"client_id":"pre","client_secret":"s"}', '--static-oauth-client-metadata', '{"scope":"mcp:read"}', '--resource', 'https://mcp.example.com/'],
+    { K: 'v' },
+  );
+  assert.equal(options.serverUrl, 'https://mcp.example.com/mcp');
+  assert.equal(options.callbackPort, 3334);
+  assert.deepEqual(options.headers, { 'X-Key': 'v' });
+  assert.equal(options.transport, 'sse-first');
+  assert.equal(options.host, '127.0.0.1');
+  assert.equal(options.allowHttp, true);
+  assert.equal(options.debug, true);
+  assert.deepEqual(options.staticClientInfo, { client_id: 'pre', client_secret: 's' });
+  assert.deepEqual(options.staticClientMetadata, { scope: 'mcp:read' });
+  assert.equal(options.resource, 'https://mcp.example.com/');
+  assert.throws(() => parseProxyArgs(['https://x.example', '--transport', 'carrier-pigeon']), /--transport must be one of/);
+  assert.throws(() => parseProxyArgs(['https://x.example', '--host', 'evil.example']), /--host/);
+  assert.throws(() => parseProxyArgs([]), /server URL is missing/);
+});
