@@ -39,37 +39,44 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
 
     let token = await deps.getAccessToken();
     let response = await send(token);
-    let refreshed = false;
-    for (let stepUps = 0; ; ) {
-      if (response.status === 401 && !refreshed) {
-        // RFC 6750 section 3.1 invalid_token (or a bare 401): another token once, then give up.
-        refreshed = true;
+    let recovered = false;
+    let stepUps = 0;
+    for (;;) {
+      if (response.status !== 401 && response.status !== 403) return response;
+      const challenge = safeBearerChallenge(response);
+      if (challenge?.error === 'insufficient_scope') {
+        // MCP "Scope Challenge Handling": re-authorize with granted + demanded scopes, bounded.
         await response.body?.cancel();
-        token = await deps.recoverFromRejection(token);
-        response = await send(token);
-        continue;
-      }
-      if (response.status === 403) {
-        const challenge = bearerChallengeFromResponse(response);
-        if (challenge?.error !== 'insufficient_scope') return response;
         if (stepUps >= deps.maxStepUps) {
-          await response.body?.cancel();
           throw new AuthkeepError(
             'step_up_exhausted',
-            `${deps.serverUrl} still answers 403 insufficient_scope after ${stepUps} re-authorization(s)`,
+            `${deps.serverUrl} still answers ${response.status} insufficient_scope after ${stepUps} re-authorization(s)`,
             { field: 'scope', detail: { demanded: challenge.scope } },
           );
         }
         stepUps++;
-        await response.body?.cancel();
-        const scope = unionScopes(await deps.grantedScope(), challenge.scope);
-        await deps.stepUp(scope ?? '');
+        await deps.stepUp(unionScopes(await deps.grantedScope(), challenge.scope) ?? '');
         token = await deps.getAccessToken();
-        response = await send(token);
-        continue;
+      } else if (response.status === 401 && !recovered) {
+        // RFC 6750 section 3.1 invalid_token, a bare 401 or an unreadable challenge: another
+        // token once (adopting another process's, else refreshing), then let the caller see it.
+        recovered = true;
+        await response.body?.cancel();
+        token = await deps.recoverFromRejection(token);
+      } else {
+        return response;
       }
-      return response;
+      response = await send(token);
     }
   };
   return authenticatedFetch as typeof fetch;
+}
+
+/** The Bearer challenge of a 401/403, or undefined when absent or malformed (never throws). */
+function safeBearerChallenge(response: Response): ReturnType<typeof bearerChallengeFromResponse> {
+  try {
+    return bearerChallengeFromResponse(response);
+  } catch {
+    return undefined;
+  }
 }
