@@ -22,7 +22,9 @@ export type AuthkeepErrorCode =
   | 'authorization_denied' // the AS or user answered the authorization request with an error
   | 'state_mismatch' // the callback's state is not the one this flow sent
   | 'iss_mismatch' // RFC 9207 iss differs from the issuer
-  | 'callback_timeout' // the user did not complete the browser step in time
+  | 'callback_timeout' // the user did not complete the browser step (or the device verification) in time
+  | 'device_code_expired' // RFC 8628 expired_token: the device code expired before the user approved it
+  | 'device_flow_unavailable' // the device authorization grant was required but the AS or the registration does not offer it
   | 'token_response_invalid' // the token endpoint answered something unusable (names the field)
   | 'as_error' // the AS answered with an OAuth error that does not mean needs-auth
   | 'as_unreachable' // network error or timeout talking to the AS

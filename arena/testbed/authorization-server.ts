@@ -79,6 +79,19 @@ export interface AuthorizationServerOptions {
   cimdClients?: ClientMetadata[];
   /** Receives every audit entry as it is recorded. */
   auditSink?: (entry: AuditEntry) => void;
+  /**
+   * Enable oidc-provider's device authorization grant (RFC 8628, `features.deviceFlow`): the
+   * metadata then publishes `device_authorization_endpoint` (`/device/auth`) and lists the
+   * device_code grant; users verify at `/device` (see robot-device.ts). Default off.
+   */
+  deviceFlow?: boolean;
+  /**
+   * Give JWT access tokens a millisecond-precise `exp` (issuance + TTL, a non-integer NumericDate
+   * as RFC 7519 section 2 allows). oidc-provider's own `exp` is floor(now) + TTL, so a 1-second
+   * token (the arena's compressed hour) would otherwise live anywhere between 0 and 1 s. Servers
+   * started with `preciseExpiry` check this `exp` to the millisecond.
+   */
+  preciseExpiry?: boolean;
 }
 
 export interface RunningAuthorizationServer {
@@ -167,6 +180,7 @@ export function createAuthorizationServer(origin: string, options: Authorization
       devInteractions: { enabled: false },
       registration: { enabled: true, initialAccessToken: false },
       revocation: { enabled: true },
+      ...(options.deviceFlow ? { deviceFlow: { enabled: true } } : {}),
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf ?? options.defaultResource,
@@ -205,6 +219,18 @@ export function createAuthorizationServer(origin: string, options: Authorization
     },
     ...(options.advertiseClientIdMetadataDocument
       ? { discovery: { client_id_metadata_document_supported: true } }
+      : {}),
+    ...(options.preciseExpiry
+      ? {
+          formats: {
+            customizers: {
+              jwt: async (_ctx, token, jwt) => {
+                const ttl = (token as { expiration?: number }).expiration;
+                if (typeof ttl === 'number') jwt.payload.exp = Math.round(Date.now() + ttl * 1000) / 1000;
+              },
+            },
+          },
+        }
       : {}),
   };
 

@@ -81,6 +81,12 @@ export interface ProtectedMcpServerOptions {
   name?: string;
   /** Options for the embedded AS of the legacy variants (resources/routes are set here). */
   legacyAuthorizationServer?: AuthorizationServerOptions;
+  /**
+   * Check `exp` to the millisecond (for an AS started with `preciseExpiry`, whose `exp` is a
+   * non-integer NumericDate): a token is expired from that instant on. jose compares `exp` with
+   * whole seconds, which could accept a 1-second token for up to a second too long. Default false.
+   */
+  preciseExpiry?: boolean;
 }
 
 export interface McpServerCounts {
@@ -199,6 +205,9 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
       typ: 'at+jwt',
       requiredClaims: ['exp', 'iat'],
     });
+    if (options.preciseExpiry && typeof payload.exp === 'number' && payload.exp * 1000 <= Date.now()) {
+      throw Object.assign(new Error('access token expired'), { code: 'ERR_JWT_EXPIRED' });
+    }
     return payload;
   }
 

@@ -47,6 +47,8 @@ const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: s
   authorization_denied: (_e, url) => `sign-in was refused or cancelled; try again: authkeep login ${url ?? '<url>'}`,
   state_mismatch: (_e, url) => `the redirect belonged to another sign-in; try again: authkeep login ${url ?? '<url>'}`,
   iss_mismatch: () => 'the authorization response came from another issuer; do not retry, report it',
+  device_code_expired: (_e, url) => `approve the sign-in before the code expires; try again: authkeep login ${url ?? '<url>'} --device`,
+  device_flow_unavailable: (_e, url) => `sign in with the browser instead: authkeep login ${url ?? '<url>'} (or --no-browser to paste the redirect URL)`,
   callback_timeout: (_e, url) => `finish signing in within the time limit, or on a machine without a browser use: authkeep login ${url ?? '<url>'} --no-browser`,
   token_response_invalid: () => 'the authorization server answered with an invalid token response; rerun with --debug',
   as_error: () => 'the authorization server refused the request; rerun with --debug for its answer',

@@ -48,6 +48,9 @@ const MetadataSchema = z.object({
   token_endpoint_auth_methods_supported: z.array(z.string()).optional(),
   client_id_metadata_document_supported: z.boolean().optional(),
   authorization_response_iss_parameter_supported: z.boolean().optional(),
+  // Optional features: a malformed value disables the feature rather than failing discovery.
+  device_authorization_endpoint: z.string().min(1).optional().catch(undefined),
+  grant_types_supported: z.array(z.string()).optional().catch(undefined),
 });
 
 /**
@@ -137,6 +140,14 @@ export async function validateAuthorizationServerMetadata(
     const value = m[field];
     if (value !== undefined) assertSecureUrl(value, field, options.allowInsecureLoopback, 'metadata_invalid');
   }
+  if (m.device_authorization_endpoint !== undefined) {
+    // RFC 8628 is optional for us: an endpoint we may not call (http off loopback) is ignored, not fatal.
+    try {
+      assertSecureUrl(m.device_authorization_endpoint, 'device_authorization_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+    } catch {
+      m.device_authorization_endpoint = undefined;
+    }
+  }
   if (m.code_challenge_methods_supported === undefined) {
     throw new AuthkeepError(
       'pkce_unsupported',
@@ -173,6 +184,8 @@ function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServerRecord 
   if (m.authorization_response_iss_parameter_supported !== undefined) {
     record.authorization_response_iss_parameter_supported = m.authorization_response_iss_parameter_supported;
   }
+  if (m.device_authorization_endpoint !== undefined) record.device_authorization_endpoint = m.device_authorization_endpoint;
+  if (m.grant_types_supported !== undefined) record.grant_types_supported = m.grant_types_supported;
   return record;
 }
 

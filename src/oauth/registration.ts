@@ -47,6 +47,18 @@ export interface RegistrationRequest {
   applicationType?: 'native' | 'web';
 }
 
+/** RFC 8628 section 3.4 grant type. */
+export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
+
+/**
+ * True when the AS offers the device authorization grant to clients that ask for it in DCR: it
+ * publishes `device_authorization_endpoint` (RFC 8628 section 4) and lists the grant in
+ * `grant_types_supported` (RFC 8414 section 2; absent means authorization_code and implicit only).
+ */
+export function offersDeviceGrant(as: AuthorizationServerRecord): boolean {
+  return as.device_authorization_endpoint !== undefined && as.grant_types_supported?.includes(DEVICE_CODE_GRANT_TYPE) === true;
+}
+
 const METHODS: readonly TokenEndpointAuthMethod[] = ['none', 'client_secret_basic', 'client_secret_post'];
 
 function isKnownMethod(value: string): value is TokenEndpointAuthMethod {
@@ -156,11 +168,14 @@ export function registrationMetadata(
   request: RegistrationRequest,
   method: TokenEndpointAuthMethod,
   includeScope: boolean,
+  deviceGrant = false,
 ): { [key: string]: string | string[] } {
   return {
     client_name: request.clientName,
     redirect_uris: [...request.redirectUris],
-    grant_types: ['authorization_code', 'refresh_token'],
+    // The device_code grant too when the AS offers it, so the one registration per issuer serves
+    // both the browser and the device flow (RFC 8628).
+    grant_types: ['authorization_code', 'refresh_token', ...(deviceGrant ? [DEVICE_CODE_GRANT_TYPE] : [])],
     response_types: ['code'],
     token_endpoint_auth_method: method,
     application_type: request.applicationType ?? 'native',
@@ -174,6 +189,7 @@ const RegistrationResponseSchema = z.object({
   client_secret_expires_at: z.number().optional(),
   token_endpoint_auth_method: z.string().optional(),
   redirect_uris: z.array(z.string()).optional(),
+  grant_types: z.array(z.string()).optional().catch(undefined),
 });
 
 const ERROR_FIELDS: Record<string, string> = {
@@ -221,7 +237,7 @@ async function registrationAttempt(
   try {
     response = await dynamicClientRegistrationRequest(
       as,
-      registrationMetadata(request, method, includeScope),
+      registrationMetadata(request, method, includeScope, offersDeviceGrant(as)),
       oauthRequestOptions(endpoint, options, purpose),
     );
   } catch (err) {
@@ -296,6 +312,9 @@ async function registrationAttempt(
       method: 'dynamic',
       tokenEndpointAuthMethod: assigned,
       redirectUris: r.redirect_uris ?? [...request.redirectUris],
+      // Recorded when the device grant was asked for (what the AS granted, else what we asked);
+      // absent otherwise, which the session reads as "no device grant" for a dynamic client.
+      ...(offersDeviceGrant(as) ? { grantTypes: r.grant_types ?? (registrationMetadata(request, method, false, true).grant_types as string[]) } : {}),
       registeredAt: new Date().toISOString(),
     },
   };

@@ -12,9 +12,11 @@
  */
 import {
   ClientSecretPost,
+  deviceCodeGrantRequest,
   genericTokenEndpointRequest,
   None,
   processAuthorizationCodeResponse,
+  processDeviceCodeResponse,
   processRefreshTokenResponse,
   refreshTokenGrantRequest,
   type ClientAuth,
@@ -138,7 +140,7 @@ function scrub(text: string | undefined, secrets: readonly (string | undefined)[
 }
 
 interface Exchange {
-  grant: 'authorization_code' | 'refresh_token';
+  grant: 'authorization_code' | 'refresh_token' | 'device_code';
   send: (options: ReturnType<typeof oauthRequestOptions>) => Promise<Response>;
   process: (response: Response) => Promise<TokenEndpointResponse>;
   secrets: readonly (string | undefined)[];
@@ -329,6 +331,36 @@ export async function refreshAccessToken(
         }),
       process: (response) => processRefreshTokenResponse(as, client, response),
       secrets: [params.refreshToken, registration.clientSecret],
+    },
+    options,
+  );
+}
+
+/**
+ * RFC 8628 section 3.4 device access token request with RFC 8707 `resource`, authenticated per the
+ * registration. Polling and the section 3.5 errors (authorization_pending, slow_down, ...) are the
+ * caller's (oauth/device-authorization.ts): they surface here as TokenEndpointError with
+ * `oauthError` set. The device code is scrubbed from every message.
+ */
+export async function exchangeDeviceCode(
+  as: AuthorizationServerRecord,
+  registration: Registration,
+  params: { deviceCode: string; resource: string },
+  options: HttpOptions,
+): Promise<TokenSet> {
+  const client = clientOf(registration);
+  const auth = clientAuthentication(registration);
+  return tokenRequest(
+    as,
+    {
+      grant: 'device_code',
+      send: (requestOptions) =>
+        deviceCodeGrantRequest(as, client, auth, params.deviceCode, {
+          ...requestOptions,
+          additionalParameters: { resource: params.resource },
+        }),
+      process: (response) => processDeviceCodeResponse(as, client, response),
+      secrets: [params.deviceCode, registration.clientSecret],
     },
     options,
   );

@@ -19,6 +19,7 @@ import { canonicalServerUrl } from './canonical-url.js';
 import { discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
 import { signIn, type CallbackOptions, type StaticClient } from './sign-in.js';
+import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { serverStatus, type ServerStatus } from './status.js';
 import { TokenManager } from './token-manager.js';
@@ -56,11 +57,25 @@ export interface AuthKeeperOptions {
   store?: CredentialStore;
   /** Backoff for transient token-endpoint failures. Default [200, 800, 2000] ms. */
   transientRetryDelaysMs?: number[];
+  /**
+   * Device sign-ins (RFC 8628): shows the user the verification URI and user code. Default: two
+   * lines on stderr.
+   */
+  showDeviceCode?: ShowDeviceCode;
 }
 
 export interface LoginOptions {
   /** Scope to request; unioned with the scope the server's challenge or PRM asks for. */
   scope?: string;
+  /**
+   * How the user signs in. 'browser' (default): authorization code with PKCE through the browser.
+   * 'device' and 'auto': the device authorization grant (RFC 8628) when the AS offers it and the
+   * client registration may use it, else the browser flow ('device' logs the fallback as a
+   * warning, 'auto' as info).
+   */
+  mode?: 'browser' | 'device' | 'auto';
+  /** With mode 'device': throw `device_flow_unavailable` instead of falling back to the browser. */
+  requireDevice?: boolean;
 }
 
 export class AuthKeeper {
@@ -116,7 +131,7 @@ export class AuthKeeper {
           : await this.registrationForIssuer(server.authorizationServer.issuer);
       // A configured pre-registered client wins over a stored registration of another client_id.
       const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
-      return signIn(server, scope, {
+      const context = {
         http: this.http(),
         logger: this.logger,
         clientName: this.options.clientName ?? 'authkeep',
@@ -124,9 +139,27 @@ export class AuthKeeper {
         ...(staticClient ? { staticClient } : {}),
         callback: this.options.callback ?? {},
         timeoutMs: this.options.loginTimeoutMs ?? 5 * 60_000,
-        openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
         ...(knownRegistration ? { knownRegistration } : {}),
-      });
+      };
+      if (options.mode === 'device' || options.mode === 'auto') {
+        const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
+          staticClient: staticClient !== undefined,
+          clientMetadataUrl: this.options.clientMetadataUrl !== undefined,
+        });
+        if (unavailable === undefined) {
+          return deviceSignIn(server, scope, { ...context, showDeviceCode: this.options.showDeviceCode ?? printDeviceCode });
+        }
+        if (options.mode === 'device' && options.requireDevice) {
+          throw new AuthkeepError('device_flow_unavailable', `cannot use the device authorization grant: ${unavailable}`, {
+            field: 'device_authorization_endpoint',
+          });
+        }
+        this.logger.emit(options.mode === 'device' ? 'warn' : 'info', 'login.device_unavailable', `signing in with the browser: ${unavailable}`, {
+          serverUrl: url,
+          issuer: server.authorizationServer.issuer,
+        });
+      }
+      return signIn(server, scope, { ...context, openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser });
     }, requestedAt);
     this.tokens.adopt(record);
     return serverStatus({ kind: 'ok', record });

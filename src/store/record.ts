@@ -23,6 +23,11 @@ export const RegistrationSchema = z.object({
   method: RegistrationMethodSchema,
   tokenEndpointAuthMethod: TokenEndpointAuthMethodSchema,
   redirectUris: z.array(z.string()).default([]),
+  /**
+   * The grant types of a dynamic registration that asked for the device_code grant (the AS's
+   * answer, else what was asked). Absent: not asked for (or unknown: pre-registered clients).
+   */
+  grantTypes: z.array(z.string()).optional(),
   registeredAt: z.string(),
 });
 export type Registration = z.infer<typeof RegistrationSchema>;
@@ -39,6 +44,10 @@ export const AuthorizationServerSchema = z.object({
   token_endpoint_auth_methods_supported: z.array(z.string()).optional(),
   client_id_metadata_document_supported: z.boolean().optional(),
   authorization_response_iss_parameter_supported: z.boolean().optional(),
+  /** RFC 8628 section 4: present when the AS offers the device authorization grant. */
+  device_authorization_endpoint: z.string().optional(),
+  /** RFC 8414 section 2. */
+  grant_types_supported: z.array(z.string()).optional(),
 });
 export type AuthorizationServerRecord = z.infer<typeof AuthorizationServerSchema>;
 

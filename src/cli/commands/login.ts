@@ -1,10 +1,11 @@
 /**
  * login: `authkeep login <url>`: discovery, client registration (pre-registered with
  * --client-id, else a client ID metadata document or dynamic registration), the browser step
- * (`$BROWSER`, else the platform opener; or --no-browser: paste the redirect URL), code exchange,
- * and a summary of where it stored what. Never prints a token or a secret.
+ * (`$BROWSER`, else the platform opener; or --no-browser: the device authorization grant when the
+ * AS offers it, else paste the redirect URL; --device: the device grant or an error), code
+ * exchange, and a summary of where it stored what. Never prints a token or a secret.
  *
- * Not for: the protocol (session/, oauth/). The device authorization grant is not implemented.
+ * Not for: the protocol (session/, oauth/).
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
@@ -12,6 +13,7 @@ import type { ServerStatus } from '../../session/status.js';
 import { openInBrowser, type OpenAuthorizationUrl } from '../../session/browser.js';
 import { recordKey, storeLayout } from '../../store/paths.js';
 import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
+import type { ShowDeviceCode } from '../../session/device-sign-in.js';
 import { action, helpEpilogue, parsePort, parseServerUrl, type ExitSlot } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
@@ -30,6 +32,8 @@ export interface LoginOptions {
   callbackPort?: number | undefined;
   /** false with `--no-browser`: print the URL and read the pasted redirect URL from stdin. */
   browser: boolean;
+  /** `--device`: the device authorization grant (RFC 8628), or an error when the AS lacks it. */
+  device: boolean;
   json: boolean;
 }
 
@@ -39,6 +43,7 @@ export interface LoginFlags {
   clientSecretFile?: string;
   callbackPort?: string;
   browser?: boolean;
+  device?: boolean;
   json?: boolean;
 }
 
@@ -57,6 +62,7 @@ export function parseLoginOptions(url: string, flags: LoginFlags, global: Global
     clientSecretFile: flags.clientSecretFile,
     callbackPort: flags.callbackPort === undefined ? undefined : parsePort(flags.callbackPort, '--callback-port'),
     browser: flags.browser !== false,
+    device: flags.device === true,
     json: flags.json === true,
   };
 }
@@ -94,8 +100,18 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   };
   const opener = options.browser ? browserOpener : pasteRedirectOpener(deps);
 
+  const showDeviceCode: ShowDeviceCode = (info) => {
+    deps.stderr.write(
+      `To sign in, open this URL in a browser on any device:\n\n  ${info.verificationUri}\n\nand enter the code:  ${info.userCode}\n\n` +
+        `${info.verificationUriComplete ? `(or open ${info.verificationUriComplete}, which carries the code)\n` : ''}` +
+        `The code expires in ${formatDuration(info.expiresInSeconds * 1000)}.\n`,
+    );
+    spinner.start(`Waiting for you to approve the sign-in for ${host}...`);
+  };
+
   const extra: AuthKeeperOptions = {
     openAuthorizationUrl: opener,
+    showDeviceCode,
     ...(options.callbackPort !== undefined ? { callback: { port: options.callbackPort } } : {}),
   };
   if (options.clientId !== undefined) {
@@ -106,7 +122,13 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   if (!options.json) deps.stderr.write(`Signing in to ${options.serverUrl}...\n`);
   let status: ServerStatus;
   try {
-    status = await keeper.login(options.serverUrl, options.scope !== undefined ? { scope: options.scope } : {});
+    // --no-browser: the device grant when the AS offers it, else the paste flow; --device: only it.
+    const mode = options.device ? 'device' : options.browser ? 'browser' : 'auto';
+    status = await keeper.login(options.serverUrl, {
+      ...(options.scope !== undefined ? { scope: options.scope } : {}),
+      ...(mode !== 'browser' ? { mode } : {}),
+      ...(options.device ? { requireDevice: true } : {}),
+    });
   } finally {
     spinner.stop();
   }
@@ -156,7 +178,8 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
     .option('--client-id <id>', 'use this pre-registered client instead of registering one')
     .option('--client-secret-file <file>', "read the pre-registered client's secret from this file (with --client-id)")
     .option('--callback-port <port>', 'port of the loopback redirect URI (default: any free port)')
-    .option('--no-browser', 'print the sign-in URL and read the redirect URL you paste (for SSH sessions)')
+    .option('--no-browser', 'for SSH sessions: sign in with a code on another device when the server offers it, else paste the redirect URL')
+    .option('--device', 'sign in with a code on another device (OAuth device authorization grant); fails if the server lacks it')
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
@@ -164,7 +187,8 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
         'authkeep login https://mcp.example.com/mcp',
         'authkeep login https://mcp.example.com/mcp --scope "mcp:read mcp:write"',
         'authkeep login https://mcp.example.com/mcp --client-id my-app --client-secret-file ~/.secrets/my-app',
-        'authkeep login https://mcp.example.com/mcp --no-browser    # over SSH: paste the redirect URL',
+        'authkeep login https://mcp.example.com/mcp --no-browser    # over SSH: a code to enter elsewhere, or paste the redirect URL',
+        'authkeep login https://mcp.example.com/mcp --device        # only the device code flow',
         'BROWSER=firefox authkeep login https://mcp.example.com/mcp',
       ]),
     )
