@@ -1,0 +1,106 @@
+/**
+ * One variant's world: fresh authorization servers (oidc-provider with the audit, compressed
+ * lifetimes, rotation with reuse revocation) and M protected MCP servers varied as the real world
+ * varies them. Every variant gets its own, so audits never mix.
+ *
+ * The server kinds cycle in this order (M = 4 by default):
+ *   1. `header`: its PRM is named only in the 401's WWW-Authenticate (non-standard PRM path);
+ *   2. `well-known`: no resource_metadata in the challenge; PRM only at the RFC 9728 path;
+ *   3. `two-challenges`: two WWW-Authenticate fields (a DPoP challenge, then the Bearer one);
+ *   4. `tenant`: its AS's issuer has a path (`/tenant`; metadata at the issuer's own path only,
+ *      found through the OIDC path-appended form), PRM at the root well-known URL.
+ * The first three share one AS (each server its own resource and audience); the tenant servers
+ * share a second AS instance.
+ *
+ * For: the arena runner and its tests. Not for: the testbed's own tests.
+ */
+import type { TimeScale } from './clock.js';
+import {
+  startAuthorizationServer,
+  startProtectedMcpServer,
+  type DiscoveryVariant,
+  type McpServerCounts,
+  type RunningAuthorizationServer,
+  type RunningMcpServer,
+} from './testbed/index.js';
+
+export interface ServerKind {
+  name: 'header' | 'well-known' | 'two-challenges' | 'tenant';
+  discovery: DiscoveryVariant;
+  tenant: boolean;
+  description: string;
+}
+
+export const SERVER_KINDS: readonly ServerKind[] = [
+  { name: 'header', discovery: 'header', tenant: false, description: 'PRM named only in WWW-Authenticate' },
+  { name: 'well-known', discovery: 'well-known-path', tenant: false, description: 'PRM only at the well-known path' },
+  { name: 'two-challenges', discovery: 'two-challenges', tenant: false, description: 'two WWW-Authenticate fields (DPoP + Bearer)' },
+  { name: 'tenant', discovery: 'well-known-root', tenant: true, description: 'issuer with a path (/tenant)' },
+];
+
+export interface ArenaServer {
+  index: number;
+  /** e.g. `header`, `tenant`, `header-2` when kinds repeat. */
+  name: string;
+  kind: ServerKind;
+  url: string;
+  resource: string;
+  issuer: string;
+}
+
+export interface ArenaBed {
+  servers: ArenaServer[];
+  /** The authorization servers, root first (the tenant one only when a tenant server exists). */
+  authorizationServers: RunningAuthorizationServer[];
+  /** The AS that serves a server. */
+  asFor(server: ArenaServer): RunningAuthorizationServer;
+  /** What each MCP server saw (requests, 401s, 403s, tool calls), by server index. */
+  mcpCounts(): McpServerCounts[];
+  close(): Promise<void>;
+}
+
+export async function startArenaBed(serverCount: number, scale: TimeScale): Promise<ArenaBed> {
+  if (!Number.isSafeInteger(serverCount) || serverCount < 1) throw new RangeError('server count must be a positive integer');
+  const lifetimes = {
+    accessTokenTtlSeconds: scale.accessTokenTtlSeconds,
+    refreshTokenTtlSeconds: scale.refreshTokenTtlSeconds,
+    grantTtlSeconds: scale.grantTtlSeconds,
+    preciseExpiry: true,
+  };
+  const closers: Array<() => Promise<void>> = [];
+  const close = async (): Promise<void> => {
+    for (const fn of closers.reverse()) await fn().catch(() => {});
+  };
+  try {
+    const root = await startAuthorizationServer(lifetimes);
+    closers.push(() => root.close());
+    const kinds = Array.from({ length: serverCount }, (_, i) => SERVER_KINDS[i % SERVER_KINDS.length] as ServerKind);
+    let tenant: RunningAuthorizationServer | undefined;
+    if (kinds.some((k) => k.tenant)) {
+      tenant = await startAuthorizationServer({ ...lifetimes, issuerPath: '/tenant', pathInsertedMetadata: false });
+      const t = tenant;
+      closers.push(() => t.close());
+    }
+    const servers: ArenaServer[] = [];
+    const running = new Map<number, { as: RunningAuthorizationServer; mcp: RunningMcpServer }>();
+    for (const [index, kind] of kinds.entries()) {
+      const as = kind.tenant ? (tenant as RunningAuthorizationServer) : root;
+      const round = Math.floor(index / SERVER_KINDS.length);
+      const name = round === 0 ? kind.name : `${kind.name}-${round + 1}`;
+      const mcp = await startProtectedMcpServer({ authorizationServer: as, discovery: kind.discovery, name: `arena-${name}`, preciseExpiry: true });
+      closers.push(() => mcp.close());
+      running.set(index, { as, mcp });
+      servers.push({ index, name, kind, url: mcp.url, resource: mcp.resource, issuer: as.issuer });
+    }
+    return {
+      servers,
+      authorizationServers: tenant ? [root, tenant] : [root],
+      asFor: (server) => (running.get(server.index) as { as: RunningAuthorizationServer }).as,
+      mcpCounts: () => servers.map((s) => (running.get(s.index) as { mcp: RunningMcpServer }).mcp.counts()),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

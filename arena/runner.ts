@@ -1,0 +1,233 @@
+/**
+ * Runs one variant: a fresh bed (authorization servers with their audits, MCP servers), N agent
+ * sessions as separate OS processes (session.ts) that all start together with no stored
+ * credentials (the cold start) and call tools for the whole run, then collects their events and
+ * the audits.
+ *
+ * For: arena/main.ts and the arena test. Not for: computing figures (metrics.ts) or printing.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { startArenaBed, type ArenaServer } from './bed.js';
+import { daysToMs, type TimeScale } from './clock.js';
+import { detect, mergeFindings, type Findings } from './detectors.js';
+import type { ChildMessage, SessionConfig, SessionEvent, Variant } from './session.js';
+import type { AuditEntry } from './testbed/audit.js';
+import type { McpServerCounts } from './testbed/mcp-server.js';
+
+export interface VariantRunOptions {
+  variant: Variant;
+  days: number;
+  sessions: number;
+  servers: number;
+  seed: number;
+  scale: TimeScale;
+  /** Mean interval between two calls of one session to one server, real ms. */
+  meanIntervalMs: number;
+  callTimeoutMs?: number;
+  /** Where the sessions' stderr goes (one file per session); none: discarded. */
+  logDir?: string;
+  onProgress?: (progress: VariantProgress) => void;
+}
+
+export interface VariantProgress {
+  variant: Variant;
+  phase: 'starting' | 'running' | 'stopping' | 'done';
+  elapsedMs: number;
+  totalMs: number;
+  dayMs: number;
+  callsOk: number;
+  callsFailed: number;
+  tabs: number;
+}
+
+export interface TimedSessionEvent {
+  session: number;
+  event: SessionEvent;
+}
+
+export interface AuditSnapshot {
+  issuer: string;
+  entries: AuditEntry[];
+}
+
+export interface VariantRun {
+  variant: Variant;
+  days: number;
+  sessions: number;
+  scale: TimeScale;
+  servers: ArenaServer[];
+  /** Epoch ms when the sessions were told to go, and when they were told to stop. */
+  startedAt: number;
+  stoppedAt: number;
+  events: TimedSessionEvent[];
+  audits: AuditSnapshot[];
+  /** What each MCP server saw, by server index (401s show clients presenting expired tokens). */
+  mcpCounts: McpServerCounts[];
+  findings: Findings;
+  /** Sessions that died or reported a fatal error. */
+  sessionErrors: string[];
+  /** Real ms from spawning the first session to the last one exiting. */
+  wallMs: number;
+}
+
+const SESSION_SCRIPT = fileURLToPath(new URL(`./session${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
+
+function sessionExecArgv(): string[] {
+  return import.meta.url.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
+}
+
+export async function runVariant(options: VariantRunOptions): Promise<VariantRun> {
+  const wallStart = Date.now();
+  const totalMs = daysToMs(options.days, options.scale);
+  const bed = await startArenaBed(options.servers, options.scale);
+  const storeDir = await mkdtemp(path.join(tmpdir(), `arena-${options.variant}-`));
+  const events: TimedSessionEvent[] = [];
+  const sessionErrors: string[] = [];
+  const children: ChildProcess[] = [];
+  let callsOk = 0;
+  let callsFailed = 0;
+  let tabs = 0;
+  let startedAt = 0;
+  let stoppedAt = 0;
+  let phase: VariantProgress['phase'] = 'starting';
+  const progress = (): void =>
+    options.onProgress?.({
+      variant: options.variant,
+      phase,
+      elapsedMs: startedAt ? Math.min(totalMs, Date.now() - startedAt) : 0,
+      totalMs,
+      dayMs: options.scale.dayMs,
+      callsOk,
+      callsFailed,
+      tabs,
+    });
+  const ticker = setInterval(progress, 250);
+
+  try {
+    if (options.logDir) await mkdir(options.logDir, { recursive: true });
+    const ready: Array<Promise<void>> = [];
+    const exited: Array<Promise<void>> = [];
+    for (let session = 0; session < options.sessions; session++) {
+      const config: SessionConfig = {
+        variant: options.variant,
+        session,
+        servers: bed.servers.map((s) => ({ index: s.index, url: s.url })),
+        storeDir,
+        seed: options.seed,
+        meanIntervalMs: options.meanIntervalMs,
+        callTimeoutMs: options.callTimeoutMs ?? 20_000,
+      };
+      const child = fork(SESSION_SCRIPT, [JSON.stringify(config)], {
+        execArgv: sessionExecArgv(),
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+        env: { ...process.env, NODE_NO_WARNINGS: '1' },
+      });
+      children.push(child);
+      const stderr: string[] = [];
+      child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+        if (stderr.length < 2000) stderr.push(chunk);
+      });
+      let markReady!: () => void;
+      let markFailed!: (err: Error) => void;
+      ready.push(
+        new Promise<void>((resolve, reject) => {
+          markReady = resolve;
+          markFailed = reject;
+        }),
+      );
+      child.on('message', (message: ChildMessage) => {
+        if (message.type === 'ready') markReady();
+        else if (message.type === 'event') {
+          events.push({ session, event: message.event });
+          if (message.event.type === 'call') message.event.ok ? callsOk++ : callsFailed++;
+          if (message.event.type === 'tab') tabs++;
+        } else if (message.type === 'fatal') {
+          sessionErrors.push(`session ${session}: ${message.error}`);
+          markFailed(new Error(`session ${session} failed to start: ${message.error}`));
+        }
+      });
+      exited.push(
+        new Promise<void>((resolve) => {
+          child.once('exit', (code, signal) => {
+            if ((code !== 0 && code !== null) || (signal && signal !== 'SIGKILL')) {
+              sessionErrors.push(`session ${session} exited with ${code ?? signal}`);
+            }
+            markFailed(new Error(`session ${session} exited before it was ready`));
+            if (options.logDir) {
+              void writeFile(path.join(options.logDir, `${options.variant}-session-${session}.log`), stderr.join('')).catch(() => {});
+            }
+            resolve();
+          });
+        }),
+      );
+    }
+    await withTimeout(Promise.all(ready), 120_000, 'sessions did not become ready');
+
+    startedAt = Date.now();
+    phase = 'running';
+    for (const child of children) child.send({ type: 'go' });
+    await sleep(totalMs);
+
+    stoppedAt = Date.now();
+    phase = 'stopping';
+    for (const child of children) if (child.connected) child.send({ type: 'stop' });
+    const allExited = Promise.all(exited);
+    const clean = await withTimeout(allExited, 30_000, 'sessions did not stop').then(
+      () => true,
+      () => false,
+    );
+    if (!clean) {
+      for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+      await allExited;
+    }
+    phase = 'done';
+    progress();
+
+    const audits = bed.authorizationServers.map((as) => ({ issuer: as.issuer, entries: [...as.audit.entries()] }));
+    const publishedResources = bed.servers.map((s) => s.resource);
+    const findings = mergeFindings(audits.map((a) => detect(a.entries, { publishedResources })));
+    return {
+      variant: options.variant,
+      days: options.days,
+      sessions: options.sessions,
+      scale: options.scale,
+      servers: bed.servers,
+      startedAt,
+      stoppedAt,
+      events,
+      audits,
+      mcpCounts: bed.mcpCounts(),
+      findings,
+      sessionErrors,
+      wallMs: Date.now() - wallStart,
+    };
+  } finally {
+    clearInterval(ticker);
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await bed.close();
+    await rm(storeDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

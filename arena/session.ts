@@ -1,0 +1,287 @@
+/**
+ * One agent session: a separate OS process (forked by the runner) that connects to every MCP
+ * server of the arena with @modelcontextprotocol/sdk's Client over Streamable HTTP and calls the
+ * `echo` tool at seeded random intervals until told to stop.
+ *
+ * Variants:
+ *   - `naive`: the SDK's own client auth (`auth()` inside StreamableHTTPClientTransport) with the
+ *     file-backed provider of naive-provider.ts. When the SDK needs a browser sign-in its
+ *     provider opens the robot browser, the code arrives at this process's callback listener, and
+ *     the simulated user finishes it with `transport.finishAuth(code)` and reconnects, as in the
+ *     SDK's simpleOAuthClient example.
+ *   - `authkeep`: the same sessions with `fetch: keeper.fetch(url)` as the transport's fetch; on a
+ *     NeedsAuthError the simulated user runs `keeper.login(url)` through the robot browser.
+ * Either way, a call that fails because the server needs a sign-in is retried once after it.
+ *
+ * Protocol with the runner (IPC): child -> `ready`, then events (see SessionEvent), then `done`;
+ * runner -> `go` (start now), `stop` (finish in-flight calls and exit).
+ *
+ * Not for: judging anything (the runner and the AS's audit do that).
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+
+import { AuthKeeper } from '../src/index.js';
+import { NaiveFileOAuthProvider } from './naive-provider.js';
+import { deriveSeed, exponentialDelay, mulberry32 } from './random.js';
+import { createRobotBrowser } from './testbed/robot-browser.js';
+
+export type Variant = 'naive' | 'authkeep';
+
+export interface SessionConfig {
+  variant: Variant;
+  session: number;
+  servers: Array<{ index: number; url: string }>;
+  /** The shared credentials directory of this variant (one "user"). */
+  storeDir: string;
+  seed: number;
+  meanIntervalMs: number;
+  callTimeoutMs: number;
+}
+
+export type SessionEvent =
+  | { type: 'call'; t: number; server: number; ok: boolean; error?: string }
+  /** A browser tab opened for the server's authorization page. */
+  | { type: 'tab'; t: number; server: number }
+  /** A tab that did not reach the client's redirect URI: where it ended (no query: it may hold a code). */
+  | { type: 'tab_stuck'; t: number; server: number; status: number; at: string }
+  /** The client told the user the server needs a sign-in (with the client's reason, if any). */
+  | { type: 'needs_auth'; t: number; server: number; reason?: string; detail?: string }
+  | { type: 'login'; t: number; server: number; ok: boolean; error?: string };
+
+export type ChildMessage = { type: 'ready' } | { type: 'done' } | { type: 'event'; event: SessionEvent } | { type: 'fatal'; error: string };
+export type ParentMessage = { type: 'go' } | { type: 'stop' };
+
+interface Pair {
+  serverIndex: number;
+  url: string;
+  /** Run one call (connecting first when needed); resolves with the outcome. */
+  call(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const send = (message: ChildMessage): void => {
+  process.send?.(message);
+};
+const emit = (event: SessionEvent): void => send({ type: 'event', event });
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`.slice(0, 300);
+  return String(err).slice(0, 300);
+}
+
+function serverIndexOf(config: SessionConfig, authorizationUrl: string): number {
+  try {
+    const resource = new URL(authorizationUrl).searchParams.get('resource');
+    return config.servers.find((s) => s.url === resource)?.index ?? -1;
+  } catch {
+    return -1;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.argv[2] ?? '{}') as SessionConfig;
+  // A fresh robot (cookie jar) per tab: one jar shared by concurrent sign-ins to the same AS
+  // makes oidc-provider refuse the resume step (the session cookie of one flow replaces
+  // another's), which would be the simulated user's fault, not the client's.
+  const openBrowser = async (url: string): Promise<void> => {
+    const robot = createRobotBrowser({ timeoutMs: 15_000 });
+    const server = serverIndexOf(config, url);
+    emit({ type: 'tab', t: Date.now(), server });
+    const visit = await robot.open(url);
+    if (!visit.reachedRedirectUri) {
+      const end = new URL(visit.finalUrl);
+      emit({ type: 'tab_stuck', t: Date.now(), server, status: visit.status, at: `${end.origin}${end.pathname}` });
+    }
+  };
+
+  const pairs = config.variant === 'naive' ? await naivePairs(config, openBrowser) : authkeepPairs(config, openBrowser);
+
+  let stopping = false;
+  let wake: Array<() => void> = [];
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        wake = wake.filter((w) => w !== done);
+        resolve();
+      }
+      wake.push(done);
+    });
+
+  const go = new Promise<void>((resolve) => {
+    process.on('message', (message: ParentMessage) => {
+      if (message.type === 'go') resolve();
+      if (message.type === 'stop') {
+        stopping = true;
+        for (const w of [...wake]) w();
+        resolve();
+      }
+    });
+  });
+  process.on('disconnect', () => process.exit(0));
+  send({ type: 'ready' });
+  await go;
+
+  await Promise.all(
+    pairs.map(async (pair) => {
+      const random = mulberry32(deriveSeed(config.seed, config.session, pair.serverIndex));
+      // Cold start: every session calls every server at once.
+      while (!stopping) {
+        await pair.call();
+        if (stopping) break;
+        await sleep(exponentialDelay(random, config.meanIntervalMs));
+      }
+    }),
+  );
+  await Promise.all(pairs.map((p) => p.close().catch(() => {})));
+  send({ type: 'done' });
+  setTimeout(() => process.exit(0), 200).unref();
+  process.disconnect?.();
+}
+
+/** The naive variant: the SDK's auth() with the straightforward file-backed provider. */
+async function naivePairs(config: SessionConfig, openBrowser: (url: string) => Promise<void>): Promise<Pair[]> {
+  return Promise.all(
+    config.servers.map(async (server): Promise<Pair> => {
+      const provider = new NaiveFileOAuthProvider({ dir: config.storeDir, serverUrl: server.url, openBrowser });
+      await provider.start();
+      let client: Client | undefined;
+      let transport: StreamableHTTPClientTransport | undefined;
+
+      const connect = async (): Promise<Client> => {
+        transport = new StreamableHTTPClientTransport(new URL(server.url), { authProvider: provider });
+        const fresh = new Client({ name: 'arena-naive', version: '1.0.0' });
+        await fresh.connect(transport, { timeout: config.callTimeoutMs });
+        return fresh;
+      };
+
+      const call = async (): Promise<void> => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            client ??= await connect();
+            await client.callTool({ name: 'echo', arguments: { text: `s${config.session}` } }, undefined, { timeout: config.callTimeoutMs });
+            emit({ type: 'call', t: Date.now(), server: server.index, ok: true });
+            return;
+          } catch (err) {
+            const needsAuth = err instanceof UnauthorizedError;
+            if (needsAuth && attempt === 1 && transport) {
+              // The SDK could not get a token without the user: it opened the browser (our robot
+              // went through the AS's pages) and the code is at our callback. Finish as the
+              // SDK's example does, then reconnect.
+              emit({ type: 'needs_auth', t: Date.now(), server: server.index });
+              const received = provider.callback.take();
+              try {
+                if (!received.code) throw new Error(`no authorization code at the callback${received.error ? ` (${received.error})` : ''}`);
+                await transport.finishAuth(received.code);
+                emit({ type: 'login', t: Date.now(), server: server.index, ok: true });
+              } catch (loginErr) {
+                emit({ type: 'login', t: Date.now(), server: server.index, ok: false, error: errorText(loginErr) });
+                await dropClient();
+                emit({ type: 'call', t: Date.now(), server: server.index, ok: false, error: errorText(loginErr) });
+                return;
+              }
+              await dropClient();
+              continue;
+            }
+            // A failed connect leaves nothing to reuse.
+            if (!client) await dropClient();
+            emit({ type: 'call', t: Date.now(), server: server.index, ok: false, error: errorText(err) });
+            return;
+          }
+        }
+      };
+
+      const dropClient = async (): Promise<void> => {
+        const old = client;
+        client = undefined;
+        await old?.close().catch(() => {});
+      };
+
+      return {
+        serverIndex: server.index,
+        url: server.url,
+        call,
+        close: async () => {
+          await dropClient();
+          await provider.callback.close();
+        },
+      };
+    }),
+  );
+}
+
+/** The authkeep variant: AuthKeeper's authenticated fetch as the transport's fetch. */
+function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Promise<void>): Pair[] {
+  const keeper = new AuthKeeper({
+    home: config.storeDir,
+    clientName: 'arena-authkeep',
+    allowInsecureLoopback: true,
+    openAuthorizationUrl: openBrowser,
+    loginTimeoutMs: 30_000,
+    ...(process.env.ARENA_DEBUG
+      ? {
+          log: (e) => process.stderr.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`),
+          fetch: async (input: string | URL | Request, init?: RequestInit) => {
+            const res = await fetch(input, init);
+            if (res.status === 401) {
+              const url = input instanceof Request ? input.url : String(input);
+              process.stderr.write(`${JSON.stringify({ event: 'http.401', serverUrl: url, message: res.headers.get('www-authenticate') ?? '', t: Date.now() })}\n`);
+            }
+            return res;
+          },
+        }
+      : {}),
+  });
+  return config.servers.map((server): Pair => {
+    let client: Client | undefined;
+    const connect = async (): Promise<Client> => {
+      const transport = new StreamableHTTPClientTransport(new URL(server.url), { fetch: keeper.fetch(server.url) });
+      const fresh = new Client({ name: 'arena-authkeep', version: '1.0.0' });
+      await fresh.connect(transport, { timeout: config.callTimeoutMs });
+      return fresh;
+    };
+    const call = async (): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          client ??= await connect();
+          await client.callTool({ name: 'echo', arguments: { text: `s${config.session}` } }, undefined, { timeout: config.callTimeoutMs });
+          emit({ type: 'call', t: Date.now(), server: server.index, ok: true });
+          return;
+        } catch (err) {
+          const needs = err as { name?: string; reason?: string; message?: string };
+          if (needs?.name === 'NeedsAuthError' && attempt === 1) {
+            emit({ type: 'needs_auth', t: Date.now(), server: server.index, ...(needs.reason ? { reason: needs.reason } : {}), detail: String(needs.message ?? '').slice(0, 300) });
+            try {
+              await keeper.login(server.url);
+              emit({ type: 'login', t: Date.now(), server: server.index, ok: true });
+            } catch (loginErr) {
+              emit({ type: 'login', t: Date.now(), server: server.index, ok: false, error: errorText(loginErr) });
+              emit({ type: 'call', t: Date.now(), server: server.index, ok: false, error: errorText(loginErr) });
+              return;
+            }
+            continue;
+          }
+          emit({ type: 'call', t: Date.now(), server: server.index, ok: false, error: errorText(err) });
+          return;
+        }
+      }
+    };
+    return {
+      serverIndex: server.index,
+      url: server.url,
+      call,
+      close: async () => {
+        await client?.close().catch(() => {});
+      },
+    };
+  });
+}
+
+main().catch((err: unknown) => {
+  send({ type: 'fatal', error: errorText(err) });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 200).unref();
+});
