@@ -159,7 +159,11 @@ export class AuthKeeper {
           issuer: server.authorizationServer.issuer,
         });
       }
-      return signIn(server, scope, { ...context, openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser });
+      return signIn(server, scope, {
+        ...context,
+        openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
+        registerOnce: (issuer, register) => this.store.registerOnce(issuer, register),
+      });
     }, requestedAt);
     this.tokens.adopt(record);
     return serverStatus({ kind: 'ok', record });

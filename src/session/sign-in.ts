@@ -50,6 +50,8 @@ export interface SignInContext {
   openAuthorizationUrl: (url: string) => Promise<void> | void;
   /** A registration already known for this issuer (this record's or another server's). */
   knownRegistration?: Registration;
+  /** Machine-wide one-registration-per-issuer (the store's registerOnce); else register directly. */
+  registerOnce?: (issuer: string, register: () => Promise<Registration>) => Promise<Registration>;
 }
 
 export interface SignInResult {
@@ -102,20 +104,24 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
     // scope the resource publishes, not only today's, so a later step-up is not refused as
     // invalid_scope for a client registered narrowly.
     const registrationScope = withOfflineAccess(unionScopes(scope, server.resourceScopes?.join(' ')), as.scopes_supported);
+    const register = () =>
+      registerClient(
+        as,
+        {
+          clientName: ctx.clientName,
+          redirectUris: [callback.redirectUri],
+          ...(registrationScope ? { scope: registrationScope } : {}),
+          ...(ctx.clientMetadataUrl ? { clientMetadataUrl: ctx.clientMetadataUrl } : {}),
+          ...(ctx.staticClient ? { staticClient: ctx.staticClient } : {}),
+        },
+        ctx.http,
+      );
     const registration =
       ctx.knownRegistration && ctx.knownRegistration.issuer === as.issuer
         ? ctx.knownRegistration
-        : await registerClient(
-            as,
-            {
-              clientName: ctx.clientName,
-              redirectUris: [callback.redirectUri],
-              ...(registrationScope ? { scope: registrationScope } : {}),
-              ...(ctx.clientMetadataUrl ? { clientMetadataUrl: ctx.clientMetadataUrl } : {}),
-              ...(ctx.staticClient ? { staticClient: ctx.staticClient } : {}),
-            },
-            ctx.http,
-          );
+        : ctx.staticClient || !ctx.registerOnce
+          ? await register()
+          : await ctx.registerOnce(as.issuer, register);
 
     // 3. PKCE and the authorize URL, built once and verified by parsing it back.
     const pkce = await createPkcePair();

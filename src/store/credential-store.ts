@@ -46,7 +46,7 @@ import { ensurePrivateDir, readFileIfExists, storeIoError, sweepTempFiles, write
 import { acquireLock, type LockHandle, type LockHolder } from './lock.js';
 import { defaultHome, RECORD_KEY_PATTERN, recordKey, storeLayout, type StoreLayout } from './paths.js';
 import { LoginOutcomeSchema, parseLoginOutcome, type LoginOutcome } from './login-outcome.js';
-import { ServerRecordSchema, type Registration, type ServerRecord } from './record.js';
+import { RegistrationSchema, ServerRecordSchema, type Registration, type ServerRecord } from './record.js';
 
 export type { LoginOutcome } from './login-outcome.js';
 
@@ -114,6 +114,13 @@ export interface CredentialStore {
   readLoginOutcome(serverUrl: string): Promise<LoginOutcome | undefined>;
   /** Record a sign-in's outcome (written whole, 0600). Call it while holding the login lock. */
   writeLoginOutcome(serverUrl: string, outcome: LoginOutcome): Promise<void>;
+  /**
+   * One registration per issuer, machine-wide: under the issuer's registration lock, the one
+   * already kept (or held by a record) for `issuer`, else `register()`'s, kept at once. Servers
+   * signing in to the same issuer at the same time then share one client instead of each
+   * registering its own.
+   */
+  registerOnce(issuer: string, register: () => Promise<Registration>): Promise<Registration>;
 }
 
 export interface LockPolicy {
@@ -238,6 +245,43 @@ export class FileCredentialStore implements CredentialStore {
     await ensurePrivateDir(this.home, { tighten: false });
     await ensurePrivateDir(this.layout.outcomesDir);
     await writeFileAtomic(this.layout.outcomePath(recordKey(serverUrl)), `${JSON.stringify(parsed.data)}\n`);
+  }
+
+  async registerOnce(issuer: string, register: () => Promise<Registration>): Promise<Registration> {
+    const issuerKey = recordKey(issuer);
+    await ensurePrivateDir(this.home, { tighten: false });
+    await ensurePrivateDir(this.layout.locksDir);
+    const policy = DEFAULT_LOCK_POLICIES.write;
+    const handle = await acquireLock(this.layout.locksDir, this.layout.lockName(issuerKey, 'register'), {
+      timeoutMs: policy.timeoutMs,
+      staleMs: policy.staleMs,
+      ...(policy.maxHoldMs !== undefined ? { maxHoldMs: policy.maxHoldMs } : {}),
+      purpose: 'register',
+    });
+    try {
+      const kept = await this.readKeptRegistration(issuerKey, issuer);
+      if (kept) return kept;
+      const held = (await this.findRegistrationsByIssuer(issuer))[0]?.registration;
+      if (held) return held;
+      const registration = await register();
+      await ensurePrivateDir(this.layout.registrationsDir);
+      await writeFileAtomic(this.layout.registrationPath(issuerKey), `${JSON.stringify(registration)}\n`);
+      return registration;
+    } finally {
+      await handle.release();
+    }
+  }
+
+  /** The registration kept for `issuer`, or undefined when absent or unreadable (then re-registered). */
+  private async readKeptRegistration(issuerKey: string, issuer: string): Promise<Registration | undefined> {
+    const bytes = await readFileIfExists(this.layout.registrationPath(issuerKey));
+    if (bytes === undefined) return undefined;
+    try {
+      const parsed = RegistrationSchema.safeParse(JSON.parse(bytes.toString('utf8')));
+      return parsed.success && parsed.data.issuer === issuer ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Names of files in quarantine/ for `serverUrl` (or all), oldest first: for status and doctor. */

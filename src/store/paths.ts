@@ -83,6 +83,9 @@ export interface StoreLayout {
   quarantineDir: string;
   /** The last sign-in's outcome per server (login-outcome.ts). */
   outcomesDir: string;
+  /** One client registration per issuer, kept from the moment it is made (credential-store.ts). */
+  registrationsDir: string;
+  registrationPath(issuerKey: string): string;
   recordPath(key: string): string;
   outcomePath(key: string): string;
   /** The lock name (without `.lock`) for a key and purpose; lock files live in `locksDir`. */
@@ -94,6 +97,7 @@ export function storeLayout(home: string): StoreLayout {
   const locksDir = path.join(home, 'locks');
   const quarantineDir = path.join(home, 'quarantine');
   const outcomesDir = path.join(home, 'outcomes');
+  const registrationsDir = path.join(home, 'registrations');
   return {
     home,
     serversDir,
@@ -102,6 +106,8 @@ export function storeLayout(home: string): StoreLayout {
     outcomesDir,
     recordPath: (key) => path.join(serversDir, `${key}.json`),
     outcomePath: (key) => path.join(outcomesDir, `${key}.json`),
+    registrationsDir,
+    registrationPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.json`),
     lockName: (key, purpose) => `${key}.${purpose}`,
   };
 }

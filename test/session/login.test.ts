@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { NeedsAuthError, type AuthKeeper } from '../../src/index.js';
+import { createRobotBrowser } from '../../arena/testbed/index.js';
 import { startBed, sleep } from '../helpers/bed.js';
 
 async function connect(keeper: AuthKeeper, url: string): Promise<Client> {
@@ -245,4 +246,14 @@ test('invalid_grant on refresh marks needs-auth with the reason, the AS error an
   assert.equal(status?.state, 'needs-auth');
   assert.equal(status?.needsAuth?.reason, 'invalid_grant');
   assert.ok(status?.needsAuth?.at);
+});
+
+test('servers on one issuer signing in at the same time share one client registration', async (t) => {
+  const bed = await startBed(t, { servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }, { discovery: 'well-known-root' }] });
+  // A fresh robot (cookie jar) per tab: concurrent sign-ins are concurrent browser tabs.
+  const keeper = bed.keeper({ openAuthorizationUrl: async (url) => void (await createRobotBrowser().open(url)) });
+  const statuses = await Promise.all(bed.servers.map((server) => keeper.login(server.url)));
+  assert.deepEqual(statuses.map((s) => s.state), ['ok', 'ok', 'ok']);
+  assert.equal(new Set(statuses.map((s) => s.clientId)).size, 1, 'one client_id for the issuer');
+  assert.equal(bed.as.audit.counts().registrations, 1, 'the AS saw one registration');
 });
