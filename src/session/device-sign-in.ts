@@ -19,10 +19,9 @@ import { pollDeviceToken, requestDeviceAuthorization } from '../oauth/device-aut
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { DEVICE_CODE_GRANT_TYPE, offersDeviceGrant, registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import type { AuthorizationServerRecord, Registration, Tokens } from '../store/record.js';
+import type { AuthorizationServerRecord, Registration } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
-import { accessTokenExpiresAt } from './refresh-policy.js';
-import type { SignInContext, SignInResult } from './sign-in.js';
+import { stampTokens, type SignInContext, type SignInResult } from './sign-in.js';
 
 /** What the user must be shown to complete a device sign-in (RFC 8628 section 3.3). */
 export interface DeviceCodeInfo {
@@ -157,18 +156,6 @@ export async function deviceSignIn(server: DiscoveredServer, requestedScope: str
   } finally {
     clearTimeout(timer);
   }
-  const obtainedAt = tokenSet.requestedAt;
-
   // 5. Tokens stamped with the client and issuer.
-  const tokens: Tokens = {
-    accessToken: tokenSet.accessToken,
-    tokenType: tokenSet.tokenType,
-    ...(tokenSet.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(obtainedAt, tokenSet.expiresIn, tokenSet.accessToken) } : {}),
-    obtainedAt,
-    ...(tokenSet.refreshToken ? { refreshToken: tokenSet.refreshToken, refreshTokenObtainedAt: obtainedAt } : {}),
-    ...(tokenSet.scope ?? scope ? { scope: tokenSet.scope ?? scope } : {}),
-    clientId: registration.clientId,
-    issuer: as.issuer,
-  };
-  return { registration, tokens };
+  return { registration, tokens: stampTokens(tokenSet, tokenSet.requestedAt, registration, scope) };
 }

@@ -21,7 +21,7 @@ import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import { exchangeAuthorizationCode } from '../oauth/token-endpoint.js';
+import { exchangeAuthorizationCode, type TokenSet } from '../oauth/token-endpoint.js';
 import type { Registration, ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
 import type { Logger } from './log.js';
@@ -158,20 +158,31 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
       { code, codeVerifier: pkce.verifier, redirectUri: callback.redirectUri, resource: server.resource },
       ctx.http,
     );
-    const tokens: Tokens = {
-      accessToken: tokenSet.accessToken,
-      tokenType: tokenSet.tokenType,
-      ...(tokenSet.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(obtainedAt, tokenSet.expiresIn, tokenSet.accessToken) } : {}),
-      obtainedAt,
-      ...(tokenSet.refreshToken ? { refreshToken: tokenSet.refreshToken, refreshTokenObtainedAt: obtainedAt } : {}),
-      ...(tokenSet.scope ?? scope ? { scope: tokenSet.scope ?? scope } : {}),
-      clientId: registration.clientId,
-      issuer: as.issuer,
-    };
-    return { registration, tokens };
+    return { registration, tokens: stampTokens(tokenSet, obtainedAt, registration, scope) };
   } finally {
     await callback.close();
   }
+}
+
+/**
+ * The tokens a sign-in obtained, stamped with the client_id and issuer they were issued to
+ * (DESIGN.md invariant 2). `requestSentAt` dates them (see refresh-policy.ts); `requestedScope`
+ * stands in when the AS omits `scope` (RFC 6749 section 5.1: then it granted what was asked).
+ */
+export function stampTokens(tokenSet: TokenSet, requestSentAt: number, registration: Registration, requestedScope: string | undefined): Tokens {
+  const scope = tokenSet.scope ?? requestedScope;
+  return {
+    accessToken: tokenSet.accessToken,
+    tokenType: tokenSet.tokenType,
+    ...(tokenSet.expiresIn !== undefined
+      ? { expiresAt: accessTokenExpiresAt(requestSentAt, tokenSet.expiresIn, tokenSet.accessToken) }
+      : {}),
+    obtainedAt: requestSentAt,
+    ...(tokenSet.refreshToken ? { refreshToken: tokenSet.refreshToken, refreshTokenObtainedAt: requestSentAt } : {}),
+    ...(scope ? { scope } : {}),
+    clientId: registration.clientId,
+    issuer: registration.issuer,
+  };
 }
 
 /** The record a successful sign-in produces (generation is set by the store's compare-and-swap). */

@@ -109,7 +109,7 @@ test('logout revokes at the AS, deletes the record, and status says needs-auth n
 test('uses a pre-registered confidential client (client_secret_basic) without registering', async (t) => {
   const bed = await startBed(t, {
     as: {
-      accessTokenTtlSeconds: 1,
+      accessTokenTtlSeconds: 2,
       staticClients: [
         {
           client_id: 'preregistered',
@@ -136,7 +136,7 @@ test('uses a pre-registered confidential client (client_secret_basic) without re
   assert.equal(status.registration, 'pre_registered');
   assert.equal(status.clientId, 'preregistered');
   const first = await keeper.getAccessToken(server.url);
-  await sleep(1200);
+  await sleep(2200); // a 2 s token lives 1-2 s (whole-second exp): 1 s tokens could already be due at the first call
   assert.notEqual(await keeper.getAccessToken(server.url), first);
   const counts = bed.as.audit.counts();
   assert.equal(counts.registrations, 0);
