@@ -109,8 +109,10 @@ export interface RunningMcpServer {
   discovery: DiscoveryVariant;
   /** Where the PRM is served (undefined for the legacy variants). */
   prmUrl: string | undefined;
-  /** The AS this server trusts (the embedded one for legacy variants). */
+  /** The AS this server trusts at start (the embedded one for legacy variants). */
   authorizationServer: RunningAuthorizationServer;
+  /** Move the server to another AS: its PRM names `next` and only `next`'s tokens are accepted. */
+  switchAuthorizationServer(next: RunningAuthorizationServer): void;
   toolCalls(): number;
   counts(): McpServerCounts;
   close(): Promise<void>;
@@ -132,7 +134,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
   const origin = await listenEphemeral(server);
   const resource = `${origin}${mcpPath}`;
 
-  const as = legacy
+  let as = legacy
     ? createAuthorizationServer(origin, {
         ...options.legacyAuthorizationServer,
         defaultResource: resource,
@@ -168,7 +170,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     resource_name: name,
   };
 
-  const jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
+  let jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
   const counts: McpServerCounts = { requests: 0, unauthorized: 0, forbidden: 0, toolCalls: 0 };
 
   /** The WWW-Authenticate field(s) for a 401 or 403. */
@@ -287,6 +289,14 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     discovery,
     prmUrl,
     authorizationServer: as,
+    switchAuthorizationServer: (next: RunningAuthorizationServer) => {
+      // The server moves to another AS (a migration): its PRM names the new issuer and only the
+      // new issuer's tokens are accepted from now on.
+      next.addResource({ resource, scopes });
+      as = next;
+      prm.authorization_servers = [next.issuer];
+      jwks = createRemoteJWKSet(new URL(next.endpoints.jwks));
+    },
     toolCalls: () => counts.toolCalls,
     counts: () => ({ ...counts }),
     close: async () => {

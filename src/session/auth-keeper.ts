@@ -22,7 +22,7 @@ import { signIn, type CallbackOptions, type StaticClient } from './sign-in.js';
 import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { serverStatus, type ServerStatus } from './status.js';
-import { TokenManager } from './token-manager.js';
+import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 import { accessTokenExpiresAt } from './refresh-policy.js';
 
 export interface AuthKeeperOptions {
@@ -207,7 +207,38 @@ export class AuthKeeper {
       },
       maxStepUps: this.options.maxStepUps ?? 2,
       fetch: this.options.fetch ?? globalThis.fetch,
+      checkAuthorizationServer: () => this.checkAuthorizationServer(url),
     });
+  }
+
+  /**
+   * A server that keeps refusing fresh tokens may have moved to another authorization server.
+   * Rediscover it; if its issuer differs from the record's, mark needs-auth `issuer_changed`
+   * (the next login re-registers at the new issuer) instead of refreshing at the old one forever.
+   */
+  private async checkAuthorizationServer(url: string): Promise<void> {
+    let discovered;
+    try {
+      discovered = await discoverServer(url, this.http());
+    } catch {
+      return; // discovery failing says nothing about a move; the caller sees the 401
+    }
+    const issuer = discovered.authorizationServer.issuer;
+    const info = await this.store.transaction(url, 'refresh', async (tx) => {
+      const read = await tx.read();
+      if (read.kind !== 'ok' || read.record.authorizationServer.issuer === issuer) return undefined;
+      const changed = needsAuthInfo(url, 'issuer_changed', {
+        errorDescription: `the server now names ${issuer}; the stored grant is from ${read.record.authorizationServer.issuer}`,
+        request: `discovery of ${url}`,
+      });
+      await tx.write(markNeedsAuth(read.record, changed));
+      return changed;
+    });
+    if (info) {
+      this.tokens.forget(url);
+      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? 'issuer changed', { serverUrl: url, reason: 'issuer_changed' });
+      throw new NeedsAuthError(info);
+    }
   }
 
   /** One status per stored server, or for `serverUrl` only. Reads the store; no network. */

@@ -21,6 +21,11 @@ export interface AuthenticatedFetchDeps {
   grantedScope: () => Promise<string | undefined>;
   maxStepUps: number;
   fetch: typeof fetch;
+  /**
+   * The server still answers 401 after a fresh token: find out whether it moved to another
+   * authorization server (throws NeedsAuthError `issuer_changed` if so).
+   */
+  checkAuthorizationServer?: () => Promise<void>;
 }
 
 export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof fetch {
@@ -64,6 +69,9 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         await response.body?.cancel();
         token = await deps.recoverFromRejection(token);
       } else {
+        // Still 401 with a fresh token: throws needs-auth issuer_changed if the server moved to
+        // another AS; otherwise the caller sees the server's own answer.
+        if (response.status === 401) await deps.checkAuthorizationServer?.();
         return response;
       }
       response = await send(token);

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { NeedsAuthError, type AuthKeeper } from '../../src/index.js';
-import { createRobotBrowser } from '../../arena/testbed/index.js';
+import { createRobotBrowser, startAuthorizationServer } from '../../arena/testbed/index.js';
 import { startBed, sleep } from '../helpers/bed.js';
 
 async function connect(keeper: AuthKeeper, url: string): Promise<Client> {
@@ -256,4 +256,35 @@ test('servers on one issuer signing in at the same time share one client registr
   assert.deepEqual(statuses.map((s) => s.state), ['ok', 'ok', 'ok']);
   assert.equal(new Set(statuses.map((s) => s.clientId)).size, 1, 'one client_id for the issuer');
   assert.equal(bed.as.audit.counts().registrations, 1, 'the AS saw one registration');
+});
+
+test('a server that moved to another authorization server: needs-auth issuer_changed, then login re-registers there', async (t) => {
+  const bed = await startBed(t);
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper();
+  await keeper.login(server.url);
+  const fetchFn = keeper.fetch(server.url);
+  const ok = await fetchFn(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) });
+  assert.notEqual(ok.status, 401);
+  await ok.body?.cancel();
+
+  const next = await startAuthorizationServer({ accessTokenTtlSeconds: 3600 });
+  t.after(() => next.close());
+  server.switchAuthorizationServer(next);
+  await assert.rejects(
+    fetchFn(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) }),
+    (err: unknown) => {
+      assert.ok(err instanceof NeedsAuthError);
+      assert.equal(err.reason, 'issuer_changed');
+      assert.ok(err.info.errorDescription?.includes(next.issuer));
+      return true;
+    },
+  );
+  const [status] = await keeper.status(server.url);
+  assert.equal(status?.needsAuth?.reason, 'issuer_changed');
+
+  const after = await keeper.login(server.url);
+  assert.equal(after.state, 'ok');
+  assert.equal(after.issuer, next.issuer);
+  assert.equal(next.audit.counts().registrations, 1, 're-registered at the new issuer');
 });
