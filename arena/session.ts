@@ -221,6 +221,9 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
     allowInsecureLoopback: true,
     openAuthorizationUrl: openBrowser,
     loginTimeoutMs: 30_000,
+    // An agent session is long-lived: keep its tokens fresh from a timer (one refresh per
+    // lifetime per server machine-wide) rather than on the first call of a token's last quarter.
+    refreshMode: 'keep-fresh',
     ...(process.env.ARENA_DEBUG
       ? {
           log: (e) => process.stderr.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`),

@@ -23,6 +23,7 @@ import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCo
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { serverStatus, type ServerStatus } from './status.js';
 import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
+import type { RefreshMode } from './refresh-policy.js';
 import { accessTokenExpiresAt } from './refresh-policy.js';
 
 export interface AuthKeeperOptions {
@@ -57,6 +58,12 @@ export interface AuthKeeperOptions {
   store?: CredentialStore;
   /** Backoff for transient token-endpoint failures. Default [200, 800, 2000] ms. */
   transientRetryDelaysMs?: number[];
+  /**
+   * `on-demand` (default): refresh when a call needs a token in its last quarter-life.
+   * `keep-fresh`: refresh from a timer just before expiry, for long-lived agent sessions
+   * (always-valid tokens, one refresh per lifetime, the sliding refresh window kept alive).
+   */
+  refreshMode?: RefreshMode;
   /**
    * Device sign-ins (RFC 8628): shows the user the verification URI and user code. Default: two
    * lines on stderr.
@@ -98,6 +105,7 @@ export class AuthKeeper {
       http: () => this.http(),
       logger: this.logger,
       ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
+      ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
     });
     this.coordinator = new SignInCoordinator({
       store: this.store,

@@ -14,11 +14,30 @@ const MIN_SKEW_MS = 50;
 /** Tokens without expires_in are re-validated by the server (a 401 triggers refresh); serve them this long. */
 const NO_EXPIRY_SERVE_MS = 60 * 60_000;
 
+/**
+ * When to refresh. `on-demand` (the default) refreshes when a call needs a token in the last
+ * quarter of its lifetime: early enough that a call arriving a little later still finds a valid
+ * token. `keep-fresh` refreshes from a timer just before expiry (1.5% of the lifetime, at most
+ * 2 minutes, at least 20 ms), whether or not a call needs it: the token is always valid, one
+ * refresh per lifetime per server machine-wide, and the refresh token's sliding window never
+ * lapses while the process runs. For long-lived agent sessions.
+ */
+export type RefreshMode = 'on-demand' | 'keep-fresh';
+
+const KEEP_FRESH = { share: 0.015, min: 20, max: 2 * 60_000 };
+
 /** The instant after which `tokens` should be refreshed rather than served. */
-export function refreshDueAt(tokens: Pick<Tokens, 'expiresAt' | 'obtainedAt'>, jitter = Math.random()): number {
+export function refreshDueAt(
+  tokens: Pick<Tokens, 'expiresAt' | 'obtainedAt'>,
+  jitter = Math.random(),
+  mode: RefreshMode = 'on-demand',
+): number {
   if (tokens.expiresAt === undefined) return tokens.obtainedAt + NO_EXPIRY_SERVE_MS;
   const lifetime = Math.max(0, tokens.expiresAt - tokens.obtainedAt);
-  const skew = Math.min(MAX_SKEW_MS, Math.max(MIN_SKEW_MS, lifetime / 4));
+  const skew =
+    mode === 'keep-fresh'
+      ? Math.min(KEEP_FRESH.max, Math.max(KEEP_FRESH.min, lifetime * KEEP_FRESH.share))
+      : Math.min(MAX_SKEW_MS, Math.max(MIN_SKEW_MS, lifetime / 4));
   return tokens.expiresAt - skew * (1 + 0.1 * jitter);
 }
 

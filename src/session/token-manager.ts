@@ -23,7 +23,7 @@ import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
-import { accessTokenExpiresAt, isUnexpired, refreshDueAt } from './refresh-policy.js';
+import { accessTokenExpiresAt, isUnexpired, refreshDueAt, type RefreshMode } from './refresh-policy.js';
 
 interface CachedToken {
   accessToken: string;
@@ -45,6 +45,8 @@ export interface TokenManagerDeps {
   /** Backoff delays for transient token-endpoint failures (temporarily_unavailable, 5xx, timeouts). */
   transientRetryDelaysMs?: number[];
   lockTimeoutMs?: number;
+  /** `keep-fresh`: refresh from a timer just before expiry (refresh-policy.ts). Default `on-demand`. */
+  refreshMode?: RefreshMode;
 }
 
 const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
@@ -74,6 +76,7 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
 export class TokenManager {
   private readonly cache = new Map<string, CachedToken>();
   private readonly inflight = new Map<string, Promise<string>>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly retryDelays: number[];
 
   constructor(private readonly deps: TokenManagerDeps) {
@@ -108,6 +111,8 @@ export class TokenManager {
 
   forget(serverUrl: string): void {
     this.cache.delete(serverUrl);
+    clearTimeout(this.timers.get(serverUrl));
+    this.timers.delete(serverUrl);
   }
 
   private singleFlight(serverUrl: string, cause: RefreshCause): Promise<string> {
@@ -119,14 +124,37 @@ export class TokenManager {
   }
 
   private remember(serverUrl: string, tokens: Tokens): CachedToken {
+    const mode = this.deps.refreshMode ?? 'on-demand';
     const entry: CachedToken = {
       accessToken: tokens.accessToken,
       tokenType: tokens.tokenType,
-      refreshAt: refreshDueAt(tokens),
+      refreshAt: refreshDueAt(tokens, Math.random(), mode),
       expiresAt: tokens.expiresAt,
     };
     this.cache.set(serverUrl, entry);
+    if (mode === 'keep-fresh') this.scheduleRefresh(serverUrl, entry.refreshAt);
     return entry;
+  }
+
+  /**
+   * keep-fresh: refresh at `at` from an unref'd timer (it never keeps the process alive). The
+   * refresh is the ordinary transaction, so across processes one refreshes and the others adopt.
+   * A failure is logged and stops the timer; the next call then meets it with its reason.
+   */
+  private scheduleRefresh(serverUrl: string, at: number): void {
+    clearTimeout(this.timers.get(serverUrl));
+    const timer = setTimeout(() => {
+      this.timers.delete(serverUrl);
+      const cached = this.cache.get(serverUrl);
+      if (cached === undefined) return; // forgotten (logout) or never served
+      // Timers can fire a millisecond early: then wait for the due instant rather than lose the chain.
+      if (Date.now() < cached.refreshAt) return this.scheduleRefresh(serverUrl, cached.refreshAt);
+      this.singleFlight(serverUrl, { kind: 'due' }).catch((err: unknown) => {
+        this.deps.logger.emit('warn', 'refresh.background_failed', `background refresh failed: ${(err as Error).message}`, { serverUrl });
+      });
+    }, Math.max(0, at - Date.now()));
+    timer.unref();
+    this.timers.set(serverUrl, timer);
   }
 
   /** Tokens in `record` that can be served as they are, given why we came here. */

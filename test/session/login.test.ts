@@ -288,3 +288,20 @@ test('a server that moved to another authorization server: needs-auth issuer_cha
   assert.equal(after.issuer, next.issuer);
   assert.equal(next.audit.counts().registrations, 1, 're-registered at the new issuer');
 });
+
+test('keep-fresh refreshes from a timer just before expiry, once per lifetime, with no calls', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper({ refreshMode: 'keep-fresh' });
+  await keeper.login(server.url);
+  const before = bed.as.audit.counts().refreshGrants;
+  await sleep(5200);
+  const refreshes = bed.as.audit.counts().refreshGrants - before;
+  // 2 s tokens live 1-2 s (whole-second exp), so 5.2 s idle spans 3 to 6 lifetimes.
+  assert.ok(refreshes >= 2 && refreshes <= 6, `${refreshes} timer refreshes in 5.2 s of 2 s tokens`);
+  const token = await keeper.getAccessToken(server.url);
+  const exp = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp * 1000;
+  assert.ok(exp > Date.now(), 'the cached token is valid without waiting on a refresh');
+  assert.equal(bed.as.audit.counts().refreshGrants - before, refreshes, 'serving it needed no refresh');
+  assert.equal(bed.as.audit.counts().refreshReuses, 0);
+});
