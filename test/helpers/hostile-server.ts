@@ -8,6 +8,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { AuthorizationServerRecord } from '../../src/store/record.js';
 
 export interface RecordedRequest {
   method: string;
@@ -189,4 +190,18 @@ function safeStringify(value: unknown): string {
   } catch {
     return String(value);
   }
+}
+
+/**
+ * The stored AS record of a hostile server at `origin`: issuer, the authorize and token
+ * endpoints, S256; `extra` adds or overrides fields (registration/revocation endpoints, auth methods).
+ */
+export function asRecord(origin: string, extra: Partial<AuthorizationServerRecord> = {}): AuthorizationServerRecord {
+  return {
+    issuer: origin,
+    authorization_endpoint: `${origin}/authorize`,
+    token_endpoint: `${origin}/token`,
+    code_challenge_methods_supported: ['S256'],
+    ...extra,
+  };
 }

@@ -16,7 +16,7 @@ import { discoverProtectedResource } from '../../src/oauth/protected-resource.js
 import { registerClient } from '../../src/oauth/registration.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
-import { asMetadata, leakedSecret, startHostileServer, type HostileServer, type Reply } from '../helpers/hostile-server.js';
+import { asMetadata, asRecord, leakedSecret, startHostileServer, type HostileServer, type Reply } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 
@@ -170,7 +170,7 @@ describe('bad input: token responses', () => {
   after(async () => srv.close());
   beforeEach(() => {
     srv.reset();
-    as = { issuer: srv.url, authorization_endpoint: `${srv.url}/authorize`, token_endpoint: `${srv.url}/token`, code_challenge_methods_supported: ['S256'] };
+    as = asRecord(srv.url);
     reg = {
       issuer: srv.url,
       clientId: 'client-1',
@@ -291,14 +291,10 @@ describe('bad input: registration responses', () => {
   after(async () => srv.close());
   beforeEach(() => {
     srv.reset();
-    as = {
-      issuer: srv.url,
-      authorization_endpoint: `${srv.url}/authorize`,
-      token_endpoint: `${srv.url}/token`,
+    as = asRecord(srv.url, {
       registration_endpoint: `${srv.url}/register`,
-      code_challenge_methods_supported: ['S256'],
       token_endpoint_auth_methods_supported: ['client_secret_basic'],
-    };
+    });
   });
   const request = { clientName: 'authkeep', redirectUris: ['http://127.0.0.1:4000/cb'], scope: 'mcp:read' };
 

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import type { AuthkeepError } from '../../src/errors.js';
 import { chooseTokenEndpointAuthMethod, registerClient } from '../../src/oauth/registration.js';
 import type { AuthorizationServerRecord } from '../../src/store/record.js';
-import { startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
+import { asRecord, startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 const redirectUris = ['http://127.0.0.1:33333/callback'];
@@ -24,14 +24,10 @@ describe('registerClient', () => {
   after(async () => srv.close());
   beforeEach(() => {
     srv.reset();
-    as = {
-      issuer: srv.url,
-      authorization_endpoint: `${srv.url}/authorize`,
-      token_endpoint: `${srv.url}/token`,
+    as = asRecord(srv.url, {
       registration_endpoint: `${srv.url}/register`,
-      code_challenge_methods_supported: ['S256'],
       token_endpoint_auth_methods_supported: ['none', 'client_secret_basic'],
-    };
+    });
   });
 
   test('a pre-registered client wins and makes no request', async () => {

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { revokeToken } from '../../src/oauth/revocation.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
-import { startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
+import { asRecord, startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 const VERIFIER = 'v'.repeat(43);
@@ -44,13 +44,7 @@ describe('token endpoint', () => {
   after(async () => srv.close());
   beforeEach(() => {
     srv.reset();
-    as = {
-      issuer: srv.url,
-      authorization_endpoint: `${srv.url}/authorize`,
-      token_endpoint: `${srv.url}/token`,
-      revocation_endpoint: `${srv.url}/revoke`,
-      code_challenge_methods_supported: ['S256'],
-    };
+    as = asRecord(srv.url, { revocation_endpoint: `${srv.url}/revoke` });
   });
 
   test('code exchange sends exactly grant_type, code, redirect_uri, code_verifier, resource, client_id', async () => {
