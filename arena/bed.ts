@@ -16,12 +16,12 @@
  */
 import type { TimeScale } from './clock.js';
 import {
-  startAuthorizationServer,
-  startProtectedMcpServer,
   type DiscoveryVariant,
   type McpServerCounts,
   type RunningAuthorizationServer,
   type RunningMcpServer,
+  startAuthorizationServer,
+  startProtectedMcpServer,
 } from './testbed/index.js';
 
 export interface ServerKind {
@@ -34,7 +34,12 @@ export interface ServerKind {
 export const SERVER_KINDS: readonly ServerKind[] = [
   { name: 'header', discovery: 'header', tenant: false, description: 'PRM named only in WWW-Authenticate' },
   { name: 'well-known', discovery: 'well-known-path', tenant: false, description: 'PRM only at the well-known path' },
-  { name: 'two-challenges', discovery: 'two-challenges', tenant: false, description: 'two WWW-Authenticate fields (DPoP + Bearer)' },
+  {
+    name: 'two-challenges',
+    discovery: 'two-challenges',
+    tenant: false,
+    description: 'two WWW-Authenticate fields (DPoP + Bearer)',
+  },
   { name: 'tenant', discovery: 'well-known-root', tenant: true, description: 'issuer with a path (/tenant)' },
 ];
 
@@ -60,7 +65,8 @@ export interface ArenaBed {
 }
 
 export async function startArenaBed(serverCount: number, scale: TimeScale): Promise<ArenaBed> {
-  if (!Number.isSafeInteger(serverCount) || serverCount < 1) throw new RangeError('server count must be a positive integer');
+  if (!Number.isSafeInteger(serverCount) || serverCount < 1)
+    throw new RangeError('server count must be a positive integer');
   const lifetimes = {
     accessTokenTtlSeconds: scale.accessTokenTtlSeconds,
     refreshTokenTtlSeconds: scale.refreshTokenTtlSeconds,
@@ -87,7 +93,12 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
       const as = kind.tenant ? (tenant as RunningAuthorizationServer) : root;
       const round = Math.floor(index / SERVER_KINDS.length);
       const name = round === 0 ? kind.name : `${kind.name}-${round + 1}`;
-      const mcp = await startProtectedMcpServer({ authorizationServer: as, discovery: kind.discovery, name: `arena-${name}`, preciseExpiry: true });
+      const mcp = await startProtectedMcpServer({
+        authorizationServer: as,
+        discovery: kind.discovery,
+        name: `arena-${name}`,
+        preciseExpiry: true,
+      });
       closers.push(() => mcp.close());
       running.set(index, { as, mcp });
       servers.push({ index, name, kind, url: mcp.url, resource: mcp.resource, issuer: as.issuer });

@@ -19,12 +19,12 @@
  * For: the arena's report and its tests. Not for: deciding anything at run time.
  */
 import {
+  type AuditEntry,
   CLIENT_MISMATCH_DETAIL,
   CODE_REUSE_DETAIL,
-  REFRESH_REUSE_DETAIL,
-  type AuditEntry,
   type EventAuditEntry,
   type HttpAuditEntry,
+  REFRESH_REUSE_DETAIL,
 } from './testbed/audit.js';
 
 /** Authorization request parameters of RFC 6749, 7636, 8707, 9101, 9126, 9396, 9449 and OIDC Core. */
@@ -176,15 +176,23 @@ function isAuthorizeRequest(entry: HttpAuditEntry): boolean {
 }
 
 /** client_id -> redirect_uris, from successful registration requests (JSON bodies). */
-function registeredRedirectUris(http: HttpAuditEntry[], statics: Readonly<Record<string, readonly string[]>>): Map<string, string[]> {
+function registeredRedirectUris(
+  http: HttpAuditEntry[],
+  statics: Readonly<Record<string, readonly string[]>>,
+): Map<string, string[]> {
   const map = new Map<string, string[]>(Object.entries(statics).map(([id, uris]) => [id, [...uris]]));
   for (const entry of http) {
-    if (entry.endpoint !== 'registration' || entry.method !== 'POST' || entry.status !== 201 || !entry.clientId) continue;
+    if (entry.endpoint !== 'registration' || entry.method !== 'POST' || entry.status !== 201 || !entry.clientId)
+      continue;
     const raw = entry.body?.redirect_uris?.[0];
     if (raw === undefined) continue;
     try {
       const parsed = JSON.parse(raw) as unknown;
-      if (Array.isArray(parsed)) map.set(entry.clientId, parsed.filter((u): u is string => typeof u === 'string'));
+      if (Array.isArray(parsed))
+        map.set(
+          entry.clientId,
+          parsed.filter((u): u is string => typeof u === 'string'),
+        );
     } catch {
       map.set(entry.clientId, [raw]);
     }
@@ -208,24 +216,34 @@ export function authorizeProblems(
     seen.add(name);
     if (!KNOWN_AUTHORIZE_PARAMETERS.has(name)) {
       const near = nearestKnownParameter(name);
-      add('unknown_parameter', near ? `unknown parameter ${JSON.stringify(name)} (misspelled ${near}?)` : `unknown parameter ${JSON.stringify(name)}`);
+      add(
+        'unknown_parameter',
+        near
+          ? `unknown parameter ${JSON.stringify(name)} (misspelled ${near}?)`
+          : `unknown parameter ${JSON.stringify(name)}`,
+      );
     }
   }
   const one = (name: string): string | undefined => entry.query[name]?.[0];
 
   const responseType = one('response_type');
-  if (responseType !== 'code') add('response_type_invalid', `response_type=${JSON.stringify(responseType ?? null)} (must be code)`);
+  if (responseType !== 'code')
+    add('response_type_invalid', `response_type=${JSON.stringify(responseType ?? null)} (must be code)`);
   const clientId = one('client_id');
   if (!clientId) add('client_id_missing', 'client_id is missing');
 
   const challenge = one('code_challenge');
   if (challenge === undefined || challenge === '') add('code_challenge_missing', 'code_challenge is missing');
   else if (!BASE64URL_43.test(challenge)) {
-    add('code_challenge_invalid', `code_challenge is ${challenge.length} chars${/^[A-Za-z0-9_-]*$/.test(challenge) ? '' : ' with non-base64url characters'} (an S256 challenge is 43 base64url chars)`);
+    add(
+      'code_challenge_invalid',
+      `code_challenge is ${challenge.length} chars${/^[A-Za-z0-9_-]*$/.test(challenge) ? '' : ' with non-base64url characters'} (an S256 challenge is 43 base64url chars)`,
+    );
   }
   const method = one('code_challenge_method');
   if (method === undefined) add('code_challenge_method_missing', 'code_challenge_method is missing (S256 required)');
-  else if (method !== 'S256') add('code_challenge_method_invalid', `code_challenge_method=${JSON.stringify(method)} (must be S256)`);
+  else if (method !== 'S256')
+    add('code_challenge_method_invalid', `code_challenge_method=${JSON.stringify(method)} (must be S256)`);
 
   const redirectUri = one('redirect_uri');
   if (redirectUri === undefined) add('redirect_uri_missing', 'redirect_uri is missing');
@@ -242,7 +260,8 @@ export function authorizeProblems(
   }
 
   const scope = one('scope');
-  if ((context.scopeRequired ?? true) && (scope === undefined || scope.trim() === '')) add('scope_missing', 'scope is missing');
+  if ((context.scopeRequired ?? true) && (scope === undefined || scope.trim() === ''))
+    add('scope_missing', 'scope is missing');
   return problems;
 }
 
@@ -265,7 +284,10 @@ function redirectProblems(
   if (registeredUris === undefined) return;
   const matches = registeredUris.some((registered) => redirectMatches(value, url, registered));
   if (!matches) {
-    add('redirect_uri_mismatch', `redirect_uri ${JSON.stringify(value)} differs from the registered ${JSON.stringify(registeredUris.join(' '))}`);
+    add(
+      'redirect_uri_mismatch',
+      `redirect_uri ${JSON.stringify(value)} differs from the registered ${JSON.stringify(registeredUris.join(' '))}`,
+    );
   }
 }
 
@@ -279,7 +301,12 @@ function redirectMatches(value: string, url: URL, registered: string): boolean {
     return false;
   }
   if (!(reg.protocol === 'http:' && LOOPBACK_HOSTS.has(reg.hostname))) return false;
-  return url.protocol === reg.protocol && url.hostname === reg.hostname && url.pathname === reg.pathname && url.search === reg.search;
+  return (
+    url.protocol === reg.protocol &&
+    url.hostname === reg.hostname &&
+    url.pathname === reg.pathname &&
+    url.search === reg.search
+  );
 }
 
 /** A known parameter the unknown name is probably a misspelling of. */
@@ -289,8 +316,13 @@ export function nearestKnownParameter(name: string): string | undefined {
   let best: { known: string; distance: number } | undefined;
   for (const known of KNOWN_AUTHORIZE_PARAMETERS) {
     const k = squash(known);
-    const distance = target.includes(k) && k.length >= 5 ? Math.abs(target.length - k.length) / 10 : levenshtein(target, k);
-    if (best === undefined || distance < best.distance || (distance === best.distance && known.length > best.known.length)) {
+    const distance =
+      target.includes(k) && k.length >= 5 ? Math.abs(target.length - k.length) / 10 : levenshtein(target, k);
+    if (
+      best === undefined ||
+      distance < best.distance ||
+      (distance === best.distance && known.length > best.known.length)
+    ) {
       best = { known, distance };
     }
   }
@@ -340,14 +372,24 @@ function crossClientFindings(http: HttpAuditEntry[], events: EventAuditEntry[]):
   /** token fingerprint -> the client it was issued to, and its resources */
   const issuedTo = new Map<string, { clientId: string; resources: string[] }>();
   for (const event of events) {
-    if ((event.event === 'authorization_code.saved' || event.event === 'refresh_token.saved') && event.tokenFingerprint && event.clientId) {
-      if (!issuedTo.has(event.tokenFingerprint)) issuedTo.set(event.tokenFingerprint, { clientId: event.clientId, resources: event.resources });
+    if (
+      (event.event === 'authorization_code.saved' || event.event === 'refresh_token.saved') &&
+      event.tokenFingerprint &&
+      event.clientId
+    ) {
+      if (!issuedTo.has(event.tokenFingerprint))
+        issuedTo.set(event.tokenFingerprint, { clientId: event.clientId, resources: event.resources });
     }
   }
   const findings: CrossClientFinding[] = [];
   for (const entry of http) {
     if (entry.endpoint !== 'token') continue;
-    const param = entry.grantType === 'refresh_token' ? 'refresh_token' : entry.grantType === 'authorization_code' ? 'code' : undefined;
+    const param =
+      entry.grantType === 'refresh_token'
+        ? 'refresh_token'
+        : entry.grantType === 'authorization_code'
+          ? 'code'
+          : undefined;
     const fp = param ? presentedFingerprint(entry, param) : undefined;
     const issued = fp ? issuedTo.get(fp) : undefined;
     const owner = issued?.clientId;
@@ -368,35 +410,45 @@ function crossClientFindings(http: HttpAuditEntry[], events: EventAuditEntry[]):
   return findings;
 }
 
-function reuseFindings(events: EventAuditEntry[], http: HttpAuditEntry[]): Pick<Findings, 'refreshReuses' | 'codeReuses' | 'revokedGrants'> {
+function reuseFindings(
+  events: EventAuditEntry[],
+  http: HttpAuditEntry[],
+): Pick<Findings, 'refreshReuses' | 'codeReuses' | 'revokedGrants'> {
   const requests = new Map(http.map((e) => [e.seq, e]));
   const resourcesOf = (event: EventAuditEntry): string[] =>
-    event.resources.length ? [...event.resources] : [...(event.requestSeq !== undefined ? requests.get(event.requestSeq)?.resources ?? [] : [])];
-  const reuse = (kind: ReuseFinding['kind']) => (event: EventAuditEntry): ReuseFinding => ({
-    kind,
-    seq: event.seq,
-    time: event.time,
-    ...(event.clientId !== undefined ? { clientId: event.clientId } : {}),
-    ...(event.grantId !== undefined ? { grantId: event.grantId } : {}),
-    resources: resourcesOf(event),
-    ...(event.requestSeq !== undefined ? { requestSeq: event.requestSeq } : {}),
-  });
-  const grantErrors = events.filter((e) => e.event === 'grant.error');
-  const refreshReuses = grantErrors.filter((e) => e.errorDetail === REFRESH_REUSE_DETAIL).map(reuse('refresh_reuse'));
-  const codeReuses = grantErrors.filter((e) => e.errorDetail === CODE_REUSE_DETAIL).map(reuse('code_reuse'));
-  const causeByRequest = new Map<number, RevocationFinding['cause']>();
-  for (const r of refreshReuses) if (r.requestSeq !== undefined) causeByRequest.set(r.requestSeq, 'refresh_reuse');
-  for (const r of codeReuses) if (r.requestSeq !== undefined && !causeByRequest.has(r.requestSeq)) causeByRequest.set(r.requestSeq, 'code_reuse');
-  const revokedGrants = events
-    .filter((e) => e.event === 'grant.revoked')
-    .map((event): RevocationFinding => ({
-      kind: 'revoked_grant',
+    event.resources.length
+      ? [...event.resources]
+      : [...(event.requestSeq !== undefined ? (requests.get(event.requestSeq)?.resources ?? []) : [])];
+  const reuse =
+    (kind: ReuseFinding['kind']) =>
+    (event: EventAuditEntry): ReuseFinding => ({
+      kind,
       seq: event.seq,
       time: event.time,
       ...(event.clientId !== undefined ? { clientId: event.clientId } : {}),
       ...(event.grantId !== undefined ? { grantId: event.grantId } : {}),
       resources: resourcesOf(event),
-      cause: (event.requestSeq !== undefined ? causeByRequest.get(event.requestSeq) : undefined) ?? 'other',
-    }));
+      ...(event.requestSeq !== undefined ? { requestSeq: event.requestSeq } : {}),
+    });
+  const grantErrors = events.filter((e) => e.event === 'grant.error');
+  const refreshReuses = grantErrors.filter((e) => e.errorDetail === REFRESH_REUSE_DETAIL).map(reuse('refresh_reuse'));
+  const codeReuses = grantErrors.filter((e) => e.errorDetail === CODE_REUSE_DETAIL).map(reuse('code_reuse'));
+  const causeByRequest = new Map<number, RevocationFinding['cause']>();
+  for (const r of refreshReuses) if (r.requestSeq !== undefined) causeByRequest.set(r.requestSeq, 'refresh_reuse');
+  for (const r of codeReuses)
+    if (r.requestSeq !== undefined && !causeByRequest.has(r.requestSeq)) causeByRequest.set(r.requestSeq, 'code_reuse');
+  const revokedGrants = events
+    .filter((e) => e.event === 'grant.revoked')
+    .map(
+      (event): RevocationFinding => ({
+        kind: 'revoked_grant',
+        seq: event.seq,
+        time: event.time,
+        ...(event.clientId !== undefined ? { clientId: event.clientId } : {}),
+        ...(event.grantId !== undefined ? { grantId: event.grantId } : {}),
+        resources: resourcesOf(event),
+        cause: (event.requestSeq !== undefined ? causeByRequest.get(event.requestSeq) : undefined) ?? 'other',
+      }),
+    );
   return { refreshReuses, codeReuses, revokedGrants };
 }

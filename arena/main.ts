@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 
 import { timeScale } from './clock.js';
 import { computeMetrics, type VariantMetrics } from './metrics.js';
-import { renderHtml, renderTable, variantReport, type ArenaReport, type VariantReport } from './report.js';
+import { type ArenaReport, renderHtml, renderTable, type VariantReport, variantReport } from './report.js';
 import { runVariant, type VariantProgress } from './runner.js';
 import type { Variant } from './session.js';
 
@@ -84,7 +84,8 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
     .map((v) => v.trim())
     .filter(Boolean);
   for (const v of variants) {
-    if (!(KNOWN_VARIANTS as readonly string[]).includes(v)) throw new Error(`unknown variant ${JSON.stringify(v)} (known: ${KNOWN_VARIANTS.join(', ')})`);
+    if (!(KNOWN_VARIANTS as readonly string[]).includes(v))
+      throw new Error(`unknown variant ${JSON.stringify(v)} (known: ${KNOWN_VARIANTS.join(', ')})`);
   }
   if (variants.length === 0) throw new Error('--variants names no variant');
   return {
@@ -119,20 +120,27 @@ function progressBar(stream: NodeJS.WriteStream): (p: VariantProgress) => void {
     if (stream.isTTY) {
       const width = 30;
       const filled = Math.round(fraction * width);
-      stream.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}% ${label} ${stats}\x1b[K`);
+      stream.write(
+        `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}% ${label} ${stats}\x1b[K`,
+      );
       if (p.phase === 'done') stream.write('\n');
     } else {
       const decile = p.phase === 'done' ? 10 : Math.floor(fraction * 10);
       if (decile !== lastDecile && (p.phase === 'running' || p.phase === 'done')) {
         lastDecile = decile;
-        stream.write(`[arena] ${label} ${String(decile * 10).padStart(3)}% calls ${p.callsOk} ok / ${p.callsFailed} failed, tabs ${p.tabs}\n`);
+        stream.write(
+          `[arena] ${label} ${String(decile * 10).padStart(3)}% calls ${p.callsOk} ok / ${p.callsFailed} failed, tabs ${p.tabs}\n`,
+        );
       }
       if (p.phase === 'done') lastDecile = -1;
     }
   };
 }
 
-export async function runArena(options: CliOptions, onProgress?: (p: VariantProgress) => void): Promise<{ report: ArenaReport; metrics: VariantMetrics[] }> {
+export async function runArena(
+  options: CliOptions,
+  onProgress?: (p: VariantProgress) => void,
+): Promise<{ report: ArenaReport; metrics: VariantMetrics[] }> {
   const started = Date.now();
   const scale = timeScale(options.secondsPerHour);
   const variants: VariantReport[] = [];
@@ -199,7 +207,10 @@ async function main(): Promise<void> {
   await writeFile(htmlPath, renderHtml(report));
   process.stdout.write(`\n${renderTable(metrics)}\n\n`);
   for (const m of metrics) {
-    if (m.sessionErrors.length) process.stdout.write(`${m.variant}: ${m.sessionErrors.length} session error(s): ${m.sessionErrors.slice(0, 3).join('; ')}\n`);
+    if (m.sessionErrors.length)
+      process.stdout.write(
+        `${m.variant}: ${m.sessionErrors.length} session error(s): ${m.sessionErrors.slice(0, 3).join('; ')}\n`,
+      );
   }
   process.stdout.write(`report: ${htmlPath} (JSON: ${jsonPath}) · ${Math.round(report.wallSeconds)} s\n`);
 }

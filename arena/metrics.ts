@@ -112,7 +112,9 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
 
   const calls = events.filter((e) => e.event.type === 'call');
   const tabs = events.filter((e) => e.event.type === 'tab');
-  const needs = events.map((e) => e.event).filter((e): e is Extract<TimedSessionEvent['event'], { type: 'needs_auth' }> => e.type === 'needs_auth');
+  const needs = events
+    .map((e) => e.event)
+    .filter((e): e is Extract<TimedSessionEvent['event'], { type: 'needs_auth' }> => e.type === 'needs_auth');
   const reasons: Record<string, number> = {};
   for (const n of needs) if (n.reason) reasons[n.reason] = (reasons[n.reason] ?? 0) + 1;
   const errors = new Map<string, number>();
@@ -160,7 +162,8 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
     codeExchanges: http.filter((e) => e.endpoint === 'token' && e.grantType === 'authorization_code').length,
     tokenErrors: countBy(
       http.filter((e) => e.endpoint === 'token' && e.status !== 200),
-      (e) => `${e.grantType ?? 'unknown'}: ${e.error ?? `HTTP ${e.status}`}${e.errorDetail ? ` (${e.errorDetail})` : ''}`,
+      (e) =>
+        `${e.grantType ?? 'unknown'}: ${e.error ?? `HTTP ${e.status}`}${e.errorDetail ? ` (${e.errorDetail})` : ''}`,
     ),
     topErrors: [...errors.entries()]
       .sort((a, b) => b[1] - a[1])
@@ -196,7 +199,10 @@ function serverMetrics(
     const last = Math.max(...calls.map((e) => e.event.t));
     expiries = Math.floor((last - first) / ttlMs);
     let coveredUntil = first + ttlMs;
-    for (const t of calls.map((e) => e.event.t).filter((t) => t > first).sort((a, b) => a - b)) {
+    for (const t of calls
+      .map((e) => e.event.t)
+      .filter((t) => t > first)
+      .sort((a, b) => a - b)) {
       if (t >= coveredUntil) {
         minimumRefreshes++;
         coveredUntil = t + ttlMs;
@@ -265,13 +271,25 @@ export function explainReauths(run: VariantRun): ReauthCause[] {
     if (first === undefined || event.t < first) continue;
     const server = run.servers.find((s) => s.index === event.server);
     const refusal = http
-      .filter((e) => e.endpoint === 'token' && e.status !== 200 && e.time <= event.t && e.time >= event.t - 3000 && server && e.resources.includes(server.resource))
+      .filter(
+        (e) =>
+          e.endpoint === 'token' &&
+          e.status !== 200 &&
+          e.time <= event.t &&
+          e.time >= event.t - 3000 &&
+          server &&
+          e.resources.includes(server.resource),
+      )
       .sort((a, b) => b.time - a.time)[0];
     causes.push({
       day: (event.t - run.startedAt) / run.scale.dayMs,
       server: server?.name ?? String(event.server),
       session,
-      ...(refusal ? { asRefusal: `${refusal.grantType}: ${refusal.error ?? refusal.status}${refusal.errorDetail ? ` (${refusal.errorDetail})` : ''}` } : {}),
+      ...(refusal
+        ? {
+            asRefusal: `${refusal.grantType}: ${refusal.error ?? refusal.status}${refusal.errorDetail ? ` (${refusal.errorDetail})` : ''}`,
+          }
+        : {}),
     });
   }
   return causes.sort((a, b) => a.day - b.day);

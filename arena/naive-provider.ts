@@ -30,7 +30,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type {
+  OAuthClientInformationMixed,
+  OAuthClientMetadata,
+  OAuthTokens,
+} from '@modelcontextprotocol/sdk/shared/auth.js';
 
 export interface NaiveProviderOptions {
   /** The shared credentials directory (one per user, shared by every process). */
@@ -59,7 +63,9 @@ export class CallbackListener {
       const error = url.searchParams.get('error');
       if (code) this.lastCode = code;
       if (error) this.lastError = error;
-      res.writeHead(code ? 200 : 400, { 'content-type': 'text/html' }).end(code ? '<h1>Authorization Successful!</h1>' : '<h1>Authorization Failed</h1>');
+      res
+        .writeHead(code ? 200 : 400, { 'content-type': 'text/html' })
+        .end(code ? '<h1>Authorization Successful!</h1>' : '<h1>Authorization Failed</h1>');
     });
     await new Promise<void>((resolve) => this.server?.listen(0, resolve));
     this.port = (this.server.address() as AddressInfo).port;
@@ -67,7 +73,10 @@ export class CallbackListener {
 
   /** The code received since the last take(), if any (and clears it). */
   take(): { code?: string; error?: string } {
-    const result = { ...(this.lastCode ? { code: this.lastCode } : {}), ...(this.lastError ? { error: this.lastError } : {}) };
+    const result = {
+      ...(this.lastCode ? { code: this.lastCode } : {}),
+      ...(this.lastError ? { error: this.lastError } : {}),
+    };
     this.lastCode = undefined;
     this.lastError = undefined;
     return result;

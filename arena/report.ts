@@ -13,7 +13,16 @@ import type { HttpAuditEntry } from './testbed/audit.js';
 export interface TimelineMark {
   /** Simulated days since the cold start. */
   day: number;
-  kind: 'login' | 'reauth' | 'refresh' | 'refresh_failed' | 'call_failed' | 'revoked' | 'reuse' | 'cross_client' | 'malformed';
+  kind:
+    | 'login'
+    | 'reauth'
+    | 'refresh'
+    | 'refresh_failed'
+    | 'call_failed'
+    | 'revoked'
+    | 'reuse'
+    | 'cross_client'
+    | 'malformed';
 }
 
 export interface ServerTimeline {
@@ -87,14 +96,20 @@ export function buildTimeline(run: VariantRun): ServerTimeline[] {
       }
     }
     for (const entry of http) {
-      if (entry.endpoint === 'token' && entry.grantType === 'refresh_token' && entry.resources.includes(server.resource)) {
+      if (
+        entry.endpoint === 'token' &&
+        entry.grantType === 'refresh_token' &&
+        entry.resources.includes(server.resource)
+      ) {
         marks.push({ day: day(entry.time), kind: entry.status === 200 ? 'refresh' : 'refresh_failed' });
       }
     }
     const about = (resources: string[]): boolean => resources.includes(server.resource);
-    for (const f of run.findings.revokedGrants) if (about(f.resources)) marks.push({ day: day(f.time), kind: 'revoked' });
+    for (const f of run.findings.revokedGrants)
+      if (about(f.resources)) marks.push({ day: day(f.time), kind: 'revoked' });
     for (const f of run.findings.refreshReuses) if (about(f.resources)) marks.push({ day: day(f.time), kind: 'reuse' });
-    for (const f of run.findings.crossClient) if (about(f.resources)) marks.push({ day: day(f.time), kind: 'cross_client' });
+    for (const f of run.findings.crossClient)
+      if (about(f.resources)) marks.push({ day: day(f.time), kind: 'cross_client' });
     for (const f of run.findings.malformed) if (about(f.resources)) marks.push({ day: day(f.time), kind: 'malformed' });
     marks.sort((a, b) => a.day - b.day);
     return { server: server.index, name: server.name, discovery: server.kind.description, marks };
@@ -126,7 +141,10 @@ export const TABLE_ROWS: Row[] = [
   },
   {
     label: '  refresh calls / fewest possible',
-    value: (m) => (m.minimumRefreshes ? `${m.refreshCalls} / ${m.minimumRefreshes} = ${fmt(m.refreshCalls / m.minimumRefreshes)}` : 'n/a'),
+    value: (m) =>
+      m.minimumRefreshes
+        ? `${m.refreshCalls} / ${m.minimumRefreshes} = ${fmt(m.refreshCalls / m.minimumRefreshes)}`
+        : 'n/a',
   },
   { label: '  redundant refresh calls', value: (m) => `${m.redundantRefreshes} of ${m.refreshCalls}` },
   { label: '  401s from MCP servers', value: (m) => String(m.unauthorized) },
@@ -145,7 +163,10 @@ export function renderTable(metrics: VariantMetrics[]): string {
   const rows = TABLE_ROWS.map((row) => [row.label, ...metrics.map((m) => row.value(m))]);
   const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)))
+      .join('  ')
+      .trimEnd();
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
@@ -153,7 +174,8 @@ export function renderTable(metrics: VariantMetrics[]): string {
 // ---------------------------------------------------------------------------------------------
 // HTML
 
-const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+const esc = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 const COLORS = {
   refresh: '#9aa5b1',
@@ -213,11 +235,17 @@ export function renderServerSvg(serverIndex: number, variants: VariantReport[], 
   const span = Math.max(days, 1e-6);
   const x = (day: number): number => left + Math.min(1, Math.max(0, day / span)) * plotW;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="timeline">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="timeline">`,
+  );
   variants.forEach((variant, lane) => {
     const y0 = top + lane * laneH;
-    parts.push(`<rect x="${left}" y="${y0}" width="${plotW}" height="${laneH - 8}" fill="${lane % 2 ? '#f7f9fb' : '#fbfcfd'}" stroke="#e1e6eb"/>`);
-    parts.push(`<text x="${left - 10}" y="${y0 + laneH / 2}" text-anchor="end" class="lane">${esc(variant.metrics.variant)}</text>`);
+    parts.push(
+      `<rect x="${left}" y="${y0}" width="${plotW}" height="${laneH - 8}" fill="${lane % 2 ? '#f7f9fb' : '#fbfcfd'}" stroke="#e1e6eb"/>`,
+    );
+    parts.push(
+      `<text x="${left - 10}" y="${y0 + laneH / 2}" text-anchor="end" class="lane">${esc(variant.metrics.variant)}</text>`,
+    );
     const timeline = variant.timeline.find((t) => t.server === serverIndex);
     if (!timeline) return;
     // Row layout inside the lane: refreshes (top), sign-ins/re-auths, findings, failures (bottom histogram).
@@ -229,28 +257,46 @@ export function renderServerSvg(serverIndex: number, variants: VariantReport[], 
     for (const m of timeline.marks) {
       const px = x(m.day).toFixed(1);
       if (m.kind === 'refresh' || m.kind === 'refresh_failed') {
-        parts.push(`<line x1="${px}" y1="${rowRefresh}" x2="${px}" y2="${rowRefresh + 16}" stroke="${COLORS[m.kind]}" stroke-width="${m.kind === 'refresh' ? 0.8 : 1.6}"/>`);
+        parts.push(
+          `<line x1="${px}" y1="${rowRefresh}" x2="${px}" y2="${rowRefresh + 16}" stroke="${COLORS[m.kind]}" stroke-width="${m.kind === 'refresh' ? 0.8 : 1.6}"/>`,
+        );
       }
     }
     // Failed calls as a histogram (bins of 1/100 of the run).
     const bins = new Array<number>(100).fill(0);
-    for (const m of timeline.marks) if (m.kind === 'call_failed') bins[Math.min(99, Math.floor((m.day / span) * 100))]! += 1;
+    for (const m of timeline.marks)
+      if (m.kind === 'call_failed') {
+        const bin = Math.min(99, Math.floor((m.day / span) * 100));
+        bins[bin] = (bins[bin] ?? 0) + 1;
+      }
     const peak = Math.max(1, ...bins);
     bins.forEach((n, i) => {
       if (!n) return;
       const h = Math.max(2, (n / peak) * 16);
-      parts.push(`<rect x="${(left + (i / 100) * plotW).toFixed(1)}" y="${(histBase - h).toFixed(1)}" width="${(plotW / 100 - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS.call_failed}" opacity="0.85"><title>${n} failed call(s)</title></rect>`);
+      parts.push(
+        `<rect x="${(left + (i / 100) * plotW).toFixed(1)}" y="${(histBase - h).toFixed(1)}" width="${(plotW / 100 - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS.call_failed}" opacity="0.85"><title>${n} failed call(s)</title></rect>`,
+      );
     });
     for (const m of timeline.marks) {
       const px = x(m.day);
-      if (m.kind === 'login') parts.push(`<circle cx="${px.toFixed(1)}" cy="${rowTabs}" r="4.5" fill="${COLORS.login}" fill-opacity="0.7"/>`);
-      if (m.kind === 'reauth') parts.push(`<path d="M${px.toFixed(1)} ${rowTabs - 6} l6 11 l-12 0 Z" fill="${COLORS.reauth}" fill-opacity="0.8"/>`);
+      if (m.kind === 'login')
+        parts.push(`<circle cx="${px.toFixed(1)}" cy="${rowTabs}" r="4.5" fill="${COLORS.login}" fill-opacity="0.7"/>`);
+      if (m.kind === 'reauth')
+        parts.push(
+          `<path d="M${px.toFixed(1)} ${rowTabs - 6} l6 11 l-12 0 Z" fill="${COLORS.reauth}" fill-opacity="0.8"/>`,
+        );
       if (m.kind === 'reuse' || m.kind === 'cross_client') {
         const c = COLORS[m.kind];
-        parts.push(`<path d="M${(px - 4).toFixed(1)} ${rowFindingsA - 4} l8 8 M${(px + 4).toFixed(1)} ${rowFindingsA - 4} l-8 8" stroke="${c}" stroke-width="2.2"/>`);
+        parts.push(
+          `<path d="M${(px - 4).toFixed(1)} ${rowFindingsA - 4} l8 8 M${(px + 4).toFixed(1)} ${rowFindingsA - 4} l-8 8" stroke="${c}" stroke-width="2.2"/>`,
+        );
       }
-      if (m.kind === 'revoked') parts.push(`<rect x="${(px - 4).toFixed(1)}" y="${rowFindingsB - 4}" width="8" height="8" fill="${COLORS.revoked}"/>`);
-      if (m.kind === 'malformed') parts.push(`<path d="M${px.toFixed(1)} ${rowFindingsB - 5} l5 5 l-5 5 l-5 -5 Z" fill="${COLORS.malformed}"/>`);
+      if (m.kind === 'revoked')
+        parts.push(
+          `<rect x="${(px - 4).toFixed(1)}" y="${rowFindingsB - 4}" width="8" height="8" fill="${COLORS.revoked}"/>`,
+        );
+      if (m.kind === 'malformed')
+        parts.push(`<path d="M${px.toFixed(1)} ${rowFindingsB - 5} l5 5 l-5 5 l-5 -5 Z" fill="${COLORS.malformed}"/>`);
     }
   });
   // Axis: one tick per simulated day (or per 1/4 day for short runs).
@@ -277,7 +323,8 @@ export function renderHtml(report: ArenaReport): string {
   const serverCount = metrics[0]?.servers ?? 0;
   const headCells = metrics.map((m) => `<th>${esc(m.variant)}</th>`).join('');
   const bodyRows = TABLE_ROWS.map(
-    (row) => `<tr><td class="label">${esc(row.label.trim())}</td>${metrics.map((m) => `<td>${esc(row.value(m))}</td>`).join('')}</tr>`,
+    (row) =>
+      `<tr><td class="label">${esc(row.label.trim())}</td>${metrics.map((m) => `<td>${esc(row.value(m))}</td>`).join('')}</tr>`,
   ).join('\n');
   const legend = LEGEND.map((l) => `<span class="key">${legendSymbol(l.kind)} ${esc(l.label)}</span>`).join('');
   const days = Math.max(0, ...metrics.map((m) => m.days));
@@ -305,7 +352,9 @@ ${renderServerSvg(s.index, report.variants, days)}
         .sort((a, b) => b[1] - a[1])
         .map(([e, n]) => `<li><code>${esc(e)}</code> × ${n}</li>`)
         .join('');
-      const causes = countByLabel(v.reauthCauses.map((c) => c.asRefusal ?? 'nothing refused at the AS (the client had no usable tokens)'));
+      const causes = countByLabel(
+        v.reauthCauses.map((c) => c.asRefusal ?? 'nothing refused at the AS (the client had no usable tokens)'),
+      );
       const reauths = causes.length
         ? `<p><b>what the AS had just refused before each forced re-auth</b></p><ul>${causes.map(([c, n]) => `<li><code>${esc(c)}</code> × ${n}</li>`).join('')}</ul>`
         : '';

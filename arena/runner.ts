@@ -6,15 +6,15 @@
  *
  * For: arena/main.ts and the arena test. Not for: computing figures (metrics.ts) or printing.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { startArenaBed, type ArenaServer } from './bed.js';
+import { type ArenaServer, startArenaBed } from './bed.js';
 import { daysToMs, type TimeScale } from './clock.js';
-import { detect, mergeFindings, type Findings } from './detectors.js';
+import { detect, type Findings, mergeFindings } from './detectors.js';
 import type { ChildMessage, SessionConfig, SessionEvent, Variant } from './session.js';
 import type { AuditEntry } from './testbed/audit.js';
 import type { McpServerCounts } from './testbed/mcp-server.js';
@@ -75,7 +75,9 @@ export interface VariantRun {
   wallMs: number;
 }
 
-const SESSION_SCRIPT = fileURLToPath(new URL(`./session${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
+const SESSION_SCRIPT = fileURLToPath(
+  new URL(`./session${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+);
 
 function sessionExecArgv(): string[] {
   return import.meta.url.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
@@ -159,7 +161,10 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
             }
             markFailed(new Error(`session ${session} exited before it was ready`));
             if (options.logDir) {
-              void writeFile(path.join(options.logDir, `${options.variant}-session-${session}.log`), stderr.join('')).catch(() => {});
+              void writeFile(
+                path.join(options.logDir, `${options.variant}-session-${session}.log`),
+                stderr.join(''),
+              ).catch(() => {});
             }
             resolve();
           });

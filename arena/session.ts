@@ -18,9 +18,10 @@
  *
  * Not for: judging anything (the runner and the AS's audit do that).
  */
+
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
 import { AuthKeeper } from '../src/index.js';
 import { NaiveFileOAuthProvider } from './naive-provider.js';
@@ -50,7 +51,11 @@ export type SessionEvent =
   | { type: 'needs_auth'; t: number; server: number; reason?: string; detail?: string }
   | { type: 'login'; t: number; server: number; ok: boolean; error?: string };
 
-export type ChildMessage = { type: 'ready' } | { type: 'done' } | { type: 'event'; event: SessionEvent } | { type: 'fatal'; error: string };
+export type ChildMessage =
+  | { type: 'ready' }
+  | { type: 'done' }
+  | { type: 'event'; event: SessionEvent }
+  | { type: 'fatal'; error: string };
 export type ParentMessage = { type: 'go' } | { type: 'stop' };
 
 interface Pair {
@@ -162,7 +167,9 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
         for (let attempt = 1; ; attempt++) {
           try {
             client ??= await connect();
-            await client.callTool({ name: 'echo', arguments: { text: `s${config.session}` } }, undefined, { timeout: config.callTimeoutMs });
+            await client.callTool({ name: 'echo', arguments: { text: `s${config.session}` } }, undefined, {
+              timeout: config.callTimeoutMs,
+            });
             emit({ type: 'call', t: Date.now(), server: server.index, ok: true });
             return;
           } catch (err) {
@@ -174,7 +181,10 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
               emit({ type: 'needs_auth', t: Date.now(), server: server.index });
               const received = provider.callback.take();
               try {
-                if (!received.code) throw new Error(`no authorization code at the callback${received.error ? ` (${received.error})` : ''}`);
+                if (!received.code)
+                  throw new Error(
+                    `no authorization code at the callback${received.error ? ` (${received.error})` : ''}`,
+                  );
                 await transport.finishAuth(received.code);
                 emit({ type: 'login', t: Date.now(), server: server.index, ok: true });
               } catch (loginErr) {
@@ -231,7 +241,9 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
             const res = await fetch(input, init);
             if (res.status === 401) {
               const url = input instanceof Request ? input.url : String(input);
-              process.stderr.write(`${JSON.stringify({ event: 'http.401', serverUrl: url, message: res.headers.get('www-authenticate') ?? '', t: Date.now() })}\n`);
+              process.stderr.write(
+                `${JSON.stringify({ event: 'http.401', serverUrl: url, message: res.headers.get('www-authenticate') ?? '', t: Date.now() })}\n`,
+              );
             }
             return res;
           },
@@ -250,13 +262,21 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
       for (let attempt = 1; ; attempt++) {
         try {
           client ??= await connect();
-          await client.callTool({ name: 'echo', arguments: { text: `s${config.session}` } }, undefined, { timeout: config.callTimeoutMs });
+          await client.callTool({ name: 'echo', arguments: { text: `s${config.session}` } }, undefined, {
+            timeout: config.callTimeoutMs,
+          });
           emit({ type: 'call', t: Date.now(), server: server.index, ok: true });
           return;
         } catch (err) {
           const needs = err as { name?: string; reason?: string; message?: string };
           if (needs?.name === 'NeedsAuthError' && attempt === 1) {
-            emit({ type: 'needs_auth', t: Date.now(), server: server.index, ...(needs.reason ? { reason: needs.reason } : {}), detail: String(needs.message ?? '').slice(0, 300) });
+            emit({
+              type: 'needs_auth',
+              t: Date.now(),
+              server: server.index,
+              ...(needs.reason ? { reason: needs.reason } : {}),
+              detail: String(needs.message ?? '').slice(0, 300),
+            });
             try {
               await keeper.login(server.url);
               emit({ type: 'login', t: Date.now(), server: server.index, ok: true });

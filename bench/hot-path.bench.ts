@@ -24,7 +24,11 @@ function record(): ServerRecord {
     serverUrl: SERVER,
     generation: 0,
     resource: SERVER,
-    authorizationServer: { issuer: ISSUER, token_endpoint: `${ISSUER}/token`, authorization_endpoint: `${ISSUER}/authorize` },
+    authorizationServer: {
+      issuer: ISSUER,
+      token_endpoint: `${ISSUER}/token`,
+      authorization_endpoint: `${ISSUER}/authorize`,
+    },
     registration: {
       issuer: ISSUER,
       clientId: 'bench-client',

@@ -15,12 +15,16 @@ if (process.env.AUTHKEEP_FROM_SOURCE !== '1' && existsSync(fileURLToPath(dist)))
   try {
     ({ register } = await import('tsx/esm/api'));
   } catch {
-    process.stderr.write('authkeep: dist/ is missing and tsx is not installed\nhint: run `npm run build`, or `npm install` in the source checkout\n');
+    process.stderr.write(
+      'authkeep: dist/ is missing and tsx is not installed\nhint: run `npm run build`, or `npm install` in the source checkout\n',
+    );
     process.exit(1);
   }
   register();
   await import(source.href);
 } else {
-  process.stderr.write('authkeep: this installation has neither dist/src/cli/main.js nor src/cli/main.ts\nhint: reinstall authkeep\n');
+  process.stderr.write(
+    'authkeep: this installation has neither dist/src/cli/main.js nor src/cli/main.ts\nhint: reinstall authkeep\n',
+  );
   process.exit(1);
 }

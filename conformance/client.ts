@@ -35,7 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { AuthKeeper, NeedsAuthError, isAuthkeepError, type StaticClient } from '../src/index.js';
+import { AuthKeeper, isAuthkeepError, NeedsAuthError, type StaticClient } from '../src/index.js';
 
 /** The URL the suite's auth/basic-cimd scenario expects as client_id (its AS never fetches it). */
 const SUITE_CIMD_URL = 'https://conformance-test.local/client-metadata.json';
@@ -79,7 +79,9 @@ async function headlessAuthorize(authorizeUrl: string): Promise<void> {
   await response.body?.cancel();
   const location = response.headers.get('location');
   if (response.status < 300 || response.status > 399 || !location) {
-    throw new Error(`authorization endpoint answered HTTP ${response.status} without a redirect (Location ${location ? 'present' : 'absent'})`);
+    throw new Error(
+      `authorization endpoint answered HTTP ${response.status} without a redirect (Location ${location ? 'present' : 'absent'})`,
+    );
   }
   const callbackUrl = new URL(location, authorizeUrl);
   debug(`authorize: redirected to ${callbackUrl.origin}${callbackUrl.pathname}`);

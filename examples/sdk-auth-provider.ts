@@ -35,7 +35,10 @@ await client.connect(transport);
 const { tools } = await client.listTools();
 console.log(`tools: ${tools.map((t) => t.name).join(', ')}`);
 if (tool) {
-  const result = await client.callTool({ name: tool, arguments: toolArguments ? (JSON.parse(toolArguments) as Record<string, unknown>) : {} });
+  const result = await client.callTool({
+    name: tool,
+    arguments: toolArguments ? (JSON.parse(toolArguments) as Record<string, unknown>) : {},
+  });
   console.log(JSON.stringify(result.content));
 }
 await client.close();

@@ -6,8 +6,8 @@
  * Not for: behaviour (session/auth-keeper.ts) or the adapter's logic (mcp/auth-provider.ts).
  */
 import { KeeperAuthProvider, type KeeperAuthProviderOptions } from './mcp/auth-provider.js';
-import { canonicalServerUrl } from './session/canonical-url.js';
 import { AuthKeeper as SessionAuthKeeper } from './session/auth-keeper.js';
+import { canonicalServerUrl } from './session/canonical-url.js';
 
 export class AuthKeeper extends SessionAuthKeeper {
   /**

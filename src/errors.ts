@@ -115,10 +115,14 @@ export class NeedsAuthError extends AuthkeepError {
 
   constructor(info: NeedsAuthInfo, options: { cause?: unknown; field?: string } = {}) {
     const as = info.error ? ` (${info.error}${info.errorDescription ? `: ${info.errorDescription}` : ''})` : '';
-    super(info.reason, `needs-auth for ${info.serverUrl}: ${HINTS[info.reason]}${as}; run \`authkeep login ${info.serverUrl}\``, {
-      cause: options.cause,
-      ...(options.field ? { field: options.field } : {}),
-    });
+    super(
+      info.reason,
+      `needs-auth for ${info.serverUrl}: ${HINTS[info.reason]}${as}; run \`authkeep login ${info.serverUrl}\``,
+      {
+        cause: options.cause,
+        ...(options.field ? { field: options.field } : {}),
+      },
+    );
     this.name = 'NeedsAuthError';
     this.reason = info.reason;
     this.info = info;

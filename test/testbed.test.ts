@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -18,17 +18,17 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 import { REFRESH_REUSE_DETAIL } from '../arena/testbed/audit.js';
 import {
-  startAuthorizationServer,
   type AuthorizationServerOptions,
   type RunningAuthorizationServer,
+  startAuthorizationServer,
 } from '../arena/testbed/authorization-server.js';
 import { startLoopbackReceiver } from '../arena/testbed/loopback-receiver.js';
 import {
   DISCOVERY_VARIANTS,
-  startProtectedMcpServer,
   type DiscoveryVariant,
   type ProtectedMcpServerOptions,
   type RunningMcpServer,
+  startProtectedMcpServer,
 } from '../arena/testbed/mcp-server.js';
 import { createRobotBrowser } from '../arena/testbed/robot-browser.js';
 import { robotBrowserArgv } from '../arena/testbed/robot-browser-command.js';
@@ -84,18 +84,21 @@ async function discover(mcp: RunningMcpServer): Promise<{ endpoints: Endpoints; 
   let issuer = mcp.origin;
   if (mcp.discovery !== 'legacy-as-on-origin') {
     const named = /resource_metadata="([^"]*)"/.exec(challenge)?.[1];
-    const prmUrl = named ?? (mcp.discovery === 'well-known-root'
-      ? `${mcp.origin}/.well-known/oauth-protected-resource`
-      : `${mcp.origin}/.well-known/oauth-protected-resource${new URL(mcp.url).pathname}`);
+    const prmUrl =
+      named ??
+      (mcp.discovery === 'well-known-root'
+        ? `${mcp.origin}/.well-known/oauth-protected-resource`
+        : `${mcp.origin}/.well-known/oauth-protected-resource${new URL(mcp.url).pathname}`);
     const prm = await getJson(prmUrl);
     assert.equal(prm.status, 200);
     assert.equal(prm.json.resource, mcp.resource);
     issuer = (prm.json.authorization_servers as string[])[0] as string;
   }
   const { pathname } = new URL(issuer);
-  const metadataUrl = pathname === '/'
-    ? `${new URL(issuer).origin}/.well-known/oauth-authorization-server`
-    : `${new URL(issuer).origin}/.well-known/oauth-authorization-server${pathname}`;
+  const metadataUrl =
+    pathname === '/'
+      ? `${new URL(issuer).origin}/.well-known/oauth-authorization-server`
+      : `${new URL(issuer).origin}/.well-known/oauth-authorization-server${pathname}`;
   const meta = await getJson(metadataUrl);
   assert.equal(meta.status, 200, `metadata at ${metadataUrl}`);
   assert.equal(meta.json.issuer, issuer);
@@ -113,7 +116,10 @@ async function discover(mcp: RunningMcpServer): Promise<{ endpoints: Endpoints; 
   };
 }
 
-async function registerNativeClient(registration: string, extra: Record<string, unknown> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
+async function registerNativeClient(
+  registration: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(registration, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -135,7 +141,11 @@ interface TokenResponse {
   json: { access_token?: string; refresh_token?: string; scope?: string; expires_in?: number; error?: string };
 }
 
-async function tokenRequest(token: string, body: Record<string, string>, headers: Record<string, string> = {}): Promise<TokenResponse> {
+async function tokenRequest(
+  token: string,
+  body: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<TokenResponse> {
   const res = await fetch(token, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
@@ -324,10 +334,13 @@ test('step-up 403, refresh rotation, and reuse revoking the grant (seen in the A
 
   // admin_echo without mcp:admin: HTTP 403 with a step-up challenge, surfaced by the SDK client.
   const client = await mcpClient(t, mcp, login.tokens.access_token!);
-  await assert.rejects(client.callTool({ name: 'admin_echo', arguments: { text: 'x' } }), (err: Error & { code?: number }) => {
-    assert.equal(err.code, 403);
-    return true;
-  });
+  await assert.rejects(
+    client.callTool({ name: 'admin_echo', arguments: { text: 'x' } }),
+    (err: Error & { code?: number }) => {
+      assert.equal(err.code, 403);
+      return true;
+    },
+  );
   const forbidden = await fetch(mcp.url, {
     method: 'POST',
     headers: {
@@ -335,7 +348,12 @@ test('step-up 403, refresh rotation, and reuse revoking the grant (seen in the A
       'content-type': 'application/json',
       accept: 'application/json, text/event-stream',
     },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'admin_echo', arguments: { text: 'x' } } }),
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: 'admin_echo', arguments: { text: 'x' } },
+    }),
   });
   assert.equal(forbidden.status, 403);
   assert.equal(
@@ -351,7 +369,11 @@ test('step-up 403, refresh rotation, and reuse revoking the grant (seen in the A
 
   // Refresh once (without resource: the granted one is used), then reuse the old refresh token.
   const first = login.tokens.refresh_token!;
-  const refreshed = await tokenRequest(login.endpoints.token, { grant_type: 'refresh_token', refresh_token: first, client_id: login.clientId });
+  const refreshed = await tokenRequest(login.endpoints.token, {
+    grant_type: 'refresh_token',
+    refresh_token: first,
+    client_id: login.clientId,
+  });
   assert.equal(refreshed.status, 200);
   assert.ok(refreshed.json.refresh_token && refreshed.json.refresh_token !== first, 'rotated');
   const payload = JSON.parse(Buffer.from(refreshed.json.access_token!.split('.')[1]!, 'base64url').toString());
@@ -395,7 +417,12 @@ test('step-up 403, refresh rotation, and reuse revoking the grant (seen in the A
 
   // No secret ever lands in the audit.
   const dump = JSON.stringify(as.audit.entries());
-  for (const secret of [first, refreshed.json.refresh_token!, login.tokens.access_token!, refreshed.json.access_token!]) {
+  for (const secret of [
+    first,
+    refreshed.json.refresh_token!,
+    login.tokens.access_token!,
+    refreshed.json.access_token!,
+  ]) {
     assert.ok(!dump.includes(secret), 'secret in audit');
   }
   const tokenEntry = as.audit.http().find((e) => e.endpoint === 'token' && e.grantType === 'authorization_code');
@@ -415,7 +442,10 @@ test('strictRegistrationScopes: DCR naming mcp scopes is invalid_client_metadata
   assert.equal(strict.audit.counts().registrations, 1);
 
   const lenient = await startAs(t);
-  assert.equal((await registerNativeClient(lenient.endpoints.registration, { scope: 'mcp:read mcp:write' })).status, 201);
+  assert.equal(
+    (await registerNativeClient(lenient.endpoints.registration, { scope: 'mcp:read mcp:write' })).status,
+    201,
+  );
   const unknown = await registerNativeClient(lenient.endpoints.registration, { scope: 'mcp:read bogus:scope' });
   assert.equal(unknown.json.error, 'invalid_client_metadata');
 });
@@ -449,23 +479,47 @@ test('pre-registered confidential clients (basic and post) and a public one', as
   const redirect = ['http://127.0.0.1/callback'];
   const as = await startAs(t, {
     staticClients: [
-      { client_id: 'conf-basic', client_secret: 'basic-secret-value', token_endpoint_auth_method: 'client_secret_basic', redirect_uris: redirect, application_type: 'native' },
-      { client_id: 'conf-post', client_secret: 'post-secret-value', token_endpoint_auth_method: 'client_secret_post', redirect_uris: redirect, application_type: 'native' },
+      {
+        client_id: 'conf-basic',
+        client_secret: 'basic-secret-value',
+        token_endpoint_auth_method: 'client_secret_basic',
+        redirect_uris: redirect,
+        application_type: 'native',
+      },
+      {
+        client_id: 'conf-post',
+        client_secret: 'post-secret-value',
+        token_endpoint_auth_method: 'client_secret_post',
+        redirect_uris: redirect,
+        application_type: 'native',
+      },
       { client_id: 'public', token_endpoint_auth_method: 'none', redirect_uris: redirect, application_type: 'native' },
     ],
   });
   const mcp = await startMcp(t, { authorizationServer: as, discovery: 'header' });
   const { endpoints } = await discover(mcp);
-  const basic = await authorize(t, endpoints, {
-    clientId: 'conf-basic',
-    auth: {},
-    headers: { authorization: `Basic ${Buffer.from('conf-basic:basic-secret-value').toString('base64')}` },
-  }, mcp.resource, 'mcp:read');
+  const basic = await authorize(
+    t,
+    endpoints,
+    {
+      clientId: 'conf-basic',
+      auth: {},
+      headers: { authorization: `Basic ${Buffer.from('conf-basic:basic-secret-value').toString('base64')}` },
+    },
+    mcp.resource,
+    'mcp:read',
+  );
   assert.equal(basic.status, 200);
-  const post = await authorize(t, endpoints, {
-    clientId: 'conf-post',
-    auth: { client_id: 'conf-post', client_secret: 'post-secret-value' },
-  }, mcp.resource, 'mcp:read');
+  const post = await authorize(
+    t,
+    endpoints,
+    {
+      clientId: 'conf-post',
+      auth: { client_id: 'conf-post', client_secret: 'post-secret-value' },
+    },
+    mcp.resource,
+    'mcp:read',
+  );
   assert.equal(post.status, 200);
   const pub = await authorize(t, endpoints, { clientId: 'public' }, mcp.resource, 'mcp:read');
   assert.equal(pub.status, 200);
@@ -474,7 +528,11 @@ test('pre-registered confidential clients (basic and post) and a public one', as
   const exchanges = as.audit.http().filter((e) => e.endpoint === 'token');
   assert.deepEqual(
     exchanges.map((e) => [e.clientId, e.clientAuth, e.status]),
-    [['conf-basic', 'client_secret_basic', 200], ['conf-post', 'client_secret_post', 200], ['public', 'none', 200]],
+    [
+      ['conf-basic', 'client_secret_basic', 200],
+      ['conf-post', 'client_secret_post', 200],
+      ['public', 'none', 200],
+    ],
   );
 
   // Cross-client redemption: conf-post presents public's refresh token. The AS says
@@ -497,12 +555,20 @@ test('pre-registered confidential clients (basic and post) and a public one', as
   const revoked = await fetch(endpoints.revocation!, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token: pub.json.refresh_token!, token_type_hint: 'refresh_token', client_id: 'public' }),
+    body: new URLSearchParams({
+      token: pub.json.refresh_token!,
+      token_type_hint: 'refresh_token',
+      client_id: 'public',
+    }),
   });
   assert.equal(revoked.status, 200);
   assert.equal(as.audit.counts({ clientId: 'public' }).revocations, 1);
   assert.equal(as.audit.counts({ clientId: 'public' }).revokedGrants, 1);
-  const gone = await tokenRequest(endpoints.token, { grant_type: 'refresh_token', refresh_token: pub.json.refresh_token!, client_id: 'public' });
+  const gone = await tokenRequest(endpoints.token, {
+    grant_type: 'refresh_token',
+    refresh_token: pub.json.refresh_token!,
+    client_id: 'public',
+  });
   assert.equal(gone.json.error, 'invalid_grant');
 
   const dump = JSON.stringify(as.audit.entries());

@@ -156,7 +156,9 @@ export function toAuditParams(pairs: Iterable<[string, string]>): { names: strin
   for (const [name, value] of pairs) {
     names.push(name);
     const safe = SECRET_PARAMETERS.has(name.toLowerCase()) ? redact(value) : value;
-    (params[name] ??= []).push(safe);
+    const list = params[name] ?? [];
+    list.push(safe);
+    params[name] = list;
   }
   return { names, params };
 }

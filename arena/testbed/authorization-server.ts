@@ -16,9 +16,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import Provider, { errors, type ClientMetadata, type Configuration } from 'oidc-provider';
+import Provider, { type ClientMetadata, type Configuration, errors } from 'oidc-provider';
 
-import { AuditLog, type AuditEntry, type HttpAuditEntry } from './audit.js';
+import { type AuditEntry, AuditLog, type HttpAuditEntry } from './audit.js';
 import { closeServer, listenEphemeral, sendText } from './http-util.js';
 import { completeInteraction, type InteractionBehavior } from './interactions.js';
 import { createMemoryAdapter } from './memory-adapter.js';
@@ -126,7 +126,9 @@ const DEFAULT_SCOPES = ['openid', 'offline_access', 'mcp:read', 'mcp:write', 'mc
 const DAY = 24 * 60 * 60;
 
 /** Start oidc-provider on its own http server at 127.0.0.1:0. */
-export async function startAuthorizationServer(options: AuthorizationServerOptions = {}): Promise<RunningAuthorizationServer> {
+export async function startAuthorizationServer(
+  options: AuthorizationServerOptions = {},
+): Promise<RunningAuthorizationServer> {
   const server = createServer();
   const origin = await listenEphemeral(server);
   const as = createAuthorizationServer(origin, options);
@@ -144,7 +146,10 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
  * Build the AS for a given origin without listening: `handle` serves it. Used to embed an AS
  * into another server's origin (the 2025-03-26 "MCP server is its own AS" variants).
  */
-export function createAuthorizationServer(origin: string, options: AuthorizationServerOptions = {}): RunningAuthorizationServer {
+export function createAuthorizationServer(
+  origin: string,
+  options: AuthorizationServerOptions = {},
+): RunningAuthorizationServer {
   const issuerPath = normalizeIssuerPath(options.issuerPath ?? '');
   const issuer = `${origin}${issuerPath}`;
   const accessTtl = positiveInt(options.accessTokenTtlSeconds ?? 3600, 'accessTokenTtlSeconds');
@@ -204,7 +209,9 @@ export function createAuthorizationServer(origin: string, options: Authorization
     // the (absent) session.
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     expiresWithSession: async () => false,
-    ...(options.rotateRefreshToken === 'provider-default' ? {} : { rotateRefreshToken: options.rotateRefreshToken ?? true }),
+    ...(options.rotateRefreshToken === 'provider-default'
+      ? {}
+      : { rotateRefreshToken: options.rotateRefreshToken ?? true }),
     ttl: {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? accessTtl,
       AuthorizationCode: () => 60,
@@ -272,13 +279,20 @@ export function createAuthorizationServer(origin: string, options: Authorization
     const serveMetadata = options.serveMetadata ?? true;
 
     if (path.startsWith('/.well-known/') || path.startsWith(`${issuerPath}/.well-known/`)) {
-      if (!serveMetadata) return sendText(res, 404, 'not found');
+      if (!serveMetadata) {
+        sendText(res, 404, 'not found');
+        return;
+      }
       entry.endpoint = 'discovery';
       // RFC 8414 section 3.1 path insertion: /.well-known/<kind>/tenant
       const inserted = metadataKinds.find((kind) => issuerPath && path === `/.well-known/${kind}${issuerPath}`);
       if (inserted) {
-        if (!options.pathInsertedMetadata) return sendText(res, 404, 'not found');
-        return mount(req, res, `${issuerPath}/.well-known/${inserted}`);
+        if (!options.pathInsertedMetadata) {
+          sendText(res, 404, 'not found');
+          return;
+        }
+        mount(req, res, `${issuerPath}/.well-known/${inserted}`);
+        return;
       }
     }
 
@@ -293,7 +307,8 @@ export function createAuthorizationServer(origin: string, options: Authorization
     }
 
     if (issuerPath === '' || path === issuerPath || path.startsWith(`${issuerPath}/`)) {
-      return mount(req, res, req.url ?? '/');
+      mount(req, res, req.url ?? '/');
+      return;
     }
     sendText(res, 404, 'not found');
   };

@@ -7,8 +7,8 @@
  */
 export * from './audit.js';
 export * from './authorization-server.js';
+export type { InteractionBehavior } from './interactions.js';
+export * from './loopback-receiver.js';
 export * from './mcp-server.js';
 export * from './robot-browser.js';
 export * from './robot-browser-command.js';
-export * from './loopback-receiver.js';
-export type { InteractionBehavior } from './interactions.js';

@@ -31,16 +31,15 @@
  * would hide discovery bugs); sessions (stateless: GET/DELETE on the MCP path answer 405).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
 import { z } from 'zod';
 
 import {
-  createAuthorizationServer,
   type AuthorizationServerOptions,
+  createAuthorizationServer,
   type RunningAuthorizationServer,
 } from './authorization-server.js';
 import { closeServer, listenEphemeral, readBody, sendJson, sendText } from './http-util.js';
@@ -128,7 +127,8 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
   const scopes = options.scopesSupported ?? DEFAULT_SCOPES;
   const name = options.name ?? `testbed-mcp-${discovery}`;
   const legacy = discovery === 'legacy-as-on-origin' || discovery === 'legacy-default-endpoints';
-  if (!legacy && !options.authorizationServer) throw new TypeError(`discovery '${discovery}' needs an authorizationServer`);
+  if (!legacy && !options.authorizationServer)
+    throw new TypeError(`discovery '${discovery}' needs an authorizationServer`);
 
   const server = createServer();
   const origin = await listenEphemeral(server);
@@ -184,7 +184,10 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
   function unauthorized(res: ServerResponse, error?: { code: string; description: string }): void {
     counts.unauthorized += 1;
     const params: Array<[string, string]> = error
-      ? [['error', error.code], ['error_description', error.description]]
+      ? [
+          ['error', error.code],
+          ['error_description', error.description],
+        ]
       : [];
     if (!legacy) params.push(['scope', READ]);
     sendJson(res, 401, { error: error?.code ?? 'unauthorized' }, { 'WWW-Authenticate': challenge(params) });
@@ -219,7 +222,10 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     const match = header ? /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
     if (!match?.[1]) {
       await drain(req);
-      return unauthorized(res, header ? { code: 'invalid_request', description: 'malformed Authorization header' } : undefined);
+      return unauthorized(
+        res,
+        header ? { code: 'invalid_request', description: 'malformed Authorization header' } : undefined,
+      );
     }
     const token = match[1];
     let payload: JWTPayload;
@@ -227,7 +233,8 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
       payload = await verify(token);
     } catch (err) {
       await drain(req);
-      const description = (err as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'access token expired' : 'access token invalid';
+      const description =
+        (err as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'access token expired' : 'access token invalid';
       return unauthorized(res, { code: 'invalid_token', description });
     }
     const granted = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
@@ -323,7 +330,8 @@ function buildMcpServer(name: string, counts: McpServerCounts): McpServer {
     'echo',
     { description: 'Echo the text back (needs mcp:read).', inputSchema: { text: z.string() } },
     async ({ text }, extra) => {
-      if (!has(extra.authInfo?.scopes, READ)) return { isError: true, content: [{ type: 'text', text: 'insufficient_scope' }] };
+      if (!has(extra.authInfo?.scopes, READ))
+        return { isError: true, content: [{ type: 'text', text: 'insufficient_scope' }] };
       counts.toolCalls += 1;
       return { content: [{ type: 'text', text }] };
     },
@@ -332,7 +340,8 @@ function buildMcpServer(name: string, counts: McpServerCounts): McpServer {
     'admin_echo',
     { description: 'Echo the text back (needs mcp:admin).', inputSchema: { text: z.string() } },
     async ({ text }, extra) => {
-      if (!has(extra.authInfo?.scopes, ADMIN)) return { isError: true, content: [{ type: 'text', text: 'insufficient_scope' }] };
+      if (!has(extra.authInfo?.scopes, ADMIN))
+        return { isError: true, content: [{ type: 'text', text: 'insufficient_scope' }] };
       counts.toolCalls += 1;
       return { content: [{ type: 'text', text: `admin: ${text}` }] };
     },

@@ -11,13 +11,13 @@ import type { IncomingMessage } from 'node:http';
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 
 import {
-  bodyPairs,
-  fingerprint,
-  toAuditParams,
   type AsEndpoint,
   type AuditLog,
+  bodyPairs,
   type EventAuditEntry,
+  fingerprint,
   type HttpAuditEntry,
+  toAuditParams,
 } from './audit.js';
 
 export function startHttpEntry(audit: AuditLog, req: IncomingMessage, url: URL): HttpAuditEntry {
@@ -85,9 +85,12 @@ export function installRequestAudit(provider: Provider, inFlight: WeakMap<Incomi
       if (entry.clientId === undefined && params.client_id?.[0]) entry.clientId = params.client_id[0];
       if (params.resource?.length) entry.resources = [...entry.resources, ...params.resource];
       if (entry.endpoint === 'token' || entry.endpoint === 'revocation') {
-        entry.clientAuth = basicClientId(ctx.get('authorization')) !== undefined
-          ? 'client_secret_basic'
-          : params.client_secret ? 'client_secret_post' : 'none';
+        entry.clientAuth =
+          basicClientId(ctx.get('authorization')) !== undefined
+            ? 'client_secret_basic'
+            : params.client_secret
+              ? 'client_secret_post'
+              : 'none';
       }
     }
     if (entry.resources.length === 0) {
@@ -190,5 +193,10 @@ function isKoaContext(value: unknown): boolean {
 }
 
 function isModel(value: unknown): value is Record<string, unknown> & { kind: string } {
-  return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string' && !(value instanceof Error);
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { kind?: unknown }).kind === 'string' &&
+    !(value instanceof Error)
+  );
 }

@@ -80,7 +80,10 @@ function firstForm(html: string, base: URL): Form | undefined {
 }
 
 /** Complete one device verification at the test bed's AS. */
-export async function completeDeviceVerification(verificationUri: string, options: DeviceRobotOptions = {}): Promise<DeviceRobotResult> {
+export async function completeDeviceVerification(
+  verificationUri: string,
+  options: DeviceRobotOptions = {},
+): Promise<DeviceRobotResult> {
   const jar = new CookieJar();
   const maxHops = options.maxHops ?? 20;
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -112,19 +115,25 @@ export async function completeDeviceVerification(verificationUri: string, option
     const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.trim();
     const next = response.status === 200 ? firstForm(html, url) : undefined;
     if (!next || submittedConfirm) {
-      return { approved: response.status === 200 && title === 'Sign-in Success', status: response.status, hops: hop, title };
+      return {
+        approved: response.status === 200 && title === 'Sign-in Success',
+        status: response.status,
+        hops: hop,
+        title,
+      };
     }
     const fields = { ...next.fields };
     if ('confirm' in fields) {
       // The confirmation page: continue, or press [ Abort ].
       if (options.abort) {
-        delete fields['confirm'];
-        fields['abort'] = 'yes';
+        delete fields.confirm;
+        fields.abort = 'yes';
       }
       submittedConfirm = true;
-    } else if ('user_code' in fields && fields['user_code'] === '') {
-      if (options.userCode === undefined) throw new DeviceRobotError('the verification page asks for the user code and none was given', hop);
-      fields['user_code'] = options.userCode;
+    } else if ('user_code' in fields && fields.user_code === '') {
+      if (options.userCode === undefined)
+        throw new DeviceRobotError('the verification page asks for the user code and none was given', hop);
+      fields.user_code = options.userCode;
     }
     request = { url: new URL(next.action), form: fields };
   }

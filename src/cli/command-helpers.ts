@@ -4,12 +4,12 @@
  *
  * Not for: any command's behaviour.
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { CliDeps } from './deps.js';
 import { reportError, UsageError } from './errors.js';
-import { EXIT_CODES_HELP, ExitCode } from './exit-codes.js';
-import { parseGlobalOptions, type GlobalOptions, type RawGlobalFlags } from './global-options.js';
+import { EXIT_CODES_HELP, type ExitCode } from './exit-codes.js';
+import { type GlobalOptions, parseGlobalOptions, type RawGlobalFlags } from './global-options.js';
 
 /** Appended to every command's --help. */
 export function helpEpilogue(examples: string[]): string {
@@ -29,7 +29,9 @@ export function parseServerUrl(value: string): string {
 export function parsePort(value: string, flag: string, allowZero = false): number {
   const port = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(port) || port > 65535 || port < (allowZero ? 0 : 1)) {
-    throw new UsageError(`${flag} must be a port number between ${allowZero ? 0 : 1} and 65535, got ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `${flag} must be a port number between ${allowZero ? 0 : 1} and 65535, got ${JSON.stringify(value)}`,
+    );
   }
   return port;
 }

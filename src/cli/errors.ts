@@ -5,7 +5,7 @@
  * Not for: raising library errors (src/errors.ts). Library messages never carry secrets (that is
  * their contract), so they are printed as they are.
  */
-import { AuthkeepError, NeedsAuthError, needsAuthHint, type AuthkeepErrorCode, type NeedsAuthInfo } from '../errors.js';
+import { AuthkeepError, type AuthkeepErrorCode, NeedsAuthError, type NeedsAuthInfo, needsAuthHint } from '../errors.js';
 import type { Writer } from './deps.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -29,17 +29,23 @@ export function describeNeedsAuth(info: Pick<NeedsAuthInfo, 'reason' | 'error' |
 }
 
 /** The line `authkeep token` and friends print for needs-auth. */
-export function needsAuthLine(info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription' | 'serverUrl'>): string {
+export function needsAuthLine(
+  info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription' | 'serverUrl'>,
+): string {
   return `authkeep: needs-auth (${info.reason}): ${describeNeedsAuth(info)}. Run: authkeep login ${info.serverUrl}`;
 }
 
 const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: string | undefined) => string>> = {
   invalid_argument: () => 'check the arguments; see --help',
   insecure_url: () => 'use an https URL; for a server on this machine (127.0.0.1, localhost) pass --allow-http',
-  www_authenticate_malformed: (_e, url) => `the server sent a malformed WWW-Authenticate header; report it to the server's operator${url ? ` (${url})` : ''}`,
-  discovery_failed: (_e, url) => `is ${url ?? 'the URL'} the MCP endpoint itself (often ending in /mcp)? Run: authkeep doctor ${url ?? '<url>'}`,
-  metadata_invalid: () => 'the server or its authorization server publishes invalid metadata; report it to its operator',
-  resource_mismatch: (_e, url) => `the server's metadata names another resource; check the URL (${url ?? '<url>'}) or report it to the operator`,
+  www_authenticate_malformed: (_e, url) =>
+    `the server sent a malformed WWW-Authenticate header; report it to the server's operator${url ? ` (${url})` : ''}`,
+  discovery_failed: (_e, url) =>
+    `is ${url ?? 'the URL'} the MCP endpoint itself (often ending in /mcp)? Run: authkeep doctor ${url ?? '<url>'}`,
+  metadata_invalid: () =>
+    'the server or its authorization server publishes invalid metadata; report it to its operator',
+  resource_mismatch: (_e, url) =>
+    `the server's metadata names another resource; check the URL (${url ?? '<url>'}) or report it to the operator`,
   issuer_mismatch: () => 'the authorization server metadata names another issuer; report it to its operator',
   pkce_unsupported: () => 'the authorization server does not support PKCE S256, which OAuth 2.1 requires',
   registration_failed: (_e, url) => `pass a pre-registered client: authkeep login ${url ?? '<url>'} --client-id ID`,
@@ -47,9 +53,12 @@ const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: s
   authorization_denied: (_e, url) => `sign-in was refused or cancelled; try again: authkeep login ${url ?? '<url>'}`,
   state_mismatch: (_e, url) => `the redirect belonged to another sign-in; try again: authkeep login ${url ?? '<url>'}`,
   iss_mismatch: () => 'the authorization response came from another issuer; do not retry, report it',
-  device_code_expired: (_e, url) => `approve the sign-in before the code expires; try again: authkeep login ${url ?? '<url>'} --device`,
-  device_flow_unavailable: (_e, url) => `sign in with the browser instead: authkeep login ${url ?? '<url>'} (or --no-browser to paste the redirect URL)`,
-  callback_timeout: (_e, url) => `finish signing in within the time limit, or on a machine without a browser use: authkeep login ${url ?? '<url>'} --no-browser`,
+  device_code_expired: (_e, url) =>
+    `approve the sign-in before the code expires; try again: authkeep login ${url ?? '<url>'} --device`,
+  device_flow_unavailable: (_e, url) =>
+    `sign in with the browser instead: authkeep login ${url ?? '<url>'} (or --no-browser to paste the redirect URL)`,
+  callback_timeout: (_e, url) =>
+    `finish signing in within the time limit, or on a machine without a browser use: authkeep login ${url ?? '<url>'} --no-browser`,
   token_response_invalid: () => 'the authorization server answered with an invalid token response; rerun with --debug',
   as_error: () => 'the authorization server refused the request; rerun with --debug for its answer',
   as_unreachable: (_e, url) => `check the network, VPN or proxy; then run: authkeep doctor ${url ?? ''}`.trimEnd(),
@@ -57,7 +66,8 @@ const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: s
   store_corrupt: (_e, url) => `sign in again: authkeep login ${url ?? '<url>'}`,
   store_io: () => 'check that the authkeep home directory exists and is writable; run: authkeep doctor',
   lock_timeout: () => 'another authkeep process holds the lock; run: authkeep doctor',
-  step_up_exhausted: (_e, url) => `sign in again with the scope the server needs: authkeep login ${url ?? '<url>'} --scope ...`,
+  step_up_exhausted: (_e, url) =>
+    `sign in again with the scope the server needs: authkeep login ${url ?? '<url>'} --scope ...`,
 };
 
 export interface ReportContext {

@@ -28,7 +28,7 @@ export interface RawGlobalFlags {
 export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv): GlobalOptions {
   return {
     home: flags.home !== undefined && flags.home !== '' ? path.resolve(flags.home) : defaultHome(env),
-    debug: flags.debug === true || env['AUTHKEEP_DEBUG'] === '1',
+    debug: flags.debug === true || env.AUTHKEEP_DEBUG === '1',
     allowHttp: flags.allowHttp === true,
   };
 }
@@ -41,12 +41,22 @@ export function debugLogSink(deps: Pick<CliDeps, 'stderr'>): (event: LogEvent) =
 }
 
 /** Emit a CLI-level debug event in the same shape as the library's. */
-export function debugEvent(deps: Pick<CliDeps, 'stderr'>, global: GlobalOptions, event: string, message: string, fields: Record<string, string | number | boolean> = {}): void {
+export function debugEvent(
+  deps: Pick<CliDeps, 'stderr'>,
+  global: GlobalOptions,
+  event: string,
+  message: string,
+  fields: Record<string, string | number | boolean> = {},
+): void {
   if (!global.debug) return;
   debugLogSink(deps)({ level: 'debug', event, message, at: new Date().toISOString(), ...fields });
 }
 
-export function keeperOptions(global: GlobalOptions, deps: Pick<CliDeps, 'stderr'>, extra: AuthKeeperOptions = {}): AuthKeeperOptions {
+export function keeperOptions(
+  global: GlobalOptions,
+  deps: Pick<CliDeps, 'stderr'>,
+  extra: AuthKeeperOptions = {},
+): AuthKeeperOptions {
   return {
     home: global.home,
     allowInsecureLoopback: global.allowHttp,

@@ -17,17 +17,19 @@ export interface Style {
 
 /** https://no-color.org: any non-empty NO_COLOR disables color. */
 export function colorEnabled(writer: Writer, env: NodeJS.ProcessEnv): boolean {
-  if (env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '') return false;
-  if (env['TERM'] === 'dumb') return false;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.TERM === 'dumb') return false;
   return writer.isTTY === true;
 }
 
 export function makeStyle(writer: Writer, env: NodeJS.ProcessEnv): Style {
   const color = colorEnabled(writer, env);
-  const wrap = (open: number, close: number) => (text: string) => (color ? `\u001b[${open}m${text}\u001b[${close}m` : text);
+  const wrap = (open: number, close: number) => (text: string) =>
+    color ? `\u001b[${open}m${text}\u001b[${close}m` : text;
   return { color, green: wrap(32, 39), red: wrap(31, 39), yellow: wrap(33, 39), dim: wrap(2, 22), bold: wrap(1, 22) };
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matches the ESC of our own colour codes
 const ANSI = /\u001b\[[0-9;]*m/g;
 
 function visibleLength(text: string): number {
@@ -44,7 +46,7 @@ export function renderTable(header: string[], rows: string[][], style?: Style): 
       .join('  ')
       .trimEnd();
   const head = line(header);
-  return [style ? style.bold(head) : head, ...rows.map(line)].join('\n') + '\n';
+  return `${[style ? style.bold(head) : head, ...rows.map(line)].join('\n')}\n`;
 }
 
 /** "3m", "2h 5m", "4d 3h": the two largest units. */
@@ -87,7 +89,7 @@ const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '
  * prints its text once, so logs and CI output stay readable. It has no colors, so NO_COLOR holds.
  */
 export function createSpinner(writer: Writer, env: NodeJS.ProcessEnv): Spinner {
-  const animated = writer.isTTY === true && env['TERM'] !== 'dumb';
+  const animated = writer.isTTY === true && env.TERM !== 'dumb';
   let timer: NodeJS.Timeout | undefined;
   let text = '';
   let frame = 0;

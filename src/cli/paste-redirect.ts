@@ -43,11 +43,20 @@ export function deliveryUrl(pasted: string, redirectUri: string): URL {
   try {
     url = new URL(pasted.trim());
   } catch {
-    throw new AuthkeepError('invalid_argument', 'the pasted text is not a URL; paste the whole address from the browser', { field: 'redirect_url' });
+    throw new AuthkeepError(
+      'invalid_argument',
+      'the pasted text is not a URL; paste the whole address from the browser',
+      { field: 'redirect_url' },
+    );
   }
   const expected = new URL(redirectUri);
   const loopback = (host: string) => host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
-  if (url.protocol !== expected.protocol || url.port !== expected.port || url.pathname !== expected.pathname || !loopback(url.hostname)) {
+  if (
+    url.protocol !== expected.protocol ||
+    url.port !== expected.port ||
+    url.pathname !== expected.pathname ||
+    !loopback(url.hostname)
+  ) {
     throw new AuthkeepError(
       'invalid_argument',
       `the pasted URL is not this sign-in's redirect URL (expected it to start with ${expected.origin}${expected.pathname})`,
@@ -55,9 +64,13 @@ export function deliveryUrl(pasted: string, redirectUri: string): URL {
     );
   }
   if (!url.searchParams.has('code') && !url.searchParams.has('error')) {
-    throw new AuthkeepError('invalid_argument', 'the pasted URL carries neither code nor error; paste the address after the sign-in finished', {
-      field: 'redirect_url',
-    });
+    throw new AuthkeepError(
+      'invalid_argument',
+      'the pasted URL carries neither code nor error; paste the address after the sign-in finished',
+      {
+        field: 'redirect_url',
+      },
+    );
   }
   // Our listener binds 127.0.0.1 whatever host name the redirect URI spells.
   url.hostname = '127.0.0.1';
@@ -68,7 +81,10 @@ export function deliveryUrl(pasted: string, redirectUri: string): URL {
 export function pasteRedirectOpener(deps: PasteRedirectDeps): (authorizeUrl: string) => Promise<void> {
   return async (authorizeUrl) => {
     const redirectUri = new URL(authorizeUrl).searchParams.get('redirect_uri');
-    if (!redirectUri) throw new AuthkeepError('authorize_url_mismatch', 'the authorize URL has no redirect_uri', { field: 'redirect_uri' });
+    if (!redirectUri)
+      throw new AuthkeepError('authorize_url_mismatch', 'the authorize URL has no redirect_uri', {
+        field: 'redirect_uri',
+      });
     deps.stderr.write(
       `Open this URL in a browser on any machine and sign in:\n\n  ${authorizeUrl}\n\n` +
         `The browser then goes to ${new URL(redirectUri).origin}${new URL(redirectUri).pathname}?code=... ` +
@@ -81,9 +97,13 @@ export function pasteRedirectOpener(deps: PasteRedirectDeps): (authorizeUrl: str
     // A 400 means our listener refused it (wrong state: another sign-in's URL) or the AS answered
     // with an error; the sign-in itself reports which. Anything else was accepted.
     if (response.status === 400 && !target.searchParams.has('error')) {
-      throw new AuthkeepError('state_mismatch', "the pasted URL does not belong to this sign-in (its state differs); paste this sign-in's redirect", {
-        field: 'state',
-      });
+      throw new AuthkeepError(
+        'state_mismatch',
+        "the pasted URL does not belong to this sign-in (its state differs); paste this sign-in's redirect",
+        {
+          field: 'state',
+        },
+      );
     }
   };
 }

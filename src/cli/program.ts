@@ -54,7 +54,9 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot): Command {
   program
     .description('OAuth 2.1 for remote MCP servers: sign in once, stay signed in, across many processes.')
     .version(packageVersion(), '-V, --version', 'print the version')
-    .addOption(new Option('--home <dir>', 'where credentials are stored (default: $AUTHKEEP_HOME, else the platform data dir)'))
+    .addOption(
+      new Option('--home <dir>', 'where credentials are stored (default: $AUTHKEEP_HOME, else the platform data dir)'),
+    )
     .addOption(new Option('--debug', 'print JSON log events and stack traces on stderr (never secrets)'))
     .addOption(new Option('--allow-http', 'allow http for servers on this machine only (127.0.0.1, localhost, [::1])'))
     .helpOption('-h, --help', 'show help')

@@ -189,7 +189,9 @@ export class KeeperAuthProvider implements OAuthClientProvider {
     return {
       authorizationServerUrl: as.issuer,
       ...(stored.resourceMetadataUrl ? { resourceMetadataUrl: stored.resourceMetadataUrl } : {}),
-      ...(stored.resourceMetadataUrl ? { resourceMetadata: { resource: stored.resource, authorization_servers: [as.issuer] } } : {}),
+      ...(stored.resourceMetadataUrl
+        ? { resourceMetadata: { resource: stored.resource, authorization_servers: [as.issuer] } }
+        : {}),
       authorizationServerMetadata: {
         ...as,
         authorization_endpoint: as.authorization_endpoint ?? new URL('/authorize', as.issuer).href,
@@ -233,7 +235,9 @@ export class KeeperAuthProvider implements OAuthClientProvider {
       await this.signIn();
       registration = (await this.keeper.storedServer(this.serverUrl))?.registration;
       if (!registration) {
-        throw new AuthkeepError('store_conflict', `sign-in to ${this.serverUrl} finished but no record is stored`, { field: 'serverUrl' });
+        throw new AuthkeepError('store_conflict', `sign-in to ${this.serverUrl} finished but no record is stored`, {
+          field: 'serverUrl',
+        });
       }
     }
     this.lastClientId = registration.clientId;
@@ -249,7 +253,8 @@ export class KeeperAuthProvider implements OAuthClientProvider {
   /** Accepts the stored registration (the SDK binding it to its issuer); refuses any other. */
   async saveClientInformation(info: { client_id: string; issuer?: string | undefined }): Promise<void> {
     const registration = (await this.keeper.storedServer(this.serverUrl))?.registration;
-    const issuerOk = info.issuer === undefined || (registration !== undefined && sameIssuer(info.issuer, registration.issuer));
+    const issuerOk =
+      info.issuer === undefined || (registration !== undefined && sameIssuer(info.issuer, registration.issuer));
     if (registration && registration.clientId === info.client_id && issuerOk) return;
     throw new AuthkeepError(
       'store_conflict',
@@ -275,7 +280,8 @@ export class KeeperAuthProvider implements OAuthClientProvider {
     const state = this.selectedFlow.getStore();
     if (state !== undefined) {
       const flow = this.flows.get(state);
-      if (!flow) throw new AuthkeepError('state_mismatch', 'no open authorization flow has that state', { field: 'state' });
+      if (!flow)
+        throw new AuthkeepError('state_mismatch', 'no open authorization flow has that state', { field: 'state' });
       return flow.verifier;
     }
     const open = [...this.flows.values()];

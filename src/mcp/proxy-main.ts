@@ -17,12 +17,12 @@ import { pathToFileURL } from 'node:url';
 import { isAuthkeepError, NeedsAuthError } from '../errors.js';
 import {
   describeError,
-  parseHeaderArgs,
   PROXY_EXIT,
-  runProxy,
-  TRANSPORT_STRATEGIES,
   type ProxyOptions,
+  parseHeaderArgs,
+  runProxy,
   type StaticOAuthClientInfo,
+  TRANSPORT_STRATEGIES,
   type TransportStrategy,
 } from './proxy.js';
 
@@ -36,12 +36,24 @@ const USAGE =
   '  [--resource <url>] [--allow-http] [--debug] [--home <dir>]';
 
 /** mcp-remote's arguments -> ProxyOptions. Throws ProxyUsageError. */
-export function parseProxyArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, warn: (m: string) => void = () => undefined): ProxyOptions {
+export function parseProxyArgs(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  warn: (m: string) => void = () => undefined,
+): ProxyOptions {
   const positional: string[] = [];
   const headers: string[] = [];
   const values: Record<string, string> = {};
   const flags = new Set<string>();
-  const withValue = new Set(['--header', '--static-oauth-client-info', '--static-oauth-client-metadata', '--host', '--transport', '--resource', '--home']);
+  const withValue = new Set([
+    '--header',
+    '--static-oauth-client-info',
+    '--static-oauth-client-metadata',
+    '--host',
+    '--transport',
+    '--resource',
+    '--home',
+  ]);
   const booleans = new Set(['--allow-http', '--debug']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
@@ -64,12 +76,15 @@ export function parseProxyArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   let callbackPort: number | undefined;
   if (port !== undefined) {
     callbackPort = Number(port);
-    if (!/^\d+$/.test(port) || callbackPort < 1 || callbackPort > 65535) throw new ProxyUsageError(`callback-port must be 1-65535, got ${port}`);
+    if (!/^\d+$/.test(port) || callbackPort < 1 || callbackPort > 65535)
+      throw new ProxyUsageError(`callback-port must be 1-65535, got ${port}`);
   }
   const transport = (values['--transport'] ?? 'http-first') as TransportStrategy;
-  if (!TRANSPORT_STRATEGIES.includes(transport)) throw new ProxyUsageError(`--transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}`);
+  if (!TRANSPORT_STRATEGIES.includes(transport))
+    throw new ProxyUsageError(`--transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}`);
   const host = values['--host'];
-  if (host !== undefined && host !== 'localhost' && host !== '127.0.0.1') throw new ProxyUsageError('--host must be localhost or 127.0.0.1');
+  if (host !== undefined && host !== 'localhost' && host !== '127.0.0.1')
+    throw new ProxyUsageError('--host must be localhost or 127.0.0.1');
   let parsedHeaders: Record<string, string>;
   try {
     parsedHeaders = parseHeaderArgs(headers, env, warn);
@@ -78,7 +93,10 @@ export function parseProxyArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   const info = values['--static-oauth-client-info'];
   const metadata = values['--static-oauth-client-metadata'];
-  const staticClientInfo = info === undefined ? undefined : (jsonArgument(info, '--static-oauth-client-info') as unknown as StaticOAuthClientInfo);
+  const staticClientInfo =
+    info === undefined
+      ? undefined
+      : (jsonArgument(info, '--static-oauth-client-info') as unknown as StaticOAuthClientInfo);
   if (staticClientInfo && (typeof staticClientInfo.client_id !== 'string' || staticClientInfo.client_id === '')) {
     throw new ProxyUsageError('--static-oauth-client-info needs a "client_id"');
   }
@@ -87,7 +105,9 @@ export function parseProxyArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     ...(callbackPort !== undefined ? { callbackPort } : {}),
     headers: parsedHeaders,
     ...(staticClientInfo ? { staticClientInfo } : {}),
-    ...(metadata !== undefined ? { staticClientMetadata: jsonArgument(metadata, '--static-oauth-client-metadata') } : {}),
+    ...(metadata !== undefined
+      ? { staticClientMetadata: jsonArgument(metadata, '--static-oauth-client-metadata') }
+      : {}),
     ...(host !== undefined ? { host } : {}),
     transport,
     ...(values['--resource'] !== undefined ? { resource: values['--resource'] } : {}),
@@ -103,7 +123,9 @@ function jsonArgument(value: string, flag: string): Record<string, unknown> {
     try {
       text = readFileSync(value.slice(1), 'utf8');
     } catch (err) {
-      throw new ProxyUsageError(`cannot read ${flag} file ${value.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new ProxyUsageError(
+        `cannot read ${flag} file ${value.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
   }
   let parsed: unknown;
@@ -112,14 +134,17 @@ function jsonArgument(value: string, flag: string): Record<string, unknown> {
   } catch {
     throw new ProxyUsageError(`${flag} is not valid JSON`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ProxyUsageError(`${flag} must be a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new ProxyUsageError(`${flag} must be a JSON object`);
   return parsed as Record<string, unknown>;
 }
 
 async function main(): Promise<number> {
   let options: ProxyOptions;
   try {
-    options = parseProxyArgs(process.argv.slice(2), process.env, (m) => process.stderr.write(`authkeep proxy: warning: ${m}\n`));
+    options = parseProxyArgs(process.argv.slice(2), process.env, (m) =>
+      process.stderr.write(`authkeep proxy: warning: ${m}\n`),
+    );
   } catch (err) {
     process.stderr.write(`authkeep proxy: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -128,7 +153,9 @@ async function main(): Promise<number> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
   try {
     const run = runProxy(options);
-    const aborted = new Promise<number>((resolve) => stop.signal.addEventListener('abort', () => resolve(PROXY_EXIT.ok)));
+    const aborted = new Promise<number>((resolve) =>
+      stop.signal.addEventListener('abort', () => resolve(PROXY_EXIT.ok)),
+    );
     return await Promise.race([run, aborted]);
   } catch (err) {
     process.stderr.write(`authkeep proxy: ${describeError(err)}\n`);

@@ -125,7 +125,9 @@ export function parseHeaderArgs(
   for (const raw of values) {
     const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*:\s*(.*)$/s.exec(raw);
     if (!match) {
-      throw new AuthkeepError('invalid_argument', `--header ${JSON.stringify(raw)} is not "Name: value"`, { field: 'header' });
+      throw new AuthkeepError('invalid_argument', `--header ${JSON.stringify(raw)} is not "Name: value"`, {
+        field: 'header',
+      });
     }
     const name = match[1] as string;
     const value = (match[2] ?? '')
@@ -139,7 +141,9 @@ export function parseHeaderArgs(
       })
       .trim();
     if (/[\r\n\0]/.test(value)) {
-      throw new AuthkeepError('invalid_argument', `--header ${name}: the value contains a line break or NUL`, { field: 'header' });
+      throw new AuthkeepError('invalid_argument', `--header ${name}: the value contains a line break or NUL`, {
+        field: 'header',
+      });
     }
     headers[name] = value;
   }
@@ -153,7 +157,9 @@ export function parseHeaderArgs(
 export async function runProxy(options: ProxyOptions): Promise<number> {
   const strategy = options.transport ?? 'http-first';
   if (!TRANSPORT_STRATEGIES.includes(strategy)) {
-    throw new AuthkeepError('invalid_argument', `transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}`, { field: 'transport' });
+    throw new AuthkeepError('invalid_argument', `transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}`, {
+      field: 'transport',
+    });
   }
   const url = parseRemoteUrl(options.serverUrl, options.allowHttp === true);
   const home = options.home ?? options.keeperOptions?.home ?? options.keeper?.home ?? defaultHome();
@@ -162,9 +168,14 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
     const keeper = options.keeper ?? new AuthKeeper(keeperOptionsFor(options, home, log));
     log.info(`authkeep proxy for ${url.href} (${strategy}); log file ${log.file ?? 'none'}`);
     if (options.resource !== undefined) {
-      log.info(`--resource ${options.resource}: authkeep sends the resource the server's metadata publishes; the value is only recorded here`);
+      log.info(
+        `--resource ${options.resource}: authkeep sends the resource the server's metadata publishes; the value is only recorded here`,
+      );
     }
-    const scope = typeof options.staticClientMetadata?.['scope'] === 'string' ? (options.staticClientMetadata['scope'] as string) : undefined;
+    const scope =
+      typeof options.staticClientMetadata?.scope === 'string'
+        ? (options.staticClientMetadata.scope as string)
+        : undefined;
     const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, scope);
     await auth.prepare();
     const bridge = new Bridge({
@@ -195,14 +206,22 @@ function parseRemoteUrl(serverUrl: string, allowHttp: boolean): URL {
   try {
     url = new URL(serverUrl);
   } catch {
-    throw new AuthkeepError('invalid_argument', `server URL is not an absolute URL: ${JSON.stringify(serverUrl)}`, { field: 'serverUrl' });
+    throw new AuthkeepError('invalid_argument', `server URL is not an absolute URL: ${JSON.stringify(serverUrl)}`, {
+      field: 'serverUrl',
+    });
   }
   if (url.protocol === 'https:') return url;
   if (url.protocol === 'http:') {
     if (allowHttp) return url;
-    throw new AuthkeepError('insecure_url', `${url.href} is http: pass --allow-http for a local development server`, { field: 'serverUrl' });
+    throw new AuthkeepError('insecure_url', `${url.href} is http: pass --allow-http for a local development server`, {
+      field: 'serverUrl',
+    });
   }
-  throw new AuthkeepError('invalid_argument', `server URL must be https (or http with --allow-http), got ${url.protocol}`, { field: 'serverUrl' });
+  throw new AuthkeepError(
+    'invalid_argument',
+    `server URL must be https (or http with --allow-http), got ${url.protocol}`,
+    { field: 'serverUrl' },
+  );
 }
 
 function logFilePath(options: ProxyOptions, home: string): string | undefined {
@@ -217,7 +236,7 @@ function keeperOptionsFor(options: ProxyOptions, home: string, log: ProxyLog): A
     ...(info.client_secret ? { clientSecret: info.client_secret } : {}),
     ...(info.token_endpoint_auth_method ? { tokenEndpointAuthMethod: info.token_endpoint_auth_method } : {}),
   };
-  const clientName = options.staticClientMetadata?.['client_name'];
+  const clientName = options.staticClientMetadata?.client_name;
   const callback = {
     ...(options.callbackPort !== undefined ? { port: options.callbackPort } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
@@ -288,7 +307,7 @@ class ProxyLog {
     if (level === 'debug' && !this.debugEnabled) return;
     const at = new Date().toISOString();
     this.stream?.write(`${JSON.stringify({ at, pid: process.pid, level, message, ...fields })}\n`);
-    const event = typeof fields['event'] === 'string' ? ` [${fields['event']}]` : '';
+    const event = typeof fields.event === 'string' ? ` [${fields.event}]` : '';
     this.stderr.write(`[authkeep proxy ${process.pid}] ${level}: ${message}${event}\n`);
   }
 
@@ -371,7 +390,11 @@ class ProxyAuth {
         jsonrpc: '2.0',
         id: 0,
         method: 'initialize',
-        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'authkeep-proxy-probe', version: '0.1.0' } },
+        params: {
+          protocolVersion: '2025-06-18',
+          capabilities: {},
+          clientInfo: { name: 'authkeep-proxy-probe', version: '0.1.0' },
+        },
       }),
       signal: AbortSignal.timeout(15_000),
     });
@@ -387,7 +410,11 @@ class ProxyAuth {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), 15_000);
     try {
-      const get = await fetch(this.url, { method: 'GET', headers: { ...common, accept: 'text/event-stream' }, signal: controller.signal });
+      const get = await fetch(this.url, {
+        method: 'GET',
+        headers: { ...common, accept: 'text/event-stream' },
+        signal: controller.signal,
+      });
       const status = get.status;
       controller.abort();
       return status === 401;
@@ -509,7 +536,8 @@ class Bridge {
   private fromClient(message: JSONRPCMessage): void {
     if (this.state === 'closing') return;
     if (isJSONRPCRequest(message) && message.method === 'initialize') this.initialize = message;
-    if (!isJSONRPCRequest(message) && 'method' in message && message.method === 'notifications/initialized') this.initialized = true;
+    if (!isJSONRPCRequest(message) && 'method' in message && message.method === 'notifications/initialized')
+      this.initialized = true;
     this.deps.log.debug(`client -> server ${describeMessage(message)}`);
     if (this.state === 'open' && this.remote) {
       this.dispatch(message, this.remote);
@@ -520,7 +548,9 @@ class Bridge {
   }
 
   private dispatch(message: JSONRPCMessage, transport: Transport): void {
-    const entry: InFlight | undefined = isJSONRPCRequest(message) ? { request: message, transport, accepted: false } : undefined;
+    const entry: InFlight | undefined = isJSONRPCRequest(message)
+      ? { request: message, transport, accepted: false }
+      : undefined;
     if (entry) this.inflight.set(idKey(entry.request.id), entry);
     transport.send(message).then(
       () => {
@@ -535,7 +565,10 @@ class Bridge {
 
   private abandon(entry: InFlight): void {
     this.inflight.delete(idKey(entry.request.id));
-    this.answerWithError(entry.request, 'authkeep proxy: the connection to the server was lost before the answer arrived; retry the request');
+    this.answerWithError(
+      entry.request,
+      'authkeep proxy: the connection to the server was lost before the answer arrived; retry the request',
+    );
   }
 
   private sendFailed(message: JSONRPCMessage, transport: Transport, err: unknown): void {
@@ -551,7 +584,9 @@ class Bridge {
     if ((abortedByUs || notDelivered(err, this.kind)) && resends < MAX_RESENDS) {
       this.resends.set(message, resends + 1);
       // Provably not processed by the server: queue it again and reconnect.
-      this.deps.log.warn(`remote refused ${describeMessage(message)} (${describeError(err)}); reconnecting and re-sending`);
+      this.deps.log.warn(
+        `remote refused ${describeMessage(message)} (${describeError(err)}); reconnecting and re-sending`,
+      );
       this.queue.push(message);
       this.loseRemote(transport);
       return;
@@ -613,7 +648,9 @@ class Bridge {
       } catch (err) {
         lastError = err;
         if (isFatal(err)) break;
-        this.deps.log.warn(`connecting to ${this.deps.url.href} failed (attempt ${attempt + 1}): ${describeError(err)}`);
+        this.deps.log.warn(
+          `connecting to ${this.deps.url.href} failed (attempt ${attempt + 1}): ${describeError(err)}`,
+        );
       }
     }
     // Give up on this outage: answer what waits, stay alive; the next message tries again.
@@ -629,9 +666,14 @@ class Bridge {
   private async open(): Promise<void> {
     const kinds: Kind[] = this.confirmed
       ? [this.confirmed]
-      : ({ 'http-first': ['http', 'sse'], 'sse-first': ['sse', 'http'], 'http-only': ['http'], 'sse-only': ['sse'] } as const)[
-          this.deps.strategy
-        ].slice();
+      : (
+          {
+            'http-first': ['http', 'sse'],
+            'sse-first': ['sse', 'http'],
+            'http-only': ['http'],
+            'sse-only': ['sse'],
+          } as const
+        )[this.deps.strategy].slice();
     const reconnect = this.confirmed !== undefined;
     for (const [index, kind] of kinds.entries()) {
       const last = index === kinds.length - 1;
@@ -641,7 +683,9 @@ class Bridge {
         if (!this.confirmed && kind === 'http' && this.queue[0]) {
           // Streamable HTTP has no handshake of its own: the first message is the probe.
           const first = this.queue[0];
-          const entry: InFlight | undefined = isJSONRPCRequest(first) ? { request: first, transport, accepted: false } : undefined;
+          const entry: InFlight | undefined = isJSONRPCRequest(first)
+            ? { request: first, transport, accepted: false }
+            : undefined;
           if (entry) this.inflight.set(idKey(entry.request.id), entry);
           try {
             await transport.send(first);
@@ -655,7 +699,9 @@ class Bridge {
       } catch (err) {
         await this.retire(transport);
         if (!last && !this.confirmed && wrongTransport(err)) {
-          this.deps.log.info(`${kind === 'http' ? 'Streamable HTTP' : 'SSE'} not offered (${describeError(err)}); trying ${kinds[index + 1] === 'http' ? 'Streamable HTTP' : 'SSE'}`);
+          this.deps.log.info(
+            `${kind === 'http' ? 'Streamable HTTP' : 'SSE'} not offered (${describeError(err)}); trying ${kinds[index + 1] === 'http' ? 'Streamable HTTP' : 'SSE'}`,
+          );
           continue;
         }
         throw err;
@@ -730,8 +776,11 @@ class Bridge {
     });
     await transport.send({ ...init, id });
     const message = await answer;
-    if (isJSONRPCErrorResponse(message)) throw new Error(`the server refused the replayed initialize: ${message.error.message}`);
-    const version = isJSONRPCResultResponse(message) ? (message.result as { protocolVersion?: unknown }).protocolVersion : undefined;
+    if (isJSONRPCErrorResponse(message))
+      throw new Error(`the server refused the replayed initialize: ${message.error.message}`);
+    const version = isJSONRPCResultResponse(message)
+      ? (message.result as { protocolVersion?: unknown }).protocolVersion
+      : undefined;
     if (typeof version === 'string') transport.setProtocolVersion?.(version);
     else if (this.protocolVersion) transport.setProtocolVersion?.(this.protocolVersion);
     if (this.initialized) await transport.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
@@ -811,7 +860,8 @@ function notDelivered(err: unknown, kind: Kind | undefined): boolean {
   if (err instanceof StreamableHTTPError && err.code === 404 && kind === 'http') return true; // session expired
   if (err instanceof Error && err.message === 'Not connected') return true; // SSE endpoint not known yet
   // SSE: the message endpoint no longer knows the session (its stream is gone).
-  if (kind === 'sse' && err instanceof Error && /^Error POSTing to endpoint \(HTTP 404\)/.test(err.message)) return true;
+  if (kind === 'sse' && err instanceof Error && /^Error POSTing to endpoint \(HTTP 404\)/.test(err.message))
+    return true;
   const cause = (err as { cause?: { code?: unknown } }).cause;
   return cause?.code === 'ECONNREFUSED';
 }

@@ -23,7 +23,10 @@ export interface ExpectedAuthorizationResponse {
  * is not ours to act on), then the issuer (RFC 9207 section 2.4 applies to error responses too),
  * then an error response, then the code. Returns the code; throws AuthkeepError otherwise.
  */
-export function validateAuthorizationResponse(params: URLSearchParams, expected: ExpectedAuthorizationResponse): { code: string } {
+export function validateAuthorizationResponse(
+  params: URLSearchParams,
+  expected: ExpectedAuthorizationResponse,
+): { code: string } {
   checkState(params, expected.state);
   checkIssuer(params, expected.issuer, expected.issParameterSupported);
   checkErrorResponse(params);
@@ -37,16 +40,25 @@ export function validateAuthorizationResponse(params: URLSearchParams, expected:
 export function checkState(params: URLSearchParams, expectedState: string): void {
   const states = params.getAll('state');
   if (states.length === 0) {
-    throw new AuthkeepError('state_mismatch', 'authorization response has no state', { field: 'state', detail: { expected: expectedState } });
+    throw new AuthkeepError('state_mismatch', 'authorization response has no state', {
+      field: 'state',
+      detail: { expected: expectedState },
+    });
   }
   if (states.length > 1) {
-    throw new AuthkeepError('state_mismatch', `authorization response repeats state ${states.length} times`, { field: 'state' });
+    throw new AuthkeepError('state_mismatch', `authorization response repeats state ${states.length} times`, {
+      field: 'state',
+    });
   }
   if (states[0] !== expectedState) {
-    throw new AuthkeepError('state_mismatch', `authorization response state ${JSON.stringify(states[0])} is not the state this login sent`, {
-      field: 'state',
-      detail: { expected: expectedState, actual: states[0] },
-    });
+    throw new AuthkeepError(
+      'state_mismatch',
+      `authorization response state ${JSON.stringify(states[0])} is not the state this login sent`,
+      {
+        field: 'state',
+        detail: { expected: expectedState, actual: states[0] },
+      },
+    );
   }
 }
 
@@ -59,21 +71,31 @@ export function checkIssuer(params: URLSearchParams, issuer: string, issParamete
   const values = params.getAll('iss');
   if (values.length === 0) {
     if (issParameterSupported) {
-      throw new AuthkeepError('iss_mismatch', 'authorization response has no iss although the authorization server advertises it (RFC 9207)', {
-        field: 'iss',
-        detail: { expected: issuer },
-      });
+      throw new AuthkeepError(
+        'iss_mismatch',
+        'authorization response has no iss although the authorization server advertises it (RFC 9207)',
+        {
+          field: 'iss',
+          detail: { expected: issuer },
+        },
+      );
     }
     return;
   }
   if (values.length > 1) {
-    throw new AuthkeepError('iss_mismatch', `authorization response repeats iss ${values.length} times`, { field: 'iss' });
+    throw new AuthkeepError('iss_mismatch', `authorization response repeats iss ${values.length} times`, {
+      field: 'iss',
+    });
   }
   if (values[0] !== issuer) {
-    throw new AuthkeepError('iss_mismatch', `authorization response iss ${JSON.stringify(values[0])} is not the issuer ${JSON.stringify(issuer)} (RFC 9207)`, {
-      field: 'iss',
-      detail: { expected: issuer, actual: values[0] },
-    });
+    throw new AuthkeepError(
+      'iss_mismatch',
+      `authorization response iss ${JSON.stringify(values[0])} is not the issuer ${JSON.stringify(issuer)} (RFC 9207)`,
+      {
+        field: 'iss',
+        detail: { expected: issuer, actual: values[0] },
+      },
+    );
   }
 }
 
@@ -83,10 +105,14 @@ export function checkErrorResponse(params: URLSearchParams): void {
   if (error === null) return;
   const errorDescription = params.get('error_description') ?? undefined;
   const errorUri = params.get('error_uri') ?? undefined;
-  throw new AuthkeepError('authorization_denied', `authorization server answered ${error}${errorDescription ? `: ${errorDescription}` : ''}`, {
-    field: 'error',
-    detail: { error, error_description: errorDescription, error_uri: errorUri },
-  });
+  throw new AuthkeepError(
+    'authorization_denied',
+    `authorization server answered ${error}${errorDescription ? `: ${errorDescription}` : ''}`,
+    {
+      field: 'error',
+      detail: { error, error_description: errorDescription, error_uri: errorUri },
+    },
+  );
 }
 
 /** RFC 6749 section 4.1.2: `code` is REQUIRED, once. Messages name the field, never the value. */

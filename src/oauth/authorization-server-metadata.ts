@@ -25,11 +25,11 @@ import {
   classifyOauth4webapiError,
   describeRequest,
   discardBody,
+  type HttpOptions,
   httpRequest,
   isJsonObject,
   readJsonBody,
   safeUrl,
-  type HttpOptions,
 } from './http.js';
 
 const OAUTH_WELL_KNOWN = '/.well-known/oauth-authorization-server';
@@ -105,10 +105,14 @@ export async function validateAuthorizationServerMetadata(
     const actual = typeof body.issuer === 'string' ? body.issuer : undefined;
     if (actual !== undefined && failure.kind !== 'invalid_response') {
       // `new URL(issuer)` threw inside the processor: not a URL at all.
-      throw new AuthkeepError('metadata_invalid', `authorization server metadata at ${where} has an issuer that is not a URL`, {
-        field: 'issuer',
-        detail: { url: where, actual },
-      });
+      throw new AuthkeepError(
+        'metadata_invalid',
+        `authorization server metadata at ${where} has an issuer that is not a URL`,
+        {
+          field: 'issuer',
+          detail: { url: where, actual },
+        },
+      );
     }
     throw new AuthkeepError(
       actual === undefined ? 'metadata_invalid' : 'issuer_mismatch',
@@ -130,20 +134,34 @@ export async function validateAuthorizationServerMetadata(
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const field = issue ? fieldOf(issue.path) : 'body';
-    throw new AuthkeepError('metadata_invalid', `authorization server metadata at ${where} has a missing or invalid ${field}`, {
-      field,
-      detail: { url: where },
-    });
+    throw new AuthkeepError(
+      'metadata_invalid',
+      `authorization server metadata at ${where} has a missing or invalid ${field}`,
+      {
+        field,
+        detail: { url: where },
+      },
+    );
   }
   const m = parsed.data;
-  for (const field of ['authorization_endpoint', 'token_endpoint', 'registration_endpoint', 'revocation_endpoint'] as const) {
+  for (const field of [
+    'authorization_endpoint',
+    'token_endpoint',
+    'registration_endpoint',
+    'revocation_endpoint',
+  ] as const) {
     const value = m[field];
     if (value !== undefined) assertSecureUrl(value, field, options.allowInsecureLoopback, 'metadata_invalid');
   }
   if (m.device_authorization_endpoint !== undefined) {
     // RFC 8628 is optional for us: an endpoint we may not call (http off loopback) is ignored, not fatal.
     try {
-      assertSecureUrl(m.device_authorization_endpoint, 'device_authorization_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+      assertSecureUrl(
+        m.device_authorization_endpoint,
+        'device_authorization_endpoint',
+        options.allowInsecureLoopback,
+        'metadata_invalid',
+      );
     } catch {
       m.device_authorization_endpoint = undefined;
     }
@@ -159,7 +177,10 @@ export async function validateAuthorizationServerMetadata(
     throw new AuthkeepError(
       'pkce_unsupported',
       `authorization server ${m.issuer} does not list S256 in code_challenge_methods_supported (got ${JSON.stringify(m.code_challenge_methods_supported)})`,
-      { field: 'code_challenge_methods_supported', detail: { url: where, actual: m.code_challenge_methods_supported.join(' ') } },
+      {
+        field: 'code_challenge_methods_supported',
+        detail: { url: where, actual: m.code_challenge_methods_supported.join(' ') },
+      },
     );
   }
   return toRecord(m);
@@ -174,7 +195,8 @@ function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServerRecord 
   if (m.registration_endpoint !== undefined) record.registration_endpoint = m.registration_endpoint;
   if (m.revocation_endpoint !== undefined) record.revocation_endpoint = m.revocation_endpoint;
   if (m.scopes_supported !== undefined) record.scopes_supported = m.scopes_supported;
-  if (m.code_challenge_methods_supported !== undefined) record.code_challenge_methods_supported = m.code_challenge_methods_supported;
+  if (m.code_challenge_methods_supported !== undefined)
+    record.code_challenge_methods_supported = m.code_challenge_methods_supported;
   if (m.token_endpoint_auth_methods_supported !== undefined) {
     record.token_endpoint_auth_methods_supported = m.token_endpoint_auth_methods_supported;
   }
@@ -184,7 +206,8 @@ function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServerRecord 
   if (m.authorization_response_iss_parameter_supported !== undefined) {
     record.authorization_response_iss_parameter_supported = m.authorization_response_iss_parameter_supported;
   }
-  if (m.device_authorization_endpoint !== undefined) record.device_authorization_endpoint = m.device_authorization_endpoint;
+  if (m.device_authorization_endpoint !== undefined)
+    record.device_authorization_endpoint = m.device_authorization_endpoint;
   if (m.grant_types_supported !== undefined) record.grant_types_supported = m.grant_types_supported;
   return record;
 }
@@ -218,10 +241,14 @@ async function fetchMetadata(url: URL, options: HttpOptions): Promise<Fetched> {
   if (!body.ok) {
     return {
       kind: 'failed',
-      error: new AuthkeepError('metadata_invalid', `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`, {
-        field: 'body',
-        detail: { url: safeUrl(url), reason: body.reason },
-      }),
+      error: new AuthkeepError(
+        'metadata_invalid',
+        `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`,
+        {
+          field: 'body',
+          detail: { url: safeUrl(url), reason: body.reason },
+        },
+      ),
     };
   }
   return { kind: 'json', body: body.value };
@@ -233,12 +260,19 @@ async function fetchMetadata(url: URL, options: HttpOptions): Promise<Fetched> {
  * that answer 404 (and the like), a 5xx, or a non-JSON 200 are passed over; when none wins, the
  * first such failure is thrown, else discovery_failed.
  */
-export async function discoverAuthorizationServer(issuer: string, options: HttpOptions): Promise<AuthorizationServerRecord> {
+export async function discoverAuthorizationServer(
+  issuer: string,
+  options: HttpOptions,
+): Promise<AuthorizationServerRecord> {
   const issuerUrl = assertSecureUrl(issuer, 'issuer', options.allowInsecureLoopback);
   if (issuerUrl.search !== '' || issuerUrl.hash !== '' || issuer.includes('#') || issuer.includes('?')) {
-    throw new AuthkeepError('invalid_argument', `issuer ${JSON.stringify(issuer)} must not have a query or fragment (RFC 8414 section 2)`, {
-      field: 'issuer',
-    });
+    throw new AuthkeepError(
+      'invalid_argument',
+      `issuer ${JSON.stringify(issuer)} must not have a query or fragment (RFC 8414 section 2)`,
+      {
+        field: 'issuer',
+      },
+    );
   }
   const urls = authorizationServerMetadataUrls(issuerUrl);
   let deferred: AuthkeepError | undefined;
@@ -249,10 +283,14 @@ export async function discoverAuthorizationServer(issuer: string, options: HttpO
   }
   throw (
     deferred ??
-    new AuthkeepError('discovery_failed', `no authorization server metadata for ${issuer} at ${urls.map((u) => u.pathname).join(', ')}`, {
-      field: 'issuer',
-      detail: { issuer, tried: urls.map((u) => safeUrl(u)).join(' ') },
-    })
+    new AuthkeepError(
+      'discovery_failed',
+      `no authorization server metadata for ${issuer} at ${urls.map((u) => u.pathname).join(', ')}`,
+      {
+        field: 'issuer',
+        detail: { issuer, tried: urls.map((u) => safeUrl(u)).join(' ') },
+      },
+    )
   );
 }
 
@@ -265,7 +303,10 @@ export async function discoverAuthorizationServer(issuer: string, options: HttpO
  * `/token` and `/register` at the origin. That revision requires PKCE of every client and
  * defines no way to advertise it without metadata, so the default record lists S256.
  */
-export async function legacyAuthorizationServer(serverUrl: string, options: HttpOptions): Promise<AuthorizationServerRecord> {
+export async function legacyAuthorizationServer(
+  serverUrl: string,
+  options: HttpOptions,
+): Promise<AuthorizationServerRecord> {
   const server = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
   const origin = server.origin;
   const url = new URL(OAUTH_WELL_KNOWN, origin);

@@ -67,7 +67,9 @@ function authorizationEndpointUrl(endpoint: string): URL {
     });
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new AuthkeepError('invalid_argument', `authorization_endpoint must be https: ${endpoint}`, { field: 'authorization_endpoint' });
+    throw new AuthkeepError('invalid_argument', `authorization_endpoint must be https: ${endpoint}`, {
+      field: 'authorization_endpoint',
+    });
   }
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     throw new AuthkeepError('insecure_url', `authorization_endpoint must be https unless it is loopback: ${endpoint}`, {
@@ -75,16 +77,24 @@ function authorizationEndpointUrl(endpoint: string): URL {
     });
   }
   if (endpoint.includes('#')) {
-    throw new AuthkeepError('invalid_argument', `authorization_endpoint must not include a fragment (RFC 6749 section 3.1): ${endpoint}`, {
-      field: 'authorization_endpoint',
-    });
+    throw new AuthkeepError(
+      'invalid_argument',
+      `authorization_endpoint must not include a fragment (RFC 6749 section 3.1): ${endpoint}`,
+      {
+        field: 'authorization_endpoint',
+      },
+    );
   }
   for (const name of OUR_PARAMETERS) {
     if (url.searchParams.has(name)) {
-      throw new AuthkeepError('invalid_argument', `authorization_endpoint already has a \`${name}\` query parameter, which the authorization request sets`, {
-        field: 'authorization_endpoint',
-        detail: { parameter: name },
-      });
+      throw new AuthkeepError(
+        'invalid_argument',
+        `authorization_endpoint already has a \`${name}\` query parameter, which the authorization request sets`,
+        {
+          field: 'authorization_endpoint',
+          detail: { parameter: name },
+        },
+      );
     }
   }
   return url;
@@ -133,23 +143,31 @@ function endpointForComparison(endpoint: string): URL {
   try {
     return new URL(endpoint);
   } catch (cause) {
-    throw mismatch('authorization_endpoint', 'the request\'s authorization_endpoint does not parse', cause);
+    throw mismatch('authorization_endpoint', "the request's authorization_endpoint does not parse", cause);
   }
 }
 
 /** The URL is the authorization endpoint (same origin and path) and carries no fragment. */
 function verifyEndpoint(url: URL, endpoint: URL): void {
   if (url.origin !== endpoint.origin || url.pathname !== endpoint.pathname) {
-    throw mismatch('authorization_endpoint', `the URL points at ${url.origin}${url.pathname}, not ${endpoint.origin}${endpoint.pathname}`);
+    throw mismatch(
+      'authorization_endpoint',
+      `the URL points at ${url.origin}${url.pathname}, not ${endpoint.origin}${endpoint.pathname}`,
+    );
   }
   if (url.hash !== '' || url.href.includes('#')) throw mismatch('authorization_endpoint', 'the URL has a fragment');
 }
 
 /** Every parameter name is either ours or the endpoint's own; each of ours occurs exactly once. */
-function verifyParameterNames(params: URLSearchParams, endpointParams: URLSearchParams, request: AuthorizationRequest): void {
+function verifyParameterNames(
+  params: URLSearchParams,
+  endpointParams: URLSearchParams,
+  request: AuthorizationRequest,
+): void {
   const intended = new Set<string>(intendedParameters(request).map(([name]) => name));
   for (const name of new Set(params.keys())) {
-    if (!intended.has(name) && !endpointParams.has(name)) throw mismatch(name, `unexpected parameter ${JSON.stringify(name)}`);
+    if (!intended.has(name) && !endpointParams.has(name))
+      throw mismatch(name, `unexpected parameter ${JSON.stringify(name)}`);
   }
   for (const name of OUR_PARAMETERS) {
     const count = params.getAll(name).length;
@@ -163,8 +181,14 @@ function verifyEndpointQuery(params: URLSearchParams, endpointParams: URLSearchP
   const ours = new Set<string>(OUR_PARAMETERS);
   const kept = [...params].filter(([name]) => !ours.has(name));
   const expected = [...endpointParams];
-  if (kept.length !== expected.length || kept.some(([name, value], i) => expected[i]?.[0] !== name || expected[i]?.[1] !== value)) {
-    throw mismatch('authorization_endpoint', 'the authorization endpoint\'s own query parameters were not kept unchanged');
+  if (
+    kept.length !== expected.length ||
+    kept.some(([name, value], i) => expected[i]?.[0] !== name || expected[i]?.[1] !== value)
+  ) {
+    throw mismatch(
+      'authorization_endpoint',
+      "the authorization endpoint's own query parameters were not kept unchanged",
+    );
   }
 }
 
@@ -177,15 +201,23 @@ function verifyParameterValues(params: URLSearchParams, request: AuthorizationRe
   requireNonEmpty('client_id', request.clientId);
   requireNonEmpty('state', request.state);
   if (!isS256CodeChallenge(request.codeChallenge)) {
-    throw mismatch('code_challenge', `code_challenge must be 43 base64url characters (got ${request.codeChallenge.length})`);
+    throw mismatch(
+      'code_challenge',
+      `code_challenge must be 43 base64url characters (got ${request.codeChallenge.length})`,
+    );
   }
   if (request.codeChallengeMethod !== 'S256') {
-    throw mismatch('code_challenge_method', `code_challenge_method must be S256, not ${JSON.stringify(request.codeChallengeMethod)}`);
+    throw mismatch(
+      'code_challenge_method',
+      `code_challenge_method must be S256, not ${JSON.stringify(request.codeChallengeMethod)}`,
+    );
   }
   const redirectProblem = redirectUriProblem(request.redirectUri);
-  if (redirectProblem !== undefined) throw mismatch('redirect_uri', `redirect_uri ${JSON.stringify(request.redirectUri)} ${redirectProblem}`);
+  if (redirectProblem !== undefined)
+    throw mismatch('redirect_uri', `redirect_uri ${JSON.stringify(request.redirectUri)} ${redirectProblem}`);
   const resourceProblem = resourceIndicatorProblem(request.resource);
-  if (resourceProblem !== undefined) throw mismatch('resource', `resource ${JSON.stringify(request.resource)} ${resourceProblem}`);
+  if (resourceProblem !== undefined)
+    throw mismatch('resource', `resource ${JSON.stringify(request.resource)} ${resourceProblem}`);
   if (request.scope !== undefined && request.scope !== '' && !SCOPE.test(request.scope)) {
     throw mismatch('scope', `scope ${JSON.stringify(request.scope)} is not a space-separated list of scope-tokens`);
   }

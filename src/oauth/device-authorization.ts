@@ -18,10 +18,10 @@ import {
   describeRequest,
   discardBody,
   failureMessage,
+  type HttpOptions,
   isJsonObject,
   oauthRequestOptions,
   readJsonBody,
-  type HttpOptions,
 } from './http.js';
 import { clientAuthentication, exchangeDeviceCode, TokenEndpointError, type TokenSet } from './token-endpoint.js';
 
@@ -52,11 +52,20 @@ export async function requestDeviceAuthorization(
   options: HttpOptions,
 ): Promise<DeviceAuthorization> {
   if (!as.device_authorization_endpoint) {
-    throw new AuthkeepError('device_flow_unavailable', `authorization server ${as.issuer} has no device_authorization_endpoint`, {
-      field: 'device_authorization_endpoint',
-    });
+    throw new AuthkeepError(
+      'device_flow_unavailable',
+      `authorization server ${as.issuer} has no device_authorization_endpoint`,
+      {
+        field: 'device_authorization_endpoint',
+      },
+    );
   }
-  const endpoint = assertSecureUrl(as.device_authorization_endpoint, 'device_authorization_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+  const endpoint = assertSecureUrl(
+    as.device_authorization_endpoint,
+    'device_authorization_endpoint',
+    options.allowInsecureLoopback,
+    'metadata_invalid',
+  );
   const purpose = 'device authorization';
   const request = describeRequest('POST', endpoint, purpose);
   const client = { client_id: registration.clientId };
@@ -73,12 +82,15 @@ export async function requestDeviceAuthorization(
     const failure = classifyOauth4webapiError(err, request);
     if (failure.kind === 'unreachable') throw failure.error;
     if (err instanceof AuthkeepError) throw err;
-    throw new AuthkeepError('as_error', `${request} could not be sent: ${failureMessage(failure)}`, { detail: { request } });
+    throw new AuthkeepError('as_error', `${request} could not be sent: ${failureMessage(failure)}`, {
+      detail: { request },
+    });
   }
 
   if (response.status !== 200) {
     const status = response.status;
-    const body = status >= 400 && status < 500 ? await readJsonBody(response, request).catch(() => undefined) : undefined;
+    const body =
+      status >= 400 && status < 500 ? await readJsonBody(response, request).catch(() => undefined) : undefined;
     if (body === undefined) await discardBody(response);
     const json = body?.ok && isJsonObject(body.value) ? body.value : undefined;
     const error = typeof json?.error === 'string' && json.error !== '' ? json.error.slice(0, 100) : undefined;
@@ -94,7 +106,10 @@ export async function requestDeviceAuthorization(
 
   const body = await readJsonBody(response, request);
   if (!body.ok || !isJsonObject(body.value)) {
-    throw new AuthkeepError('as_error', `${request} answered 200 with a body that is not a JSON object`, { field: 'body', detail: { request } });
+    throw new AuthkeepError('as_error', `${request} answered 200 with a body that is not a JSON object`, {
+      field: 'body',
+      detail: { request },
+    });
   }
   let parsed: Awaited<ReturnType<typeof processDeviceAuthorizationResponse>>;
   try {
@@ -106,7 +121,10 @@ export async function requestDeviceAuthorization(
   } catch (err) {
     const failure = classifyOauth4webapiError(err, request);
     const field = 'field' in failure ? failure.field : 'body';
-    throw new AuthkeepError('as_error', `${request} answered with an unusable ${field}: ${failureMessage(failure)}`, { field, detail: { request } });
+    throw new AuthkeepError('as_error', `${request} answered with an unusable ${field}: ${failureMessage(failure)}`, {
+      field,
+      detail: { request },
+    });
   }
   const verificationUri = checkVerificationUri(parsed.verification_uri, 'verification_uri', options, request);
   const complete =
@@ -114,9 +132,15 @@ export async function requestDeviceAuthorization(
       ? optionalVerificationUri(parsed.verification_uri_complete, options)
       : undefined;
   if (!Number.isFinite(parsed.expires_in) || parsed.expires_in <= 0) {
-    throw new AuthkeepError('as_error', `${request} answered with an unusable expires_in`, { field: 'expires_in', detail: { request } });
+    throw new AuthkeepError('as_error', `${request} answered with an unusable expires_in`, {
+      field: 'expires_in',
+      detail: { request },
+    });
   }
-  const interval = typeof parsed.interval === 'number' && Number.isFinite(parsed.interval) && parsed.interval > 0 ? parsed.interval : DEFAULT_INTERVAL_SECONDS;
+  const interval =
+    typeof parsed.interval === 'number' && Number.isFinite(parsed.interval) && parsed.interval > 0
+      ? parsed.interval
+      : DEFAULT_INTERVAL_SECONDS;
   return {
     deviceCode: parsed.device_code,
     userCode: parsed.user_code,
@@ -132,7 +156,10 @@ function checkVerificationUri(value: string, field: string, options: HttpOptions
   try {
     return assertSecureUrl(value, field, options.allowInsecureLoopback, 'metadata_invalid').href;
   } catch {
-    throw new AuthkeepError('as_error', `${request} answered with a ${field} that is not an https URL`, { field, detail: { request } });
+    throw new AuthkeepError('as_error', `${request} answered with a ${field} that is not an https URL`, {
+      field,
+      detail: { request },
+    });
   }
 }
 
@@ -181,7 +208,10 @@ export async function pollDeviceToken(
     // When the successful request was sent: expires_in counts from no earlier than this.
     const requestedAt = Date.now();
     try {
-      return { ...(await exchangeDeviceCode(as, registration, { deviceCode, resource: poll.resource }, options)), requestedAt };
+      return {
+        ...(await exchangeDeviceCode(as, registration, { deviceCode, resource: poll.resource }, options)),
+        requestedAt,
+      };
     } catch (err) {
       if (!(err instanceof TokenEndpointError)) throw err;
       if (err.kind === 'transient') {
@@ -196,10 +226,14 @@ export async function pollDeviceToken(
           interval += SLOW_DOWN_SECONDS;
           continue;
         case 'access_denied':
-          throw new AuthkeepError('authorization_denied', `the sign-in at ${as.issuer} was denied${err.oauthErrorDescription ? `: ${err.oauthErrorDescription}` : ''}`, {
-            field: 'error',
-            detail: { error: 'access_denied', error_description: err.oauthErrorDescription, request: err.request },
-          });
+          throw new AuthkeepError(
+            'authorization_denied',
+            `the sign-in at ${as.issuer} was denied${err.oauthErrorDescription ? `: ${err.oauthErrorDescription}` : ''}`,
+            {
+              field: 'error',
+              detail: { error: 'access_denied', error_description: err.oauthErrorDescription, request: err.request },
+            },
+          );
         case 'expired_token':
           throw expired(as);
         default:
@@ -210,9 +244,13 @@ export async function pollDeviceToken(
 }
 
 function expired(as: AuthorizationServerRecord): AuthkeepError {
-  return new AuthkeepError('device_code_expired', `the device code of ${as.issuer} expired before the sign-in was approved; run the sign-in again`, {
-    field: 'expires_in',
-  });
+  return new AuthkeepError(
+    'device_code_expired',
+    `the device code of ${as.issuer} expired before the sign-in was approved; run the sign-in again`,
+    {
+      field: 'expires_in',
+    },
+  );
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

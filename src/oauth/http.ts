@@ -10,12 +10,12 @@
  */
 import {
   allowInsecureRequests,
+  type CustomFetchOptions,
   customFetch,
   OperationProcessingError,
   ResponseBodyError,
   UnsupportedOperationError,
   WWWAuthenticateChallengeError,
-  type CustomFetchOptions,
 } from 'oauth4webapi';
 import { AuthkeepError, type AuthkeepErrorCode } from '../errors.js';
 
@@ -147,15 +147,17 @@ export async function httpRequest(
   }
 }
 
-export type JsonBody =
-  | { ok: true; value: unknown }
-  | { ok: false; reason: 'not_json' | 'too_large' | 'empty' };
+export type JsonBody = { ok: true; value: unknown } | { ok: false; reason: 'not_json' | 'too_large' | 'empty' };
 
 /**
  * Read a response body as JSON, at most MAX_JSON_BYTES. A body that is cut off, empty or not JSON is
  * reported, not thrown; a network failure or timeout while reading throws as_unreachable.
  */
-export async function readJsonBody(response: Response, description: string, maxBytes = MAX_JSON_BYTES): Promise<JsonBody> {
+export async function readJsonBody(
+  response: Response,
+  description: string,
+  maxBytes = MAX_JSON_BYTES,
+): Promise<JsonBody> {
   let text: string;
   try {
     const reader = response.body?.getReader();
@@ -202,7 +204,10 @@ export function oauthRequestOptions(
   endpoint: URL,
   options: HttpOptions,
   purpose?: string,
-): { [customFetch]: (url: string, init: CustomFetchOptions<string, unknown>) => Promise<Response>; [allowInsecureRequests]?: boolean } {
+): {
+  [customFetch]: (url: string, init: CustomFetchOptions<string, unknown>) => Promise<Response>;
+  [allowInsecureRequests]?: boolean;
+} {
   const fetchFn = (url: string, init: CustomFetchOptions<string, unknown>): Promise<Response> => {
     // oauth4webapi sets its own User-Agent; ours names the client.
     const headers = Object.fromEntries(Object.entries(init.headers).filter(([k]) => k.toLowerCase() !== 'user-agent'));
@@ -238,10 +243,17 @@ function safeDescription(value: unknown): string | undefined {
  */
 export function classifyOauth4webapiError(err: unknown, description: string): Oauth4webapiFailure {
   if (err instanceof AuthkeepError) {
-    return err.code === 'as_unreachable' ? { kind: 'unreachable', error: err } : { kind: 'other', message: err.message };
+    return err.code === 'as_unreachable'
+      ? { kind: 'unreachable', error: err }
+      : { kind: 'other', message: err.message };
   }
   if (err instanceof ResponseBodyError) {
-    return { kind: 'oauth_error', error: String(err.error), errorDescription: safeDescription(err.error_description), status: err.status };
+    return {
+      kind: 'oauth_error',
+      error: String(err.error),
+      errorDescription: safeDescription(err.error_description),
+      status: err.status,
+    };
   }
   if (err instanceof WWWAuthenticateChallengeError) {
     return { kind: 'challenge', status: err.status };
@@ -262,14 +274,19 @@ export function classifyOauth4webapiError(err: unknown, description: string): Oa
         return { kind: 'invalid_response', field: 'content-type', message: 'the response is not application/json' };
       case 'OAUTH_RESPONSE_IS_NOT_CONFORM': {
         const status = cause instanceof Response ? cause.status : undefined;
-        return { kind: 'invalid_response', field: 'status', message: `unexpected HTTP status ${status ?? ''}`.trim(), ...(status === undefined ? {} : { status }) };
+        return {
+          kind: 'invalid_response',
+          field: 'status',
+          message: `unexpected HTTP status ${status ?? ''}`.trim(),
+          ...(status === undefined ? {} : { status }),
+        };
       }
       case 'OAUTH_MISSING_SERVER_METADATA':
       case 'OAUTH_INVALID_SERVER_METADATA':
       case 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED':
         return {
           kind: 'invalid_response',
-          field: typeof cause?.attribute === 'string' ? cause.attribute : quotedField(err.message) ?? 'metadata',
+          field: typeof cause?.attribute === 'string' ? cause.attribute : (quotedField(err.message) ?? 'metadata'),
           message: err.message,
         };
       default:

@@ -73,7 +73,11 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
     clearTimeout(timer);
     res.once('finish', () => void shutdown());
     res.once('close', () => void shutdown());
-    sendPage(res, verdict.failure ? 400 : 200, verdict.failure ? failurePage(verdict.failure) : successPage(serverName));
+    sendPage(
+      res,
+      verdict.failure ? 400 : 200,
+      verdict.failure ? failurePage(verdict.failure) : successPage(serverName),
+    );
     resolveResult(verdict.params);
   });
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
@@ -116,9 +120,13 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
       if (!settled) {
         settled = true;
         rejectResult(
-          new AuthkeepError('callback_timeout', `the callback at ${redirectUri} was closed before an authorization response arrived`, {
-            detail: { redirect_uri: redirectUri, closed: true },
-          }),
+          new AuthkeepError(
+            'callback_timeout',
+            `the callback at ${redirectUri} was closed before an authorization response arrived`,
+            {
+              detail: { redirect_uri: redirectUri, closed: true },
+            },
+          ),
         );
       }
       return shutdown();
@@ -126,36 +134,63 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
   };
 }
 
-function checkedOptions(options: LoopbackCallbackOptions): Required<Omit<LoopbackCallbackOptions, 'serverName'>> & { serverName: string } {
+function checkedOptions(
+  options: LoopbackCallbackOptions,
+): Required<Omit<LoopbackCallbackOptions, 'serverName'>> & { serverName: string } {
   const host = options.host ?? BIND_ADDRESS;
   const port = options.port ?? 0;
   const path = options.path ?? '/callback';
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (host !== '127.0.0.1' && host !== 'localhost') {
-    throw new AuthkeepError('invalid_argument', `callback host must be 127.0.0.1 or localhost, not ${JSON.stringify(host)}`, { field: 'callback.host' });
+    throw new AuthkeepError(
+      'invalid_argument',
+      `callback host must be 127.0.0.1 or localhost, not ${JSON.stringify(host)}`,
+      { field: 'callback.host' },
+    );
   }
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new AuthkeepError('invalid_argument', `callback port must be an integer from 0 to 65535, not ${port}`, { field: 'callback.port' });
-  }
-  if (!/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/.test(path)) {
-    throw new AuthkeepError('invalid_argument', `callback path must start with "/" and hold no query, fragment or spaces: ${JSON.stringify(path)}`, {
-      field: 'callback.path',
+    throw new AuthkeepError('invalid_argument', `callback port must be an integer from 0 to 65535, not ${port}`, {
+      field: 'callback.port',
     });
   }
+  if (!/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/.test(path)) {
+    throw new AuthkeepError(
+      'invalid_argument',
+      `callback path must start with "/" and hold no query, fragment or spaces: ${JSON.stringify(path)}`,
+      {
+        field: 'callback.path',
+      },
+    );
+  }
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new AuthkeepError('invalid_argument', `callback timeoutMs must be a positive number, not ${timeoutMs}`, { field: 'callback.timeoutMs' });
+    throw new AuthkeepError('invalid_argument', `callback timeoutMs must be a positive number, not ${timeoutMs}`, {
+      field: 'callback.timeoutMs',
+    });
   }
   if (options.expectedState === '') {
     throw new AuthkeepError('invalid_argument', 'callback expectedState must not be empty', { field: 'state' });
   }
-  return { host, port, path, timeoutMs, expectedState: options.expectedState, serverName: options.serverName ?? 'the server' };
+  return {
+    host,
+    port,
+    path,
+    timeoutMs,
+    expectedState: options.expectedState,
+    serverName: options.serverName ?? 'the server',
+  };
 }
 
 /** Listens on 127.0.0.1 only (RFC 8252 section 8.3) and returns the address actually bound. */
 function listen(server: Server, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (cause: Error): void => {
-      reject(new AuthkeepError('invalid_argument', `cannot listen for the callback on ${BIND_ADDRESS}:${port}: ${cause.message}`, { field: 'callback.port', cause }));
+      reject(
+        new AuthkeepError(
+          'invalid_argument',
+          `cannot listen for the callback on ${BIND_ADDRESS}:${port}: ${cause.message}`,
+          { field: 'callback.port', cause },
+        ),
+      );
     };
     server.once('error', onError);
     server.listen({ host: BIND_ADDRESS, port, exclusive: true }, () => {
@@ -174,22 +209,35 @@ type Verdict =
  * GET, exactly one `state` equal to the expected one, nothing accepted before) or anything else.
  */
 function judgeRequest(req: IncomingMessage, ctx: { path: string; expectedState: string; settled: boolean }): Verdict {
-  if (req.method !== 'GET') return { kind: 'refuse', status: 405, page: refusalPage('This address only answers the browser\'s return from sign-in.') };
+  if (req.method !== 'GET')
+    return {
+      kind: 'refuse',
+      status: 405,
+      page: refusalPage("This address only answers the browser's return from sign-in."),
+    };
   let url: URL;
   try {
     url = new URL(req.url ?? '/', `http://${BIND_ADDRESS}`);
   } catch {
     return { kind: 'refuse', status: 400, page: refusalPage('This request could not be read.') };
   }
-  if (ctx.settled) return { kind: 'refuse', status: 400, page: refusalPage('This sign-in has already finished. You can close this tab.') };
-  if (url.pathname !== ctx.path) return { kind: 'refuse', status: 400, page: refusalPage('This is not the sign-in return address.') };
+  if (ctx.settled)
+    return {
+      kind: 'refuse',
+      status: 400,
+      page: refusalPage('This sign-in has already finished. You can close this tab.'),
+    };
+  if (url.pathname !== ctx.path)
+    return { kind: 'refuse', status: 400, page: refusalPage('This is not the sign-in return address.') };
   const states = url.searchParams.getAll('state');
   if (states.length !== 1 || states[0] !== ctx.expectedState) {
     return {
       kind: 'refuse',
       status: 400,
       wrongState: true,
-      page: refusalPage('This link does not belong to the sign-in in progress. Finish the sign-in in the tab it opened.'),
+      page: refusalPage(
+        'This link does not belong to the sign-in in progress. Finish the sign-in in the tab it opened.',
+      ),
     };
   }
   const params = url.searchParams;
@@ -198,7 +246,8 @@ function judgeRequest(req: IncomingMessage, ctx: { path: string; expectedState: 
     const description = params.get('error_description');
     return { kind: 'accept', params, failure: description === null ? { error } : { error, description } };
   }
-  if (!params.get('code')) return { kind: 'accept', params, failure: { error: 'the authorization server sent no authorization code' } };
+  if (!params.get('code'))
+    return { kind: 'accept', params, failure: { error: 'the authorization server sent no authorization code' } };
   return { kind: 'accept', params };
 }
 
@@ -222,7 +271,11 @@ function successPage(serverName: string): string {
 
 function failurePage(failure: { error: string; description?: string }): string {
   const reason = failure.description === undefined ? failure.error : `${failure.error}: ${failure.description}`;
-  return page('Sign-in failed', 'Sign-in failed.', `The authorization server answered: ${escapeHtml(reason)}. You can close this tab and try again.`);
+  return page(
+    'Sign-in failed',
+    'Sign-in failed.',
+    `The authorization server answered: ${escapeHtml(reason)}. You can close this tab and try again.`,
+  );
 }
 
 function refusalPage(text: string): string {

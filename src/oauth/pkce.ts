@@ -36,20 +36,28 @@ export async function createPkcePair(): Promise<PkcePair> {
 /** RFC 7636 section 4.1: 43 to 128 characters from the unreserved set. The message never shows the value. */
 export function assertCodeVerifier(verifier: string): void {
   if (!CODE_VERIFIER.test(verifier)) {
-    throw new AuthkeepError('invalid_argument', `code_verifier must be 43-128 unreserved characters (got ${verifier.length} characters)`, {
-      field: 'code_verifier',
-      detail: { length: verifier.length },
-    });
+    throw new AuthkeepError(
+      'invalid_argument',
+      `code_verifier must be 43-128 unreserved characters (got ${verifier.length} characters)`,
+      {
+        field: 'code_verifier',
+        detail: { length: verifier.length },
+      },
+    );
   }
 }
 
 /** RFC 7636 section 4.2: an S256 code_challenge is exactly 43 base64url characters. */
 export function assertS256CodeChallenge(challenge: string): void {
   if (!S256_CODE_CHALLENGE.test(challenge)) {
-    throw new AuthkeepError('invalid_argument', `S256 code_challenge must be 43 base64url characters (got ${challenge.length} characters)`, {
-      field: 'code_challenge',
-      detail: { length: challenge.length },
-    });
+    throw new AuthkeepError(
+      'invalid_argument',
+      `S256 code_challenge must be 43 base64url characters (got ${challenge.length} characters)`,
+      {
+        field: 'code_challenge',
+        detail: { length: challenge.length },
+      },
+    );
   }
 }
 

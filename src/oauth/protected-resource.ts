@@ -25,11 +25,11 @@ import {
   assertSecureUrl,
   describeRequest,
   discardBody,
+  type HttpOptions,
   httpRequest,
   isJsonObject,
   readJsonBody,
   safeUrl,
-  type HttpOptions,
 } from './http.js';
 import { bearerChallengeFromResponse } from './www-authenticate.js';
 
@@ -150,7 +150,14 @@ export async function discoverProtectedResource(
   const server = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
   const candidates: URL[] = [];
   if (options.resourceMetadataUrl !== undefined) {
-    candidates.push(assertSecureUrl(options.resourceMetadataUrl, 'resource_metadata', options.allowInsecureLoopback, 'metadata_invalid'));
+    candidates.push(
+      assertSecureUrl(
+        options.resourceMetadataUrl,
+        'resource_metadata',
+        options.allowInsecureLoopback,
+        'metadata_invalid',
+      ),
+    );
   }
   for (const url of protectedResourceMetadataUrls(server)) {
     if (!candidates.some((c) => c.href === url.href)) candidates.push(url);
@@ -159,7 +166,12 @@ export async function discoverProtectedResource(
   let deferred: AuthkeepError | undefined;
   for (const url of candidates) {
     const description = describeRequest('GET', url, 'protected resource metadata');
-    const response = await httpRequest(url, { method: 'GET', headers: { accept: 'application/json' } }, options, 'protected resource metadata');
+    const response = await httpRequest(
+      url,
+      { method: 'GET', headers: { accept: 'application/json' } },
+      options,
+      'protected resource metadata',
+    );
     if (response.status !== 200) {
       await discardBody(response);
       if (!isAbsent(response.status)) {
@@ -172,10 +184,14 @@ export async function discoverProtectedResource(
     }
     const body = await readJsonBody(response, description);
     if (!body.ok) {
-      deferred ??= new AuthkeepError('metadata_invalid', `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`, {
-        field: 'body',
-        detail: { url: safeUrl(url), reason: body.reason },
-      });
+      deferred ??= new AuthkeepError(
+        'metadata_invalid',
+        `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`,
+        {
+          field: 'body',
+          detail: { url: safeUrl(url), reason: body.reason },
+        },
+      );
       continue;
     }
     const metadata = validateProtectedResourceMetadata(body.value, serverUrl, url.href, options.allowInsecureLoopback);

@@ -23,10 +23,10 @@ import {
   describeRequest,
   discardBody,
   failureMessage,
+  type HttpOptions,
   isJsonObject,
   oauthRequestOptions,
   readJsonBody,
-  type HttpOptions,
 } from './http.js';
 
 export interface StaticClientCredentials {
@@ -56,7 +56,10 @@ export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_c
  * `grant_types_supported` (RFC 8414 section 2; absent means authorization_code and implicit only).
  */
 export function offersDeviceGrant(as: AuthorizationServerRecord): boolean {
-  return as.device_authorization_endpoint !== undefined && as.grant_types_supported?.includes(DEVICE_CODE_GRANT_TYPE) === true;
+  return (
+    as.device_authorization_endpoint !== undefined &&
+    as.grant_types_supported?.includes(DEVICE_CODE_GRANT_TYPE) === true
+  );
 }
 
 const METHODS: readonly TokenEndpointAuthMethod[] = ['none', 'client_secret_basic', 'client_secret_post'];
@@ -110,7 +113,9 @@ export function preRegisteredClient(
   redirectUris: string[],
 ): Registration {
   if (!client.clientId) {
-    throw new AuthkeepError('invalid_argument', 'the pre-registered client has an empty clientId', { field: 'staticClient.clientId' });
+    throw new AuthkeepError('invalid_argument', 'the pre-registered client has an empty clientId', {
+      field: 'staticClient.clientId',
+    });
   }
   const method =
     client.tokenEndpointAuthMethod ??
@@ -149,9 +154,13 @@ export function clientIdMetadataDocumentClient(
 ): Registration {
   const url = assertSecureUrl(clientMetadataUrl, 'clientMetadataUrl', options.allowInsecureLoopback);
   if (url.pathname === '/' || url.pathname === '') {
-    throw new AuthkeepError('invalid_argument', 'clientMetadataUrl must contain a path component (e.g. https://example.com/client.json)', {
-      field: 'clientMetadataUrl',
-    });
+    throw new AuthkeepError(
+      'invalid_argument',
+      'clientMetadataUrl must contain a path component (e.g. https://example.com/client.json)',
+      {
+        field: 'clientMetadataUrl',
+      },
+    );
   }
   return {
     issuer: as.issuer,
@@ -199,7 +208,9 @@ const ERROR_FIELDS: Record<string, string> = {
   unapproved_software_statement: 'software_statement',
 };
 
-type Attempt = { kind: 'ok'; registration: Registration } | { kind: 'oauth_error'; error: AuthkeepError; oauthError: string };
+type Attempt =
+  | { kind: 'ok'; registration: Registration }
+  | { kind: 'oauth_error'; error: AuthkeepError; oauthError: string };
 
 /**
  * RFC 7591 section 3.1 request, section 3.2 response. If the AS answers invalid_client_metadata to
@@ -229,8 +240,14 @@ async function registrationAttempt(
   includeScope: boolean,
   options: HttpOptions,
 ): Promise<Attempt> {
-  if (!as.registration_endpoint) throw new AuthkeepError('registration_failed', 'no registration_endpoint', { field: 'registration_endpoint' });
-  const endpoint = assertSecureUrl(as.registration_endpoint, 'registration_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+  if (!as.registration_endpoint)
+    throw new AuthkeepError('registration_failed', 'no registration_endpoint', { field: 'registration_endpoint' });
+  const endpoint = assertSecureUrl(
+    as.registration_endpoint,
+    'registration_endpoint',
+    options.allowInsecureLoopback,
+    'metadata_invalid',
+  );
   const purpose = 'dynamic client registration';
   const description = describeRequest('POST', endpoint, purpose);
   let response: Response;
@@ -250,11 +267,13 @@ async function registrationAttempt(
   }
 
   if (response.status !== 200 && response.status !== 201) {
-    const body = response.status >= 400 && response.status < 500 ? await readJsonBody(response, description) : undefined;
+    const body =
+      response.status >= 400 && response.status < 500 ? await readJsonBody(response, description) : undefined;
     if (body === undefined) await discardBody(response);
     if (body?.ok && isJsonObject(body.value) && typeof body.value.error === 'string' && body.value.error !== '') {
       const oauthError = body.value.error;
-      const errorDescription = typeof body.value.error_description === 'string' ? body.value.error_description.slice(0, 300) : undefined;
+      const errorDescription =
+        typeof body.value.error_description === 'string' ? body.value.error_description.slice(0, 300) : undefined;
       return {
         kind: 'oauth_error',
         oauthError,
@@ -263,7 +282,13 @@ async function registrationAttempt(
           `${description} was refused: ${oauthError}${errorDescription ? `: ${errorDescription}` : ''}${includeScope ? '' : ' (retried without scope)'}`,
           {
             field: ERROR_FIELDS[oauthError] ?? 'client_metadata',
-            detail: { error: oauthError, error_description: errorDescription, status: response.status, request: description, scopeSent: includeScope && !!request.scope },
+            detail: {
+              error: oauthError,
+              error_description: errorDescription,
+              status: response.status,
+              request: description,
+              scopeSent: includeScope && !!request.scope,
+            },
           },
         ),
       };
@@ -276,10 +301,14 @@ async function registrationAttempt(
 
   const body = await readJsonBody(response, description);
   if (!body.ok || !isJsonObject(body.value)) {
-    throw new AuthkeepError('registration_failed', `${description} answered ${response.status} with a body that is not a JSON object`, {
-      field: 'body',
-      detail: { status: response.status, request: description },
-    });
+    throw new AuthkeepError(
+      'registration_failed',
+      `${description} answered ${response.status} with a body that is not a JSON object`,
+      {
+        field: 'body',
+        detail: { status: response.status, request: description },
+      },
+    );
   }
   const parsed = RegistrationResponseSchema.safeParse(body.value);
   if (!parsed.success) {
@@ -292,16 +321,24 @@ async function registrationAttempt(
   const r = parsed.data;
   const assigned = r.token_endpoint_auth_method ?? method;
   if (!isKnownMethod(assigned)) {
-    throw new AuthkeepError('registration_failed', `${description} assigned token_endpoint_auth_method ${JSON.stringify(assigned)}, which authkeep does not implement`, {
-      field: 'token_endpoint_auth_method',
-      detail: { assigned, request: description },
-    });
+    throw new AuthkeepError(
+      'registration_failed',
+      `${description} assigned token_endpoint_auth_method ${JSON.stringify(assigned)}, which authkeep does not implement`,
+      {
+        field: 'token_endpoint_auth_method',
+        detail: { assigned, request: description },
+      },
+    );
   }
   if (assigned !== 'none' && r.client_secret === undefined) {
-    throw new AuthkeepError('registration_failed', `${description} assigned ${assigned} but returned no client_secret`, {
-      field: 'client_secret',
-      detail: { assigned, request: description },
-    });
+    throw new AuthkeepError(
+      'registration_failed',
+      `${description} assigned ${assigned} but returned no client_secret`,
+      {
+        field: 'client_secret',
+        detail: { assigned, request: description },
+      },
+    );
   }
   return {
     kind: 'ok',
@@ -314,7 +351,9 @@ async function registrationAttempt(
       redirectUris: r.redirect_uris ?? [...request.redirectUris],
       // Recorded when the device grant was asked for (what the AS granted, else what we asked);
       // absent otherwise, which the session reads as "no device grant" for a dynamic client.
-      ...(offersDeviceGrant(as) ? { grantTypes: r.grant_types ?? (registrationMetadata(request, method, false, true).grant_types as string[]) } : {}),
+      ...(offersDeviceGrant(as)
+        ? { grantTypes: r.grant_types ?? (registrationMetadata(request, method, false, true).grant_types as string[]) }
+        : {}),
       registeredAt: new Date().toISOString(),
     },
   };

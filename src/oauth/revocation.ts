@@ -12,8 +12,8 @@ import {
   classifyOauth4webapiError,
   describeRequest,
   failureMessage,
-  oauthRequestOptions,
   type HttpOptions,
+  oauthRequestOptions,
 } from './http.js';
 import { clientAuthentication } from './token-endpoint.js';
 
@@ -31,14 +31,25 @@ export async function revokeToken(
   options: HttpOptions,
 ): Promise<'revoked' | 'unsupported'> {
   if (!as.revocation_endpoint) return 'unsupported';
-  const endpoint = assertSecureUrl(as.revocation_endpoint, 'revocation_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+  const endpoint = assertSecureUrl(
+    as.revocation_endpoint,
+    'revocation_endpoint',
+    options.allowInsecureLoopback,
+    'metadata_invalid',
+  );
   const request = describeRequest('POST', endpoint, `revoke ${tokenTypeHint}`);
   const purpose = `revoke ${tokenTypeHint}`;
   try {
-    const response = await revocationRequest(as, { client_id: registration.clientId }, clientAuthentication(registration), token, {
-      ...oauthRequestOptions(endpoint, options, purpose),
-      additionalParameters: { token_type_hint: tokenTypeHint },
-    });
+    const response = await revocationRequest(
+      as,
+      { client_id: registration.clientId },
+      clientAuthentication(registration),
+      token,
+      {
+        ...oauthRequestOptions(endpoint, options, purpose),
+        additionalParameters: { token_type_hint: tokenTypeHint },
+      },
+    );
     await processRevocationResponse(response);
     return 'revoked';
   } catch (err) {
@@ -47,15 +58,20 @@ export async function revokeToken(
     if (err instanceof AuthkeepError) throw err;
     if (failure.kind === 'oauth_error' && failure.error === 'unsupported_token_type') return 'unsupported';
     const status = failure.kind === 'oauth_error' || failure.kind === 'challenge' ? failure.status : undefined;
-    const description = failure.kind === 'oauth_error' ? failure.errorDescription?.split(token).join('[redacted]') : undefined;
-    throw new AuthkeepError('as_error', `${request} failed: ${failure.kind === 'oauth_error' ? `${failure.error}${description ? `: ${description}` : ''}` : failureMessage(failure)}`, {
-      field: failure.kind === 'invalid_response' ? failure.field : 'error',
-      detail: {
-        request,
-        status,
-        error: failure.kind === 'oauth_error' ? failure.error : undefined,
-        error_description: description,
+    const description =
+      failure.kind === 'oauth_error' ? failure.errorDescription?.split(token).join('[redacted]') : undefined;
+    throw new AuthkeepError(
+      'as_error',
+      `${request} failed: ${failure.kind === 'oauth_error' ? `${failure.error}${description ? `: ${description}` : ''}` : failureMessage(failure)}`,
+      {
+        field: failure.kind === 'invalid_response' ? failure.field : 'error',
+        detail: {
+          request,
+          status,
+          error: failure.kind === 'oauth_error' ? failure.error : undefined,
+          error_description: description,
+        },
       },
-    });
+    );
   }
 }

@@ -46,7 +46,10 @@ export function selectScope(input: {
  * named it (servers SHOULD NOT). When the scope is omitted altogether it stays omitted: a lone
  * `offline_access` would replace the AS's default scope rather than add to it.
  */
-export function withOfflineAccess(scope: string | undefined, asScopesSupported: readonly string[] | undefined): string | undefined {
+export function withOfflineAccess(
+  scope: string | undefined,
+  asScopesSupported: readonly string[] | undefined,
+): string | undefined {
   const scopes = scopeList(scope);
   if (scopes.length === 0) return undefined;
   const supported = asScopesSupported?.includes(OFFLINE_ACCESS) === true;

@@ -11,6 +11,7 @@
  * error_description is scrubbed of them too.
  */
 import {
+  type ClientAuth,
   ClientSecretPost,
   deviceCodeGrantRequest,
   genericTokenEndpointRequest,
@@ -19,7 +20,6 @@ import {
   processDeviceCodeResponse,
   processRefreshTokenResponse,
   refreshTokenGrantRequest,
-  type ClientAuth,
   type TokenEndpointResponse,
 } from 'oauth4webapi';
 import { AuthkeepError, type AuthkeepErrorCode, type NeedsAuthReason } from '../errors.js';
@@ -28,10 +28,10 @@ import {
   assertSecureUrl,
   classifyOauth4webapiError,
   describeRequest,
+  type HttpOptions,
   isJsonObject,
   oauthRequestOptions,
   readJsonBody,
-  type HttpOptions,
 } from './http.js';
 
 export interface TokenSet {
@@ -101,9 +101,13 @@ export function clientAuthentication(registration: Registration): ClientAuth {
     case 'client_secret_basic':
     case 'client_secret_post':
       if (!registration.clientSecret) {
-        throw new AuthkeepError('invalid_argument', `the registration uses ${registration.tokenEndpointAuthMethod} but holds no client secret`, {
-          field: 'registration.clientSecret',
-        });
+        throw new AuthkeepError(
+          'invalid_argument',
+          `the registration uses ${registration.tokenEndpointAuthMethod} but holds no client secret`,
+          {
+            field: 'registration.clientSecret',
+          },
+        );
       }
       return registration.tokenEndpointAuthMethod === 'client_secret_basic'
         ? clientSecretBasic(registration.clientSecret)
@@ -153,18 +157,34 @@ function needsAuthReasonFor(error: string): NeedsAuthReason | undefined {
   return undefined;
 }
 
-async function classifyErrorResponse(response: Response, request: string, secrets: Exchange['secrets']): Promise<TokenEndpointError> {
+async function classifyErrorResponse(
+  response: Response,
+  request: string,
+  secrets: Exchange['secrets'],
+): Promise<TokenEndpointError> {
   const status = response.status;
   const body = status >= 300 && status < 400 ? undefined : await readJsonBody(response, request).catch(() => undefined);
   if (body === undefined) await response.body?.cancel().catch(() => undefined);
   const json = body?.ok && isJsonObject(body.value) ? body.value : undefined;
   const oauthError = typeof json?.error === 'string' && json.error !== '' ? scrub(json.error, secrets) : undefined;
-  const oauthErrorDescription = typeof json?.error_description === 'string' ? scrub(json.error_description, secrets) : undefined;
-  const said = oauthError ? `${oauthError}${oauthErrorDescription ? `: ${oauthErrorDescription}` : ''}` : `HTTP ${status}`;
-  const base = { request, status, ...(oauthError ? { oauthError } : {}), ...(oauthErrorDescription ? { oauthErrorDescription } : {}) };
+  const oauthErrorDescription =
+    typeof json?.error_description === 'string' ? scrub(json.error_description, secrets) : undefined;
+  const said = oauthError
+    ? `${oauthError}${oauthErrorDescription ? `: ${oauthErrorDescription}` : ''}`
+    : `HTTP ${status}`;
+  const base = {
+    request,
+    status,
+    ...(oauthError ? { oauthError } : {}),
+    ...(oauthErrorDescription ? { oauthErrorDescription } : {}),
+  };
 
   if (oauthError === 'temporarily_unavailable' || status >= 500 || status === 429 || status === 408) {
-    return new TokenEndpointError(`${request} failed, retry later: ${said}`, { ...base, kind: 'transient', code: 'as_error' });
+    return new TokenEndpointError(`${request} failed, retry later: ${said}`, {
+      ...base,
+      kind: 'transient',
+      code: 'as_error',
+    });
   }
   if (oauthError) {
     const reason = needsAuthReasonFor(oauthError);
@@ -203,8 +223,17 @@ function malformed(request: string, field: string, why: string, status = 200): T
   });
 }
 
-async function tokenRequest(as: AuthorizationServerRecord, exchange: Exchange, options: HttpOptions): Promise<TokenSet> {
-  const endpoint = assertSecureUrl(as.token_endpoint, 'token_endpoint', options.allowInsecureLoopback, 'metadata_invalid');
+async function tokenRequest(
+  as: AuthorizationServerRecord,
+  exchange: Exchange,
+  options: HttpOptions,
+): Promise<TokenSet> {
+  const endpoint = assertSecureUrl(
+    as.token_endpoint,
+    'token_endpoint',
+    options.allowInsecureLoopback,
+    'metadata_invalid',
+  );
   const request = describeRequest('POST', endpoint, exchange.grant);
 
   let response: Response;
@@ -216,11 +245,14 @@ async function tokenRequest(as: AuthorizationServerRecord, exchange: Exchange, o
       throw new TokenEndpointError(failure.error.message, { kind: 'transient', code: 'as_unreachable', request });
     }
     if (err instanceof AuthkeepError) throw err;
-    throw new TokenEndpointError(`${request} could not be sent: ${'message' in failure ? failure.message : failure.kind}`, {
-      kind: 'malformed',
-      code: 'token_response_invalid',
-      request,
-    });
+    throw new TokenEndpointError(
+      `${request} could not be sent: ${'message' in failure ? failure.message : failure.kind}`,
+      {
+        kind: 'malformed',
+        code: 'token_response_invalid',
+        request,
+      },
+    );
   }
 
   if (response.status !== 200) throw await classifyErrorResponse(response, request, exchange.secrets);
@@ -244,7 +276,9 @@ async function tokenRequest(as: AuthorizationServerRecord, exchange: Exchange, o
 
   let result: TokenEndpointResponse;
   try {
-    result = await exchange.process(new Response(JSON.stringify(json), { status: 200, headers: { 'content-type': 'application/json' } }));
+    result = await exchange.process(
+      new Response(JSON.stringify(json), { status: 200, headers: { 'content-type': 'application/json' } }),
+    );
   } catch (err) {
     const failure = classifyOauth4webapiError(err, request);
     if (failure.kind === 'unsupported' || failure.kind === 'invalid_response') {
@@ -255,7 +289,11 @@ async function tokenRequest(as: AuthorizationServerRecord, exchange: Exchange, o
   // oauth4webapi lowercases token_type and also admits DPoP; we hold Bearer tokens only.
   if (result.token_type !== 'bearer') {
     const got = String(json.token_type);
-    throw malformed(request, 'token_type', `expected Bearer, got ${/^[A-Za-z_-]{1,20}$/.test(got) ? got : 'another value'}`);
+    throw malformed(
+      request,
+      'token_type',
+      `expected Bearer, got ${/^[A-Za-z_-]{1,20}$/.test(got) ? got : 'another value'}`,
+    );
   }
   return {
     accessToken: result.access_token,

@@ -135,7 +135,7 @@ class ChallengeTokenizer {
   private token68(): string | undefined {
     const start = this.pos;
     let end = start;
-    while (end < this.input.length && TOKEN68_CHAR.test(this.input[end]!)) end++;
+    while (end < this.input.length && TOKEN68_CHAR.test(this.input.charAt(end))) end++;
     if (end === start) return undefined;
     while (this.input[end] === '=') end++;
     let after = end;
@@ -165,7 +165,8 @@ class ChallengeTokenizer {
       }
       if (!atElement) this.fail("',' after the auth-param");
       if (!this.atAuthParam()) {
-        if (separatorAt === undefined) this.fail('token68 or an auth-param (token BWS "=" BWS value) after the auth-scheme');
+        if (separatorAt === undefined)
+          this.fail('token68 or an auth-param (token BWS "=" BWS value) after the auth-scheme');
         this.pos = separatorAt;
         break;
       }
@@ -180,7 +181,7 @@ class ChallengeTokenizer {
   /** Whether the input at `pos` begins `token BWS "="`, i.e. an auth-param rather than a challenge. */
   private atAuthParam(): boolean {
     let i = this.pos;
-    while (i < this.input.length && TCHAR.test(this.input[i]!)) i++;
+    while (i < this.input.length && TCHAR.test(this.input.charAt(i))) i++;
     if (i === this.pos) return false;
     while (isOws(this.input[i])) i++;
     return this.input[i] === '=';
@@ -212,7 +213,7 @@ class ChallengeTokenizer {
     this.expect('"');
     let value = '';
     for (;;) {
-      if (this.atEnd()) this.fail('a closing \'"\' of the quoted-string');
+      if (this.atEnd()) this.fail("a closing '\"' of the quoted-string");
       const c = this.peek();
       if (c === '"') {
         this.pos++;
@@ -220,8 +221,8 @@ class ChallengeTokenizer {
       }
       if (c === '\\') {
         this.pos++;
-        if (this.atEnd()) this.fail('a character after \'\\\' in the quoted-string');
-        if (!isQuotedPairChar(this.peek())) this.fail('HTAB, SP, VCHAR or obs-text after \'\\\'');
+        if (this.atEnd()) this.fail("a character after '\\' in the quoted-string");
+        if (!isQuotedPairChar(this.peek())) this.fail("HTAB, SP, VCHAR or obs-text after '\\'");
         value += this.peek();
         this.pos++;
         continue;
@@ -267,7 +268,14 @@ function isOws(c: string | undefined): boolean {
 /** qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text (RFC 9110 section 5.6.4). */
 function isQdtext(c: string): boolean {
   const code = c.charCodeAt(0);
-  return c === '\t' || c === ' ' || code === 0x21 || (code >= 0x23 && code <= 0x5b) || (code >= 0x5d && code <= 0x7e) || (code >= 0x80 && code <= 0xff);
+  return (
+    c === '\t' ||
+    c === ' ' ||
+    code === 0x21 ||
+    (code >= 0x23 && code <= 0x5b) ||
+    (code >= 0x5d && code <= 0x7e) ||
+    (code >= 0x80 && code <= 0xff)
+  );
 }
 
 /** quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) (RFC 9110 section 5.6.4). */

@@ -10,21 +10,21 @@
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
-import { FileCredentialStore, type CredentialStore } from '../store/credential-store.js';
+import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
 import { defaultHome } from '../store/paths.js';
 import type { AuthorizationServerRecord, Registration, ServerRecord, Tokens } from '../store/record.js';
 import { createAuthenticatedFetch } from './authenticated-fetch.js';
-import { openInBrowser, type OpenAuthorizationUrl } from './browser.js';
+import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
+import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
 import { discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
-import { signIn, type CallbackOptions, type StaticClient } from './sign-in.js';
-import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
-import { SignInCoordinator } from './sign-in-coordinator.js';
-import { serverStatus, type ServerStatus } from './status.js';
-import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 import type { RefreshMode } from './refresh-policy.js';
 import { accessTokenExpiresAt } from './refresh-policy.js';
+import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
+import { SignInCoordinator } from './sign-in-coordinator.js';
+import { type ServerStatus, serverStatus } from './status.js';
+import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 
 export interface AuthKeeperOptions {
   /** Where records live. Default: `$AUTHKEEP_HOME`, else the platform's per-user data directory. */
@@ -131,48 +131,66 @@ export class AuthKeeper {
     const url = canonicalServerUrl(serverUrl);
     const server = await discoverServer(url, this.http());
     const scope = unionScope(server.scope, options.scope);
-    const record = await this.coordinator.signIn(server, scope, async (current) => {
-      const staticClient = this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
-      const stored =
-        current && current.registration.issuer === server.authorizationServer.issuer
-          ? current.registration
-          : await this.registrationForIssuer(server.authorizationServer.issuer);
-      // A configured pre-registered client wins over a stored registration of another client_id.
-      const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
-      const context = {
-        http: this.http(),
-        logger: this.logger,
-        clientName: this.options.clientName ?? 'authkeep',
-        ...(this.options.clientMetadataUrl ? { clientMetadataUrl: this.options.clientMetadataUrl } : {}),
-        ...(staticClient ? { staticClient } : {}),
-        callback: this.options.callback ?? {},
-        timeoutMs: this.options.loginTimeoutMs ?? 5 * 60_000,
-        ...(knownRegistration ? { knownRegistration } : {}),
-      };
-      if (options.mode === 'device' || options.mode === 'auto') {
-        const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
-          staticClient: staticClient !== undefined,
-          clientMetadataUrl: this.options.clientMetadataUrl !== undefined,
-        });
-        if (unavailable === undefined) {
-          return deviceSignIn(server, scope, { ...context, showDeviceCode: this.options.showDeviceCode ?? printDeviceCode });
-        }
-        if (options.mode === 'device' && options.requireDevice) {
-          throw new AuthkeepError('device_flow_unavailable', `cannot use the device authorization grant: ${unavailable}`, {
-            field: 'device_authorization_endpoint',
+    const record = await this.coordinator.signIn(
+      server,
+      scope,
+      async (current) => {
+        const staticClient =
+          this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
+        const stored =
+          current && current.registration.issuer === server.authorizationServer.issuer
+            ? current.registration
+            : await this.registrationForIssuer(server.authorizationServer.issuer);
+        // A configured pre-registered client wins over a stored registration of another client_id.
+        const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
+        const context = {
+          http: this.http(),
+          logger: this.logger,
+          clientName: this.options.clientName ?? 'authkeep',
+          ...(this.options.clientMetadataUrl ? { clientMetadataUrl: this.options.clientMetadataUrl } : {}),
+          ...(staticClient ? { staticClient } : {}),
+          callback: this.options.callback ?? {},
+          timeoutMs: this.options.loginTimeoutMs ?? 5 * 60_000,
+          ...(knownRegistration ? { knownRegistration } : {}),
+        };
+        if (options.mode === 'device' || options.mode === 'auto') {
+          const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
+            staticClient: staticClient !== undefined,
+            clientMetadataUrl: this.options.clientMetadataUrl !== undefined,
           });
+          if (unavailable === undefined) {
+            return deviceSignIn(server, scope, {
+              ...context,
+              showDeviceCode: this.options.showDeviceCode ?? printDeviceCode,
+            });
+          }
+          if (options.mode === 'device' && options.requireDevice) {
+            throw new AuthkeepError(
+              'device_flow_unavailable',
+              `cannot use the device authorization grant: ${unavailable}`,
+              {
+                field: 'device_authorization_endpoint',
+              },
+            );
+          }
+          this.logger.emit(
+            options.mode === 'device' ? 'warn' : 'info',
+            'login.device_unavailable',
+            `signing in with the browser: ${unavailable}`,
+            {
+              serverUrl: url,
+              issuer: server.authorizationServer.issuer,
+            },
+          );
         }
-        this.logger.emit(options.mode === 'device' ? 'warn' : 'info', 'login.device_unavailable', `signing in with the browser: ${unavailable}`, {
-          serverUrl: url,
-          issuer: server.authorizationServer.issuer,
+        return signIn(server, scope, {
+          ...context,
+          openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
+          registerOnce: (issuer, register) => this.store.registerOnce(issuer, register),
         });
-      }
-      return signIn(server, scope, {
-        ...context,
-        openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
-        registerOnce: (issuer, register) => this.store.registerOnce(issuer, register),
-      });
-    }, requestedAt);
+      },
+      requestedAt,
+    );
     this.tokens.adopt(record);
     return serverStatus({ kind: 'ok', record });
   }
@@ -225,7 +243,7 @@ export class AuthKeeper {
    * (the next login re-registers at the new issuer) instead of refreshing at the old one forever.
    */
   private async checkAuthorizationServer(url: string): Promise<void> {
-    let discovered;
+    let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
       discovered = await discoverServer(url, this.http());
     } catch {
@@ -244,7 +262,10 @@ export class AuthKeeper {
     });
     if (info) {
       this.tokens.forget(url);
-      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? 'issuer changed', { serverUrl: url, reason: 'issuer_changed' });
+      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? 'issuer changed', {
+        serverUrl: url,
+        reason: 'issuer_changed',
+      });
       throw new NeedsAuthError(info);
     }
   }
@@ -276,10 +297,14 @@ export class AuthKeeper {
         const token = record.tokens.refreshToken ?? record.tokens.accessToken;
         const hint = record.tokens.refreshToken ? 'refresh_token' : 'access_token';
         try {
-          revoked = (await revokeToken(record.authorizationServer, record.registration, token, hint, this.http())) === 'revoked';
+          revoked =
+            (await revokeToken(record.authorizationServer, record.registration, token, hint, this.http())) ===
+            'revoked';
         } catch (err) {
           // Logging out locally must still work when the AS is down; say so.
-          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${(err as Error).message}`, { serverUrl: url });
+          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${(err as Error).message}`, {
+            serverUrl: url,
+          });
         }
       }
       await tx.delete();
@@ -341,27 +366,41 @@ export class AuthKeeper {
     return this.store.transaction(url, 'write', async (tx) => {
       const read = await tx.read();
       if (read.kind !== 'ok') {
-        throw new AuthkeepError('store_conflict', `no stored record for ${url} to attach tokens to; sign in with AuthKeeper first`, {
-          field: 'serverUrl',
-        });
+        throw new AuthkeepError(
+          'store_conflict',
+          `no stored record for ${url} to attach tokens to; sign in with AuthKeeper first`,
+          {
+            field: 'serverUrl',
+          },
+        );
       }
       const record = read.record;
       const registration = record.registration;
       if (options.clientId !== undefined && options.clientId !== registration.clientId) {
-        throw new AuthkeepError('store_conflict', `tokens for client ${options.clientId} refused: the record's registration is another client`, {
-          field: 'tokens.client_id',
-          detail: { expected: registration.clientId, actual: options.clientId },
-        });
+        throw new AuthkeepError(
+          'store_conflict',
+          `tokens for client ${options.clientId} refused: the record's registration is another client`,
+          {
+            field: 'tokens.client_id',
+            detail: { expected: registration.clientId, actual: options.clientId },
+          },
+        );
       }
       if (tokens.issuer !== undefined && !sameIssuer(tokens.issuer, registration.issuer)) {
-        throw new AuthkeepError('store_conflict', `tokens from issuer ${tokens.issuer} refused: the record's registration is at ${registration.issuer}`, {
-          field: 'tokens.issuer',
-          detail: { expected: registration.issuer, actual: tokens.issuer },
-        });
+        throw new AuthkeepError(
+          'store_conflict',
+          `tokens from issuer ${tokens.issuer} refused: the record's registration is at ${registration.issuer}`,
+          {
+            field: 'tokens.issuer',
+            detail: { expected: registration.issuer, actual: tokens.issuer },
+          },
+        );
       }
       const current = record.tokens;
       const currentUsable =
-        current !== undefined && !record.needsAuth && (current.expiresAt === undefined || Date.now() < current.expiresAt);
+        current !== undefined &&
+        !record.needsAuth &&
+        (current.expiresAt === undefined || Date.now() < current.expiresAt);
       if (currentUsable && current.accessToken !== options.basedOn) {
         this.logger.emit('info', 'tokens.kept_newer', 'kept the stored tokens: they are newer than the ones offered', {
           serverUrl: url,
@@ -372,9 +411,13 @@ export class AuthKeeper {
       const next: Tokens = {
         accessToken: tokens.accessToken,
         tokenType: tokens.tokenType ?? 'Bearer',
-        ...(tokens.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(receivedAt, tokens.expiresIn, tokens.accessToken) } : {}),
+        ...(tokens.expiresIn !== undefined
+          ? { expiresAt: accessTokenExpiresAt(receivedAt, tokens.expiresIn, tokens.accessToken) }
+          : {}),
         obtainedAt: receivedAt,
-        ...(tokens.refreshToken !== undefined ? { refreshToken: tokens.refreshToken, refreshTokenObtainedAt: receivedAt } : {}),
+        ...(tokens.refreshToken !== undefined
+          ? { refreshToken: tokens.refreshToken, refreshTokenObtainedAt: receivedAt }
+          : {}),
         ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
         clientId: registration.clientId,
         issuer: registration.issuer,
@@ -382,7 +425,10 @@ export class AuthKeeper {
       const { needsAuth: _cleared, ...rest } = record;
       const written = await tx.write({ ...rest, tokens: next, updatedAt: new Date(receivedAt).toISOString() });
       this.tokens.adopt(written);
-      this.logger.emit('info', 'tokens.stored', 'stored tokens obtained outside AuthKeeper', { serverUrl: url, generation: written.generation });
+      this.logger.emit('info', 'tokens.stored', 'stored tokens obtained outside AuthKeeper', {
+        serverUrl: url,
+        generation: written.generation,
+      });
       return 'stored';
     });
   }

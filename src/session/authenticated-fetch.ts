@@ -8,8 +8,8 @@
  * Not for: deciding when to refresh (token-manager.ts) or running a sign-in (sign-in.ts).
  */
 import { AuthkeepError } from '../errors.js';
-import { bearerChallengeFromResponse } from '../oauth/www-authenticate.js';
 import { unionScopes } from '../oauth/scope.js';
+import { bearerChallengeFromResponse } from '../oauth/www-authenticate.js';
 
 export interface AuthenticatedFetchDeps {
   serverUrl: string;
@@ -35,11 +35,18 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
     const url = request ? request.url : input instanceof URL ? input.href : input;
     const body = init?.body ?? (request?.body ? await request.arrayBuffer() : undefined);
     const baseHeaders = new Headers(request?.headers);
-    new Headers(init?.headers).forEach((value, key) => baseHeaders.set(key, value));
+    new Headers(init?.headers).forEach((value, key) => {
+      baseHeaders.set(key, value);
+    });
     const send = (token: string): Promise<Response> => {
       const headers = new Headers(baseHeaders);
       headers.set('authorization', `Bearer ${token}`);
-      return deps.fetch(url, { ...init, method: init?.method ?? request?.method ?? 'GET', headers, body: body ?? null });
+      return deps.fetch(url, {
+        ...init,
+        method: init?.method ?? request?.method ?? 'GET',
+        headers,
+        body: body ?? null,
+      });
     };
 
     let token = await deps.getAccessToken();

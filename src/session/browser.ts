@@ -29,7 +29,11 @@ export const openInBrowser: OpenAuthorizationUrl = (url) =>
     if (!command) return reject(new AuthkeepError('invalid_argument', 'BROWSER is empty', { field: 'BROWSER' }));
     const child = spawn(command, args, { stdio: 'ignore', detached: process.platform !== 'win32' });
     child.once('error', (err) =>
-      reject(new AuthkeepError('invalid_argument', `could not start the browser command ${command}: ${err.message}`, { field: 'BROWSER' })),
+      reject(
+        new AuthkeepError('invalid_argument', `could not start the browser command ${command}: ${err.message}`, {
+          field: 'BROWSER',
+        }),
+      ),
     );
     child.once('spawn', () => {
       child.unref();

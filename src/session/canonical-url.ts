@@ -18,7 +18,9 @@ export function canonicalServerUrl(input: string | URL): string {
     });
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new AuthkeepError('invalid_argument', `serverUrl must be http(s), got ${url.protocol}`, { field: 'serverUrl' });
+    throw new AuthkeepError('invalid_argument', `serverUrl must be http(s), got ${url.protocol}`, {
+      field: 'serverUrl',
+    });
   }
   if (url.username || url.password) {
     throw new AuthkeepError('invalid_argument', 'serverUrl must not carry credentials', { field: 'serverUrl' });

@@ -21,7 +21,7 @@ import { DEVICE_CODE_GRANT_TYPE, offersDeviceGrant, registerClient } from '../oa
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import type { AuthorizationServerRecord, Registration } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
-import { stampTokens, type SignInContext, type SignInResult } from './sign-in.js';
+import { type SignInContext, type SignInResult, stampTokens } from './sign-in.js';
 
 /** What the user must be shown to complete a device sign-in (RFC 8628 section 3.3). */
 export interface DeviceCodeInfo {
@@ -59,7 +59,8 @@ export function deviceFlowUnavailable(
   registration: Registration | undefined,
   configured: { staticClient?: boolean; clientMetadataUrl?: boolean },
 ): string | undefined {
-  if (!as.device_authorization_endpoint) return `authorization server ${as.issuer} does not offer the device authorization grant (no device_authorization_endpoint)`;
+  if (!as.device_authorization_endpoint)
+    return `authorization server ${as.issuer} does not offer the device authorization grant (no device_authorization_endpoint)`;
   if (registration && registration.issuer === as.issuer) {
     if (registration.method !== 'dynamic') return undefined;
     return registration.grantTypes?.includes(DEVICE_CODE_GRANT_TYPE)
@@ -87,12 +88,19 @@ async function loopbackRedirectUri(ctx: DeviceSignInContext): Promise<string> {
   return callback.redirectUri;
 }
 
-export async function deviceSignIn(server: DiscoveredServer, requestedScope: string | undefined, ctx: DeviceSignInContext): Promise<SignInResult> {
+export async function deviceSignIn(
+  server: DiscoveredServer,
+  requestedScope: string | undefined,
+  ctx: DeviceSignInContext,
+): Promise<SignInResult> {
   const as = server.authorizationServer;
   const scope = withOfflineAccess(requestedScope, as.scopes_supported);
 
   // 1. Registration, as in sign-in.ts.
-  const registrationScope = withOfflineAccess(unionScopes(scope, server.resourceScopes?.join(' ')), as.scopes_supported);
+  const registrationScope = withOfflineAccess(
+    unionScopes(scope, server.resourceScopes?.join(' ')),
+    as.scopes_supported,
+  );
   const registration =
     ctx.knownRegistration && ctx.knownRegistration.issuer === as.issuer
       ? ctx.knownRegistration
@@ -108,18 +116,27 @@ export async function deviceSignIn(server: DiscoveredServer, requestedScope: str
           ctx.http,
         );
   if (registration.method === 'dynamic' && !registration.grantTypes?.includes(DEVICE_CODE_GRANT_TYPE)) {
-    throw new AuthkeepError('device_flow_unavailable', `the authorization server ${as.issuer} registered client ${registration.clientId} without the device_code grant`, {
-      field: 'grant_types',
-    });
+    throw new AuthkeepError(
+      'device_flow_unavailable',
+      `the authorization server ${as.issuer} registered client ${registration.clientId} without the device_code grant`,
+      {
+        field: 'grant_types',
+      },
+    );
   }
 
   // 2. Device authorization request.
   const device = await requestDeviceAuthorization(as, registration, { scope, resource: server.resource }, ctx.http);
-  ctx.logger.emit('info', 'login.device_code', `waiting for the user to approve the device code at ${new URL(device.verificationUri).host}`, {
-    serverUrl: server.serverUrl,
-    issuer: as.issuer,
-    clientId: registration.clientId,
-  });
+  ctx.logger.emit(
+    'info',
+    'login.device_code',
+    `waiting for the user to approve the device code at ${new URL(device.verificationUri).host}`,
+    {
+      serverUrl: server.serverUrl,
+      issuer: as.issuer,
+      clientId: registration.clientId,
+    },
+  );
 
   // 3. Show the code; 4. poll, bounded by the login timeout as well as by the code's lifetime.
   await ctx.showDeviceCode({
@@ -132,14 +149,18 @@ export async function deviceSignIn(server: DiscoveredServer, requestedScope: str
   const timer = setTimeout(
     () =>
       controller.abort(
-        new AuthkeepError('callback_timeout', `the device sign-in was not approved within ${Math.round(ctx.timeoutMs / 1000)} s`, {
-          field: 'timeoutMs',
-        }),
+        new AuthkeepError(
+          'callback_timeout',
+          `the device sign-in was not approved within ${Math.round(ctx.timeoutMs / 1000)} s`,
+          {
+            field: 'timeoutMs',
+          },
+        ),
       ),
     ctx.timeoutMs,
   );
   timer.unref?.();
-  let tokenSet;
+  let tokenSet: Awaited<ReturnType<typeof pollDeviceToken>>;
   try {
     tokenSet = await pollDeviceToken(
       as,

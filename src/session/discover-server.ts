@@ -7,8 +7,8 @@
  * Not for: registration or the authorization request (sign-in.ts).
  */
 import { AuthkeepError } from '../errors.js';
-import type { HttpOptions } from '../oauth/http.js';
 import { discoverAuthorizationServer, legacyAuthorizationServer } from '../oauth/authorization-server-metadata.js';
+import type { HttpOptions } from '../oauth/http.js';
 import { discoverProtectedResource, probeServer } from '../oauth/protected-resource.js';
 import { selectScope } from '../oauth/scope.js';
 import type { AuthorizationServerRecord } from '../store/record.js';
@@ -34,9 +34,13 @@ export async function discoverServer(serverUrl: string, http: HttpOptions): Prom
   if (prm) {
     const issuer = prm.metadata.authorization_servers?.[0];
     if (!issuer) {
-      throw new AuthkeepError('metadata_invalid', `protected resource metadata at ${prm.url} names no authorization server`, {
-        field: 'authorization_servers',
-      });
+      throw new AuthkeepError(
+        'metadata_invalid',
+        `protected resource metadata at ${prm.url} names no authorization server`,
+        {
+          field: 'authorization_servers',
+        },
+      );
     }
     const authorizationServer = await discoverAuthorizationServer(issuer, http);
     const scope = selectScope({

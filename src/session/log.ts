@@ -25,7 +25,12 @@ const SECRET_FIELD = /token|secret|verifier|code$|^code|password|assertion|autho
 export class Logger {
   constructor(private readonly sink: LogSink | undefined) {}
 
-  emit(level: LogLevel, event: string, message: string, fields: Record<string, string | number | boolean | undefined> = {}): void {
+  emit(
+    level: LogLevel,
+    event: string,
+    message: string,
+    fields: Record<string, string | number | boolean | undefined> = {},
+  ): void {
     if (!this.sink) return;
     const entry: LogEvent = { level, event, message, at: new Date().toISOString() };
     for (const [key, value] of Object.entries(fields)) {

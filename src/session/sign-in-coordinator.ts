@@ -13,15 +13,15 @@
  *
  * Not for: the flow itself (sign-in.ts).
  */
-import { NeedsAuthError, isAuthkeepError } from '../errors.js';
+import { isAuthkeepError, NeedsAuthError } from '../errors.js';
+import { scopeCovers } from '../oauth/scope.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
+import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
 import { recordFromSignIn, type SignInResult } from './sign-in.js';
 import { needsAuthInfo } from './token-manager.js';
-import { detectDrift } from './drift.js';
-import { scopeCovers } from '../oauth/scope.js';
 
 export interface LoginOutcome {
   status: 'ok' | 'failed';
@@ -107,7 +107,13 @@ export class SignInCoordinator {
         } catch (err) {
           const code = isAuthkeepError(err) ? String(err.code) : 'unexpected';
           const message = err instanceof Error ? err.message : String(err);
-          await store.writeLoginOutcome(serverUrl, { status: 'failed', at: Date.now(), pid: process.pid, code, message });
+          await store.writeLoginOutcome(serverUrl, {
+            status: 'failed',
+            at: Date.now(),
+            pid: process.pid,
+            code,
+            message,
+          });
           logger.emit('warn', 'login.failed', `sign-in failed: ${message}`, { serverUrl, code });
           throw err;
         }
@@ -117,7 +123,12 @@ export class SignInCoordinator {
         onWait: (holder) => {
           if (announced) return;
           announced = true;
-          logger.emit('info', 'login.waiting', `waiting for the sign-in running in process ${holder.info?.pid ?? '?'}`, { serverUrl });
+          logger.emit(
+            'info',
+            'login.waiting',
+            `waiting for the sign-in running in process ${holder.info?.pid ?? '?'}`,
+            { serverUrl },
+          );
         },
       },
     );
@@ -125,7 +136,12 @@ export class SignInCoordinator {
 }
 
 /** True when `record` holds usable tokens obtained by a sign-in that finished after `since`. */
-function signedInSince(record: ServerRecord, server: DiscoveredServer, scope: string | undefined, since: number): boolean {
+function signedInSince(
+  record: ServerRecord,
+  server: DiscoveredServer,
+  scope: string | undefined,
+  since: number,
+): boolean {
   const tokens = record.tokens;
   if (!tokens || record.needsAuth || detectDrift(record)) return false;
   if (record.authorizationServer.issuer !== server.authorizationServer.issuer) return false;

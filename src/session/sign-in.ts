@@ -14,8 +14,8 @@
  */
 import { generateRandomState } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
-import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
 import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
+import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
@@ -89,7 +89,11 @@ async function openCallback(ctx: SignInContext, state: string) {
   return startLoopbackCallback({ ...base, port: 0 });
 }
 
-export async function signIn(server: DiscoveredServer, requestedScope: string | undefined, ctx: SignInContext): Promise<SignInResult> {
+export async function signIn(
+  server: DiscoveredServer,
+  requestedScope: string | undefined,
+  ctx: SignInContext,
+): Promise<SignInResult> {
   const as = server.authorizationServer;
   if (!as.authorization_endpoint) {
     throw new AuthkeepError('metadata_invalid', `authorization server ${as.issuer} has no authorization_endpoint`, {
@@ -103,7 +107,10 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
     // 1. Registration (kept per issuer; re-registered when the issuer changes). DCR asks for every
     // scope the resource publishes, not only today's, so a later step-up is not refused as
     // invalid_scope for a client registered narrowly.
-    const registrationScope = withOfflineAccess(unionScopes(scope, server.resourceScopes?.join(' ')), as.scopes_supported);
+    const registrationScope = withOfflineAccess(
+      unionScopes(scope, server.resourceScopes?.join(' ')),
+      as.scopes_supported,
+    );
     const register = () =>
       registerClient(
         as,
@@ -169,7 +176,12 @@ export async function signIn(server: DiscoveredServer, requestedScope: string | 
  * (DESIGN.md invariant 2). `requestSentAt` dates them (see refresh-policy.ts); `requestedScope`
  * stands in when the AS omits `scope` (RFC 6749 section 5.1: then it granted what was asked).
  */
-export function stampTokens(tokenSet: TokenSet, requestSentAt: number, registration: Registration, requestedScope: string | undefined): Tokens {
+export function stampTokens(
+  tokenSet: TokenSet,
+  requestSentAt: number,
+  registration: Registration,
+  requestedScope: string | undefined,
+): Tokens {
   const scope = tokenSet.scope ?? requestedScope;
   return {
     accessToken: tokenSet.accessToken,
@@ -186,7 +198,11 @@ export function stampTokens(tokenSet: TokenSet, requestSentAt: number, registrat
 }
 
 /** The record a successful sign-in produces (generation is set by the store's compare-and-swap). */
-export function recordFromSignIn(server: DiscoveredServer, result: SignInResult, previous: ServerRecord | undefined): ServerRecord {
+export function recordFromSignIn(
+  server: DiscoveredServer,
+  result: SignInResult,
+  previous: ServerRecord | undefined,
+): ServerRecord {
   return {
     version: 1,
     serverUrl: server.serverUrl,

@@ -43,7 +43,11 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
   const url = read.kind === 'ok' ? read.record.serverUrl : (serverUrl ?? read.serverUrl ?? '(unknown)');
   const fix = `authkeep login ${url}`;
   if (read.kind === 'missing') {
-    return { serverUrl: url, state: 'needs-auth', needsAuth: { reason: 'no_credentials', at: new Date(now).toISOString(), fix } };
+    return {
+      serverUrl: url,
+      state: 'needs-auth',
+      needsAuth: { reason: 'no_credentials', at: new Date(now).toISOString(), fix },
+    };
   }
   if (read.kind === 'corrupt') {
     return {

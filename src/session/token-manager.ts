@@ -17,13 +17,13 @@
  * Not for: interactive sign-in (see sign-in.ts) or HTTP handling of 401/403 (authenticated-fetch.ts).
  */
 import { NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
-import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { HttpOptions } from '../oauth/http.js';
+import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
-import { accessTokenExpiresAt, isUnexpired, refreshDueAt, type RefreshMode } from './refresh-policy.js';
+import { accessTokenExpiresAt, isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
 
 interface CachedToken {
   accessToken: string;
@@ -106,7 +106,8 @@ export class TokenManager {
 
   /** Make the manager serve the tokens of a record just written (after login). */
   adopt(record: ServerRecord): void {
-    if (record.tokens && !record.needsAuth && detectDrift(record) === undefined) this.remember(record.serverUrl, record.tokens);
+    if (record.tokens && !record.needsAuth && detectDrift(record) === undefined)
+      this.remember(record.serverUrl, record.tokens);
   }
 
   forget(serverUrl: string): void {
@@ -117,8 +118,10 @@ export class TokenManager {
 
   private singleFlight(serverUrl: string, cause: RefreshCause): Promise<string> {
     const running = this.inflight.get(serverUrl);
-    if (running) return running;
-    const flight = this.refreshTransaction(serverUrl, cause).finally(() => this.inflight.delete(serverUrl));
+    if (running !== undefined) return running;
+    const flight = this.refreshTransaction(serverUrl, cause).finally(() => {
+      this.inflight.delete(serverUrl);
+    });
     this.inflight.set(serverUrl, flight);
     return flight;
   }
@@ -143,16 +146,24 @@ export class TokenManager {
    */
   private scheduleRefresh(serverUrl: string, at: number): void {
     clearTimeout(this.timers.get(serverUrl));
-    const timer = setTimeout(() => {
-      this.timers.delete(serverUrl);
-      const cached = this.cache.get(serverUrl);
-      if (cached === undefined) return; // forgotten (logout) or never served
-      // Timers can fire a millisecond early: then wait for the due instant rather than lose the chain.
-      if (Date.now() < cached.refreshAt) return this.scheduleRefresh(serverUrl, cached.refreshAt);
-      this.singleFlight(serverUrl, { kind: 'due' }).catch((err: unknown) => {
-        this.deps.logger.emit('warn', 'refresh.background_failed', `background refresh failed: ${(err as Error).message}`, { serverUrl });
-      });
-    }, Math.max(0, at - Date.now()));
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(serverUrl);
+        const cached = this.cache.get(serverUrl);
+        if (cached === undefined) return; // forgotten (logout) or never served
+        // Timers can fire a millisecond early: then wait for the due instant rather than lose the chain.
+        if (Date.now() < cached.refreshAt) return this.scheduleRefresh(serverUrl, cached.refreshAt);
+        this.singleFlight(serverUrl, { kind: 'due' }).catch((err: unknown) => {
+          this.deps.logger.emit(
+            'warn',
+            'refresh.background_failed',
+            `background refresh failed: ${(err as Error).message}`,
+            { serverUrl },
+          );
+        });
+      },
+      Math.max(0, at - Date.now()),
+    );
     timer.unref();
     this.timers.set(serverUrl, timer);
   }
@@ -190,7 +201,10 @@ export class TokenManager {
     if (detectDrift(hint) === undefined) {
       const fresh = this.adoptable(hint, cause);
       if (fresh) {
-        logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored', { serverUrl, generation: hint.generation });
+        logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored', {
+          serverUrl,
+          generation: hint.generation,
+        });
         return this.remember(serverUrl, fresh).accessToken;
       }
     }
@@ -238,9 +252,13 @@ export class TokenManager {
         }
 
         // 5. Refresh, persist with compare-and-swap, then expose.
-        const next = await this.refreshWithRetry(record, { ...tokens, refreshToken: tokens.refreshToken }, async (info) => {
-          await tx.write(markNeedsAuth(record, info));
-        });
+        const next = await this.refreshWithRetry(
+          record,
+          { ...tokens, refreshToken: tokens.refreshToken },
+          async (info) => {
+            await tx.write(markNeedsAuth(record, info));
+          },
+        );
         if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens);
         const written = await tx.write(next);
         logger.emit('info', 'refresh.ok', 'refreshed access token', {
@@ -288,7 +306,11 @@ export class TokenManager {
         response = await refreshAccessToken(
           record.authorizationServer,
           record.registration,
-          { refreshToken: tokens.refreshToken, resource: record.resource, ...(tokens.scope ? { scope: tokens.scope } : {}) },
+          {
+            refreshToken: tokens.refreshToken,
+            resource: record.resource,
+            ...(tokens.scope ? { scope: tokens.scope } : {}),
+          },
           this.deps.http(),
         );
       } catch (err) {
@@ -306,7 +328,11 @@ export class TokenManager {
           }
           if (isUnexpired(tokens)) return 'unreachable-but-valid';
           throw new NeedsAuthError(
-            needsAuthInfo(serverUrl, 'as_unreachable', { error: err.oauthError, errorDescription: err.message, request: err.request }),
+            needsAuthInfo(serverUrl, 'as_unreachable', {
+              error: err.oauthError,
+              errorDescription: err.message,
+              request: err.request,
+            }),
             { cause: err },
           );
         }
@@ -314,7 +340,10 @@ export class TokenManager {
           // Bad input leaves stored state untouched: the record keeps its tokens and no marker is
           // written. If the AS did rotate the token before answering garbage, the next attempt
           // gets invalid_grant, which is then recorded with its reason.
-          const info = needsAuthInfo(serverUrl, 'malformed_response', { errorDescription: err.message, request: err.request });
+          const info = needsAuthInfo(serverUrl, 'malformed_response', {
+            errorDescription: err.message,
+            request: err.request,
+          });
           this.deps.logger.emit('warn', 'needs_auth', `refresh answer unusable: ${err.field ?? 'body'}`, {
             serverUrl,
             reason: 'malformed_response',
@@ -343,12 +372,14 @@ export class TokenManager {
       const nextTokens: Tokens = {
         accessToken: response.accessToken,
         tokenType: response.tokenType,
-        ...(response.expiresIn !== undefined ? { expiresAt: accessTokenExpiresAt(sentAt, response.expiresIn, response.accessToken) } : {}),
+        ...(response.expiresIn !== undefined
+          ? { expiresAt: accessTokenExpiresAt(sentAt, response.expiresIn, response.accessToken) }
+          : {}),
         obtainedAt: sentAt,
         // Many IdPs omit a new refresh token: keep the old one.
         refreshToken: response.refreshToken ?? tokens.refreshToken,
         refreshTokenObtainedAt: rotated ? now : (tokens.refreshTokenObtainedAt ?? tokens.obtainedAt),
-        ...(response.scope ?? tokens.scope ? { scope: response.scope ?? tokens.scope } : {}),
+        ...((response.scope ?? tokens.scope) ? { scope: response.scope ?? tokens.scope } : {}),
         clientId: record.registration.clientId,
         issuer: record.registration.issuer,
       };

@@ -9,7 +9,7 @@
  * serialising writers (lock.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { chmod, type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 import { isProcessAlive } from './process-alive.js';
@@ -54,7 +54,10 @@ export async function ensurePrivateDir(dir: string, options: { tighten?: boolean
 const TEMP_PATTERN = /^\.(.+)\.(\d+)\.([0-9a-f]{12})\.tmp$/;
 
 function tempPathFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
 }
 
 async function fsyncDirectory(dir: string): Promise<void> {
@@ -92,7 +95,11 @@ async function renameWithRetry(from: string, to: string): Promise<void> {
  * `ensurePrivateDir`). The file ends with mode `mode` (default 0600) whatever the umask. On failure
  * the target is untouched and the temp file removed; throws AuthkeepError `store_io`.
  */
-export async function writeFileAtomic(target: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+export async function writeFileAtomic(
+  target: string,
+  data: string | Uint8Array,
+  options: { mode?: number } = {},
+): Promise<void> {
   const mode = options.mode ?? PRIVATE_FILE_MODE;
   const tmp = tempPathFor(target);
   let fh: FileHandle | undefined;
@@ -155,7 +162,8 @@ export async function sweepTempFiles(
     const ageMs = Date.now() - st.mtimeMs;
     // A write takes milliseconds; the grace keeps a writer on another host sharing this directory
     // (whose pid means nothing here) from losing its temp file mid-write.
-    const abandoned = ageMs > maxAgeMs || (ageMs > (options.deadWriterGraceMs ?? 10_000) && !isProcessAlive(Number(match[2])));
+    const abandoned =
+      ageMs > maxAgeMs || (ageMs > (options.deadWriterGraceMs ?? 10_000) && !isProcessAlive(Number(match[2])));
     if (abandoned) {
       await unlink(file).then(
         () => removed.push(name),

@@ -38,15 +38,16 @@
  * generation + 1 and returns the record as written. The generation is also the fencing token that protects against a holder that was paused
  * past its lock's bound (see lock.ts).
  */
-import { rename, readdir, unlink } from 'node:fs/promises';
-import path from 'node:path';
+
 import { randomBytes } from 'node:crypto';
+import { readdir, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, readFileIfExists, storeIoError, sweepTempFiles, writeFileAtomic } from './atomic-file.js';
 import { acquireLock, type LockHandle, type LockHolder } from './lock.js';
-import { defaultHome, RECORD_KEY_PATTERN, recordKey, storeLayout, type StoreLayout } from './paths.js';
-import { LoginOutcomeSchema, parseLoginOutcome, type LoginOutcome } from './login-outcome.js';
-import { RegistrationSchema, ServerRecordSchema, type Registration, type ServerRecord } from './record.js';
+import { type LoginOutcome, LoginOutcomeSchema, parseLoginOutcome } from './login-outcome.js';
+import { defaultHome, RECORD_KEY_PATTERN, recordKey, type StoreLayout, storeLayout } from './paths.js';
+import { type Registration, RegistrationSchema, type ServerRecord, ServerRecordSchema } from './record.js';
 
 export type { LoginOutcome } from './login-outcome.js';
 
@@ -104,7 +105,12 @@ export interface CredentialStore {
    * the whole of `fn`; 'login': the sign-in lock, with each write taking the record lock briefly).
    * The lock is released when `fn` settles. Throws `lock_timeout` if the lock cannot be taken.
    */
-  transaction<T>(serverUrl: string, purpose: StorePurpose, fn: (tx: StoreTransaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  transaction<T>(
+    serverUrl: string,
+    purpose: StorePurpose,
+    fn: (tx: StoreTransaction) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<T>;
   list(): Promise<Array<ReadResult & { key: string }>>;
   /** Records whose registration is at `issuer`, newest registration first. */
   findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]>;
@@ -148,7 +154,9 @@ export interface FileCredentialStoreOptions {
 const PURPOSES: readonly StorePurpose[] = ['refresh', 'login', 'write'];
 
 function conflict(key: string, message: string, expected: number, actual: number | 'missing'): AuthkeepError {
-  return new AuthkeepError('store_conflict', `write to ${key} refused: ${message}`, { detail: { key, expected, actual } });
+  return new AuthkeepError('store_conflict', `write to ${key} refused: ${message}`, {
+    detail: { key, expected, actual },
+  });
 }
 
 export class FileCredentialStore implements CredentialStore {
@@ -176,7 +184,10 @@ export class FileCredentialStore implements CredentialStore {
     fn: (tx: StoreTransaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
-    if (!PURPOSES.includes(purpose)) throw new AuthkeepError('invalid_argument', `unknown transaction purpose ${String(purpose)}`, { field: 'purpose' });
+    if (!PURPOSES.includes(purpose))
+      throw new AuthkeepError('invalid_argument', `unknown transaction purpose ${String(purpose)}`, {
+        field: 'purpose',
+      });
     const key = recordKey(serverUrl);
     const policy = this.policies[purpose];
     const lockOptions: TransactionOptions = {
@@ -225,7 +236,12 @@ export class FileCredentialStore implements CredentialStore {
     for (const entry of await this.list()) {
       if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
       const { record } = entry;
-      matches.push({ serverUrl: record.serverUrl, key: entry.key, generation: record.generation, registration: record.registration });
+      matches.push({
+        serverUrl: record.serverUrl,
+        key: entry.key,
+        generation: record.generation,
+        registration: record.registration,
+      });
     }
     return matches.sort((a, b) => b.registration.registeredAt.localeCompare(a.registration.registeredAt));
   }
@@ -438,25 +454,43 @@ class FileTransaction implements StoreTransaction {
       const parsed = ServerRecordSchema.safeParse(next);
       if (!parsed.success) {
         const field = parsed.error.issues[0]?.path.map(String).join('.') || undefined;
-        throw new AuthkeepError('invalid_argument', `record to write for ${this.key} is invalid${field ? ` at ${field}` : ''}`, {
-          ...(field ? { field } : {}),
-        });
+        throw new AuthkeepError(
+          'invalid_argument',
+          `record to write for ${this.key} is invalid${field ? ` at ${field}` : ''}`,
+          {
+            ...(field ? { field } : {}),
+          },
+        );
       }
       const record = parsed.data;
       if (recordKey(record.serverUrl) !== this.key) {
-        throw new AuthkeepError('invalid_argument', `record serverUrl does not belong to this transaction's server (${this.key})`, {
-          field: 'serverUrl',
-        });
+        throw new AuthkeepError(
+          'invalid_argument',
+          `record serverUrl does not belong to this transaction's server (${this.key})`,
+          {
+            field: 'serverUrl',
+          },
+        );
       }
       const stated = record.generation;
       if (this.seen !== undefined && stated !== this.seen) {
-        throw conflict(this.key, `it states generation ${stated} but this transaction read ${this.seen}`, this.seen, stated);
+        throw conflict(
+          this.key,
+          `it states generation ${stated} but this transaction read ${this.seen}`,
+          this.seen,
+          stated,
+        );
       }
       return this.underRecordLock('login-write', async () => {
         const current = await this.store.readKey(this.key, true);
         const onDisk = current.kind === 'ok' ? current.record.generation : 0;
         if (onDisk !== stated) {
-          throw conflict(this.key, `on-disk generation ${current.kind === 'ok' ? onDisk : 'missing'} is not ${stated}`, stated, current.kind === 'ok' ? onDisk : 'missing');
+          throw conflict(
+            this.key,
+            `on-disk generation ${current.kind === 'ok' ? onDisk : 'missing'} is not ${stated}`,
+            stated,
+            current.kind === 'ok' ? onDisk : 'missing',
+          );
         }
         const written: ServerRecord = { ...record, generation: stated + 1, updatedAt: new Date().toISOString() };
         await this.store.writeRecordFile(this.key, written);
@@ -472,7 +506,8 @@ class FileTransaction implements StoreTransaction {
         if (this.seen !== undefined) {
           const current = await this.store.readKey(this.key, true);
           const onDisk = current.kind === 'ok' ? current.record.generation : 0;
-          if (onDisk !== this.seen) throw conflict(this.key, `on-disk generation ${onDisk} is not ${this.seen} (delete)`, this.seen, onDisk);
+          if (onDisk !== this.seen)
+            throw conflict(this.key, `on-disk generation ${onDisk} is not ${this.seen} (delete)`, this.seen, onDisk);
         }
         const removed = await this.store.removeRecordFile(this.key);
         this.seen = 0;
@@ -491,7 +526,9 @@ class FileTransaction implements StoreTransaction {
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     if (this.done) {
-      return Promise.reject(new AuthkeepError('invalid_argument', `transaction on ${this.key} is already finished`, { field: 'tx' }));
+      return Promise.reject(
+        new AuthkeepError('invalid_argument', `transaction on ${this.key} is already finished`, { field: 'tx' }),
+      );
     }
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);

@@ -56,7 +56,7 @@
  *   trigger it. Compare-and-swap on the record covers it.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readdir, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, readdir, unlink, utimes } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
@@ -153,7 +153,9 @@ function newNonce(): string {
 /** Path of the lock file for `name` in `dir`. */
 export function lockFilePath(dir: string, name: string): string {
   if (!NAME_PATTERN.test(name)) {
-    throw new AuthkeepError('invalid_argument', `lock name ${JSON.stringify(name)} is not file-safe`, { field: 'name' });
+    throw new AuthkeepError('invalid_argument', `lock name ${JSON.stringify(name)} is not file-safe`, {
+      field: 'name',
+    });
   }
   return path.join(dir, `${name}.lock`);
 }
@@ -179,17 +181,17 @@ function parseInfo(text: string): LockInfo | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
   const positive = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x > 0;
-  if (!Number.isSafeInteger(v['pid']) || typeof v['hostname'] !== 'string' || typeof v['nonce'] !== 'string') return undefined;
-  if (!/^[0-9a-f]{8,64}$/.test(v['nonce'])) return undefined;
-  if (typeof v['acquiredAt'] !== 'string' || typeof v['purpose'] !== 'string') return undefined;
+  if (!Number.isSafeInteger(v.pid) || typeof v.hostname !== 'string' || typeof v.nonce !== 'string') return undefined;
+  if (!/^[0-9a-f]{8,64}$/.test(v.nonce)) return undefined;
+  if (typeof v.acquiredAt !== 'string' || typeof v.purpose !== 'string') return undefined;
   return {
-    pid: v['pid'] as number,
-    hostname: v['hostname'],
-    nonce: v['nonce'],
-    acquiredAt: v['acquiredAt'],
-    purpose: v['purpose'],
-    ...(positive(v['staleMs']) ? { staleMs: v['staleMs'] } : {}),
-    ...(positive(v['maxHoldMs']) ? { maxHoldMs: v['maxHoldMs'] } : {}),
+    pid: v.pid as number,
+    hostname: v.hostname,
+    nonce: v.nonce,
+    acquiredAt: v.acquiredAt,
+    purpose: v.purpose,
+    ...(positive(v.staleMs) ? { staleMs: v.staleMs } : {}),
+    ...(positive(v.maxHoldMs) ? { maxHoldMs: v.maxHoldMs } : {}),
   };
 }
 
@@ -215,7 +217,12 @@ async function inspect(file: string): Promise<Observed | undefined> {
   }
 }
 
-function lockStaleReason(obs: Observed, fallbackStaleMs: number, fallbackMaxHoldMs: number | undefined, now: number): StaleReason | undefined {
+function lockStaleReason(
+  obs: Observed,
+  fallbackStaleMs: number,
+  fallbackMaxHoldMs: number | undefined,
+  now: number,
+): StaleReason | undefined {
   const age = now - obs.mtimeMs;
   const staleMs = obs.info?.staleMs ?? fallbackStaleMs;
   if (obs.info === undefined) return age > Math.min(staleMs, UNREADABLE_GRACE_MS) ? 'unreadable' : undefined;
@@ -271,14 +278,18 @@ async function createExclusive(file: string, info: LockInfo, retryMissingDir = t
     linked = process.platform === 'win32' || st.nlink > 0;
   } catch (err) {
     failure = err;
-    ino = await fh.stat().then((st) => st.ino, () => undefined);
+    ino = await fh.stat().then(
+      (st) => st.ino,
+      () => undefined,
+    );
   } finally {
     await fh.close().catch(() => undefined);
   }
   if (failure === undefined) return linked;
   // The write failed (disk full...): remove our partial file, only if the path is still that file.
   const obs = await inspect(file).catch(() => undefined);
-  const ours = (cur: Observed): boolean => ino !== undefined && cur.ino === ino && (cur.info === undefined || cur.info.nonce === info.nonce);
+  const ours = (cur: Observed): boolean =>
+    ino !== undefined && cur.ino === ino && (cur.info === undefined || cur.info.nonce === info.nonce);
   if (obs !== undefined && ours(obs)) await removeInstance(file, obs, ours, 0).catch(() => undefined);
   throw storeIoError('write lock', file, failure);
 }
@@ -289,9 +300,20 @@ type RemoveOutcome = 'removed' | 'gone' | 'changed' | 'busy';
  * Unlink `file` only if it is still the holding `expected` and `stillRemovable` agrees, under an
  * exclusive claim named after that holding (see the header comment for why this is exactly-once).
  */
-async function removeInstance(file: string, expected: Observed, stillRemovable: (current: Observed) => boolean, depth: number): Promise<RemoveOutcome> {
+async function removeInstance(
+  file: string,
+  expected: Observed,
+  stillRemovable: (current: Observed) => boolean,
+  depth: number,
+): Promise<RemoveOutcome> {
   const claimPath = `${file}.${expected.id}.claim`;
-  const claim: LockInfo = { pid: process.pid, hostname: HOSTNAME, nonce: newNonce(), acquiredAt: new Date().toISOString(), purpose: 'claim' };
+  const claim: LockInfo = {
+    pid: process.pid,
+    hostname: HOSTNAME,
+    nonce: newNonce(),
+    acquiredAt: new Date().toISOString(),
+    purpose: 'claim',
+  };
   if (!(await createExclusive(claimPath, claim))) {
     // Someone else is removing this holding. If that someone died (or hung) mid-way, remove its
     // claim the same way, one level up, so the next attempt can proceed.
@@ -334,7 +356,10 @@ function wakeWaiters(file: string): void {
 function waitForWake(file: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve) => {
     let set = wakers.get(file);
-    if (set === undefined) wakers.set(file, (set = new Set()));
+    if (set === undefined) {
+      set = new Set();
+      wakers.set(file, set);
+    }
     const done = (): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', done);
@@ -377,7 +402,8 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
   const file = lockFilePath(dir, name);
   const timeoutMs = options.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
   const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
-  if (!(staleMs > 0) || !(timeoutMs >= 0)) throw new AuthkeepError('invalid_argument', 'staleMs must be > 0 and timeoutMs >= 0', { field: 'options' });
+  if (!(staleMs > 0) || !(timeoutMs >= 0))
+    throw new AuthkeepError('invalid_argument', 'staleMs must be > 0 and timeoutMs >= 0', { field: 'options' });
   const start = Date.now();
   const deadline = start + timeoutMs;
   let backoff = BACKOFF_START_MS + Math.random() * BACKOFF_START_MS;
@@ -407,7 +433,12 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
       options.onWait?.(lastHolder);
     }
     if (stale !== undefined) {
-      const outcome = await removeInstance(file, obs, (cur) => lockStaleReason(cur, staleMs, options.maxHoldMs, Date.now()) !== undefined, 0);
+      const outcome = await removeInstance(
+        file,
+        obs,
+        (cur) => lockStaleReason(cur, staleMs, options.maxHoldMs, Date.now()) !== undefined,
+        0,
+      );
       if (outcome === 'removed') options.onTakeover?.(lastHolder);
       if (outcome !== 'busy') continue;
     }
@@ -419,7 +450,13 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
   }
 }
 
-function startHolding(file: string, name: string, holder: LockInfo, waitedMs: number, onLost: (() => void) | undefined): LockHandle {
+function startHolding(
+  file: string,
+  name: string,
+  holder: LockInfo,
+  waitedMs: number,
+  onLost: (() => void) | undefined,
+): LockHandle {
   let lost = false;
   let released = false;
   let beating = false;
@@ -470,7 +507,8 @@ function startHolding(file: string, name: string, holder: LockInfo, waitedMs: nu
       try {
         // 'busy' means someone holds our holding's claim right now: a waiter re-checking whether we
         // are stale. It lets go within microseconds; then we remove our file ourselves.
-        while ((await removeInstance(file, ours, () => true, 0)) === 'busy' && Date.now() < giveUpAt) await sleep(2 + Math.random() * 3);
+        while ((await removeInstance(file, ours, () => true, 0)) === 'busy' && Date.now() < giveUpAt)
+          await sleep(2 + Math.random() * 3);
       } catch {
         // Could not remove it: waiters will find it stale (we stop heartbeating) or our pid dead.
       }
@@ -483,7 +521,11 @@ function startHolding(file: string, name: string, holder: LockInfo, waitedMs: nu
  * Who holds lock `name` in `dir`, and whether a waiter would take it over now; undefined when the
  * lock is free. For `authkeep doctor`; `staleMs` is used only when the holder did not record one.
  */
-export async function readLockHolder(dir: string, name: string, options: { staleMs?: number; maxHoldMs?: number } = {}): Promise<LockHolder | undefined> {
+export async function readLockHolder(
+  dir: string,
+  name: string,
+  options: { staleMs?: number; maxHoldMs?: number } = {},
+): Promise<LockHolder | undefined> {
   const file = lockFilePath(dir, name);
   const obs = await inspect(file);
   if (obs === undefined) return undefined;

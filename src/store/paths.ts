@@ -23,14 +23,17 @@ export function defaultHome(
   platform: NodeJS.Platform = process.platform,
   homedir: string = osHomedir(),
 ): string {
-  const explicit = env['AUTHKEEP_HOME'];
+  const explicit = env.AUTHKEEP_HOME;
   if (explicit !== undefined && explicit !== '') return path.resolve(explicit);
   if (platform === 'win32') {
-    const local = env['LOCALAPPDATA'];
-    return path.win32.join(local !== undefined && local !== '' ? local : path.win32.join(homedir, 'AppData', 'Local'), 'authkeep');
+    const local = env.LOCALAPPDATA;
+    return path.win32.join(
+      local !== undefined && local !== '' ? local : path.win32.join(homedir, 'AppData', 'Local'),
+      'authkeep',
+    );
   }
   if (platform === 'darwin') return path.posix.join(homedir, 'Library', 'Application Support', 'authkeep');
-  const xdg = env['XDG_DATA_HOME'];
+  const xdg = env.XDG_DATA_HOME;
   // XDG says a relative XDG_DATA_HOME is invalid and must be ignored.
   if (xdg !== undefined && xdg !== '' && path.posix.isAbsolute(xdg)) return path.posix.join(xdg, 'authkeep');
   return path.posix.join(homedir, '.local', 'share', 'authkeep');

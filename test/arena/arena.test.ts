@@ -34,7 +34,9 @@ test('short arena run: authkeep shows the zeros', { timeout: 120_000 }, async (t
   });
   const m = computeMetrics(run);
   for (const line of renderTable([m]).split('\n')) t.diagnostic(line);
-  t.diagnostic(`refresh calls per expiry by server: ${m.perServer.map((s) => `${s.name} ${s.refreshCalls}/${s.expiries} (fewest ${s.minimumRefreshes})`).join(', ')}`);
+  t.diagnostic(
+    `refresh calls per expiry by server: ${m.perServer.map((s) => `${s.name} ${s.refreshCalls}/${s.expiries} (fewest ${s.minimumRefreshes})`).join(', ')}`,
+  );
 
   assert.deepEqual(m.sessionErrors, []);
   assert.equal(m.sessions, 6);
@@ -45,7 +47,11 @@ test('short arena run: authkeep shows the zeros', { timeout: 120_000 }, async (t
   assert.equal(m.malformedAuthorize, 0, 'zero malformed authorize requests');
   assert.equal(m.crossClient, 0, 'zero cross-client redemptions');
   assert.equal(m.needsAuthWithoutReason, 0, 'every needs-auth has a reason');
-  assert.deepEqual(Object.keys(m.needsAuthReasons), ['no_credentials'], 'needs-auth only at the cold start, when nothing is stored');
+  assert.deepEqual(
+    Object.keys(m.needsAuthReasons),
+    ['no_credentials'],
+    'needs-auth only at the cold start, when nothing is stored',
+  );
   assert.equal(m.coldStartTabs, 4, 'one browser tab per server at the cold start');
   assert.equal(m.loginsFailed, 0);
   assert.equal(m.callsFailed, 0, 'no failed tool call');
@@ -55,9 +61,15 @@ test('short arena run: authkeep shows the zeros', { timeout: 120_000 }, async (t
   const lifetimeShare = 0.725;
   for (const s of m.perServer) {
     assert.ok(s.expiries >= 9, `${s.name}: in use for ${s.expiries} lifetimes`);
-    assert.ok(s.refreshCalls >= s.minimumRefreshes, `${s.name}: ${s.refreshCalls} refreshes >= the fewest possible ${s.minimumRefreshes}`);
+    assert.ok(
+      s.refreshCalls >= s.minimumRefreshes,
+      `${s.name}: ${s.refreshCalls} refreshes >= the fewest possible ${s.minimumRefreshes}`,
+    );
     const bound = Math.ceil(s.expiries / lifetimeShare) + 1;
-    assert.ok(s.refreshCalls <= bound, `${s.name}: ${s.refreshCalls} refreshes <= ${bound} (one per 72.5% of a lifetime)`);
+    assert.ok(
+      s.refreshCalls <= bound,
+      `${s.name}: ${s.refreshCalls} refreshes <= ${bound} (one per 72.5% of a lifetime)`,
+    );
     assert.equal(s.refreshCallsFailed, 0, `${s.name}: no refused refresh`);
   }
 });

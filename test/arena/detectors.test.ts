@@ -6,16 +6,22 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { test, type TestContext } from 'node:test';
+import { type TestContext, test } from 'node:test';
 
-import { authorizeProblems, detect, nearestKnownParameter, type Findings, type MalformedProblem } from '../../arena/detectors.js';
+import {
+  authorizeProblems,
+  detect,
+  type Findings,
+  type MalformedProblem,
+  nearestKnownParameter,
+} from '../../arena/detectors.js';
 import {
   createRobotBrowser,
+  type RunningAuthorizationServer,
+  type RunningMcpServer,
   startAuthorizationServer,
   startLoopbackReceiver,
   startProtectedMcpServer,
-  type RunningAuthorizationServer,
-  type RunningMcpServer,
 } from '../../arena/testbed/index.js';
 
 interface Bed {
@@ -31,7 +37,10 @@ async function startBed(t: TestContext): Promise<Bed> {
   return { as, mcp };
 }
 
-async function register(as: RunningAuthorizationServer, redirectUri = 'http://127.0.0.1:4711/callback'): Promise<string> {
+async function register(
+  as: RunningAuthorizationServer,
+  redirectUri = 'http://127.0.0.1:4711/callback',
+): Promise<string> {
   const res = await fetch(as.endpoints.registration, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -90,7 +99,11 @@ function problemsOf(all: Findings, bed: Bed, marker: string): MalformedProblem[]
 }
 
 /** Authorization code flow through the robot browser; returns the token response. */
-async function login(t: TestContext, bed: Bed, clientId: string): Promise<{ refresh_token: string; access_token: string }> {
+async function login(
+  t: TestContext,
+  bed: Bed,
+  clientId: string,
+): Promise<{ refresh_token: string; access_token: string }> {
   const receiver = await startLoopbackReceiver();
   t.after(() => receiver.close());
   const { verifier, challenge } = pkce();
@@ -104,7 +117,8 @@ async function login(t: TestContext, bed: Bed, clientId: string): Promise<{ refr
     code_challenge: challenge,
     code_challenge_method: 'S256',
     resource: bed.mcp.resource,
-  })) url.searchParams.set(k, v);
+  }))
+    url.searchParams.set(k, v);
   await createRobotBrowser().open(url.href);
   const code = (await receiver.waitForCallback()).get('code');
   assert.ok(code);
@@ -129,14 +143,18 @@ async function token(as: RunningAuthorizationServer, body: Record<string, string
   return (await res.json()) as Record<string, string>;
 }
 
-test('the field report\'s malformed authorize requests are each flagged; a well-formed one is not', async (t) => {
+test("the field report's malformed authorize requests are each flagged; a well-formed one is not", async (t) => {
   const bed = await startBed(t);
   const clientId = await register(bed.as);
   const port = new URL(bed.mcp.resource).port;
   const cases: Array<{ state: string; query: string; expect: MalformedProblem[] }> = [
     {
       state: 'method_method',
-      query: good(clientId, bed.mcp, { state: 'method_method', code_challenge_method: undefined, code_challenge_method_method: 'S256' }),
+      query: good(clientId, bed.mcp, {
+        state: 'method_method',
+        code_challenge_method: undefined,
+        code_challenge_method_method: 'S256',
+      }),
       expect: ['unknown_parameter', 'code_challenge_method_missing'],
     },
     {
@@ -149,13 +167,21 @@ test('the field report\'s malformed authorize requests are each flagged; a well-
       query: good(clientId, bed.mcp, { state: 'truncated', code_challenge: pkce().challenge.slice(0, 8) }),
       expect: ['code_challenge_invalid'],
     },
-    { state: 'method_S', query: good(clientId, bed.mcp, { state: 'method_S', code_challenge_method: 'S' }), expect: ['code_challenge_method_invalid'] },
+    {
+      state: 'method_S',
+      query: good(clientId, bed.mcp, { state: 'method_S', code_challenge_method: 'S' }),
+      expect: ['code_challenge_method_invalid'],
+    },
     {
       state: 'resource_space',
       query: good(clientId, bed.mcp, { state: 'resource_space', resource: `http://127.0. 0.1:${port}/mcp` }),
       expect: ['resource_mismatch'],
     },
-    { state: 'no_scope', query: good(clientId, bed.mcp, { state: 'no_scope', scope: undefined }), expect: ['scope_missing'] },
+    {
+      state: 'no_scope',
+      query: good(clientId, bed.mcp, { state: 'no_scope', scope: undefined }),
+      expect: ['scope_missing'],
+    },
     {
       state: 'redirect_colon',
       query: good(clientId, bed.mcp, { state: 'redirect_colon', redirect_uri: 'http://localhost/:' }),
@@ -166,7 +192,11 @@ test('the field report\'s malformed authorize requests are each flagged; a well-
       query: good(clientId, bed.mcp, { state: 'other_path', redirect_uri: 'http://127.0.0.1:4711/elsewhere' }),
       expect: ['redirect_uri_mismatch'],
     },
-    { state: 'no_resource', query: good(clientId, bed.mcp, { state: 'no_resource', resource: undefined }), expect: ['resource_missing'] },
+    {
+      state: 'no_resource',
+      query: good(clientId, bed.mcp, { state: 'no_resource', resource: undefined }),
+      expect: ['resource_missing'],
+    },
   ];
   for (const c of cases) await rawAuthorize(bed.as, c.query);
   // Well-formed, on another loopback port than the registered one (RFC 8252 section 7.3).
@@ -176,10 +206,16 @@ test('the field report\'s malformed authorize requests are each flagged; a well-
   for (const c of cases) {
     assert.deepEqual(problemsOf(all, bed, c.state).sort(), [...c.expect].sort(), c.state);
   }
-  assert.deepEqual(problemsOf(all, bed, 'well_formed'), [], 'a well-formed request on another loopback port is not flagged');
+  assert.deepEqual(
+    problemsOf(all, bed, 'well_formed'),
+    [],
+    'a well-formed request on another loopback port is not flagged',
+  );
   assert.equal(all.malformed.length, cases.length);
 
-  const misspelled = all.malformed.find((f) => f.problems.some((p) => p.detail.includes('code_challenge_method_method')));
+  const misspelled = all.malformed.find((f) =>
+    f.problems.some((p) => p.detail.includes('code_challenge_method_method')),
+  );
   assert.match(misspelled?.problems[0]?.detail ?? '', /misspelled code_challenge_method\?/);
   assert.equal(all.crossClient.length, 0);
 });
@@ -194,7 +230,15 @@ test('the misspelling hint finds the intended parameter', () => {
 
 test('duplicate parameters are flagged; the scope check can be switched off', () => {
   const entry = {
-    queryNames: ['response_type', 'client_id', 'redirect_uri', 'code_challenge', 'code_challenge_method', 'resource', 'resource'],
+    queryNames: [
+      'response_type',
+      'client_id',
+      'redirect_uri',
+      'code_challenge',
+      'code_challenge_method',
+      'resource',
+      'resource',
+    ],
     query: {
       response_type: ['code'],
       client_id: ['c'],
@@ -204,8 +248,14 @@ test('duplicate parameters are flagged; the scope check can be switched off', ()
       resource: ['https://mcp.example/mcp', 'https://mcp.example/mcp'],
     },
   };
-  const problems = authorizeProblems(entry, new Map(), { publishedResources: ['https://mcp.example/mcp'], scopeRequired: false });
-  assert.deepEqual(problems.map((p) => p.problem), ['duplicate_parameter']);
+  const problems = authorizeProblems(entry, new Map(), {
+    publishedResources: ['https://mcp.example/mcp'],
+    scopeRequired: false,
+  });
+  assert.deepEqual(
+    problems.map((p) => p.problem),
+    ['duplicate_parameter'],
+  );
 });
 
 test('a refresh token presented by another client is flagged as cross-client (fingerprint and client mismatch)', async (t) => {
@@ -214,7 +264,11 @@ test('a refresh token presented by another client is flagged as cross-client (fi
   const bob = await register(bed.as);
   const tokens = await login(t, bed, alice);
 
-  const stolen = await token(bed.as, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: bob });
+  const stolen = await token(bed.as, {
+    grant_type: 'refresh_token',
+    refresh_token: tokens.refresh_token,
+    client_id: bob,
+  });
   assert.equal(stolen.error, 'invalid_grant');
 
   const all = findings(bed);
@@ -228,7 +282,11 @@ test('a refresh token presented by another client is flagged as cross-client (fi
   assert.equal(all.malformed.length, 0, 'the robot login itself is well-formed');
 
   // The rightful owner can still refresh: a mismatch does not consume the token.
-  const own = await token(bed.as, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: alice });
+  const own = await token(bed.as, {
+    grant_type: 'refresh_token',
+    refresh_token: tokens.refresh_token,
+    client_id: alice,
+  });
   assert.ok(own.access_token);
   assert.equal(findings(bed).crossClient.length, 1);
 });
@@ -249,7 +307,8 @@ test('an authorization code redeemed by another client is flagged as cross-clien
     code_challenge: challenge,
     code_challenge_method: 'S256',
     resource: bed.mcp.resource,
-  })) url.searchParams.set(k, v);
+  }))
+    url.searchParams.set(k, v);
   await createRobotBrowser().open(url.href);
   const code = (await receiver.waitForCallback()).get('code') ?? '';
   const res = await token(bed.as, {
@@ -267,15 +326,27 @@ test('an authorization code redeemed by another client is flagged as cross-clien
   assert.equal(all.crossClient[0]?.presentedBy, bob);
 });
 
-test('refresh-token reuse and the grant revocation it causes are found from the server\'s own events', async (t) => {
+test("refresh-token reuse and the grant revocation it causes are found from the server's own events", async (t) => {
   const bed = await startBed(t);
   const alice = await register(bed.as);
   const tokens = await login(t, bed, alice);
-  const first = await token(bed.as, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: alice });
+  const first = await token(bed.as, {
+    grant_type: 'refresh_token',
+    refresh_token: tokens.refresh_token,
+    client_id: alice,
+  });
   assert.ok(first.refresh_token && first.refresh_token !== tokens.refresh_token, 'rotated');
-  const reused = await token(bed.as, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: alice });
+  const reused = await token(bed.as, {
+    grant_type: 'refresh_token',
+    refresh_token: tokens.refresh_token,
+    client_id: alice,
+  });
   assert.equal(reused.error, 'invalid_grant');
-  const after = await token(bed.as, { grant_type: 'refresh_token', refresh_token: first.refresh_token, client_id: alice });
+  const after = await token(bed.as, {
+    grant_type: 'refresh_token',
+    refresh_token: first.refresh_token,
+    client_id: alice,
+  });
   assert.equal(after.error, 'invalid_grant', 'the whole grant is gone');
 
   const all = findings(bed);

@@ -11,7 +11,7 @@ import { SERVER_KINDS } from '../../arena/bed.js';
 import { timeScale } from '../../arena/clock.js';
 import { parseCli } from '../../arena/main.js';
 import { computeMetrics, explainReauths } from '../../arena/metrics.js';
-import { renderHtml, renderTable, variantReport, type ArenaReport } from '../../arena/report.js';
+import { type ArenaReport, renderHtml, renderTable, variantReport } from '../../arena/report.js';
 import type { TimedSessionEvent, VariantRun } from '../../arena/runner.js';
 import type { SessionEvent } from '../../arena/session.js';
 import type { HttpAuditEntry } from '../../arena/testbed/audit.js';
@@ -46,7 +46,11 @@ function refresh(at: number, status = 200): HttpAuditEntry {
   };
 }
 
-type EventInput = SessionEvent extends infer E ? (E extends SessionEvent ? Omit<E, 't'> & { at: number } : never) : never;
+type EventInput = SessionEvent extends infer E
+  ? E extends SessionEvent
+    ? Omit<E, 't'> & { at: number }
+    : never
+  : never;
 
 function ev(session: number, event: EventInput): TimedSessionEvent {
   const { at, ...rest } = event as { at: number } & Record<string, unknown>;
@@ -71,7 +75,7 @@ function run(events: TimedSessionEvent[], entries: HttpAuditEntry[], durationMs:
   };
 }
 
-test('tabs before a session\'s first successful call are the cold start; later ones are forced re-auths', () => {
+test("tabs before a session's first successful call are the cold start; later ones are forced re-auths", () => {
   const events = [
     ev(0, { type: 'tab', server: 0, at: 10 }),
     ev(0, { type: 'needs_auth', server: 0, at: 9 }),
@@ -85,7 +89,7 @@ test('tabs before a session\'s first successful call are the cold start; later o
     ev(0, { type: 'call', server: 0, ok: true, at: 24_000 }),
   ];
   const m = computeMetrics(run(events, [], 24_000));
-  assert.equal(m.coldStartTabs, 3, 'session 1\'s second tab came before its first success');
+  assert.equal(m.coldStartTabs, 3, "session 1's second tab came before its first success");
   assert.equal(m.forcedReauths, 1);
   assert.equal(m.forcedReauthsPerServerDay, 1, 'one re-auth, one server, one simulated day');
   assert.equal(m.callsOk, 3);
@@ -113,16 +117,27 @@ test('each forced re-auth is explained by what the AS had just refused for that 
 test('refresh calls per expiry, the fewest possible refreshes and redundant refreshes', () => {
   // Calls every 250 ms for 10 s; token lifetime 1 s.
   const events: TimedSessionEvent[] = [];
-  for (let at = 0; at <= 10_000; at += 250) events.push(ev(at % 500 === 0 ? 0 : 1, { type: 'call', server: 0, ok: true, at }));
+  for (let at = 0; at <= 10_000; at += 250)
+    events.push(ev(at % 500 === 0 ? 0 : 1, { type: 'call', server: 0, ok: true, at }));
   // Once per lifetime, at expiry: 1.00.
-  const once = computeMetrics(run(events, Array.from({ length: 10 }, (_, i) => refresh(1000 * (i + 1))), 10_000));
+  const once = computeMetrics(
+    run(
+      events,
+      Array.from({ length: 10 }, (_, i) => refresh(1000 * (i + 1))),
+      10_000,
+    ),
+  );
   assert.equal(once.perServer[0]?.expiries, 10);
   assert.equal(once.perServer[0]?.refreshPerExpiry, 1);
   assert.equal(once.perServer[0]?.minimumRefreshes, 10);
   assert.equal(once.redundantRefreshes, 0);
   // Two processes refreshing the same expiry: 2.00, half of them redundant.
   const twice = computeMetrics(
-    run(events, Array.from({ length: 20 }, (_, i) => refresh(1000 * (Math.floor(i / 2) + 1) + (i % 2) * 30)), 10_000),
+    run(
+      events,
+      Array.from({ length: 20 }, (_, i) => refresh(1000 * (Math.floor(i / 2) + 1) + (i % 2) * 30)),
+      10_000,
+    ),
   );
   assert.equal(twice.perServer[0]?.refreshPerExpiry, 2);
   assert.equal(twice.redundantRefreshes, 10);
@@ -138,7 +153,11 @@ test('the fewest possible refreshes follow the calls, not the clock', () => {
 });
 
 test('the table and the HTML report carry every figure, and the HTML is self-contained', () => {
-  const events = [ev(0, { type: 'tab', server: 0, at: 5 }), ev(0, { type: 'call', server: 0, ok: true, at: 100 }), ev(0, { type: 'call', server: 0, ok: true, at: 2100 })];
+  const events = [
+    ev(0, { type: 'tab', server: 0, at: 5 }),
+    ev(0, { type: 'call', server: 0, ok: true, at: 100 }),
+    ev(0, { type: 'call', server: 0, ok: true, at: 2100 }),
+  ];
   const r = run(events, [refresh(1100), refresh(1150, 400)], 2400);
   const metrics = computeMetrics(r);
   const table = renderTable([metrics, { ...metrics, variant: 'authkeep' }]);
@@ -162,7 +181,15 @@ test('the table and the HTML report carry every figure, and the HTML is self-con
 
   const report: ArenaReport = {
     generatedAt: new Date(T0).toISOString(),
-    options: { days: 0.1, sessions: 2, servers: 1, variants: ['naive'], seed: 1, secondsPerHour: 1, meanCallIntervalMs: 2000 },
+    options: {
+      days: 0.1,
+      sessions: 2,
+      servers: 1,
+      variants: ['naive'],
+      seed: 1,
+      secondsPerHour: 1,
+      meanCallIntervalMs: 2000,
+    },
     wallSeconds: 3,
     skipped: [{ variant: 'mcp-remote', reason: 'not installed' }],
     variants: [variantReport(r, metrics)],
@@ -185,8 +212,29 @@ test('options: defaults, validation, variants', () => {
   assert.equal(defaults.days, 3);
   assert.equal(defaults.servers, 4);
   assert.equal(defaults.out, 'arena-out');
-  const custom = parseCli(['--days', '0.5', '--sessions', '3', '--servers', '6', '--variants', 'authkeep', '--seed', '7', '--out', '/tmp/x']);
-  assert.deepEqual(custom, { ...defaults, days: 0.5, sessions: 3, servers: 6, variants: ['authkeep'], seed: 7, out: '/tmp/x' });
+  const custom = parseCli([
+    '--days',
+    '0.5',
+    '--sessions',
+    '3',
+    '--servers',
+    '6',
+    '--variants',
+    'authkeep',
+    '--seed',
+    '7',
+    '--out',
+    '/tmp/x',
+  ]);
+  assert.deepEqual(custom, {
+    ...defaults,
+    days: 0.5,
+    sessions: 3,
+    servers: 6,
+    variants: ['authkeep'],
+    seed: 7,
+    out: '/tmp/x',
+  });
   assert.equal(parseCli(['--help']), 'help');
   assert.throws(() => parseCli(['--sessions', '0']), /--sessions/);
   assert.throws(() => parseCli(['--variants', 'naive,bogus']), /unknown variant/);

@@ -5,18 +5,22 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { test, type TestContext } from 'node:test';
+import { type TestContext, test } from 'node:test';
 
 import {
   createRobotBrowser,
+  type RunningAuthorizationServer,
+  type RunningMcpServer,
   startAuthorizationServer,
   startLoopbackReceiver,
   startProtectedMcpServer,
-  type RunningAuthorizationServer,
-  type RunningMcpServer,
 } from '../../arena/testbed/index.js';
 
-async function accessToken(t: TestContext, as: RunningAuthorizationServer, mcp: RunningMcpServer): Promise<{ token: string; requestedAt: number; receivedAt: number }> {
+async function accessToken(
+  t: TestContext,
+  as: RunningAuthorizationServer,
+  mcp: RunningMcpServer,
+): Promise<{ token: string; requestedAt: number; receivedAt: number }> {
   const reg = await fetch(as.endpoints.registration, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -40,14 +44,22 @@ async function accessToken(t: TestContext, as: RunningAuthorizationServer, mcp: 
     code_challenge: createHash('sha256').update(verifier).digest('base64url'),
     code_challenge_method: 'S256',
     resource: mcp.resource,
-  })) url.searchParams.set(k, v);
+  }))
+    url.searchParams.set(k, v);
   await createRobotBrowser().open(url.href);
   const code = (await receiver.waitForCallback()).get('code') ?? '';
   const requestedAt = Date.now();
   const res = await fetch(as.endpoints.token, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: receiver.redirectUri, client_id: clientId, resource: mcp.resource }),
+    body: new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      code_verifier: verifier,
+      redirect_uri: receiver.redirectUri,
+      client_id: clientId,
+      resource: mcp.resource,
+    }),
   });
   const json = (await res.json()) as { access_token: string; expires_in: number };
   assert.equal(json.expires_in, 1);
@@ -61,12 +73,22 @@ function exp(token: string): number {
 async function call(mcp: RunningMcpServer, token: string): Promise<Response> {
   return fetch(mcp.url, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x' } } }),
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { text: 'x' } },
+    }),
   });
 }
 
-const sleepUntil = (epochMs: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, epochMs - Date.now())));
+const sleepUntil = (epochMs: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, Math.max(0, epochMs - Date.now())));
 
 test('preciseExpiry: exp is issuance + TTL to the millisecond, and the server rejects the token from then on', async (t) => {
   const as = await startAuthorizationServer({ accessTokenTtlSeconds: 1, preciseExpiry: true });
@@ -75,7 +97,10 @@ test('preciseExpiry: exp is issuance + TTL to the millisecond, and the server re
   t.after(() => mcp.close());
   const { token, requestedAt, receivedAt } = await accessToken(t, as, mcp);
   const expMs = exp(token) * 1000;
-  assert.ok(expMs >= requestedAt + 1000 && expMs <= receivedAt + 1000, `exp ${expMs} within [${requestedAt + 1000}, ${receivedAt + 1000}]`);
+  assert.ok(
+    expMs >= requestedAt + 1000 && expMs <= receivedAt + 1000,
+    `exp ${expMs} within [${requestedAt + 1000}, ${receivedAt + 1000}]`,
+  );
 
   const before = await call(mcp, token);
   assert.equal(before.status, 200);
@@ -86,7 +111,7 @@ test('preciseExpiry: exp is issuance + TTL to the millisecond, and the server re
   assert.match(after.headers.get('www-authenticate') ?? '', /access token expired/);
 });
 
-test('without preciseExpiry, exp stays oidc-provider\'s whole seconds', async (t) => {
+test("without preciseExpiry, exp stays oidc-provider's whole seconds", async (t) => {
   const as = await startAuthorizationServer({ accessTokenTtlSeconds: 1 });
   t.after(() => as.close());
   const mcp = await startProtectedMcpServer({ authorizationServer: as });

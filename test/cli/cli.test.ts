@@ -5,7 +5,7 @@
  * 16 concurrent `authkeep token` processes at an expiry refreshing exactly once at the AS.
  */
 import assert from 'node:assert/strict';
-import { chmod, readFile, readdir } from 'node:fs/promises';
+import { chmod, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -14,8 +14,17 @@ import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/t
 import { acquireLock } from '../../src/store/lock.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
 import { callTool, sleep } from '../helpers/bed.js';
-import { BIN, cliEnv, collect, jwtPayload, runCliProcess, spawnCli, waitForOutput, type CliResult } from '../helpers/cli-run.js';
 import { redirectUrlToPaste } from '../helpers/cli-paste-browser.js';
+import {
+  BIN,
+  type CliResult,
+  cliEnv,
+  collect,
+  jwtPayload,
+  runCliProcess,
+  spawnCli,
+  waitForOutput,
+} from '../helpers/cli-run.js';
 
 async function startServers(t: { after(fn: () => unknown): void }, accessTokenTtlSeconds: number) {
   const as = await startAuthorizationServer({ accessTokenTtlSeconds });
@@ -42,7 +51,9 @@ async function storedSecrets(home: string): Promise<string[]> {
     tokens?: { accessToken?: string; refreshToken?: string };
     registration: { clientSecret?: string };
   };
-  return [record.tokens?.accessToken, record.tokens?.refreshToken, record.registration.clientSecret].filter((s): s is string => !!s);
+  return [record.tokens?.accessToken, record.tokens?.refreshToken, record.registration.clientSecret].filter(
+    (s): s is string => !!s,
+  );
 }
 
 function assertNoSecrets(text: string, secrets: string[], what: string): void {
@@ -63,7 +74,11 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   assert.match(login.stdout, /client_id\s+\S+ \(dynamic client registration\)/);
   assert.match(login.stdout, /scope\s+.*mcp:read/);
   assert.match(login.stdout, /access token\s+expires in /);
-  assert.equal((await readFile(cli.browserLog, 'utf8')).trim().split('\n').length, 1, 'the robot browser was opened once via $BROWSER');
+  assert.equal(
+    (await readFile(cli.browserLog, 'utf8')).trim().split('\n').length,
+    1,
+    'the robot browser was opened once via $BROWSER',
+  );
   const secrets = await storedSecrets(cli.home);
   assert.ok(secrets.length >= 2, 'the record holds an access and a refresh token');
   assertNoSecrets(login.stdout + login.stderr, secrets, 'login');
@@ -73,14 +88,26 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   assert.match(token.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'stdout is a JWT and a newline, nothing else');
   assert.equal(token.stderr, '');
   const accessToken = token.stdout.trim();
-  assert.equal(jwtPayload(accessToken)['iss'], as.issuer);
-  const call = await callTool((input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${accessToken}` } }), server.url);
+  assert.equal(jwtPayload(accessToken).iss, as.issuer);
+  const call = await callTool(
+    (input, init) =>
+      fetch(input, {
+        ...init,
+        headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${accessToken}` },
+      }),
+    server.url,
+  );
   assert.equal(call.status, 200, 'the printed token is accepted by the MCP server');
   await call.arrayBuffer();
 
   const status = await runCliProcess(cli, ['status', '--json', '--allow-http']);
   ok(status, 'status --json');
-  const statuses = JSON.parse(status.stdout) as Array<{ serverUrl: string; state: string; issuer: string; registration: string }>;
+  const statuses = JSON.parse(status.stdout) as Array<{
+    serverUrl: string;
+    state: string;
+    issuer: string;
+    registration: string;
+  }>;
   assert.equal(statuses.length, 1);
   assert.equal(statuses[0]?.state, 'ok');
   assert.equal(statuses[0]?.issuer, as.issuer);
@@ -89,7 +116,10 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
 
   const table = await runCliProcess(cli, ['status']);
   ok(table, 'status');
-  assert.match(table.stdout, /^SERVER\s+ISSUER\s+CLIENT ID\s+REGISTRATION\s+ACCESS EXPIRES\s+REFRESH AGE\s+LAST REFRESH\s+STATE\n/);
+  assert.match(
+    table.stdout,
+    /^SERVER\s+ISSUER\s+CLIENT ID\s+REGISTRATION\s+ACCESS EXPIRES\s+REFRESH AGE\s+LAST REFRESH\s+STATE\n/,
+  );
   assert.match(table.stdout, /dynamic\s+in \d+m.*\bok\n/);
   assertNoSecrets(table.stdout + table.stderr, secrets, 'status');
 
@@ -103,7 +133,10 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   await chmod(file, 0o644);
   const sick = await runCliProcess(cli, ['doctor', server.url, '--json']);
   assert.equal(sick.code, 1, `doctor exits 1 on a problem\n${sick.stdout}${sick.stderr}`);
-  const report = JSON.parse(sick.stdout) as { ok: boolean; checks: Array<{ check: string; status: string; subject: string; message: string; fix?: string }> };
+  const report = JSON.parse(sick.stdout) as {
+    ok: boolean;
+    checks: Array<{ check: string; status: string; subject: string; message: string; fix?: string }>;
+  };
   assert.equal(report.ok, false);
   const bad = report.checks.filter((c) => c.status === 'fail');
   assert.equal(bad.length, 1, 'exactly the file mode problem');
@@ -118,10 +151,18 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
 
   // `authkeep proxy` bridges an SDK client on stdio to the server with the stored credentials.
   const client = new Client({ name: 'authkeep-cli-test', version: '0.0.0' });
-  const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, 'proxy', server.url, '--allow-http'], env: cli.env as Record<string, string>, stderr: 'pipe' });
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, 'proxy', server.url, '--allow-http'],
+    env: cli.env as Record<string, string>,
+    stderr: 'pipe',
+  });
   await client.connect(transport);
   const echoed = await client.callTool({ name: 'echo', arguments: { text: 'through the proxy' } });
-  assert.deepEqual((echoed.content as Array<{ text?: string }>).map((c) => c.text), ['through the proxy']);
+  assert.deepEqual(
+    (echoed.content as Array<{ text?: string }>).map((c) => c.text),
+    ['through the proxy'],
+  );
   await client.close();
 
   const before = as.audit.counts().revocations;
@@ -134,16 +175,25 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   const after = await runCliProcess(cli, ['token', server.url, '--allow-http']);
   assert.equal(after.code, 4, 'needs-auth exits 4');
   assert.equal(after.stdout, '');
-  assert.equal(after.stderr, `authkeep: needs-auth (no_credentials): no stored credentials. Run: authkeep login ${server.url}\n`);
+  assert.equal(
+    after.stderr,
+    `authkeep: needs-auth (no_credentials): no stored credentials. Run: authkeep login ${server.url}\n`,
+  );
 });
 
 test('login --no-browser prints the URL and completes with the pasted redirect URL', async (t) => {
   const { server } = await startServers(t, 3600);
   const cli = await cliEnv(t);
   // $BROWSER must not be used: make it a command that fails loudly if it is.
-  const child = spawnCli(cli, ['login', server.url, '--no-browser', '--allow-http'], { env: { BROWSER: 'false' }, keepStdinOpen: true });
+  const child = spawnCli(cli, ['login', server.url, '--no-browser', '--allow-http'], {
+    env: { BROWSER: 'false' },
+    keepStdinOpen: true,
+  });
   const done = collect(child);
-  const [, authorizeUrl] = await waitForOutput(child.stderr, /\n {2}(http:\/\/\S+)\n[\s\S]*Paste that whole address here/);
+  const [, authorizeUrl] = await waitForOutput(
+    child.stderr,
+    /\n {2}(http:\/\/\S+)\n[\s\S]*Paste that whole address here/,
+  );
   const pasted = await redirectUrlToPaste(authorizeUrl as string);
   child.stdin.end(`${pasted}\n`);
   const result = await done;
@@ -162,7 +212,9 @@ test('16 concurrent `authkeep token` processes at an expiry refresh once at the 
   ok(first, 'first token');
 
   // Wait until the access token is past its refresh point (indeed past its expiry).
-  const [status] = JSON.parse((await runCliProcess(cli, ['status', server.url, '--json'])).stdout) as Array<{ accessTokenExpiresAt: string }>;
+  const [status] = JSON.parse((await runCliProcess(cli, ['status', server.url, '--json'])).stdout) as Array<{
+    accessTokenExpiresAt: string;
+  }>;
   await sleep(Math.max(0, Date.parse(status!.accessTokenExpiresAt) - Date.now()) + 100);
 
   // Line the 16 processes up at the refresh lock: hold it while they start (16 tsx processes on a
@@ -170,7 +222,9 @@ test('16 concurrent `authkeep token` processes at an expiry refresh once at the 
   // so the refreshed token (exp = floor(now) + 2 s) keeps its full adoption window while the 15
   // others take the lock in turn and adopt it.
   const layout = storeLayout(cli.home);
-  const barrier = await acquireLock(layout.locksDir, layout.lockName(recordKey(server.url), 'refresh'), { purpose: 'test-barrier' });
+  const barrier = await acquireLock(layout.locksDir, layout.lockName(recordKey(server.url), 'refresh'), {
+    purpose: 'test-barrier',
+  });
   const countsBefore = as.audit.counts();
   const children = Array.from({ length: 16 }, () => spawnCli(cli, ['token', server.url, '--allow-http', '--debug']));
   const results = children.map((child) => collect(child, 45_000));
@@ -197,7 +251,14 @@ test('16 concurrent `authkeep token` processes at an expiry refresh once at the 
   assert.equal(counts.refreshGrants - countsBefore.refreshGrants, 1, 'exactly one refresh grant at the AS');
   assert.equal(counts.refreshReuses, 0, 'no refresh token was reused');
   assert.equal(counts.revokedGrants, 0, 'no grant was revoked');
-  const call = await callTool((input, init) => fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token.trim()}` } }), server.url);
+  const call = await callTool(
+    (input, init) =>
+      fetch(input, {
+        ...init,
+        headers: { ...(init?.headers as Record<string, string>), authorization: `Bearer ${token.trim()}` },
+      }),
+    server.url,
+  );
   assert.equal(call.status, 200, 'the token is valid at the MCP server');
   await call.arrayBuffer();
 });

@@ -5,15 +5,15 @@
  * --no-browser paste delivery, the proxy's mcp-remote flags, and doctor on a temp store.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { runCli } from '../../src/cli/program.js';
-import { deliveryUrl, pasteRedirectOpener } from '../../src/cli/paste-redirect.js';
 import { parseProxyOptions } from '../../src/cli/commands/proxy.js';
 import { parseGlobalOptions } from '../../src/cli/global-options.js';
 import { createSpinner, makeStyle, renderTable } from '../../src/cli/output.js';
+import { deliveryUrl, pasteRedirectOpener } from '../../src/cli/paste-redirect.js';
+import { runCli } from '../../src/cli/program.js';
 import { AuthkeepError, NeedsAuthError } from '../../src/errors.js';
 import type { ServerStatus } from '../../src/session/status.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
@@ -75,11 +75,18 @@ test('usage errors exit 2 with one line and a hint', async () => {
 });
 
 test('--help on every command shows examples and the exit codes, and exits 0', async () => {
-  for (const argv of [['--help'], ...['login', 'token', 'status', 'logout', 'doctor', 'proxy'].map((c) => [c, '--help'])]) {
+  for (const argv of [
+    ['--help'],
+    ...['login', 'token', 'status', 'logout', 'doctor', 'proxy'].map((c) => [c, '--help']),
+  ]) {
     const deps = fakeDeps();
     assert.equal(await runCli(argv, deps), 0, argv.join(' '));
     assert.match(deps.stdout.text, /Examples:\n {2}\$ authkeep /, `${argv.join(' ')} has examples`);
-    assert.match(deps.stdout.text, /Exit codes:\n {2}0 {2}ok\n {2}1 {2}error.*\n {2}2 {2}usage.*\n {2}4 {2}needs-auth/, `${argv.join(' ')} documents exit codes`);
+    assert.match(
+      deps.stdout.text,
+      /Exit codes:\n {2}0 {2}ok\n {2}1 {2}error.*\n {2}2 {2}usage.*\n {2}4 {2}needs-auth/,
+      `${argv.join(' ')} documents exit codes`,
+    );
   }
   const version = fakeDeps();
   assert.equal(await runCli(['--version'], version), 0);
@@ -94,7 +101,13 @@ test('token prints the token and a newline only; needs-auth is exit 4 with the r
 
   const needs = fakeDeps({
     getAccessToken: async (serverUrl) => {
-      throw new NeedsAuthError({ reason: 'invalid_grant', error: 'invalid_grant', errorDescription: 'grant request is invalid', at: new Date(NOW).toISOString(), serverUrl });
+      throw new NeedsAuthError({
+        reason: 'invalid_grant',
+        error: 'invalid_grant',
+        errorDescription: 'grant request is invalid',
+        at: new Date(NOW).toISOString(),
+        serverUrl,
+      });
     },
   });
   assert.equal(await runCli(['token', URL_A], needs), 4);
@@ -106,12 +119,19 @@ test('token prints the token and a newline only; needs-auth is exit 4 with the r
 });
 
 test('other failures exit 1 with one line and a hint, and a stack trace only with --debug', async () => {
-  const failing = () => fakeDeps({ getAccessToken: async () => Promise.reject(new AuthkeepError('as_unreachable', 'POST https://as.example.com/token failed: ECONNREFUSED')) });
+  const failing = () =>
+    fakeDeps({
+      getAccessToken: async () =>
+        Promise.reject(new AuthkeepError('as_unreachable', 'POST https://as.example.com/token failed: ECONNREFUSED')),
+    });
   const plain = failing();
   assert.equal(await runCli(['token', URL_A], plain), 1);
   const lines = plain.stderr.text.trimEnd().split('\n');
   assert.equal(lines.length, 2, plain.stderr.text);
-  assert.match(lines[0] ?? '', /^authkeep: POST https:\/\/as\.example\.com\/token failed: ECONNREFUSED \[as_unreachable\]$/);
+  assert.match(
+    lines[0] ?? '',
+    /^authkeep: POST https:\/\/as\.example\.com\/token failed: ECONNREFUSED \[as_unreachable\]$/,
+  );
   assert.match(lines[1] ?? '', /^hint: check the network.*authkeep doctor https:\/\/mcp\.example\.com\/mcp$/);
   assert.equal(plain.stdout.text, '');
 
@@ -122,7 +142,10 @@ test('other failures exit 1 with one line and a hint, and a stack trace only wit
 
   const bug = fakeDeps({ getAccessToken: async () => Promise.reject(new TypeError('x is undefined')) });
   assert.equal(await runCli(['token', URL_A], bug), 1);
-  assert.equal(bug.stderr.text, 'authkeep: unexpected error: x is undefined\nhint: rerun with --debug for details; if it persists, report it\n');
+  assert.equal(
+    bug.stderr.text,
+    'authkeep: unexpected error: x is undefined\nhint: rerun with --debug for details; if it persists, report it\n',
+  );
 });
 
 test('global flags: --home, $AUTHKEEP_HOME, --allow-http reach the keeper, before or after the command', async () => {
@@ -143,10 +166,19 @@ test('status prints a table with needs-auth reason and fix, or the ServerStatus 
   const deps = fakeDeps({ status: async () => [okStatus, needsAuthStatus] });
   assert.equal(await runCli(['status'], deps), 0);
   const out = deps.stdout.text;
-  assert.match(out, /^SERVER {2,}ISSUER {2,}CLIENT ID {2,}REGISTRATION {2,}ACCESS EXPIRES {2,}REFRESH AGE {2,}LAST REFRESH {2,}STATE\n/);
-  assert.match(out, /https:\/\/mcp\.example\.com\/mcp +https:\/\/as\.example\.com +client-123 +dynamic +in 59m +3d 1h +2m ago +ok\n/);
+  assert.match(
+    out,
+    /^SERVER {2,}ISSUER {2,}CLIENT ID {2,}REGISTRATION {2,}ACCESS EXPIRES {2,}REFRESH AGE {2,}LAST REFRESH {2,}STATE\n/,
+  );
+  assert.match(
+    out,
+    /https:\/\/mcp\.example\.com\/mcp +https:\/\/as\.example\.com +client-123 +dynamic +in 59m +3d 1h +2m ago +ok\n/,
+  );
   assert.match(out, /https:\/\/other\.example\.com\/mcp .* needs-auth \(invalid_grant\)\n/);
-  assert.match(out, /needs-auth https:\/\/other\.example\.com\/mcp: the authorization server refused the refresh token \(grant request is invalid\)\n/);
+  assert.match(
+    out,
+    /needs-auth https:\/\/other\.example\.com\/mcp: the authorization server refused the refresh token \(grant request is invalid\)\n/,
+  );
   assert.match(out, /on POST https:\/\/as\.example\.com\/token \(refresh_token\), error invalid_grant\n/);
   assert.match(out, / {2}fix: authkeep login https:\/\/other\.example\.com\/mcp\n/);
   assert.doesNotMatch(out, /\u001b\[/, 'no colors when stdout is not a TTY');
@@ -163,7 +195,10 @@ test('status prints a table with needs-auth reason and fix, or the ServerStatus 
 test('logout says whether it revoked, deleted, or found nothing', async () => {
   const both = fakeDeps({ status: async () => [okStatus], logout: async () => ({ revoked: true, deleted: true }) });
   assert.equal(await runCli(['logout', URL_A], both), 0);
-  assert.equal(both.stdout.text, `✓ Revoked the tokens at https://as.example.com and deleted the stored credentials for ${URL_A}\n`);
+  assert.equal(
+    both.stdout.text,
+    `✓ Revoked the tokens at https://as.example.com and deleted the stored credentials for ${URL_A}\n`,
+  );
   const local = fakeDeps({ status: async () => [okStatus], logout: async () => ({ revoked: false, deleted: true }) });
   assert.equal(await runCli(['logout', URL_A], local), 0);
   assert.match(local.stdout.text, /Deleted the stored credentials .*\n {2}not revoked at https:\/\/as\.example\.com: /);
@@ -185,7 +220,21 @@ test('login passes scope, callback port and a pre-registered client, and says wh
       return { ...okStatus, registration: 'pre_registered', clientId: 'my-app' };
     },
   });
-  const code = await runCli(['login', URL_A, '--scope', 'mcp:write', '--client-id', 'my-app', '--client-secret-file', secretFile, '--callback-port', '4567'], deps);
+  const code = await runCli(
+    [
+      'login',
+      URL_A,
+      '--scope',
+      'mcp:write',
+      '--client-id',
+      'my-app',
+      '--client-secret-file',
+      secretFile,
+      '--callback-port',
+      '4567',
+    ],
+    deps,
+  );
   assert.equal(code, 0, deps.stderr.text);
   assert.deepEqual(seen, { scope: 'mcp:write' });
   const options = deps.keeperOptions[0]!;
@@ -218,13 +267,24 @@ test('login --no-browser prints the URL, reads the pasted redirect and GETs it o
   assert.ok(deps.stderr.text.includes(`\n  ${authorize}\n`));
   assert.ok(!deps.stderr.text.includes('SECRET'));
 
-  assert.throws(() => deliveryUrl('https://evil.example/callback?code=x', 'http://127.0.0.1:5555/callback'), /not this sign-in's redirect URL/);
-  assert.throws(() => deliveryUrl('http://127.0.0.1:5556/callback?code=x', 'http://127.0.0.1:5555/callback'), /not this sign-in's redirect URL/);
-  assert.throws(() => deliveryUrl('http://127.0.0.1:5555/callback', 'http://127.0.0.1:5555/callback'), /neither code nor error/);
+  assert.throws(
+    () => deliveryUrl('https://evil.example/callback?code=x', 'http://127.0.0.1:5555/callback'),
+    /not this sign-in's redirect URL/,
+  );
+  assert.throws(
+    () => deliveryUrl('http://127.0.0.1:5556/callback?code=x', 'http://127.0.0.1:5555/callback'),
+    /not this sign-in's redirect URL/,
+  );
+  assert.throws(
+    () => deliveryUrl('http://127.0.0.1:5555/callback', 'http://127.0.0.1:5555/callback'),
+    /neither code nor error/,
+  );
   assert.throws(() => deliveryUrl('garbage', 'http://127.0.0.1:5555/callback'), /not a URL/);
 
   const closed = fakeDeps();
-  const waiting = pasteRedirectOpener({ stderr: closed.stderr, stdin: closed.stdinStream, fetch: closed.fetch })(authorize);
+  const waiting = pasteRedirectOpener({ stderr: closed.stderr, stdin: closed.stdinStream, fetch: closed.fetch })(
+    authorize,
+  );
   closed.stdinStream.end();
   await assert.rejects(waiting, /no redirect URL was pasted/);
 });
@@ -274,7 +334,14 @@ test('doctor on a temp store: a stale lock and a loose directory each come with 
   // A holder on this host whose pid cannot exist: a waiter would take it over at once.
   await writeFile(
     path.join(layout.locksDir, `${lockName}.lock`),
-    JSON.stringify({ pid: 2 ** 22 + 12345, hostname: hostname(), nonce: 'deadbeefdeadbeef', acquiredAt: new Date().toISOString(), purpose: 'refresh', staleMs: 10000 }),
+    JSON.stringify({
+      pid: 2 ** 22 + 12345,
+      hostname: hostname(),
+      nonce: 'deadbeefdeadbeef',
+      acquiredAt: new Date().toISOString(),
+      purpose: 'refresh',
+      staleMs: 10000,
+    }),
     { mode: 0o600 },
   );
   const deps = fakeDeps({ home, status: async () => [okStatus] });
@@ -282,10 +349,17 @@ test('doctor on a temp store: a stale lock and a loose directory each come with 
   assert.equal(await runCli(['doctor', '--home', home], deps), 1, deps.stdout.text + deps.stderr.text);
   const out = deps.stdout.text;
   assert.match(out, new RegExp(`✗ lock +stale lock ${lockName}: its holder process is gone; held by pid \\d+`));
-  assert.ok(out.includes(`fix: the next authkeep command takes it over by itself; to clear it now: rm ${path.join(layout.locksDir, `${lockName}.lock`)}`));
+  assert.ok(
+    out.includes(
+      `fix: the next authkeep command takes it over by itself; to clear it now: rm ${path.join(layout.locksDir, `${lockName}.lock`)}`,
+    ),
+  );
   assert.match(out, /✗ file_mode +directory .*servers is 0755, should be 0700/);
   assert.ok(out.includes(`fix: chmod 700 ${layout.serversDir}`));
-  assert.match(out, /✓ state +https:\/\/mcp\.example\.com\/mcp: signed in \(access token valid for 59m, refresh token stored\)/);
+  assert.match(
+    out,
+    /✓ state +https:\/\/mcp\.example\.com\/mcp: signed in \(access token valid for 59m, refresh token stored\)/,
+  );
   assert.match(out, /✓ reachability +server https:\/\/mcp\.example\.com answered HTTP 401/);
   assert.deepEqual(deps.fetched.sort(), ['https://as.example.com/.well-known/oauth-authorization-server', URL_A]);
   assert.match(out, /\n2 problems found\.\n$/);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/testbed/index.js';
 import { completeDeviceVerification } from '../../arena/testbed/robot-device.js';
-import { cliEnv, collect, runCliProcess, spawnCli, waitForOutput, type CliResult } from '../helpers/cli-run.js';
+import { type CliResult, cliEnv, collect, runCliProcess, spawnCli, waitForOutput } from '../helpers/cli-run.js';
 
 async function startServers(t: { after(fn: () => unknown): void }, deviceFlow: boolean) {
   const as = await startAuthorizationServer({ deviceFlow });
@@ -45,9 +45,14 @@ test('login --no-browser uses the device grant when the AS offers it and complet
 test('login --device fails clearly when the AS does not offer the device grant', async (t) => {
   const { server } = await startServers(t, false);
   const cli = await cliEnv(t);
-  const result = await runCliProcess(cli, ['login', server.url, '--device', '--allow-http'], { env: { BROWSER: 'false' } });
+  const result = await runCliProcess(cli, ['login', server.url, '--device', '--allow-http'], {
+    env: { BROWSER: 'false' },
+  });
   assert.equal(result.code, 1, result.stderr);
-  assert.match(result.stderr, /cannot use the device authorization grant: authorization server \S+ does not offer the device authorization grant/);
+  assert.match(
+    result.stderr,
+    /cannot use the device authorization grant: authorization server \S+ does not offer the device authorization grant/,
+  );
   assert.match(result.stderr, /\[device_flow_unavailable/);
   assert.match(result.stderr, /hint: sign in with the browser instead/);
 });

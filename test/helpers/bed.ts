@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import {
-  createRobotBrowser,
-  startAuthorizationServer,
-  startProtectedMcpServer,
   type AuthorizationServerOptions,
+  createRobotBrowser,
   type ProtectedMcpServerOptions,
   type RunningAuthorizationServer,
   type RunningMcpServer,
+  startAuthorizationServer,
+  startProtectedMcpServer,
 } from '../../arena/testbed/index.js';
 import { AuthKeeper, type AuthKeeperOptions } from '../../src/index.js';
 import type { LogEvent } from '../../src/session/log.js';

@@ -4,9 +4,9 @@
  * flag parsing apart from the network and the store.
  */
 import { PassThrough } from 'node:stream';
+import type { CliDeps, Keeper, Writer } from '../../src/cli/deps.js';
 import type { AuthKeeperOptions } from '../../src/session/auth-keeper.js';
 import type { ServerStatus } from '../../src/session/status.js';
-import type { CliDeps, Keeper, Writer } from '../../src/cli/deps.js';
 
 export class BufferWriter implements Writer {
   text = '';
@@ -34,7 +34,10 @@ export interface FakeDeps extends CliDeps {
   fetched: string[];
 }
 
-export function fakeDeps(script: FakeKeeperScript = {}, extra: Partial<CliDeps> & { env?: NodeJS.ProcessEnv } = {}): FakeDeps {
+export function fakeDeps(
+  script: FakeKeeperScript = {},
+  extra: Partial<CliDeps> & { env?: NodeJS.ProcessEnv } = {},
+): FakeDeps {
   const keeperOptions: AuthKeeperOptions[] = [];
   const fetched: string[] = [];
   const stdinStream = new PassThrough();

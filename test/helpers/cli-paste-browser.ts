@@ -14,11 +14,15 @@ export async function redirectUrlToPaste(authorizeUrl: string, maxHops = 20): Pr
   for (let hop = 0; hop < maxHops; hop++) {
     if (url.href.startsWith(`${redirectUri}?`)) return url.href;
     const cookie = jar.header(url);
-    const response = await fetch(url, { redirect: 'manual', headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } });
+    const response = await fetch(url, {
+      redirect: 'manual',
+      headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) },
+    });
     jar.store(url, response.headers.getSetCookie());
     const location = response.headers.get('location');
     await response.arrayBuffer();
-    if (response.status < 300 || response.status >= 400 || !location) throw new Error(`stopped at HTTP ${response.status} before the redirect URI`);
+    if (response.status < 300 || response.status >= 400 || !location)
+      throw new Error(`stopped at HTTP ${response.status} before the redirect URI`);
     url = new URL(location, url);
   }
   throw new Error('too many redirects');

@@ -3,12 +3,12 @@
  * process with its own AUTHKEEP_HOME and the robot browser as `$BROWSER`, and collects its exit
  * code, stdout and stderr. Shared by the CLI tests.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { writeRobotBrowserScript } from '../../arena/testbed/index.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/authkeep.js', import.meta.url));
@@ -46,7 +46,7 @@ export async function cliEnv(t: TestContext): Promise<CliEnv> {
     ROBOT_BROWSER_LOG: browserLog,
     NO_COLOR: '1',
   };
-  delete env['AUTHKEEP_DEBUG'];
+  delete env.AUTHKEEP_DEBUG;
   return { home, browser, browserLog, env };
 }
 
@@ -75,7 +75,11 @@ export function collect(child: ChildProcessWithoutNullStreams, timeoutMs = 30_00
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`authkeep ${child.spawnargs.slice(2).join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `authkeep ${child.spawnargs.slice(2).join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, timeoutMs);
     child.once('error', (err) => {
       clearTimeout(timer);
@@ -89,12 +93,21 @@ export function collect(child: ChildProcessWithoutNullStreams, timeoutMs = 30_00
 }
 
 /** Run `authkeep ...args` to completion. */
-export function runCliProcess(ctx: CliEnv, args: string[], options: SpawnOptions = {}, timeoutMs?: number): Promise<CliResult> {
+export function runCliProcess(
+  ctx: CliEnv,
+  args: string[],
+  options: SpawnOptions = {},
+  timeoutMs?: number,
+): Promise<CliResult> {
   return collect(spawnCli(ctx, args, options), timeoutMs);
 }
 
 /** Resolve once `stream` has produced text matching `pattern` (checked on the accumulated text). */
-export function waitForOutput(stream: NodeJS.ReadableStream, pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+export function waitForOutput(
+  stream: NodeJS.ReadableStream,
+  pattern: RegExp,
+  timeoutMs = 20_000,
+): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let text = '';
     const onData = (chunk: string | Buffer) => {

@@ -119,7 +119,12 @@ export class HostileServer {
     const queue = this.routes.get(`${req.method} ${req.pathname}`);
     let responder: Responder | undefined;
     if (queue && queue.length > 0) responder = queue.length > 1 ? queue.shift() : queue[0];
-    const reply: Reply = responder === undefined ? { status: 404, json: { error: 'not_found' } } : typeof responder === 'function' ? await responder(req, this) : responder;
+    const reply: Reply =
+      responder === undefined
+        ? { status: 404, json: { error: 'not_found' } }
+        : typeof responder === 'function'
+          ? await responder(req, this)
+          : responder;
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
     if (reply.hang) return;
     if (reply.drop) {
@@ -150,7 +155,11 @@ export async function startHostileServer(): Promise<HostileServer> {
 }
 
 /** Standard AS metadata for an issuer served by a HostileServer (endpoints on the same origin). */
-export function asMetadata(issuer: string, origin: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function asMetadata(
+  issuer: string,
+  origin: string,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     issuer,
     authorization_endpoint: `${origin}/authorize`,

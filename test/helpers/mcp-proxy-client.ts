@@ -4,8 +4,9 @@
  * MCP client application launches `authkeep proxy`. Collects the child's stderr and any stdio
  * protocol errors (a stray byte on stdout would show up as one).
  */
-import { fileURLToPath } from 'node:url';
+
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 

@@ -11,13 +11,13 @@
  * every open event stream to simulate a lost connection.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { z } from 'zod';
-import type { RunningAuthorizationServer } from '../../arena/testbed/index.js';
 import { closeServer, listenEphemeral, readBody, sendJson, sendText } from '../../arena/testbed/http-util.js';
+import type { RunningAuthorizationServer } from '../../arena/testbed/index.js';
 
 export interface RunningSseServer {
   /** The SSE endpoint, e.g. http://127.0.0.1:PORT/sse (also the resource). */
@@ -45,7 +45,11 @@ export async function startSseMcpServer(as: RunningAuthorizationServer): Promise
 
   function unauthorized(res: ServerResponse, error?: string): void {
     counts.unauthorized += 1;
-    const params = [...(error ? [`error="${error}"`] : []), 'scope="mcp:read"', `resource_metadata="${origin}${prmPath}"`];
+    const params = [
+      ...(error ? [`error="${error}"`] : []),
+      'scope="mcp:read"',
+      `resource_metadata="${origin}${prmPath}"`,
+    ];
     sendJson(res, 401, { error: error ?? 'unauthorized' }, { 'WWW-Authenticate': `Bearer ${params.join(', ')}` });
   }
 
@@ -56,7 +60,12 @@ export async function startSseMcpServer(as: RunningAuthorizationServer): Promise
       return undefined;
     }
     try {
-      const { payload } = await jwtVerify(match[1], jwks, { issuer: as.issuer, audience: resource, algorithms: ['ES256'], typ: 'at+jwt' });
+      const { payload } = await jwtVerify(match[1], jwks, {
+        issuer: as.issuer,
+        audience: resource,
+        algorithms: ['ES256'],
+        typ: 'at+jwt',
+      });
       const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
       if (!scopes.includes('mcp:read')) {
         unauthorized(res, 'insufficient_scope');
@@ -71,17 +80,26 @@ export async function startSseMcpServer(as: RunningAuthorizationServer): Promise
 
   function mcpServer(): McpServer {
     const mcp = new McpServer({ name: 'testbed-sse-only', version: '1.0.0' });
-    mcp.registerTool('echo', { description: 'Echo the text back.', inputSchema: { text: z.string() } }, async ({ text }) => {
-      counts.toolCalls += 1;
-      return { content: [{ type: 'text', text }] };
-    });
+    mcp.registerTool(
+      'echo',
+      { description: 'Echo the text back.', inputSchema: { text: z.string() } },
+      async ({ text }) => {
+        counts.toolCalls += 1;
+        return { content: [{ type: 'text', text }] };
+      },
+    );
     return mcp;
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', origin);
     if (url.pathname === prmPath && req.method === 'GET') {
-      sendJson(res, 200, { resource, authorization_servers: [as.issuer], scopes_supported: ['mcp:read'], bearer_methods_supported: ['header'] });
+      sendJson(res, 200, {
+        resource,
+        authorization_servers: [as.issuer],
+        scopes_supported: ['mcp:read'],
+        bearer_methods_supported: ['header'],
+      });
       return;
     }
     if (url.pathname !== ssePath && url.pathname !== '/messages') return sendText(res, 404, 'not found');

@@ -54,7 +54,9 @@ async function tokenLoop(durationMs: number, urls: string[]): Promise<void> {
           if (res.status === 401 || res.status === 403) summary.rejected++;
         }
       } catch (err) {
-        summary.errors.push(err instanceof NeedsAuthError ? `needs-auth ${err.reason}` : String((err as Error).message));
+        summary.errors.push(
+          err instanceof NeedsAuthError ? `needs-auth ${err.reason}` : String((err as Error).message),
+        );
       }
     }
     i++;
@@ -70,7 +72,10 @@ async function login(url: string): Promise<void> {
   try {
     await keeper.login(url);
   } catch (err) {
-    const failure = err instanceof NeedsAuthError ? { reason: err.reason, error: err.info.error } : { code: (err as { code?: string }).code };
+    const failure =
+      err instanceof NeedsAuthError
+        ? { reason: err.reason, error: err.info.error }
+        : { code: (err as { code?: string }).code };
     process.stdout.write(`${JSON.stringify({ pid: process.pid, failed: failure })}\n`);
     process.exitCode = 3;
     return;

@@ -4,7 +4,7 @@
  *
  * Not for: production code, or tests outside test/store.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,7 +22,10 @@ export async function makeTempDir(prefix = 'authkeep-store-'): Promise<{ dir: st
 export const ISSUER = 'https://as.example.test/tenant';
 
 /** A valid record (generation 0 = "new") with tokens whose values carry `tag`. */
-export function makeRecord(serverUrl: string, options: { generation?: number; tag?: string; issuer?: string; clientId?: string; registeredAt?: string } = {}): ServerRecord {
+export function makeRecord(
+  serverUrl: string,
+  options: { generation?: number; tag?: string; issuer?: string; clientId?: string; registeredAt?: string } = {},
+): ServerRecord {
   const issuer = options.issuer ?? ISSUER;
   const clientId = options.clientId ?? 'client-1';
   const tag = options.tag ?? 'x';
@@ -78,8 +81,7 @@ export function spawnHelper(script: string, args: string[]): Child {
   let err = '';
   proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     buffer += chunk;
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
+    for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(nl + 1);
       lines.push(line);
@@ -102,7 +104,11 @@ export function spawnHelper(script: string, args: string[]): Child {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
           listeners.delete(listener);
-          reject(new Error(`child ${script} (pid ${proc.pid}) printed no line matching ${pattern} in ${timeoutMs} ms; stderr: ${err}`));
+          reject(
+            new Error(
+              `child ${script} (pid ${proc.pid}) printed no line matching ${pattern} in ${timeoutMs} ms; stderr: ${err}`,
+            ),
+          );
         }, timeoutMs);
         const listener = (line: string): void => {
           if (!pattern.test(line)) return;

@@ -87,7 +87,10 @@ async function waiterMode(): Promise<void> {
   const exitAt = now();
   if (alone && options.marker) await unlink(options.marker);
   if (options.log) {
-    await appendFile(options.log, `${JSON.stringify({ pid: process.pid, enter: enterAt, exit: exitAt, overlap: !alone, tookOver })}\n`);
+    await appendFile(
+      options.log,
+      `${JSON.stringify({ pid: process.pid, enter: enterAt, exit: exitAt, overlap: !alone, tookOver })}\n`,
+    );
   }
   await lock.release();
   process.exit(0);

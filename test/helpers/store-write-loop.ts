@@ -14,7 +14,8 @@ import { FileCredentialStore } from '../../src/store/credential-store.js';
 import { makeRecord } from './store-fixtures.js';
 
 const [home, serverUrl, wait] = process.argv.slice(2);
-if (home === undefined || serverUrl === undefined) throw new Error('usage: store-write-loop.ts <home> <serverUrl> [wait]');
+if (home === undefined || serverUrl === undefined)
+  throw new Error('usage: store-write-loop.ts <home> <serverUrl> [wait]');
 const store = new FileCredentialStore({ home });
 if (wait === 'wait') {
   console.log('READY');

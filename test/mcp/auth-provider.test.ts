@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,10 @@ interface ChildSummary {
   tokensServed: number;
 }
 
-function runChild(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; summary: ChildSummary; stderr: string }> {
+function runChild(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; summary: ChildSummary; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {
       env: { ...process.env, ...env },
@@ -41,12 +44,18 @@ function runChild(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: 
     child.once('error', reject);
     child.once('exit', (code) => {
       const last = stdout.split('\n').filter(Boolean).at(-1) ?? '{}';
-      resolve({ code, summary: JSON.parse(last) as ChildSummary, stderr: stderr.replace(/.*oidc-provider WARNING.*\n?/g, '') });
+      resolve({
+        code,
+        summary: JSON.parse(last) as ChildSummary,
+        stderr: stderr.replace(/.*oidc-provider WARNING.*\n?/g, ''),
+      });
     });
   });
 }
 
-async function recordOnDisk(home: string): Promise<{ generation: number; tokens?: { accessToken: string; refreshToken?: string } }> {
+async function recordOnDisk(
+  home: string,
+): Promise<{ generation: number; tokens?: { accessToken: string; refreshToken?: string } }> {
   const dir = path.join(home, 'servers');
   const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
   assert.equal(files.length, 1, 'one record');
@@ -62,14 +71,19 @@ test('SDK adapter: 8 processes, each an SDK Client with keeper.authProvider(), a
 
   const durationMs = 11_000;
   const goAt = Date.now() + 3000; // every child connected and waiting before the first expiry race
-  const results = await Promise.all(Array.from({ length: 8 }, () => runChild(['loop', bed.home, String(goAt), String(durationMs), server.url])));
+  const results = await Promise.all(
+    Array.from({ length: 8 }, () => runChild(['loop', bed.home, String(goAt), String(durationMs), server.url])),
+  );
 
   let calls = 0;
   for (const { code, summary, stderr } of results) {
     assert.equal(code, 0, stderr);
     assert.deepEqual(summary.failures, [], 'every call returned its own text');
     assert.ok(summary.calls > 60, `each process made many calls (${summary.calls})`);
-    assert.ok(summary.tokensServed >= 5, `each process was served a new token after each expiry (${summary.tokensServed} tokens)`);
+    assert.ok(
+      summary.tokensServed >= 5,
+      `each process was served a new token after each expiry (${summary.tokensServed} tokens)`,
+    );
     calls += summary.calls;
   }
   const after = bed.as.audit.counts();
@@ -85,8 +99,15 @@ test('SDK adapter: 8 processes, each an SDK Client with keeper.authProvider(), a
   // two processes refreshed for the same expiry.
   const windowMs = Date.now() - (goAt - 3000);
   assert.ok(refreshes >= 5, `at least 5 expiries were crossed (${refreshes} refreshes)`);
-  assert.ok(refreshes <= Math.ceil(windowMs / 750) + 1, `${refreshes} refreshes for ${windowMs} ms: one per expiry, machine-wide`);
-  assert.equal(server.counts().unauthorized, unauthorizedBefore, 'the server never answered 401: the SDK never had to enter auth()');
+  assert.ok(
+    refreshes <= Math.ceil(windowMs / 750) + 1,
+    `${refreshes} refreshes for ${windowMs} ms: one per expiry, machine-wide`,
+  );
+  assert.equal(
+    server.counts().unauthorized,
+    unauthorizedBefore,
+    'the server never answered 401: the SDK never had to enter auth()',
+  );
   t.diagnostic(`8 processes, ${calls} calls, ${refreshes} refreshes in ${windowMs} ms, 0 failures`);
 });
 
@@ -103,10 +124,14 @@ test('SDK adapter: a process with nothing stored signs in through the provider (
   assert.deepEqual(summary.failures, []);
   assert.equal(summary.calls, 3);
   const counts = bed.as.audit.counts();
-  assert.equal(counts.registrations, 1, 'one registration (authkeep\'s, not the SDK\'s)');
+  assert.equal(counts.registrations, 1, "one registration (authkeep's, not the SDK's)");
   assert.equal(counts.authorizationRequests, 1);
   assert.equal(counts.codeExchanges, 1);
-  assert.equal((await readFile(browserLog, 'utf8')).split('\n').filter(Boolean).length, 1, 'the browser was opened once');
+  assert.equal(
+    (await readFile(browserLog, 'utf8')).split('\n').filter(Boolean).length,
+    1,
+    'the browser was opened once',
+  );
   const status = (await bed.keeper().status(server.url))[0];
   assert.equal(status?.state, 'ok', 'the sign-in is stored for every other process');
 });
@@ -125,21 +150,42 @@ test("SDK adapter: the SDK's own auth() never spends a credential: no refresh, n
   const sdkSide = keeper.authProvider(server.url);
   const before = bed.as.audit.counts();
   const result = await auth(sdkSide, { serverUrl: server.url });
-  assert.equal(result, 'REDIRECT', 'without a refresh token the SDK can only ask for a redirect (which is never opened)');
+  assert.equal(
+    result,
+    'REDIRECT',
+    'without a refresh token the SDK can only ask for a redirect (which is never opened)',
+  );
   const after = bed.as.audit.counts();
   assert.deepEqual(
-    { refresh: after.refreshGrants, code: after.codeExchanges, reg: after.registrations, authz: after.authorizationRequests },
-    { refresh: before.refreshGrants, code: before.codeExchanges, reg: before.registrations, authz: before.authorizationRequests },
+    {
+      refresh: after.refreshGrants,
+      code: after.codeExchanges,
+      reg: after.registrations,
+      authz: after.authorizationRequests,
+    },
+    {
+      refresh: before.refreshGrants,
+      code: before.codeExchanges,
+      reg: before.registrations,
+      authz: before.authorizationRequests,
+    },
   );
   const info = await provider.clientInformation();
-  assert.equal(info.client_id, (await keeper.status(server.url))[0]?.clientId, 'clientInformation is the record\'s registration');
+  assert.equal(
+    info.client_id,
+    (await keeper.status(server.url))[0]?.clientId,
+    "clientInformation is the record's registration",
+  );
   assert.equal(info.issuer, bed.as.issuer, 'stamped with its issuer');
   await provider.saveClientInformation({ ...info }); // the SDK binding the stored registration: accepted
-  await assert.rejects(provider.saveClientInformation({ client_id: 'another-client', issuer: bed.as.issuer }), (err: unknown) => {
-    assert.ok(err instanceof AuthkeepError);
-    assert.equal(err.code, 'store_conflict', 'one record, one registration');
-    return true;
-  });
+  await assert.rejects(
+    provider.saveClientInformation({ client_id: 'another-client', issuer: bed.as.issuer }),
+    (err: unknown) => {
+      assert.ok(err instanceof AuthkeepError);
+      assert.equal(err.code, 'store_conflict', 'one record, one registration');
+      return true;
+    },
+  );
 });
 
 test('SDK adapter: non-interactive, nothing stored: the SDK flow ends in NeedsAuthError no_credentials and registers nothing', async (t) => {
@@ -147,11 +193,14 @@ test('SDK adapter: non-interactive, nothing stored: the SDK flow ends in NeedsAu
   const server = bed.servers[0]!;
   const provider = bed.keeper().authProvider(server.url, { interactive: false });
   const client = new Client({ name: 'authkeep-test', version: '0.0.0' });
-  await assert.rejects(client.connect(new StreamableHTTPClientTransport(new URL(server.url), { authProvider: provider })), (err: unknown) => {
-    assert.ok(err instanceof NeedsAuthError, String(err));
-    assert.equal(err.reason, 'no_credentials');
-    return true;
-  });
+  await assert.rejects(
+    client.connect(new StreamableHTTPClientTransport(new URL(server.url), { authProvider: provider })),
+    (err: unknown) => {
+      assert.ok(err instanceof NeedsAuthError, String(err));
+      assert.equal(err.reason, 'no_credentials');
+      return true;
+    },
+  );
   assert.equal(bed.as.audit.counts().registrations, 0);
   assert.equal(bed.robotOpens(), 0);
 });
@@ -162,7 +211,9 @@ test('SDK adapter: 403 insufficient_scope steps up through the provider (union o
   const keeper = bed.keeper();
   await keeper.login(server.url);
   const client = new Client({ name: 'authkeep-test', version: '0.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(server.url), { authProvider: keeper.authProvider(server.url) }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(server.url), { authProvider: keeper.authProvider(server.url) }),
+  );
   t.after(() => client.close());
   await assert.rejects(client.callTool({ name: 'admin_echo', arguments: { text: 'root' } }), UnauthorizedError);
   assert.equal(bed.robotOpens(), 2, 'one sign-in, one step-up');
@@ -176,7 +227,11 @@ test('SDK adapter: a token the server rejects (401) is recovered inside auth() t
   const server = bed.servers[0]!;
   await bed.keeper().login(server.url);
   // The stored access token is one the server will refuse (as after a server-side revocation).
-  const file = path.join(bed.home, 'servers', (await readdir(path.join(bed.home, 'servers'))).find((f) => f.endsWith('.json')) as string);
+  const file = path.join(
+    bed.home,
+    'servers',
+    (await readdir(path.join(bed.home, 'servers'))).find((f) => f.endsWith('.json')) as string,
+  );
   const record = JSON.parse(await readFile(file, 'utf8'));
   record.tokens.accessToken = 'refused-by-the-server';
   await writeFile(file, JSON.stringify(record));
@@ -185,14 +240,25 @@ test('SDK adapter: a token the server rejects (401) is recovered inside auth() t
   const keeper = bed.keeper();
   const client = new Client({ name: 'authkeep-test', version: '0.0.0' });
   t.after(() => client.close());
-  await assert.rejects(client.connect(new StreamableHTTPClientTransport(new URL(server.url), { authProvider: keeper.authProvider(server.url) })), UnauthorizedError);
+  await assert.rejects(
+    client.connect(
+      new StreamableHTTPClientTransport(new URL(server.url), { authProvider: keeper.authProvider(server.url) }),
+    ),
+    UnauthorizedError,
+  );
   const after = bed.as.audit.counts();
-  assert.equal(after.refreshGrants, before.refreshGrants + 1, 'AuthKeeper refreshed once (single-flight, under the lock)');
+  assert.equal(
+    after.refreshGrants,
+    before.refreshGrants + 1,
+    'AuthKeeper refreshed once (single-flight, under the lock)',
+  );
   assert.equal(after.authorizationRequests, before.authorizationRequests, 'no sign-in was needed');
   assert.equal(after.registrations, before.registrations);
   const retry = new Client({ name: 'authkeep-test', version: '0.0.0' });
   t.after(() => retry.close());
-  await retry.connect(new StreamableHTTPClientTransport(new URL(server.url), { authProvider: keeper.authProvider(server.url) }));
+  await retry.connect(
+    new StreamableHTTPClientTransport(new URL(server.url), { authProvider: keeper.authProvider(server.url) }),
+  );
   assert.equal(resultText(await retry.callTool({ name: 'echo', arguments: { text: 'recovered' } })), 'recovered');
 
   // The same rejection through keeper.fetch is recovered in-band: no call fails.
@@ -221,7 +287,13 @@ test('SDK adapter: saveTokens with stale tokens does not overwrite newer ones; t
   const stored = await recordOnDisk(bed.home);
   assert.equal(stored.tokens?.accessToken, newer);
 
-  await provider.saveTokens({ access_token: 'stale-access-token', token_type: 'bearer', expires_in: 3600, refresh_token: 'stale-refresh-token', issuer: bed.as.issuer });
+  await provider.saveTokens({
+    access_token: 'stale-access-token',
+    token_type: 'bearer',
+    expires_in: 3600,
+    refresh_token: 'stale-refresh-token',
+    issuer: bed.as.issuer,
+  });
   const afterStale = await recordOnDisk(bed.home);
   assert.equal(afterStale.tokens?.accessToken, newer, 'the newer access token is kept');
   assert.equal(afterStale.tokens?.refreshToken, stored.tokens?.refreshToken, 'and its refresh token');
@@ -231,14 +303,26 @@ test('SDK adapter: saveTokens with stale tokens does not overwrite newer ones; t
   // Tokens from another issuer are refused outright (drift), whatever the SDK saw.
   const fresh = other.authProvider(server.url); // it saw the current tokens
   await fresh.tokens();
-  await assert.rejects(fresh.saveTokens({ access_token: 'x', token_type: 'Bearer', issuer: 'https://evil.example' }), /store_conflict|refused/);
+  await assert.rejects(
+    fresh.saveTokens({ access_token: 'x', token_type: 'Bearer', issuer: 'https://evil.example' }),
+    /store_conflict|refused/,
+  );
   assert.equal((await recordOnDisk(bed.home)).generation, stored.generation);
 
   // A provider that saw the current tokens may replace them (compare-and-swap succeeds).
-  await fresh.saveTokens({ access_token: 'sdk-exchanged-access-token', token_type: 'Bearer', expires_in: 3600, issuer: bed.as.issuer });
+  await fresh.saveTokens({
+    access_token: 'sdk-exchanged-access-token',
+    token_type: 'Bearer',
+    expires_in: 3600,
+    issuer: bed.as.issuer,
+  });
   const replaced = await recordOnDisk(bed.home);
   assert.equal(replaced.tokens?.accessToken, 'sdk-exchanged-access-token');
-  assert.equal(replaced.tokens?.refreshToken, undefined, 'tokens are written whole: the old refresh token does not outlive its access token');
+  assert.equal(
+    replaced.tokens?.refreshToken,
+    undefined,
+    'tokens are written whole: the old refresh token does not outlive its access token',
+  );
   assert.equal(replaced.generation, stored.generation + 1);
   assert.equal((await fresh.tokens())?.access_token, 'sdk-exchanged-access-token', 'and served from then on');
 });
@@ -273,5 +357,9 @@ test('SDK adapter: the code verifiers of two concurrent flows stay separate (key
   ]);
   assert.equal(v1, f1.codeVerifier, 'flow 1 gets its own verifier');
   assert.equal(v2, f2.codeVerifier, 'flow 2 gets its own verifier');
-  await assert.rejects(provider.completeAuthorization(s1, async () => provider.codeVerifier()), /no open authorization flow/, 'a verifier is used once');
+  await assert.rejects(
+    provider.completeAuthorization(s1, async () => provider.codeVerifier()),
+    /no open authorization flow/,
+    'a verifier is used once',
+  );
 });

@@ -19,7 +19,15 @@ for (const example of ['sdk-auth-provider', 'sdk-fetch'] as const) {
     const home = await tempHome(t);
     const script = fileURLToPath(new URL(`../../examples/${example}.ts`, import.meta.url));
     const env = { ...process.env, AUTHKEEP_HOME: home, BROWSER: robotBrowserCommand() };
-    const args = ['--import', 'tsx', script, bed.servers[0]!.url, 'echo', '{"text":"from the example"}', '--allow-http'];
+    const args = [
+      '--import',
+      'tsx',
+      script,
+      bed.servers[0]!.url,
+      'echo',
+      '{"text":"from the example"}',
+      '--allow-http',
+    ];
     const first = await run(process.execPath, args, { env, timeout: 30_000 });
     assert.match(first.stdout, /tools: .*echo/);
     assert.match(first.stdout, /from the example/);

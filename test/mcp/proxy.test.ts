@@ -6,14 +6,14 @@
  * expansion and a dropped stream, a grant revoked mid-session. The AS's own audit is the judge.
  */
 import assert from 'node:assert/strict';
-import { appendFile, readFile, readdir } from 'node:fs/promises';
+import { appendFile, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { parseHeaderArgs } from '../../src/mcp/proxy.js';
 import { parseProxyArgs } from '../../src/mcp/proxy-main.js';
-import { startBed, sleep } from '../helpers/bed.js';
-import { connectThroughProxy, resultText, type ProxiedClient } from '../helpers/mcp-proxy-client.js';
+import { sleep, startBed } from '../helpers/bed.js';
+import { connectThroughProxy, type ProxiedClient, resultText } from '../helpers/mcp-proxy-client.js';
 import { startSseMcpServer } from '../helpers/mcp-sse-server.js';
 
 async function browserLog(home: string): Promise<{ file: string; opens: () => Promise<number> }> {
@@ -23,7 +23,11 @@ async function browserLog(home: string): Promise<{ file: string; opens: () => Pr
 }
 
 /** `loops` concurrent callers of echo until `until`; every answer must be its own text. */
-async function callLoops(proxy: ProxiedClient, loops: number, until: number): Promise<{ calls: number; failures: string[] }> {
+async function callLoops(
+  proxy: ProxiedClient,
+  loops: number,
+  until: number,
+): Promise<{ calls: number; failures: string[] }> {
   let calls = 0;
   const failures: string[] = [];
   await Promise.all(
@@ -32,7 +36,9 @@ async function callLoops(proxy: ProxiedClient, loops: number, until: number): Pr
         const text = `loop${loop}-${i}`;
         calls++;
         try {
-          const got = resultText(await proxy.client.callTool({ name: 'echo', arguments: { text } }, undefined, { timeout: 15_000 }));
+          const got = resultText(
+            await proxy.client.callTool({ name: 'echo', arguments: { text } }, undefined, { timeout: 15_000 }),
+          );
           if (got !== text) failures.push(`${text}: got ${JSON.stringify(got)}`);
         } catch (err) {
           failures.push(`${text}: ${(err as Error).message}`);
@@ -44,7 +50,9 @@ async function callLoops(proxy: ProxiedClient, loops: number, until: number): Pr
   return { calls, failures };
 }
 
-async function readRecord(home: string): Promise<{ registration: { clientId: string }; tokens: { accessToken: string; refreshToken: string } }> {
+async function readRecord(
+  home: string,
+): Promise<{ registration: { clientId: string }; tokens: { accessToken: string; refreshToken: string } }> {
   const dir = path.join(home, 'servers');
   const [file] = (await readdir(dir)).filter((f) => f.endsWith('.json'));
   return JSON.parse(await readFile(path.join(dir, file as string), 'utf8'));
@@ -75,7 +83,11 @@ test('proxy: an SDK Client over stdio signs in at start-up, then calls echo acro
   assert.equal(counts.revokedGrants, 0, 'zero revoked grants');
   assert.equal(counts.invalidGrants, 0, 'zero invalid_grant');
   assert.equal(counts.authorizationRequests, 1, 'one sign-in');
-  assert.equal(server.counts().unauthorized, unauthorizedAtStart, 'no 401 mid-session: every token was refreshed before it expired');
+  assert.equal(
+    server.counts().unauthorized,
+    unauthorizedAtStart,
+    'no 401 mid-session: every token was refreshed before it expired',
+  );
   assert.deepEqual(proxy.protocolErrors, [], 'stdout carried JSON-RPC only');
 
   await proxy.close();
@@ -94,11 +106,15 @@ test('proxy: falls back to SSE for an SSE-only server, sends --header values wit
   const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
   const sse = await startSseMcpServer(bed.as);
   t.after(() => sse.close());
-  const proxy = await connectThroughProxy(t, [sse.url, '--allow-http', '--header', 'X-Authkeep-Test: v=${AUTHKEEP_TEST_VALUE}'], {
-    AUTHKEEP_HOME: bed.home,
-    BROWSER: robotBrowserCommand(),
-    AUTHKEEP_TEST_VALUE: 'expanded',
-  });
+  const proxy = await connectThroughProxy(
+    t,
+    [sse.url, '--allow-http', '--header', 'X-Authkeep-Test: v=${AUTHKEEP_TEST_VALUE}'],
+    {
+      AUTHKEEP_HOME: bed.home,
+      BROWSER: robotBrowserCommand(),
+      AUTHKEEP_TEST_VALUE: 'expanded',
+    },
+  );
   assert.match(proxy.stderr(), /Streamable HTTP not offered.*trying SSE/);
   assert.match(proxy.stderr(), /connected over SSE/);
   assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'one' } })), 'one');
@@ -108,12 +124,17 @@ test('proxy: falls back to SSE for an SSE-only server, sends --header values wit
   await sleep(2200);
   assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'two' } })), 'two');
   sse.dropStreams();
-  const after = await Promise.all(['three', 'four', 'five'].map((text) => proxy.client.callTool({ name: 'echo', arguments: { text } })));
+  const after = await Promise.all(
+    ['three', 'four', 'five'].map((text) => proxy.client.callTool({ name: 'echo', arguments: { text } })),
+  );
   assert.deepEqual(after.map(resultText), ['three', 'four', 'five']);
   assert.equal(sse.counts().streams, 2, 'one reconnect');
   assert.match(proxy.stderr(), /reconnected; the session was initialized again/);
 
-  assert.ok(sse.testHeaders.length > 0 && sse.testHeaders.every((v) => v === 'v=expanded'), `header sent expanded: ${sse.testHeaders.join(',')}`);
+  assert.ok(
+    sse.testHeaders.length > 0 && sse.testHeaders.every((v) => v === 'v=expanded'),
+    `header sent expanded: ${sse.testHeaders.join(',')}`,
+  );
   assert.ok(!proxy.stderr().includes('v=expanded'), 'header values are not logged');
   const counts = bed.as.audit.counts();
   assert.equal(counts.refreshReuses, 0);
@@ -142,7 +163,11 @@ test('proxy: a grant revoked mid-session is replaced by a new sign-in through $B
   const revoked = await fetch(bed.as.endpoints.revocation, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token: record.tokens.refreshToken, token_type_hint: 'refresh_token', client_id: record.registration.clientId }),
+    body: new URLSearchParams({
+      token: record.tokens.refreshToken,
+      token_type_hint: 'refresh_token',
+      client_id: record.registration.clientId,
+    }),
   });
   assert.equal(revoked.status, 200);
   const { calls, failures } = await loops;
@@ -161,7 +186,10 @@ test('proxy: http-only against an SSE-only server answers initialize with an err
   const sse = await startSseMcpServer(bed.as);
   t.after(() => sse.close());
   await assert.rejects(
-    connectThroughProxy(t, [sse.url, '--allow-http', '--transport', 'http-only'], { AUTHKEEP_HOME: bed.home, BROWSER: robotBrowserCommand() }),
+    connectThroughProxy(t, [sse.url, '--allow-http', '--transport', 'http-only'], {
+      AUTHKEEP_HOME: bed.home,
+      BROWSER: robotBrowserCommand(),
+    }),
     /could not be sent to the server|cannot reach the server/,
   );
 });
@@ -173,15 +201,36 @@ test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags'
     { TOKEN: 'abc' },
     (m) => warnings.push(m),
   );
-  assert.deepEqual(headers, { Authorization: 'Bearer abc', 'X-Empty': '', 'X-Url': 'https://a.example/b:c', 'X-Trim': 'spaced' });
+  assert.deepEqual(headers, {
+    Authorization: 'Bearer abc',
+    'X-Empty': '',
+    'X-Url': 'https://a.example/b:c',
+    'X-Trim': 'spaced',
+  });
   assert.equal(warnings.length, 1);
   assert.match(warnings[0] as string, /UNSET_VAR/);
   assert.throws(() => parseHeaderArgs(['no colon here']), /not "Name: value"/);
   assert.throws(() => parseHeaderArgs(['X-Bad: ${V}'], { V: 'a\r\nInjected: yes' }), /line break/);
 
   const options = parseProxyArgs(
-    ['https://mcp.example.com/mcp', '3334', '--header', 'X-Key: ${K}', '--transport', 'sse-first', '--host', '127.0.0.1', '--allow-http', '--debug',
-      '--static-oauth-client-info', '{"client_id":"pre","client_secret":"s"}', '--static-oauth-client-metadata', '{"scope":"mcp:read"}', '--resource', 'https://mcp.example.com/'],
+    [
+      'https://mcp.example.com/mcp',
+      '3334',
+      '--header',
+      'X-Key: ${K}',
+      '--transport',
+      'sse-first',
+      '--host',
+      '127.0.0.1',
+      '--allow-http',
+      '--debug',
+      '--static-oauth-client-info',
+      '{"client_id":"pre","client_secret":"s"}',
+      '--static-oauth-client-metadata',
+      '{"scope":"mcp:read"}',
+      '--resource',
+      'https://mcp.example.com/',
+    ],
     { K: 'v' },
   );
   assert.equal(options.serverUrl, 'https://mcp.example.com/mcp');
@@ -194,7 +243,10 @@ test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags'
   assert.deepEqual(options.staticClientInfo, { client_id: 'pre', client_secret: 's' });
   assert.deepEqual(options.staticClientMetadata, { scope: 'mcp:read' });
   assert.equal(options.resource, 'https://mcp.example.com/');
-  assert.throws(() => parseProxyArgs(['https://x.example', '--transport', 'carrier-pigeon']), /--transport must be one of/);
+  assert.throws(
+    () => parseProxyArgs(['https://x.example', '--transport', 'carrier-pigeon']),
+    /--transport must be one of/,
+  );
   assert.throws(() => parseProxyArgs(['https://x.example', '--host', 'evil.example']), /--host/);
   assert.throws(() => parseProxyArgs([]), /server URL is missing/);
 });

@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
-import { buildAuthorizationUrl, verifyAuthorizationUrl, type AuthorizationRequest } from '../../src/oauth/authorize-url.js';
+import {
+  type AuthorizationRequest,
+  buildAuthorizationUrl,
+  verifyAuthorizationUrl,
+} from '../../src/oauth/authorize-url.js';
 import { createPkcePair } from '../../src/oauth/pkce.js';
 
 const CHALLENGE = 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'; // RFC 7636 appendix B
@@ -95,27 +99,39 @@ describe('buildAuthorizationUrl', () => {
     assert.ok(!url.href.includes(pair.verifier));
   });
 
-  test('keeps the endpoint\'s own query parameters (RFC 6749 section 3.1)', () => {
-    const url = buildAuthorizationUrl(request({ authorizationEndpoint: 'https://as.example/oauth2/authorize?tenant=acme&p=B2C_1' }));
+  test("keeps the endpoint's own query parameters (RFC 6749 section 3.1)", () => {
+    const url = buildAuthorizationUrl(
+      request({ authorizationEndpoint: 'https://as.example/oauth2/authorize?tenant=acme&p=B2C_1' }),
+    );
     assert.deepStrictEqual([...url.searchParams].slice(0, 3), [
       ['tenant', 'acme'],
       ['p', 'B2C_1'],
       ['response_type', 'code'],
     ]);
-    verifyAuthorizationUrl(url, request({ authorizationEndpoint: 'https://as.example/oauth2/authorize?tenant=acme&p=B2C_1' }));
+    verifyAuthorizationUrl(
+      url,
+      request({ authorizationEndpoint: 'https://as.example/oauth2/authorize?tenant=acme&p=B2C_1' }),
+    );
   });
 
   test('refuses an endpoint query parameter that collides with ours', () => {
     for (const name of ['client_id', 'scope', 'response_type', 'resource']) {
       assert.throws(
         () => buildAuthorizationUrl(request({ authorizationEndpoint: `https://as.example/authorize?${name}=x` })),
-        (err: unknown) => err instanceof AuthkeepError && err.code === 'invalid_argument' && err.field === 'authorization_endpoint' && err.message.includes(name),
+        (err: unknown) =>
+          err instanceof AuthkeepError &&
+          err.code === 'invalid_argument' &&
+          err.field === 'authorization_endpoint' &&
+          err.message.includes(name),
       );
     }
   });
 
   test('refuses an endpoint with a fragment, or http off loopback', () => {
-    assert.throws(() => buildAuthorizationUrl(request({ authorizationEndpoint: 'https://as.example/authorize#x' })), /fragment/);
+    assert.throws(
+      () => buildAuthorizationUrl(request({ authorizationEndpoint: 'https://as.example/authorize#x' })),
+      /fragment/,
+    );
     assert.throws(
       () => buildAuthorizationUrl(request({ authorizationEndpoint: 'http://as.example/authorize' })),
       (err: unknown) => err instanceof AuthkeepError && err.code === 'insecure_url',
@@ -140,11 +156,20 @@ describe('buildAuthorizationUrl', () => {
   test('refuses to build from a malformed request, naming the field', () => {
     assertMismatch(() => buildAuthorizationUrl(request({ codeChallenge: 'abcdefgh' })), 'code_challenge');
     assertMismatch(() => buildAuthorizationUrl(request({ codeChallenge: `${CHALLENGE}=` })), 'code_challenge');
-    assertMismatch(() => buildAuthorizationUrl(request({ codeChallengeMethod: 'plain' as 'S256' })), 'code_challenge_method');
+    assertMismatch(
+      () => buildAuthorizationUrl(request({ codeChallengeMethod: 'plain' as 'S256' })),
+      'code_challenge_method',
+    );
     assertMismatch(() => buildAuthorizationUrl(request({ redirectUri: 'http://localhost/:' })), 'redirect_uri');
     assertMismatch(() => buildAuthorizationUrl(request({ redirectUri: 'http://127.0.0.1/callback' })), 'redirect_uri');
-    assertMismatch(() => buildAuthorizationUrl(request({ redirectUri: 'http://app.example:8080/callback' })), 'redirect_uri');
-    assertMismatch(() => buildAuthorizationUrl(request({ redirectUri: 'http://127.0.0.1:5000/cb#frag' })), 'redirect_uri');
+    assertMismatch(
+      () => buildAuthorizationUrl(request({ redirectUri: 'http://app.example:8080/callback' })),
+      'redirect_uri',
+    );
+    assertMismatch(
+      () => buildAuthorizationUrl(request({ redirectUri: 'http://127.0.0.1:5000/cb#frag' })),
+      'redirect_uri',
+    );
     assertMismatch(() => buildAuthorizationUrl(request({ resource: 'https://mcp .example/mcp' })), 'resource');
     assertMismatch(() => buildAuthorizationUrl(request({ resource: 'https://mcp.example/mcp#x' })), 'resource');
     assertMismatch(() => buildAuthorizationUrl(request({ resource: '/mcp' })), 'resource');
@@ -154,62 +179,138 @@ describe('buildAuthorizationUrl', () => {
   });
 
   test('accepts loopback redirect URIs with an explicit port, including a default one', () => {
-    for (const redirectUri of ['http://localhost:8080/callback', 'http://[::1]:8080/callback', 'http://127.0.0.1:80/callback', 'https://app.example/cb']) {
+    for (const redirectUri of [
+      'http://localhost:8080/callback',
+      'http://[::1]:8080/callback',
+      'http://127.0.0.1:80/callback',
+      'https://app.example/cb',
+    ]) {
       buildAuthorizationUrl(request({ redirectUri }));
     }
   });
 });
 
-describe('verifyAuthorizationUrl refuses the field report\'s malformed URLs', () => {
+describe("verifyAuthorizationUrl refuses the field report's malformed URLs", () => {
   test('the good URL passes', () => {
     verifyAuthorizationUrl(buildAuthorizationUrl(request()).href, request());
   });
 
   test('code_challenge_method_method=S256', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace('code_challenge_method=', 'code_challenge_method_method=')), request()), 'code_challenge_method_method');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace('code_challenge_method=', 'code_challenge_method_method=')),
+          request(),
+        ),
+      'code_challenge_method_method',
+    );
   });
 
   test('code_challenge _method (a space in the name)', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace('code_challenge_method=', 'code_challenge+_method=')), request()), 'code_challenge _method');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace('code_challenge_method=', 'code_challenge+_method=')),
+          request(),
+        ),
+      'code_challenge _method',
+    );
   });
 
   test('an 8-character code_challenge', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace(CHALLENGE, CHALLENGE.slice(0, 8))), request()), 'code_challenge');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace(CHALLENGE, CHALLENGE.slice(0, 8))),
+          request(),
+        ),
+      'code_challenge',
+    );
   });
 
   test('code_challenge_method=S', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace('code_challenge_method=S256', 'code_challenge_method=S')), request()), 'code_challenge_method');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace('code_challenge_method=S256', 'code_challenge_method=S')),
+          request(),
+        ),
+      'code_challenge_method',
+    );
   });
 
   test('resource with a space in the hostname', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace('mcp.example', 'mcp+.example')), request()), 'resource');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace('mcp.example', 'mcp+.example')),
+          request(),
+        ),
+      'resource',
+    );
   });
 
   test('scope missing', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace(/&scope=[^&]*/, '')), request()), 'scope');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace(/&scope=[^&]*/, '')),
+          request(),
+        ),
+      'scope',
+    );
   });
 
   test('redirect_uri=http://localhost/: (no port)', () => {
     assertMismatch(
-      () => verifyAuthorizationUrl(mangled((q) => q.replace(/redirect_uri=[^&]*/, `redirect_uri=${encodeURIComponent('http://localhost/:')}`)), request()),
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace(/redirect_uri=[^&]*/, `redirect_uri=${encodeURIComponent('http://localhost/:')}`)),
+          request(),
+        ),
       'redirect_uri',
     );
     assertMismatch(
-      () => verifyAuthorizationUrl(mangled((q) => q.replace(/redirect_uri=[^&]*/, 'redirect_uri=http://localhost/:')), request({ redirectUri: 'http://localhost/:' })),
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace(/redirect_uri=[^&]*/, 'redirect_uri=http://localhost/:')),
+          request({ redirectUri: 'http://localhost/:' }),
+        ),
       'redirect_uri',
     );
   });
 
   test('a repeated parameter', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => `${q}&state=state-abc`), request()), 'state');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => `${q}&state=state-abc`),
+          request(),
+        ),
+      'state',
+    );
   });
 
   test('a missing parameter', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace(/&resource=[^&]*/, '')), request()), 'resource');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace(/&resource=[^&]*/, '')),
+          request(),
+        ),
+      'resource',
+    );
   });
 
   test('an unexpected extra parameter', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => `${q}&prompt=none`), request()), 'prompt');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => `${q}&prompt=none`),
+          request(),
+        ),
+      'prompt',
+    );
   });
 
   test('a scope sent although none was requested', () => {
@@ -218,18 +319,44 @@ describe('verifyAuthorizationUrl refuses the field report\'s malformed URLs', ()
   });
 
   test('another endpoint, or a fragment', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q).replace('as.example', 'evil.example'), request()), 'authorization_endpoint');
-    assertMismatch(() => verifyAuthorizationUrl(`${buildAuthorizationUrl(request()).href}#x`, request()), 'authorization_endpoint');
+    assertMismatch(
+      () => verifyAuthorizationUrl(mangled((q) => q).replace('as.example', 'evil.example'), request()),
+      'authorization_endpoint',
+    );
+    assertMismatch(
+      () => verifyAuthorizationUrl(`${buildAuthorizationUrl(request()).href}#x`, request()),
+      'authorization_endpoint',
+    );
   });
 
-  test('the endpoint\'s own query changed', () => {
+  test("the endpoint's own query changed", () => {
     const endpoint = 'https://as.example/authorize?tenant=acme';
-    const url = buildAuthorizationUrl(request({ authorizationEndpoint: endpoint })).href.replace('tenant=acme', 'tenant=other');
-    assertMismatch(() => verifyAuthorizationUrl(url, request({ authorizationEndpoint: endpoint })), 'authorization_endpoint');
+    const url = buildAuthorizationUrl(request({ authorizationEndpoint: endpoint })).href.replace(
+      'tenant=acme',
+      'tenant=other',
+    );
+    assertMismatch(
+      () => verifyAuthorizationUrl(url, request({ authorizationEndpoint: endpoint })),
+      'authorization_endpoint',
+    );
   });
 
   test('each value compared: a different client_id or state', () => {
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace('client-123', 'client-456')), request()), 'client_id');
-    assertMismatch(() => verifyAuthorizationUrl(mangled((q) => q.replace('state-abc', 'state-xyz')), request()), 'state');
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace('client-123', 'client-456')),
+          request(),
+        ),
+      'client_id',
+    );
+    assertMismatch(
+      () =>
+        verifyAuthorizationUrl(
+          mangled((q) => q.replace('state-abc', 'state-xyz')),
+          request(),
+        ),
+      'state',
+    );
   });
 });

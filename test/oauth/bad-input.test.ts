@@ -16,7 +16,14 @@ import { discoverProtectedResource } from '../../src/oauth/protected-resource.js
 import { registerClient } from '../../src/oauth/registration.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
-import { asMetadata, asRecord, leakedSecret, startHostileServer, type HostileServer, type Reply } from '../helpers/hostile-server.js';
+import {
+  asMetadata,
+  asRecord,
+  type HostileServer,
+  leakedSecret,
+  type Reply,
+  startHostileServer,
+} from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 
@@ -49,28 +56,74 @@ describe('bad input: protected resource metadata', () => {
 
   const PRM = '/.well-known/oauth-protected-resource/mcp';
   const cases: Array<[string, Reply, string, string]> = [
-    ['not JSON', { body: 'this is not json', headers: { 'content-type': 'application/json' } }, 'metadata_invalid', 'body'],
+    [
+      'not JSON',
+      { body: 'this is not json', headers: { 'content-type': 'application/json' } },
+      'metadata_invalid',
+      'body',
+    ],
     ['a JSON array', { json: [1, 2] }, 'metadata_invalid', 'body'],
     ['no authorization_servers', { json: { resource: 'RS/mcp' } }, 'metadata_invalid', 'authorization_servers'],
-    ['empty authorization_servers', { json: { resource: 'RS/mcp', authorization_servers: [] } }, 'metadata_invalid', 'authorization_servers'],
-    ['a non-string authorization server', { json: { resource: 'RS/mcp', authorization_servers: [42] } }, 'metadata_invalid', 'authorization_servers[0]'],
+    [
+      'empty authorization_servers',
+      { json: { resource: 'RS/mcp', authorization_servers: [] } },
+      'metadata_invalid',
+      'authorization_servers',
+    ],
+    [
+      'a non-string authorization server',
+      { json: { resource: 'RS/mcp', authorization_servers: [42] } },
+      'metadata_invalid',
+      'authorization_servers[0]',
+    ],
     ['resource missing', { json: { authorization_servers: ['https://as.example'] } }, 'metadata_invalid', 'resource'],
-    ['scopes_supported not an array', { json: { resource: 'RS/mcp', authorization_servers: ['https://as.example'], scopes_supported: 'a b' } }, 'metadata_invalid', 'scopes_supported'],
-    ['resource on another origin', { json: { resource: 'https://evil.example.com/mcp', authorization_servers: ['https://as.example'] } }, 'resource_mismatch', 'resource'],
-    ['resource on another path', { json: { resource: 'RS/other', authorization_servers: ['https://as.example'] } }, 'resource_mismatch', 'resource'],
-    ['an http authorization server off loopback', { json: { resource: 'RS/mcp', authorization_servers: ['https://ok.example', 'http://as.example'] } }, 'insecure_url', 'authorization_servers[1]'],
-    ['an authorization server that is not a URL', { json: { resource: 'RS/mcp', authorization_servers: ['as.example'] } }, 'metadata_invalid', 'authorization_servers[0]'],
+    [
+      'scopes_supported not an array',
+      { json: { resource: 'RS/mcp', authorization_servers: ['https://as.example'], scopes_supported: 'a b' } },
+      'metadata_invalid',
+      'scopes_supported',
+    ],
+    [
+      'resource on another origin',
+      { json: { resource: 'https://evil.example.com/mcp', authorization_servers: ['https://as.example'] } },
+      'resource_mismatch',
+      'resource',
+    ],
+    [
+      'resource on another path',
+      { json: { resource: 'RS/other', authorization_servers: ['https://as.example'] } },
+      'resource_mismatch',
+      'resource',
+    ],
+    [
+      'an http authorization server off loopback',
+      { json: { resource: 'RS/mcp', authorization_servers: ['https://ok.example', 'http://as.example'] } },
+      'insecure_url',
+      'authorization_servers[1]',
+    ],
+    [
+      'an authorization server that is not a URL',
+      { json: { resource: 'RS/mcp', authorization_servers: ['as.example'] } },
+      'metadata_invalid',
+      'authorization_servers[0]',
+    ],
   ];
   for (const [name, reply, code, field] of cases) {
     test(`PRM with ${name}: ${code} naming ${field}`, async () => {
-      const fixed: Reply = reply.json === undefined ? reply : { ...reply, json: JSON.parse(JSON.stringify(reply.json).replaceAll('RS/', `${rs.url}/`)) };
+      const fixed: Reply =
+        reply.json === undefined
+          ? reply
+          : { ...reply, json: JSON.parse(JSON.stringify(reply.json).replaceAll('RS/', `${rs.url}/`)) };
       rs.on('GET', PRM, fixed);
       await assert.rejects(discoverProtectedResource(`${rs.url}/mcp`, http), expectError(code, field));
     });
   }
 
   test('http on loopback without allowInsecureLoopback: insecure_url naming serverUrl', async () => {
-    await assert.rejects(discoverProtectedResource(`${rs.url}/mcp`, { allowInsecureLoopback: false }), expectError('insecure_url', 'serverUrl'));
+    await assert.rejects(
+      discoverProtectedResource(`${rs.url}/mcp`, { allowInsecureLoopback: false }),
+      expectError('insecure_url', 'serverUrl'),
+    );
     assert.deepEqual(rs.requests, []);
   });
 
@@ -83,8 +136,14 @@ describe('bad input: protected resource metadata', () => {
   });
 
   test('a huge body is cut off: metadata_invalid', async () => {
-    rs.on('GET', PRM, { body: `{"resource":"${'a'.repeat(2 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' } });
-    await assert.rejects(discoverProtectedResource(`${rs.url}/mcp`, http), expectError('metadata_invalid', 'body', (e) => assert.equal(e.detail?.reason, 'too_large')));
+    rs.on('GET', PRM, {
+      body: `{"resource":"${'a'.repeat(2 * 1024 * 1024)}"}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    await assert.rejects(
+      discoverProtectedResource(`${rs.url}/mcp`, http),
+      expectError('metadata_invalid', 'body', (e) => assert.equal(e.detail?.reason, 'too_large')),
+    );
   });
 });
 
@@ -117,7 +176,10 @@ describe('bad input: authorization server metadata', () => {
 
   test('issuer of another tenant on the same host: mismatch', async () => {
     as.json(`${WK}/tenant1`, asMetadata(`${as.url}/tenant2`, as.url));
-    await assert.rejects(discoverAuthorizationServer(`${as.url}/tenant1`, http), expectError('issuer_mismatch', 'issuer'));
+    await assert.rejects(
+      discoverAuthorizationServer(`${as.url}/tenant1`, http),
+      expectError('issuer_mismatch', 'issuer'),
+    );
   });
 
   test('no issuer at all: metadata_invalid naming issuer', async () => {
@@ -128,13 +190,19 @@ describe('bad input: authorization server metadata', () => {
 
   test('S256 not listed: pkce_unsupported', async () => {
     as.json(WK, asMetadata(as.url, as.url, { code_challenge_methods_supported: ['plain'] }));
-    await assert.rejects(discoverAuthorizationServer(as.url, http), expectError('pkce_unsupported', 'code_challenge_methods_supported'));
+    await assert.rejects(
+      discoverAuthorizationServer(as.url, http),
+      expectError('pkce_unsupported', 'code_challenge_methods_supported'),
+    );
   });
 
   test('code_challenge_methods_supported absent: pkce_unsupported (MCP: MUST refuse)', async () => {
     const { code_challenge_methods_supported: _drop, ...rest } = asMetadata(as.url, as.url);
     as.json(WK, rest);
-    await assert.rejects(discoverAuthorizationServer(as.url, http), expectError('pkce_unsupported', 'code_challenge_methods_supported'));
+    await assert.rejects(
+      discoverAuthorizationServer(as.url, http),
+      expectError('pkce_unsupported', 'code_challenge_methods_supported'),
+    );
   });
 
   for (const field of ['token_endpoint', 'authorization_endpoint', 'registration_endpoint', 'revocation_endpoint']) {
@@ -152,7 +220,10 @@ describe('bad input: authorization server metadata', () => {
 
   test('wrong member type: metadata_invalid naming it', async () => {
     as.json(WK, asMetadata(as.url, as.url, { client_id_metadata_document_supported: 'yes' }));
-    await assert.rejects(discoverAuthorizationServer(as.url, http), expectError('metadata_invalid', 'client_id_metadata_document_supported'));
+    await assert.rejects(
+      discoverAuthorizationServer(as.url, http),
+      expectError('metadata_invalid', 'client_id_metadata_document_supported'),
+    );
   });
 
   test('an http issuer off loopback is refused before any request', async () => {
@@ -182,24 +253,66 @@ describe('bad input: token responses', () => {
     };
   });
 
-  const refresh = () => refreshAccessToken(as, reg, { refreshToken: REFRESH_TOKEN, resource: 'https://mcp.example.com' }, http);
+  const refresh = () =>
+    refreshAccessToken(as, reg, { refreshToken: REFRESH_TOKEN, resource: 'https://mcp.example.com' }, http);
   const exchange = () =>
-    exchangeAuthorizationCode(as, reg, { code: CODE, codeVerifier: VERIFIER, redirectUri: 'http://127.0.0.1:4000/cb', resource: 'https://mcp.example.com' }, http);
+    exchangeAuthorizationCode(
+      as,
+      reg,
+      {
+        code: CODE,
+        codeVerifier: VERIFIER,
+        redirectUri: 'http://127.0.0.1:4000/cb',
+        resource: 'https://mcp.example.com',
+      },
+      http,
+    );
 
   const malformedCases: Array<[string, Reply, string]> = [
     ['missing access_token', { json: { token_type: 'Bearer', refresh_token: REFRESH_TOKEN } }, 'access_token'],
     ['empty access_token', { json: { access_token: '', token_type: 'Bearer' } }, 'access_token'],
     ['missing token_type', { json: { access_token: ACCESS_TOKEN } }, 'token_type'],
-    ['token_type mac', { json: { access_token: ACCESS_TOKEN, token_type: 'mac', refresh_token: REFRESH_TOKEN } }, 'token_type'],
+    [
+      'token_type mac',
+      { json: { access_token: ACCESS_TOKEN, token_type: 'mac', refresh_token: REFRESH_TOKEN } },
+      'token_type',
+    ],
     ['token_type DPoP', { json: { access_token: ACCESS_TOKEN, token_type: 'DPoP' } }, 'token_type'],
-    ['a token_type that echoes a secret', { json: { access_token: ACCESS_TOKEN, token_type: REFRESH_TOKEN } }, 'token_type'],
-    ['non-JSON body', { body: `access_token=${ACCESS_TOKEN}&token_type=bearer`, headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 'body'],
-    ['non-JSON body claiming JSON', { body: `{"access_token":"${ACCESS_TOKEN}"`, headers: { 'content-type': 'application/json' } }, 'body'],
+    [
+      'a token_type that echoes a secret',
+      { json: { access_token: ACCESS_TOKEN, token_type: REFRESH_TOKEN } },
+      'token_type',
+    ],
+    [
+      'non-JSON body',
+      {
+        body: `access_token=${ACCESS_TOKEN}&token_type=bearer`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      },
+      'body',
+    ],
+    [
+      'non-JSON body claiming JSON',
+      { body: `{"access_token":"${ACCESS_TOKEN}"`, headers: { 'content-type': 'application/json' } },
+      'body',
+    ],
     ['empty body', { body: '' }, 'body'],
     ['a JSON array', { json: [ACCESS_TOKEN] }, 'body'],
-    ['negative expires_in', { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: -5 } }, 'expires_in'],
-    ['non-numeric expires_in', { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 'soon' } }, 'expires_in'],
-    ['refresh_token not a string', { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', refresh_token: 12345 } }, 'refresh_token'],
+    [
+      'negative expires_in',
+      { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: -5 } },
+      'expires_in',
+    ],
+    [
+      'non-numeric expires_in',
+      { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 'soon' } },
+      'expires_in',
+    ],
+    [
+      'refresh_token not a string',
+      { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', refresh_token: 12345 } },
+      'refresh_token',
+    ],
     ['scope not a string', { json: { access_token: ACCESS_TOKEN, token_type: 'Bearer', scope: ['a'] } }, 'scope'],
   ];
   for (const [name, reply, field] of malformedCases) {
@@ -222,7 +335,10 @@ describe('bad input: token responses', () => {
   });
 
   test('an OAuth error member that echoes a secret: scrubbed', async () => {
-    srv.on('POST', '/token', { status: 400, json: { error: REFRESH_TOKEN, error_description: `${CLIENT_SECRET} ${REFRESH_TOKEN}` } });
+    srv.on('POST', '/token', {
+      status: 400,
+      json: { error: REFRESH_TOKEN, error_description: `${CLIENT_SECRET} ${REFRESH_TOKEN}` },
+    });
     await assert.rejects(
       refresh(),
       expectError('as_error', 'error', (e) => {
@@ -248,7 +364,10 @@ describe('bad input: token responses', () => {
   test('invalid_grant: needs_auth with reason invalid_grant; an echoed secret is scrubbed', async () => {
     srv.on('POST', '/token', {
       status: 400,
-      json: { error: 'invalid_grant', error_description: `refresh token ${REFRESH_TOKEN} was already used by client ${CLIENT_SECRET}` },
+      json: {
+        error: 'invalid_grant',
+        error_description: `refresh token ${REFRESH_TOKEN} was already used by client ${CLIENT_SECRET}`,
+      },
     });
     await assert.rejects(
       refresh(),
@@ -263,7 +382,10 @@ describe('bad input: token responses', () => {
   });
 
   test('invalid_client on code exchange: needs_auth client_mismatch; code and verifier never shown', async () => {
-    srv.on('POST', '/token', { status: 401, json: { error: 'invalid_client', error_description: `code ${CODE} verifier ${VERIFIER}` } });
+    srv.on('POST', '/token', {
+      status: 401,
+      json: { error: 'invalid_client', error_description: `code ${CODE} verifier ${VERIFIER}` },
+    });
     await assert.rejects(
       exchange(),
       expectError('client_mismatch', 'error', (e) => {
@@ -275,7 +397,12 @@ describe('bad input: token responses', () => {
 
   test('an http token endpoint off loopback is refused before anything is sent', async () => {
     await assert.rejects(
-      refreshAccessToken({ ...as, token_endpoint: 'http://as.example/token' }, reg, { refreshToken: REFRESH_TOKEN, resource: 'https://r' }, http),
+      refreshAccessToken(
+        { ...as, token_endpoint: 'http://as.example/token' },
+        reg,
+        { refreshToken: REFRESH_TOKEN, resource: 'https://r' },
+        http,
+      ),
       expectError('insecure_url', 'token_endpoint'),
     );
     assert.deepEqual(srv.requests, []);
@@ -314,16 +441,36 @@ describe('bad input: registration responses', () => {
   });
 
   test('an unknown token_endpoint_auth_method assigned: registration_failed naming it', async () => {
-    srv.on('POST', '/register', { status: 201, json: { client_id: 'c', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'private_key_jwt' } });
-    await assert.rejects(registerClient(as, request, http), expectError('registration_failed', 'token_endpoint_auth_method'));
+    srv.on('POST', '/register', {
+      status: 201,
+      json: { client_id: 'c', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'private_key_jwt' },
+    });
+    await assert.rejects(
+      registerClient(as, request, http),
+      expectError('registration_failed', 'token_endpoint_auth_method'),
+    );
   });
 
   test('invalid_client_metadata then success: the retry dropped scope', async () => {
     srv.on(
       'POST',
       '/register',
-      { status: 400, json: { error: 'invalid_client_metadata', error_description: 'scope must only contain Authorization Server supported scope values' } },
-      { status: 201, json: { client_id: 'client-ok', client_secret: CLIENT_SECRET, client_secret_expires_at: 0, token_endpoint_auth_method: 'client_secret_basic' } },
+      {
+        status: 400,
+        json: {
+          error: 'invalid_client_metadata',
+          error_description: 'scope must only contain Authorization Server supported scope values',
+        },
+      },
+      {
+        status: 201,
+        json: {
+          client_id: 'client-ok',
+          client_secret: CLIENT_SECRET,
+          client_secret_expires_at: 0,
+          token_endpoint_auth_method: 'client_secret_basic',
+        },
+      },
     );
     const reg = await registerClient(as, request, http);
     assert.equal(reg.clientId, 'client-ok');
@@ -338,7 +485,10 @@ describe('bad input: registration responses', () => {
   });
 
   test('an http registration endpoint off loopback: insecure_url before any request', async () => {
-    await assert.rejects(registerClient({ ...as, registration_endpoint: 'http://as.example/register' }, request, http), expectError('insecure_url', 'registration_endpoint'));
+    await assert.rejects(
+      registerClient({ ...as, registration_endpoint: 'http://as.example/register' }, request, http),
+      expectError('insecure_url', 'registration_endpoint'),
+    );
     assert.deepEqual(srv.requests, []);
   });
 });

@@ -42,7 +42,13 @@ function scripted(answers: Array<() => Response>) {
   return { fetchFn, requests };
 }
 
-const TOKENS = { access_token: 'at-SECRET', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-SECRET', scope: 'mcp:read' };
+const TOKENS = {
+  access_token: 'at-SECRET',
+  token_type: 'Bearer',
+  expires_in: 3600,
+  refresh_token: 'rt-SECRET',
+  scope: 'mcp:read',
+};
 
 test('requestDeviceAuthorization sends client_id, scope and resource and validates the answer', async () => {
   const { fetchFn, requests } = scripted([
@@ -55,10 +61,15 @@ test('requestDeviceAuthorization sends client_id, scope and resource and validat
         expires_in: 600,
       }),
   ]);
-  const device = await requestDeviceAuthorization(AS, REGISTRATION, { scope: 'mcp:read offline_access', resource: RESOURCE }, {
-    allowInsecureLoopback: false,
-    fetch: fetchFn,
-  });
+  const device = await requestDeviceAuthorization(
+    AS,
+    REGISTRATION,
+    { scope: 'mcp:read offline_access', resource: RESOURCE },
+    {
+      allowInsecureLoopback: false,
+      fetch: fetchFn,
+    },
+  );
   assert.equal(requests[0]?.get('client_id'), 'client-1');
   assert.equal(requests[0]?.get('scope'), 'mcp:read offline_access');
   assert.equal(requests[0]?.get('resource'), RESOURCE);
@@ -75,14 +86,33 @@ test('requestDeviceAuthorization sends client_id, scope and resource and validat
 test('requestDeviceAuthorization: unauthorized_client is device_flow_unavailable; an http verification_uri is refused', async () => {
   const refused = scripted([() => json(400, { error: 'unauthorized_client', error_description: 'grant not allowed' })]);
   await assert.rejects(
-    requestDeviceAuthorization(AS, REGISTRATION, { resource: RESOURCE }, { allowInsecureLoopback: false, fetch: refused.fetchFn }),
-    (err: unknown) => isAuthkeepError(err) && err.code === 'device_flow_unavailable' && /unauthorized_client: grant not allowed/.test(err.message),
+    requestDeviceAuthorization(
+      AS,
+      REGISTRATION,
+      { resource: RESOURCE },
+      { allowInsecureLoopback: false, fetch: refused.fetchFn },
+    ),
+    (err: unknown) =>
+      isAuthkeepError(err) &&
+      err.code === 'device_flow_unavailable' &&
+      /unauthorized_client: grant not allowed/.test(err.message),
   );
   const phishy = scripted([
-    () => json(200, { device_code: DEVICE_CODE, user_code: 'X', verification_uri: 'http://evil.example/device', expires_in: 600 }),
+    () =>
+      json(200, {
+        device_code: DEVICE_CODE,
+        user_code: 'X',
+        verification_uri: 'http://evil.example/device',
+        expires_in: 600,
+      }),
   ]);
   await assert.rejects(
-    requestDeviceAuthorization(AS, REGISTRATION, { resource: RESOURCE }, { allowInsecureLoopback: false, fetch: phishy.fetchFn }),
+    requestDeviceAuthorization(
+      AS,
+      REGISTRATION,
+      { resource: RESOURCE },
+      { allowInsecureLoopback: false, fetch: phishy.fetchFn },
+    ),
     (err: unknown) => isAuthkeepError(err) && err.field === 'verification_uri' && !err.message.includes(DEVICE_CODE),
   );
 });
@@ -117,10 +147,19 @@ test('pollDeviceToken waits through authorization_pending, slow_down (+5 s for g
 });
 
 test('pollDeviceToken: access_denied is authorization_denied, expired_token is device_code_expired, the deadline too', async () => {
-  const options = (answers: Array<() => Response>) => ({ allowInsecureLoopback: false, fetch: scripted(answers).fetchFn });
+  const options = (answers: Array<() => Response>) => ({
+    allowInsecureLoopback: false,
+    fetch: scripted(answers).fetchFn,
+  });
   const poll = { intervalSeconds: 1, expiresIn: 600, resource: RESOURCE, sleep: async () => {} };
   await assert.rejects(
-    pollDeviceToken(AS, REGISTRATION, DEVICE_CODE, poll, options([() => json(400, { error: 'access_denied', error_description: `no ${DEVICE_CODE}` })])),
+    pollDeviceToken(
+      AS,
+      REGISTRATION,
+      DEVICE_CODE,
+      poll,
+      options([() => json(400, { error: 'access_denied', error_description: `no ${DEVICE_CODE}` })]),
+    ),
     (err: unknown) => isAuthkeepError(err) && err.code === 'authorization_denied' && !err.message.includes(DEVICE_CODE),
   );
   await assert.rejects(
@@ -138,7 +177,13 @@ test('pollDeviceToken: access_denied is authorization_denied, expired_token is d
   const controller = new AbortController();
   controller.abort(new Error('stopped'));
   await assert.rejects(
-    pollDeviceToken(AS, REGISTRATION, DEVICE_CODE, { intervalSeconds: 1, expiresIn: 600, resource: RESOURCE, signal: controller.signal }, options([])),
+    pollDeviceToken(
+      AS,
+      REGISTRATION,
+      DEVICE_CODE,
+      { intervalSeconds: 1, expiresIn: 600, resource: RESOURCE, signal: controller.signal },
+      options([]),
+    ),
     /stopped/,
   );
 });

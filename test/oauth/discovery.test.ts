@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { AuthkeepError } from '../../src/errors.js';
+import type { AuthkeepError } from '../../src/errors.js';
 import {
   authorizationServerMetadataUrls,
   discoverAuthorizationServer,
@@ -21,20 +21,20 @@ import {
   resourceMatchesServer,
 } from '../../src/oauth/protected-resource.js';
 import { scopeCovers, selectScope, unionScopes, withOfflineAccess } from '../../src/oauth/scope.js';
-import { asMetadata, startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
+import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 
 describe('well-known URL builders', () => {
   test('PRM: path-based then root; root-only for a server at the root', () => {
-    assert.deepEqual(
-      protectedResourceMetadataUrls(new URL('https://mcp.example.com/public/mcp')).map(String),
-      ['https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp', 'https://mcp.example.com/.well-known/oauth-protected-resource'],
-    );
-    assert.deepEqual(
-      protectedResourceMetadataUrls(new URL('https://mcp.example.com/mcp/')).map(String),
-      ['https://mcp.example.com/.well-known/oauth-protected-resource/mcp', 'https://mcp.example.com/.well-known/oauth-protected-resource'],
-    );
+    assert.deepEqual(protectedResourceMetadataUrls(new URL('https://mcp.example.com/public/mcp')).map(String), [
+      'https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp',
+      'https://mcp.example.com/.well-known/oauth-protected-resource',
+    ]);
+    assert.deepEqual(protectedResourceMetadataUrls(new URL('https://mcp.example.com/mcp/')).map(String), [
+      'https://mcp.example.com/.well-known/oauth-protected-resource/mcp',
+      'https://mcp.example.com/.well-known/oauth-protected-resource',
+    ]);
     assert.deepEqual(protectedResourceMetadataUrls(new URL('https://mcp.example.com')).map(String), [
       'https://mcp.example.com/.well-known/oauth-protected-resource',
     ]);
@@ -103,7 +103,10 @@ describe('assertSecureUrl and describeRequest', () => {
   });
 
   test('describeRequest drops query and credentials', () => {
-    assert.equal(describeRequest('post', 'https://u:p@as.example/token?x=secret', 'refresh_token'), 'POST https://as.example/token (refresh_token)');
+    assert.equal(
+      describeRequest('post', 'https://u:p@as.example/token?x=secret', 'refresh_token'),
+      'POST https://as.example/token (refresh_token)',
+    );
   });
 });
 
@@ -115,7 +118,11 @@ describe('protected resource metadata discovery (real HTTP)', () => {
   after(async () => rs.close());
   beforeEach(() => rs.reset());
 
-  const prm = (resource: string) => ({ resource, authorization_servers: ['https://auth.example.com'], scopes_supported: ['mcp:read'] });
+  const prm = (resource: string) => ({
+    resource,
+    authorization_servers: ['https://auth.example.com'],
+    scopes_supported: ['mcp:read'],
+  });
 
   test('without a challenge: path-based first, then root; root success ends it', async () => {
     rs.json('/.well-known/oauth-protected-resource', prm(rs.url));
@@ -123,7 +130,10 @@ describe('protected resource metadata discovery (real HTTP)', () => {
     assert.ok(found);
     assert.equal(found.url, `${rs.url}/.well-known/oauth-protected-resource`);
     assert.equal(found.metadata.resource, rs.url);
-    assert.deepEqual(rs.lines(), ['GET /.well-known/oauth-protected-resource/mcp', 'GET /.well-known/oauth-protected-resource']);
+    assert.deepEqual(rs.lines(), [
+      'GET /.well-known/oauth-protected-resource/mcp',
+      'GET /.well-known/oauth-protected-resource',
+    ]);
   });
 
   test('path-based success stops the search (root is never asked)', async () => {
@@ -137,13 +147,19 @@ describe('protected resource metadata discovery (real HTTP)', () => {
   test("the challenge's resource_metadata URL is tried first and wins", async () => {
     rs.json('/custom/metadata.json', prm(`${rs.url}/mcp`));
     rs.json('/.well-known/oauth-protected-resource/mcp', prm(`${rs.url}/mcp`));
-    const found = await discoverProtectedResource(`${rs.url}/mcp`, { ...http, resourceMetadataUrl: `${rs.url}/custom/metadata.json` });
+    const found = await discoverProtectedResource(`${rs.url}/mcp`, {
+      ...http,
+      resourceMetadataUrl: `${rs.url}/custom/metadata.json`,
+    });
     assert.equal(found?.url, `${rs.url}/custom/metadata.json`);
     assert.deepEqual(rs.lines(), ['GET /custom/metadata.json']);
   });
 
   test('a 404 at the challenge URL falls back to the well-known URIs in order', async () => {
-    const found = await discoverProtectedResource(`${rs.url}/mcp`, { ...http, resourceMetadataUrl: `${rs.url}/gone.json` });
+    const found = await discoverProtectedResource(`${rs.url}/mcp`, {
+      ...http,
+      resourceMetadataUrl: `${rs.url}/gone.json`,
+    });
     assert.equal(found, undefined);
     assert.deepEqual(rs.lines(), [
       'GET /gone.json',
@@ -186,7 +202,10 @@ describe('authorization server metadata discovery (real HTTP)', () => {
   beforeEach(() => as.reset());
 
   test('issuer with a path: the exact order, all three tried when absent', async () => {
-    await assert.rejects(discoverAuthorizationServer(`${as.url}/tenant1`, http), { code: 'discovery_failed', field: 'issuer' });
+    await assert.rejects(discoverAuthorizationServer(`${as.url}/tenant1`, http), {
+      code: 'discovery_failed',
+      field: 'issuer',
+    });
     assert.deepEqual(as.lines(), [
       'GET /.well-known/oauth-authorization-server/tenant1',
       'GET /.well-known/openid-configuration/tenant1',
@@ -196,7 +215,10 @@ describe('authorization server metadata discovery (real HTTP)', () => {
 
   test('issuer without a path: the exact order', async () => {
     await assert.rejects(discoverAuthorizationServer(as.url, http), { code: 'discovery_failed' });
-    assert.deepEqual(as.lines(), ['GET /.well-known/oauth-authorization-server', 'GET /.well-known/openid-configuration']);
+    assert.deepEqual(as.lines(), [
+      'GET /.well-known/oauth-authorization-server',
+      'GET /.well-known/openid-configuration',
+    ]);
   });
 
   test('first success stops the search (OIDC path-inserted)', async () => {
@@ -205,12 +227,18 @@ describe('authorization server metadata discovery (real HTTP)', () => {
     as.json('/tenant1/.well-known/openid-configuration', asMetadata(issuer, as.url));
     const record = await discoverAuthorizationServer(issuer, http);
     assert.equal(record.issuer, issuer);
-    assert.deepEqual(as.lines(), ['GET /.well-known/oauth-authorization-server/tenant1', 'GET /.well-known/openid-configuration/tenant1']);
+    assert.deepEqual(as.lines(), [
+      'GET /.well-known/oauth-authorization-server/tenant1',
+      'GET /.well-known/openid-configuration/tenant1',
+    ]);
   });
 
   test('path-appended OIDC (oidc-provider style) is found third', async () => {
     const issuer = `${as.url}/tenant1`;
-    as.json('/tenant1/.well-known/openid-configuration', asMetadata(issuer, as.url, { scopes_supported: ['openid', 'offline_access'] }));
+    as.json(
+      '/tenant1/.well-known/openid-configuration',
+      asMetadata(issuer, as.url, { scopes_supported: ['openid', 'offline_access'] }),
+    );
     const record = await discoverAuthorizationServer(issuer, http);
     assert.deepEqual(record, {
       issuer,
@@ -225,7 +253,13 @@ describe('authorization server metadata discovery (real HTTP)', () => {
   });
 
   test('first URL of a pathless issuer wins alone', async () => {
-    as.json('/.well-known/oauth-authorization-server', asMetadata(as.url, as.url, { client_id_metadata_document_supported: true, authorization_response_iss_parameter_supported: true }));
+    as.json(
+      '/.well-known/oauth-authorization-server',
+      asMetadata(as.url, as.url, {
+        client_id_metadata_document_supported: true,
+        authorization_response_iss_parameter_supported: true,
+      }),
+    );
     const record = await discoverAuthorizationServer(as.url, http);
     assert.equal(record.client_id_metadata_document_supported, true);
     assert.equal(record.authorization_response_iss_parameter_supported, true);
@@ -233,7 +267,10 @@ describe('authorization server metadata discovery (real HTTP)', () => {
   });
 
   test('a non-JSON 200 is passed over; a later JSON 200 wins', async () => {
-    as.on('GET', '/.well-known/oauth-authorization-server', { body: '<html>spa</html>', headers: { 'content-type': 'text/html' } });
+    as.on('GET', '/.well-known/oauth-authorization-server', {
+      body: '<html>spa</html>',
+      headers: { 'content-type': 'text/html' },
+    });
     as.json('/.well-known/openid-configuration', asMetadata(as.url, as.url));
     const record = await discoverAuthorizationServer(as.url, http);
     assert.equal(record.issuer, as.url);
@@ -277,7 +314,10 @@ describe('2025-03-26 back-compat', () => {
 
   test('legacy metadata with a foreign issuer is refused', async () => {
     srv.json('/.well-known/oauth-authorization-server', asMetadata('https://other.example', srv.url));
-    await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), { code: 'issuer_mismatch', field: 'issuer' });
+    await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), {
+      code: 'issuer_mismatch',
+      field: 'issuer',
+    });
   });
 });
 
@@ -313,7 +353,11 @@ describe('probeServer', () => {
   });
 
   test('a 200 without challenge; a session it opened is closed', async () => {
-    srv.on('POST', '/mcp', { status: 200, headers: { 'mcp-session-id': 'sess-1' }, json: { jsonrpc: '2.0', id: 0, result: {} } });
+    srv.on('POST', '/mcp', {
+      status: 200,
+      headers: { 'mcp-session-id': 'sess-1' },
+      json: { jsonrpc: '2.0', id: 0, result: {} },
+    });
     srv.on('DELETE', '/mcp', { status: 204 });
     const probe = await probeServer(`${srv.url}/mcp`, http);
     assert.deepEqual(probe, { status: 200 });
@@ -332,7 +376,10 @@ describe('probeServer', () => {
 describe('scope selection (MCP "Scope Selection Strategy", SEP-2207)', () => {
   test('challenge scope first, then PRM scopes_supported, else omitted', () => {
     assert.equal(selectScope({ challengeScope: 'mcp:basic', resourceScopesSupported: ['a', 'b'] }), 'mcp:basic');
-    assert.equal(selectScope({ resourceScopesSupported: ['mcp:basic', 'mcp:read', 'mcp:write'] }), 'mcp:basic mcp:read mcp:write');
+    assert.equal(
+      selectScope({ resourceScopesSupported: ['mcp:basic', 'mcp:read', 'mcp:write'] }),
+      'mcp:basic mcp:read mcp:write',
+    );
     assert.equal(selectScope({ challengeScope: '', resourceScopesSupported: ['a'] }), 'a');
     assert.equal(selectScope({ asScopesSupported: ['openid', 'offline_access'] }), undefined);
     assert.equal(selectScope({ resourceScopesSupported: [] }), undefined);
@@ -341,7 +388,10 @@ describe('scope selection (MCP "Scope Selection Strategy", SEP-2207)', () => {
 
   test('offline_access only when the AS lists it (auth/offline-access-scope, -not-supported)', () => {
     assert.equal(withOfflineAccess('mcp:basic', ['mcp:basic', 'offline_access']), 'mcp:basic offline_access');
-    assert.equal(withOfflineAccess('mcp:basic offline_access', ['mcp:basic', 'offline_access']), 'mcp:basic offline_access');
+    assert.equal(
+      withOfflineAccess('mcp:basic offline_access', ['mcp:basic', 'offline_access']),
+      'mcp:basic offline_access',
+    );
     assert.equal(withOfflineAccess('mcp:basic mcp:read', ['mcp:basic', 'mcp:read']), 'mcp:basic mcp:read');
     assert.equal(withOfflineAccess('mcp:basic offline_access', ['mcp:basic']), 'mcp:basic');
     assert.equal(withOfflineAccess('mcp:basic', undefined), 'mcp:basic');

@@ -9,19 +9,36 @@
  * Not for: the session layer (login orchestration, single-flight, the store).
  */
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { calculatePKCECodeChallenge, generateRandomCodeVerifier, generateRandomState } from 'oauth4webapi';
 
-import { startAuthorizationServer, type AuthorizationServerOptions, type RunningAuthorizationServer } from '../../arena/testbed/authorization-server.js';
+import {
+  type AuthorizationServerOptions,
+  type RunningAuthorizationServer,
+  startAuthorizationServer,
+} from '../../arena/testbed/authorization-server.js';
 import { startLoopbackReceiver } from '../../arena/testbed/loopback-receiver.js';
-import { DISCOVERY_VARIANTS, startProtectedMcpServer, type ProtectedMcpServerOptions, type RunningMcpServer } from '../../arena/testbed/mcp-server.js';
+import {
+  DISCOVERY_VARIANTS,
+  type ProtectedMcpServerOptions,
+  type RunningMcpServer,
+  startProtectedMcpServer,
+} from '../../arena/testbed/mcp-server.js';
 import { createRobotBrowser } from '../../arena/testbed/robot-browser.js';
-import { discoverAuthorizationServer, legacyAuthorizationServer } from '../../src/oauth/authorization-server-metadata.js';
+import {
+  discoverAuthorizationServer,
+  legacyAuthorizationServer,
+} from '../../src/oauth/authorization-server-metadata.js';
 import { discoverProtectedResource, probeServer } from '../../src/oauth/protected-resource.js';
 import { registerClient, type StaticClientCredentials } from '../../src/oauth/registration.js';
 import { revokeToken } from '../../src/oauth/revocation.js';
 import { selectScope, withOfflineAccess } from '../../src/oauth/scope.js';
-import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError, type TokenSet } from '../../src/oauth/token-endpoint.js';
+import {
+  exchangeAuthorizationCode,
+  refreshAccessToken,
+  TokenEndpointError,
+  type TokenSet,
+} from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 10_000 };
@@ -54,12 +71,19 @@ async function discover(serverUrl: string): Promise<Discovered> {
   });
   if (!prm) {
     const as = await legacyAuthorizationServer(serverUrl, http);
-    return { as, resource: serverUrl, scope: withOfflineAccess(selectScope({ challengeScope: probe.challenge?.scope }), as.scopes_supported) };
+    return {
+      as,
+      resource: serverUrl,
+      scope: withOfflineAccess(selectScope({ challengeScope: probe.challenge?.scope }), as.scopes_supported),
+    };
   }
   const issuer = prm.metadata.authorization_servers[0];
   assert.ok(issuer);
   const as = await discoverAuthorizationServer(issuer, http);
-  const scope = selectScope({ challengeScope: probe.challenge?.scope, resourceScopesSupported: prm.metadata.scopes_supported });
+  const scope = selectScope({
+    challengeScope: probe.challenge?.scope,
+    resourceScopesSupported: prm.metadata.scopes_supported,
+  });
   return { as, resource: prm.metadata.resource, scope: withOfflineAccess(scope, as.scopes_supported) };
 }
 
@@ -103,7 +127,12 @@ async function login(
   assert.equal(callback.get('iss'), d.as.issuer, 'RFC 9207 iss equals the discovered issuer');
   const code = callback.get('code');
   assert.ok(code, `authorization error: ${callback.get('error') ?? ''}`);
-  const tokens = await exchangeAuthorizationCode(d.as, registration, { code, codeVerifier: verifier, redirectUri: receiver.redirectUri, resource: d.resource }, http);
+  const tokens = await exchangeAuthorizationCode(
+    d.as,
+    registration,
+    { code, codeVerifier: verifier, redirectUri: receiver.redirectUri, resource: d.resource },
+    http,
+  );
   return { registration, tokens };
 }
 
@@ -111,8 +140,17 @@ async function login(
 async function assertAccepted(mcp: RunningMcpServer, accessToken: string): Promise<void> {
   const res = await fetch(mcp.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${accessToken}` },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${accessToken}`,
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    }),
   });
   await res.body?.cancel();
   assert.equal(res.status, 200);
@@ -133,7 +171,12 @@ test('every discovery variant: discover, DCR, code exchange, the token works, re
       assert.equal(tokens.tokenType, 'Bearer');
       assert.ok(tokens.refreshToken);
       await assertAccepted(mcp, tokens.accessToken);
-      const refreshed = await refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http);
+      const refreshed = await refreshAccessToken(
+        d.as,
+        registration,
+        { refreshToken: tokens.refreshToken, resource: d.resource },
+        http,
+      );
       assert.notEqual(refreshed.refreshToken, tokens.refreshToken, 'rotation');
       await assertAccepted(mcp, refreshed.accessToken);
     });
@@ -147,12 +190,19 @@ test('issuer with a path, with and without path-inserted metadata', async (t) =>
       const mcp = await startMcp(st, { authorizationServer: as, discovery: 'well-known-path' });
       const d = await discover(mcp.url);
       assert.equal(d.as.issuer, `${as.origin}/tenant`);
-      const discoveryPaths = as.audit.http().filter((e) => e.endpoint === 'discovery' || e.path.includes('/.well-known/')).map((e) => e.path);
+      const discoveryPaths = as.audit
+        .http()
+        .filter((e) => e.endpoint === 'discovery' || e.path.includes('/.well-known/'))
+        .map((e) => e.path);
       assert.deepEqual(
         discoveryPaths,
         pathInsertedMetadata
           ? ['/.well-known/oauth-authorization-server/tenant']
-          : ['/.well-known/oauth-authorization-server/tenant', '/.well-known/openid-configuration/tenant', '/tenant/.well-known/openid-configuration'],
+          : [
+              '/.well-known/oauth-authorization-server/tenant',
+              '/.well-known/openid-configuration/tenant',
+              '/tenant/.well-known/openid-configuration',
+            ],
       );
       const { tokens } = await login(st, d);
       await assertAccepted(mcp, tokens.accessToken);
@@ -166,20 +216,31 @@ test('refresh-token reuse: invalid_grant needs_auth, and the grant is revoked', 
   const d = await discover(mcp.url);
   const { registration, tokens } = await login(t, d);
   assert.ok(tokens.refreshToken);
-  const first = await refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http);
+  const first = await refreshAccessToken(
+    d.as,
+    registration,
+    { refreshToken: tokens.refreshToken, resource: d.resource },
+    http,
+  );
   assert.ok(first.refreshToken);
-  await assert.rejects(refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http), (err: unknown) => {
-    assert.ok(err instanceof TokenEndpointError);
-    assert.equal(err.kind, 'needs_auth');
-    assert.equal(err.needsAuthReason, 'invalid_grant');
-    assert.equal(err.oauthError, 'invalid_grant');
-    assert.ok(!String(err).includes(tokens.refreshToken ?? '\u0000'));
-    return true;
-  });
+  await assert.rejects(
+    refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http),
+    (err: unknown) => {
+      assert.ok(err instanceof TokenEndpointError);
+      assert.equal(err.kind, 'needs_auth');
+      assert.equal(err.needsAuthReason, 'invalid_grant');
+      assert.equal(err.oauthError, 'invalid_grant');
+      assert.ok(!String(err).includes(tokens.refreshToken ?? '\u0000'));
+      return true;
+    },
+  );
   // The whole grant is gone: the rotated token fails too.
-  await assert.rejects(refreshAccessToken(d.as, registration, { refreshToken: first.refreshToken, resource: d.resource }, http), {
-    code: 'invalid_grant',
-  });
+  await assert.rejects(
+    refreshAccessToken(d.as, registration, { refreshToken: first.refreshToken, resource: d.resource }, http),
+    {
+      code: 'invalid_grant',
+    },
+  );
   const counts = as.audit.counts();
   assert.equal(counts.refreshReuses, 1);
   assert.ok(counts.revokedGrants >= 1);
@@ -193,11 +254,14 @@ test('a refresh token presented by another client is client_mismatch or invalid_
   const b = await login(t, d);
   assert.notEqual(a.registration.clientId, b.registration.clientId);
   assert.ok(a.tokens.refreshToken);
-  await assert.rejects(refreshAccessToken(d.as, b.registration, { refreshToken: a.tokens.refreshToken, resource: d.resource }, http), (err: unknown) => {
-    assert.ok(err instanceof TokenEndpointError);
-    assert.equal(err.kind, 'needs_auth');
-    return true;
-  });
+  await assert.rejects(
+    refreshAccessToken(d.as, b.registration, { refreshToken: a.tokens.refreshToken, resource: d.resource }, http),
+    (err: unknown) => {
+      assert.ok(err instanceof TokenEndpointError);
+      assert.equal(err.kind, 'needs_auth');
+      return true;
+    },
+  );
 });
 
 test('revocation: the refresh token is revoked and refresh then fails', async (t) => {
@@ -209,9 +273,12 @@ test('revocation: the refresh token is revoked and refresh then fails', async (t
   assert.ok(tokens.refreshToken);
   assert.equal(await revokeToken(d.as, registration, tokens.refreshToken, 'refresh_token', http), 'revoked');
   assert.equal(as.audit.counts().revocations, 1);
-  await assert.rejects(refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http), {
-    code: 'invalid_grant',
-  });
+  await assert.rejects(
+    refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http),
+    {
+      code: 'invalid_grant',
+    },
+  );
 });
 
 test('a pre-registered confidential client (client_secret_basic and _post)', async (t) => {
@@ -233,16 +300,28 @@ test('a pre-registered confidential client (client_secret_basic and _post)', asy
       const mcp = await startMcp(st, { authorizationServer: as, discovery: 'well-known-root' });
       const d = await discover(mcp.url);
       const { registration, tokens } = await login(st, d, {
-        staticClient: { clientId: `static-${method}`, clientSecret: 'static-secret-value-0123456789', tokenEndpointAuthMethod: method },
+        staticClient: {
+          clientId: `static-${method}`,
+          clientSecret: 'static-secret-value-0123456789',
+          tokenEndpointAuthMethod: method,
+        },
       });
       assert.equal(registration.method, 'pre_registered');
       assert.equal(as.audit.counts().registrations, 0);
       const exchange = as.audit.http().find((e) => e.grantType === 'authorization_code');
       assert.equal(exchange?.clientAuth, method);
       assert.ok(tokens.refreshToken);
-      const refreshed = await refreshAccessToken(d.as, registration, { refreshToken: tokens.refreshToken, resource: d.resource }, http);
+      const refreshed = await refreshAccessToken(
+        d.as,
+        registration,
+        { refreshToken: tokens.refreshToken, resource: d.resource },
+        http,
+      );
       await assertAccepted(mcp, refreshed.accessToken);
-      assert.equal(await revokeToken(d.as, registration, refreshed.refreshToken ?? '', 'refresh_token', http), 'revoked');
+      assert.equal(
+        await revokeToken(d.as, registration, refreshed.refreshToken ?? '', 'refresh_token', http),
+        'revoked',
+      );
     });
   }
 });

@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import { validateAuthorizationResponse } from '../../src/oauth/authorization-response.js';
-import { startLoopbackCallback, type LoopbackCallback } from '../../src/oauth/loopback-callback.js';
+import { type LoopbackCallback, startLoopbackCallback } from '../../src/oauth/loopback-callback.js';
 
 const STATE = 'state-7f3a';
 const ISSUER = 'https://as.example/tenant';
@@ -59,9 +59,13 @@ function readAll(socket: Socket): Promise<string> {
 
 function isPending(promise: Promise<unknown>): Promise<boolean> {
   const marker = Symbol('pending');
-  return Promise.race([promise.then(() => false, () => false), new Promise<typeof marker>((r) => setImmediate(() => r(marker)))]).then(
-    (v) => v === marker,
-  );
+  return Promise.race([
+    promise.then(
+      () => false,
+      () => false,
+    ),
+    new Promise<typeof marker>((r) => setImmediate(() => r(marker))),
+  ]).then((v) => v === marker);
 }
 
 describe('startLoopbackCallback', () => {
@@ -99,7 +103,10 @@ describe('startLoopbackCallback', () => {
     assert.equal(res.headers.get('cache-control'), 'no-store');
     assert.equal(res.headers.get('referrer-policy'), 'no-referrer');
     const params = await cb.result;
-    assert.deepStrictEqual(validateAuthorizationResponse(params, { state: STATE, issuer: ISSUER, issParameterSupported: true }), { code: CODE });
+    assert.deepStrictEqual(
+      validateAuthorizationResponse(params, { state: STATE, issuer: ISSUER, issParameterSupported: true }),
+      { code: CODE },
+    );
     await cb.close();
     assert.equal(await refusesConnections('127.0.0.1', cb.address.port), true);
   });
@@ -110,7 +117,7 @@ describe('startLoopbackCallback', () => {
       const wrong = await get(callbackUrl(cb, { code: 'attacker-code', state: 'other-state' }));
       assert.equal(wrong.status, 400);
       assert.match(wrong.body, /does not belong to the sign-in in progress/);
-      for (const query of [{ code: 'x' }, { code: 'x', state: STATE + 'x' }] as Array<Record<string, string>>) {
+      for (const query of [{ code: 'x' }, { code: 'x', state: `${STATE}x` }] as Array<Record<string, string>>) {
         assert.equal((await get(callbackUrl(cb, query))).status, 400);
       }
       const twice = new URL(cb.redirectUri);
@@ -148,7 +155,8 @@ describe('startLoopbackCallback', () => {
     await new Promise((r) => setTimeout(r, 20)); // let the server accept both connections
     const firstResponse = readAll(first);
     const secondResponse = readAll(second);
-    const request = (code: string): string => `GET /callback?code=${code}&state=${STATE} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+    const request = (code: string): string =>
+      `GET /callback?code=${code}&state=${STATE} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
     first.write(request('first-code'));
     second.write(request('second-code'));
     const [a, b] = await Promise.all([firstResponse, secondResponse]);
@@ -183,7 +191,7 @@ describe('startLoopbackCallback', () => {
     await again.close();
   });
 
-  test('an error response shows a failure page with the AS\'s error, escaped', async () => {
+  test("an error response shows a failure page with the AS's error, escaped", async () => {
     const cb = await startLoopbackCallback({ expectedState: STATE });
     const res = await get(
       callbackUrl(cb, { error: 'access_denied', error_description: 'The user said <no>', state: STATE, iss: ISSUER }),
@@ -198,8 +206,8 @@ describe('startLoopbackCallback', () => {
       (err: unknown) => {
         assert.ok(err instanceof AuthkeepError);
         assert.equal(err.code, 'authorization_denied');
-        assert.equal(err.detail?.['error'], 'access_denied');
-        assert.equal(err.detail?.['error_description'], 'The user said <no>');
+        assert.equal(err.detail?.error, 'access_denied');
+        assert.equal(err.detail?.error_description, 'The user said <no>');
         return true;
       },
     );
@@ -228,7 +236,10 @@ describe('startLoopbackCallback', () => {
   test('options are checked', async () => {
     await assert.rejects(startLoopbackCallback({ expectedState: STATE, path: 'callback' }), /callback path/);
     await assert.rejects(startLoopbackCallback({ expectedState: STATE, path: '/cb?x=1' }), /callback path/);
-    await assert.rejects(startLoopbackCallback({ expectedState: STATE, host: '0.0.0.0' as '127.0.0.1' }), /callback host/);
+    await assert.rejects(
+      startLoopbackCallback({ expectedState: STATE, host: '0.0.0.0' as '127.0.0.1' }),
+      /callback host/,
+    );
     await assert.rejects(startLoopbackCallback({ expectedState: '' }), /expectedState/);
   });
 });
@@ -256,7 +267,9 @@ describe('validateAuthorizationResponse (RFC 6749 section 4.1.2, RFC 9207 sectio
   });
 
   test('a pasted redirect URL validates the same way', () => {
-    const pasted = new URL(`http://127.0.0.1:5000/callback?code=${CODE}&state=${STATE}&iss=${encodeURIComponent(ISSUER)}`);
+    const pasted = new URL(
+      `http://127.0.0.1:5000/callback?code=${CODE}&state=${STATE}&iss=${encodeURIComponent(ISSUER)}`,
+    );
     assert.deepStrictEqual(validateAuthorizationResponse(pasted.searchParams, expected), { code: CODE });
   });
 
@@ -273,7 +286,10 @@ describe('validateAuthorizationResponse (RFC 6749 section 4.1.2, RFC 9207 sectio
     assertCode(`code=${CODE}&state=${STATE}`, expected, 'iss_mismatch', 'iss');
     assertCode(`code=${CODE}&state=${STATE}&iss=${ISSUER}&iss=${ISSUER}`, expected, 'iss_mismatch', 'iss');
     const notAdvertised = { ...expected, issParameterSupported: false };
-    assert.deepStrictEqual(validateAuthorizationResponse(new URLSearchParams(`code=${CODE}&state=${STATE}`), notAdvertised), { code: CODE });
+    assert.deepStrictEqual(
+      validateAuthorizationResponse(new URLSearchParams(`code=${CODE}&state=${STATE}`), notAdvertised),
+      { code: CODE },
+    );
     assertCode(`code=${CODE}&state=${STATE}&iss=https://evil.example`, notAdvertised, 'iss_mismatch', 'iss');
   });
 
@@ -281,8 +297,13 @@ describe('validateAuthorizationResponse (RFC 6749 section 4.1.2, RFC 9207 sectio
     assertCode(`error=access_denied&state=${STATE}&iss=https://evil.example`, expected, 'iss_mismatch', 'iss');
   });
 
-  test('an error response is authorization_denied with the AS\'s error', () => {
-    assertCode(`error=invalid_scope&error_description=unknown+scope&state=${STATE}&iss=${ISSUER}`, expected, 'authorization_denied', 'error');
+  test("an error response is authorization_denied with the AS's error", () => {
+    assertCode(
+      `error=invalid_scope&error_description=unknown+scope&state=${STATE}&iss=${ISSUER}`,
+      expected,
+      'authorization_denied',
+      'error',
+    );
   });
 
   test('code missing, empty or repeated names the code field', () => {

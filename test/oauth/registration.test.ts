@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import type { AuthkeepError } from '../../src/errors.js';
 import { chooseTokenEndpointAuthMethod, registerClient } from '../../src/oauth/registration.js';
 import type { AuthorizationServerRecord } from '../../src/store/record.js';
-import { asRecord, startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
+import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 const redirectUris = ['http://127.0.0.1:33333/callback'];
@@ -33,7 +33,12 @@ describe('registerClient', () => {
   test('a pre-registered client wins and makes no request', async () => {
     const reg = await registerClient(
       { ...as, client_id_metadata_document_supported: true },
-      { clientName: 'authkeep', redirectUris, clientMetadataUrl: 'https://app.example/client.json', staticClient: { clientId: 'static-1', clientSecret: 's3cret' } },
+      {
+        clientName: 'authkeep',
+        redirectUris,
+        clientMetadataUrl: 'https://app.example/client.json',
+        staticClient: { clientId: 'static-1', clientSecret: 's3cret' },
+      },
       http,
     );
     assert.equal(reg.method, 'pre_registered');
@@ -55,7 +60,15 @@ describe('registerClient', () => {
     );
     assert.equal(post.tokenEndpointAuthMethod, 'client_secret_post');
     await assert.rejects(
-      registerClient(as, { clientName: 'x', redirectUris, staticClient: { clientId: 'c', tokenEndpointAuthMethod: 'client_secret_basic' } }, http),
+      registerClient(
+        as,
+        {
+          clientName: 'x',
+          redirectUris,
+          staticClient: { clientId: 'c', tokenEndpointAuthMethod: 'client_secret_basic' },
+        },
+        http,
+      ),
       { code: 'invalid_argument', field: 'staticClient.clientSecret' },
     );
   });
@@ -71,18 +84,30 @@ describe('registerClient', () => {
     assert.equal(reg.tokenEndpointAuthMethod, 'none');
     assert.deepEqual(srv.requests, []);
     await assert.rejects(
-      registerClient({ ...as, client_id_metadata_document_supported: true }, { clientName: 'x', redirectUris, clientMetadataUrl: 'https://app.example/' }, http),
+      registerClient(
+        { ...as, client_id_metadata_document_supported: true },
+        { clientName: 'x', redirectUris, clientMetadataUrl: 'https://app.example/' },
+        http,
+      ),
       { code: 'invalid_argument', field: 'clientMetadataUrl' },
     );
     await assert.rejects(
-      registerClient({ ...as, client_id_metadata_document_supported: true }, { clientName: 'x', redirectUris, clientMetadataUrl: 'http://app.example/c.json' }, http),
+      registerClient(
+        { ...as, client_id_metadata_document_supported: true },
+        { clientName: 'x', redirectUris, clientMetadataUrl: 'http://app.example/c.json' },
+        http,
+      ),
       { code: 'insecure_url', field: 'clientMetadataUrl' },
     );
   });
 
   test('without AS support for CIMD, DCR is used even if a URL is configured', async () => {
     srv.on('POST', '/register', { status: 201, json: { client_id: 'dyn-1' } });
-    const reg = await registerClient(as, { clientName: 'x', redirectUris, clientMetadataUrl: 'https://app.example/c.json' }, http);
+    const reg = await registerClient(
+      as,
+      { clientName: 'x', redirectUris, clientMetadataUrl: 'https://app.example/c.json' },
+      http,
+    );
     assert.equal(reg.method, 'dynamic');
     assert.equal(reg.clientId, 'dyn-1');
   });
@@ -90,9 +115,18 @@ describe('registerClient', () => {
   test('DCR sends the RFC 7591 metadata with application_type native and prefers none', async () => {
     srv.on('POST', '/register', {
       status: 201,
-      json: { client_id: 'dyn-2', client_secret: 'ignored-for-public', redirect_uris: redirectUris, token_endpoint_auth_method: 'none' },
+      json: {
+        client_id: 'dyn-2',
+        client_secret: 'ignored-for-public',
+        redirect_uris: redirectUris,
+        token_endpoint_auth_method: 'none',
+      },
     });
-    const reg = await registerClient(as, { clientName: 'authkeep test', redirectUris, scope: 'mcp:read offline_access' }, http);
+    const reg = await registerClient(
+      as,
+      { clientName: 'authkeep test', redirectUris, scope: 'mcp:read offline_access' },
+      http,
+    );
     const [req] = srv.requests;
     assert.ok(req);
     assert.equal(req.headers['content-type'], 'application/json');
@@ -118,65 +152,109 @@ describe('registerClient', () => {
   test('an AS that only allows client_secret_basic gets it, and its secret is kept', async () => {
     srv.on('POST', '/register', {
       status: 201,
-      json: { client_id: 'dyn-3', client_secret: 'dcr-secret', client_secret_expires_at: 0, token_endpoint_auth_method: 'client_secret_basic' },
+      json: {
+        client_id: 'dyn-3',
+        client_secret: 'dcr-secret',
+        client_secret_expires_at: 0,
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
     });
-    const reg = await registerClient({ ...as, token_endpoint_auth_methods_supported: ['client_secret_basic', 'private_key_jwt'] }, { clientName: 'x', redirectUris }, http);
-    assert.equal((srv.requests[0]?.json as { token_endpoint_auth_method?: string }).token_endpoint_auth_method, 'client_secret_basic');
+    const reg = await registerClient(
+      { ...as, token_endpoint_auth_methods_supported: ['client_secret_basic', 'private_key_jwt'] },
+      { clientName: 'x', redirectUris },
+      http,
+    );
+    assert.equal(
+      (srv.requests[0]!.json as { token_endpoint_auth_method?: string }).token_endpoint_auth_method,
+      'client_secret_basic',
+    );
     assert.equal(reg.tokenEndpointAuthMethod, 'client_secret_basic');
     assert.equal(reg.clientSecret, 'dcr-secret');
   });
 
   test('client_secret_post, 200 instead of 201, no client_secret_expires_at: accepted', async () => {
     srv.on('POST', '/register', { status: 200, json: { client_id: 'dyn-4', client_secret: 'p' } });
-    const reg = await registerClient({ ...as, token_endpoint_auth_methods_supported: ['client_secret_post'] }, { clientName: 'x', redirectUris }, http);
+    const reg = await registerClient(
+      { ...as, token_endpoint_auth_methods_supported: ['client_secret_post'] },
+      { clientName: 'x', redirectUris },
+      http,
+    );
     assert.equal(reg.tokenEndpointAuthMethod, 'client_secret_post');
     assert.equal(reg.clientSecret, 'p');
   });
 
   test('an AS with no method we implement is refused before any request', async () => {
-    assert.throws(() => chooseTokenEndpointAuthMethod(['private_key_jwt']), { code: 'registration_failed', field: 'token_endpoint_auth_methods_supported' });
-    await assert.rejects(registerClient({ ...as, token_endpoint_auth_methods_supported: ['tls_client_auth'] }, { clientName: 'x', redirectUris }, http), {
+    assert.throws(() => chooseTokenEndpointAuthMethod(['private_key_jwt']), {
       code: 'registration_failed',
+      field: 'token_endpoint_auth_methods_supported',
     });
+    await assert.rejects(
+      registerClient(
+        { ...as, token_endpoint_auth_methods_supported: ['tls_client_auth'] },
+        { clientName: 'x', redirectUris },
+        http,
+      ),
+      {
+        code: 'registration_failed',
+      },
+    );
     assert.deepEqual(srv.requests, []);
   });
 
   test('a secret-based method without a client_secret in the answer is refused', async () => {
-    srv.on('POST', '/register', { status: 201, json: { client_id: 'dyn-5', token_endpoint_auth_method: 'client_secret_basic' } });
-    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris }, http), { code: 'registration_failed', field: 'client_secret' });
+    srv.on('POST', '/register', {
+      status: 201,
+      json: { client_id: 'dyn-5', token_endpoint_auth_method: 'client_secret_basic' },
+    });
+    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris }, http), {
+      code: 'registration_failed',
+      field: 'client_secret',
+    });
   });
 
   test('invalid_client_metadata with scope: one retry without scope', async () => {
     srv.on(
       'POST',
       '/register',
-      { status: 400, json: { error: 'invalid_client_metadata', error_description: 'scope must only contain supported scopes' } },
+      {
+        status: 400,
+        json: { error: 'invalid_client_metadata', error_description: 'scope must only contain supported scopes' },
+      },
       { status: 201, json: { client_id: 'dyn-6' } },
     );
     const reg = await registerClient(as, { clientName: 'x', redirectUris, scope: 'mcp:read' }, http);
     assert.equal(reg.clientId, 'dyn-6');
     assert.equal(srv.requests.length, 2);
-    assert.equal((srv.requests[0]?.json as { scope?: string }).scope, 'mcp:read');
-    assert.equal('scope' in (srv.requests[1]?.json as object), false);
+    assert.equal((srv.requests[0]!.json as { scope?: string }).scope, 'mcp:read');
+    assert.equal('scope' in (srv.requests[1]!.json as object), false);
   });
 
   test('the retry happens once only, and not at all without scope', async () => {
     srv.on('POST', '/register', { status: 400, json: { error: 'invalid_client_metadata', error_description: 'nope' } });
-    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris, scope: 'mcp:read' }, http), (err: AuthkeepError) => {
-      assert.equal(err.code, 'registration_failed');
-      assert.equal(err.detail?.error, 'invalid_client_metadata');
-      return true;
-    });
+    await assert.rejects(
+      registerClient(as, { clientName: 'x', redirectUris, scope: 'mcp:read' }, http),
+      (err: AuthkeepError) => {
+        assert.equal(err.code, 'registration_failed');
+        assert.equal(err.detail?.error, 'invalid_client_metadata');
+        return true;
+      },
+    );
     assert.equal(srv.requests.length, 2);
     srv.reset();
     srv.on('POST', '/register', { status: 400, json: { error: 'invalid_client_metadata' } });
-    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris }, http), { code: 'registration_failed', field: 'client_metadata' });
+    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris }, http), {
+      code: 'registration_failed',
+      field: 'client_metadata',
+    });
     assert.equal(srv.requests.length, 1);
   });
 
   test('invalid_redirect_uri names redirect_uris and is not retried', async () => {
     srv.on('POST', '/register', { status: 400, json: { error: 'invalid_redirect_uri' } });
-    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris, scope: 'a' }, http), { code: 'registration_failed', field: 'redirect_uris' });
+    await assert.rejects(registerClient(as, { clientName: 'x', redirectUris, scope: 'a' }, http), {
+      code: 'registration_failed',
+      field: 'redirect_uris',
+    });
     assert.equal(srv.requests.length, 1);
   });
 

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { revokeToken } from '../../src/oauth/revocation.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
-import { asRecord, startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
+import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 const VERIFIER = 'v'.repeat(43);
@@ -48,14 +48,27 @@ describe('token endpoint', () => {
   });
 
   test('code exchange sends exactly grant_type, code, redirect_uri, code_verifier, resource, client_id', async () => {
-    srv.on('POST', '/token', { json: { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-1', scope: 'mcp:read' } });
+    srv.on('POST', '/token', {
+      json: { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-1', scope: 'mcp:read' },
+    });
     const tokens = await exchangeAuthorizationCode(
       as,
       registration(srv.url),
-      { code: 'code-1', codeVerifier: VERIFIER, redirectUri: 'http://127.0.0.1:4000/cb', resource: 'https://mcp.example.com' },
+      {
+        code: 'code-1',
+        codeVerifier: VERIFIER,
+        redirectUri: 'http://127.0.0.1:4000/cb',
+        resource: 'https://mcp.example.com',
+      },
       http,
     );
-    assert.deepEqual(tokens, { accessToken: 'at-1', tokenType: 'Bearer', expiresIn: 3600, refreshToken: 'rt-1', scope: 'mcp:read' });
+    assert.deepEqual(tokens, {
+      accessToken: 'at-1',
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      refreshToken: 'rt-1',
+      scope: 'mcp:read',
+    });
     const [req] = srv.requests;
     assert.ok(req);
     assert.match(String(req.headers['content-type']), /^application\/x-www-form-urlencoded/);
@@ -68,12 +81,24 @@ describe('token endpoint', () => {
       resource: 'https://mcp.example.com', // exactly as given: no trailing slash added
       client_id: 'client-1',
     });
-    assert.deepEqual([...req.form.keys()].sort(), ['client_id', 'code', 'code_verifier', 'grant_type', 'redirect_uri', 'resource']);
+    assert.deepEqual([...req.form.keys()].sort(), [
+      'client_id',
+      'code',
+      'code_verifier',
+      'grant_type',
+      'redirect_uri',
+      'resource',
+    ]);
   });
 
   test('refresh sends grant_type, refresh_token, resource, scope; a missing refresh_token stays missing', async () => {
     srv.on('POST', '/token', { json: { access_token: 'at-2', token_type: 'bearer', expires_in: '60' } });
-    const tokens = await refreshAccessToken(as, registration(srv.url), { refreshToken: 'rt-1', resource: 'https://mcp.example.com/mcp', scope: 'a b' }, http);
+    const tokens = await refreshAccessToken(
+      as,
+      registration(srv.url),
+      { refreshToken: 'rt-1', resource: 'https://mcp.example.com/mcp', scope: 'a b' },
+      http,
+    );
     assert.deepEqual(tokens, { accessToken: 'at-2', tokenType: 'Bearer', expiresIn: 60 });
     assert.deepEqual(Object.fromEntries(srv.requests[0]?.form ?? []), {
       grant_type: 'refresh_token',
@@ -88,7 +113,11 @@ describe('token endpoint', () => {
     srv.on('POST', '/token', { json: { access_token: 'at', token_type: 'Bearer' } });
     await refreshAccessToken(
       as,
-      registration(srv.url, { clientId: 'c:1', clientSecret: 's&cret', tokenEndpointAuthMethod: 'client_secret_basic' }),
+      registration(srv.url, {
+        clientId: 'c:1',
+        clientSecret: 's&cret',
+        tokenEndpointAuthMethod: 'client_secret_basic',
+      }),
       { refreshToken: 'rt', resource: 'https://r.example' },
       http,
     );
@@ -117,7 +146,10 @@ describe('token endpoint', () => {
   });
 
   test('the request description names method, endpoint and grant', async () => {
-    srv.on('POST', '/token', { status: 400, json: { error: 'invalid_grant', error_description: 'grant request is invalid' } });
+    srv.on('POST', '/token', {
+      status: 400,
+      json: { error: 'invalid_grant', error_description: 'grant request is invalid' },
+    });
     await assert.rejects(
       refreshAccessToken(as, registration(srv.url), { refreshToken: 'rt', resource: 'https://r.example' }, http),
       isTokenError((err) => {
@@ -133,17 +165,49 @@ describe('token endpoint', () => {
   });
 
   const classify: Array<[string, Parameters<HostileServer['on']>[2], Partial<TokenEndpointError>]> = [
-    ['invalid_client (401 + Basic challenge)', { status: 401, headers: { 'www-authenticate': 'Basic realm="as"' }, json: { error: 'invalid_client' } }, { kind: 'needs_auth', needsAuthReason: 'client_mismatch', code: 'client_mismatch' }],
-    ['unauthorized_client', { status: 400, json: { error: 'unauthorized_client' } }, { kind: 'needs_auth', needsAuthReason: 'client_mismatch' }],
+    [
+      'invalid_client (401 + Basic challenge)',
+      { status: 401, headers: { 'www-authenticate': 'Basic realm="as"' }, json: { error: 'invalid_client' } },
+      { kind: 'needs_auth', needsAuthReason: 'client_mismatch', code: 'client_mismatch' },
+    ],
+    [
+      'unauthorized_client',
+      { status: 400, json: { error: 'unauthorized_client' } },
+      { kind: 'needs_auth', needsAuthReason: 'client_mismatch' },
+    ],
     ['bare 401', { status: 401, body: '' }, { kind: 'needs_auth', needsAuthReason: 'client_mismatch' }],
-    ['invalid_scope', { status: 400, json: { error: 'invalid_scope' } }, { kind: 'needs_auth', needsAuthReason: undefined, code: 'as_error', oauthError: 'invalid_scope' }],
-    ['temporarily_unavailable (400)', { status: 400, json: { error: 'temporarily_unavailable' } }, { kind: 'transient', code: 'as_error' }],
+    [
+      'invalid_scope',
+      { status: 400, json: { error: 'invalid_scope' } },
+      { kind: 'needs_auth', needsAuthReason: undefined, code: 'as_error', oauthError: 'invalid_scope' },
+    ],
+    [
+      'temporarily_unavailable (400)',
+      { status: 400, json: { error: 'temporarily_unavailable' } },
+      { kind: 'transient', code: 'as_error' },
+    ],
     ['503', { status: 503, body: 'down' }, { kind: 'transient', status: 503 }],
-    ['500 with JSON error', { status: 500, json: { error: 'server_error' } }, { kind: 'transient', oauthError: 'server_error' }],
+    [
+      '500 with JSON error',
+      { status: 500, json: { error: 'server_error' } },
+      { kind: 'transient', oauthError: 'server_error' },
+    ],
     ['429', { status: 429, headers: { 'retry-after': '1' } }, { kind: 'transient', status: 429 }],
-    ['400 without an error member', { status: 400, json: { nope: true } }, { kind: 'malformed', code: 'token_response_invalid', field: 'error' }],
-    ['302 redirect', { status: 302, headers: { location: 'https://elsewhere.example/' } }, { kind: 'malformed', status: 302 }],
-    ['200 with an error body', { status: 200, json: { error: 'invalid_grant' } }, { kind: 'needs_auth', needsAuthReason: 'invalid_grant' }],
+    [
+      '400 without an error member',
+      { status: 400, json: { nope: true } },
+      { kind: 'malformed', code: 'token_response_invalid', field: 'error' },
+    ],
+    [
+      '302 redirect',
+      { status: 302, headers: { location: 'https://elsewhere.example/' } },
+      { kind: 'malformed', status: 302 },
+    ],
+    [
+      '200 with an error body',
+      { status: 200, json: { error: 'invalid_grant' } },
+      { kind: 'needs_auth', needsAuthReason: 'invalid_grant' },
+    ],
   ];
   for (const [name, reply, expected] of classify) {
     test(`classifies ${name}`, async () => {
@@ -160,7 +224,12 @@ describe('token endpoint', () => {
   test('a timeout is transient as_unreachable', async () => {
     srv.on('POST', '/token', { hang: true });
     await assert.rejects(
-      refreshAccessToken(as, registration(srv.url), { refreshToken: 'rt', resource: 'https://r.example' }, { ...http, timeoutMs: 150 }),
+      refreshAccessToken(
+        as,
+        registration(srv.url),
+        { refreshToken: 'rt', resource: 'https://r.example' },
+        { ...http, timeoutMs: 150 },
+      ),
       isTokenError((err) => {
         assert.equal(err.kind, 'transient');
         assert.equal(err.code, 'as_unreachable');
@@ -179,7 +248,12 @@ describe('token endpoint', () => {
     const url = dead.url;
     await dead.close();
     await assert.rejects(
-      refreshAccessToken({ ...as, token_endpoint: `${url}/token` }, registration(srv.url), { refreshToken: 'rt', resource: 'https://r.example' }, http),
+      refreshAccessToken(
+        { ...as, token_endpoint: `${url}/token` },
+        registration(srv.url),
+        { refreshToken: 'rt', resource: 'https://r.example' },
+        http,
+      ),
       isTokenError((err) => {
         assert.equal(err.kind, 'transient');
         assert.equal(err.code, 'as_unreachable');
@@ -189,7 +263,12 @@ describe('token endpoint', () => {
 
   test('a registration needing a secret it lacks is refused before sending', async () => {
     await assert.rejects(
-      refreshAccessToken(as, registration(srv.url, { tokenEndpointAuthMethod: 'client_secret_basic' }), { refreshToken: 'rt', resource: 'https://r.example' }, http),
+      refreshAccessToken(
+        as,
+        registration(srv.url, { tokenEndpointAuthMethod: 'client_secret_basic' }),
+        { refreshToken: 'rt', resource: 'https://r.example' },
+        http,
+      ),
       { code: 'invalid_argument', field: 'registration.clientSecret' },
     );
     assert.deepEqual(srv.requests, []);
@@ -211,7 +290,11 @@ describe('revocation', () => {
   test('RFC 7009 request: token and token_type_hint, client authentication', async () => {
     srv.on('POST', '/revoke', { status: 200, body: '' });
     assert.equal(await revokeToken(as, registration(srv.url), 'rt-9', 'refresh_token', http), 'revoked');
-    assert.deepEqual(Object.fromEntries(srv.requests[0]?.form ?? []), { token: 'rt-9', token_type_hint: 'refresh_token', client_id: 'client-1' });
+    assert.deepEqual(Object.fromEntries(srv.requests[0]?.form ?? []), {
+      token: 'rt-9',
+      token_type_hint: 'refresh_token',
+      client_id: 'client-1',
+    });
   });
 
   test('no revocation endpoint: unsupported, no request', async () => {
@@ -224,13 +307,19 @@ describe('revocation', () => {
     srv.on('POST', '/revoke', { status: 400, json: { error: 'unsupported_token_type' } });
     assert.equal(await revokeToken(as, registration(srv.url), 'at-1', 'access_token', http), 'unsupported');
     srv.reset();
-    srv.on('POST', '/revoke', { status: 400, json: { error: 'invalid_request', error_description: 'bad token rt-SECRET-77' } });
-    await assert.rejects(revokeToken(as, registration(srv.url), 'rt-SECRET-77', 'refresh_token', http), (err: Error & { code?: string; detail?: unknown }) => {
-      assert.equal(err.code, 'as_error');
-      assert.ok(!String(err).includes('rt-SECRET-77'));
-      assert.ok(!JSON.stringify(err.detail).includes('rt-SECRET-77'));
-      return true;
+    srv.on('POST', '/revoke', {
+      status: 400,
+      json: { error: 'invalid_request', error_description: 'bad token rt-SECRET-77' },
     });
+    await assert.rejects(
+      revokeToken(as, registration(srv.url), 'rt-SECRET-77', 'refresh_token', http),
+      (err: Error & { code?: string; detail?: unknown }) => {
+        assert.equal(err.code, 'as_error');
+        assert.ok(!String(err).includes('rt-SECRET-77'));
+        assert.ok(!JSON.stringify(err.detail).includes('rt-SECRET-77'));
+        return true;
+      },
+    );
     srv.reset();
     srv.on('POST', '/revoke', { status: 503, body: 'down' });
     await assert.rejects(revokeToken(as, registration(srv.url), 'rt', 'refresh_token', http), { code: 'as_error' });
@@ -238,6 +327,8 @@ describe('revocation', () => {
 
   test('unreachable revocation endpoint: as_unreachable', async () => {
     srv.on('POST', '/revoke', { hang: true });
-    await assert.rejects(revokeToken(as, registration(srv.url), 'rt', 'refresh_token', { ...http, timeoutMs: 150 }), { code: 'as_unreachable' });
+    await assert.rejects(revokeToken(as, registration(srv.url), 'rt', 'refresh_token', { ...http, timeoutMs: 150 }), {
+      code: 'as_unreachable',
+    });
   });
 });

@@ -11,9 +11,9 @@ import { describe, test } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import {
   bearerChallengeFromResponse,
+  type Challenge,
   findBearerChallenge,
   parseWwwAuthenticate,
-  type Challenge,
 } from '../../src/oauth/www-authenticate.js';
 
 interface Vector {
@@ -79,8 +79,9 @@ describe('what a regex parser gets wrong', () => {
     assert.deepStrictEqual(findBearerChallenge(challenges), challenges[1]);
   });
 
-  test('resource_metadata= inside another parameter\'s quoted value is not picked up', () => {
-    const header = 'Bearer error_description="see resource_metadata=\\"https://evil.example/prm\\", please", scope="read"';
+  test("resource_metadata= inside another parameter's quoted value is not picked up", () => {
+    const header =
+      'Bearer error_description="see resource_metadata=\\"https://evil.example/prm\\", please", scope="read"';
     const [bearer] = parseWwwAuthenticate(header);
     assert.deepStrictEqual(bearer, {
       scheme: 'bearer',
@@ -88,7 +89,10 @@ describe('what a regex parser gets wrong', () => {
     });
     const fields = bearerChallengeFromResponse(responseWith(header));
     assert.equal(fields?.resourceMetadata, undefined);
-    assert.deepStrictEqual(fields, { scope: 'read', errorDescription: 'see resource_metadata="https://evil.example/prm", please' });
+    assert.deepStrictEqual(fields, {
+      scope: 'read',
+      errorDescription: 'see resource_metadata="https://evil.example/prm", please',
+    });
   });
 
   test('resource_metadata= inside a Basic realm does not leak into the Bearer challenge', () => {
@@ -103,7 +107,8 @@ describe('what a regex parser gets wrong', () => {
   });
 
   test('escaped quotes and backslashes inside a value', () => {
-    const header = 'Bearer error="insufficient_scope", error_description="needs \\"files:write\\" \\\\ now", scope="files:write"';
+    const header =
+      'Bearer error="insufficient_scope", error_description="needs \\"files:write\\" \\\\ now", scope="files:write"';
     assert.deepStrictEqual(bearerChallengeFromResponse(responseWith(header)), {
       error: 'insufficient_scope',
       errorDescription: 'needs "files:write" \\ now',
@@ -171,8 +176,14 @@ describe('duplicate parameters', () => {
 
 describe('grammar edges', () => {
   test('errors name the position and what was expected', () => {
-    assert.throws(() => parseWwwAuthenticate('Bearer realm="x" scope="y"'), /expected ',' after the auth-param at position 17/);
-    assert.throws(() => parseWwwAuthenticate('Bearer realm="unclosed'), /closing '"' of the quoted-string at position 22/);
+    assert.throws(
+      () => parseWwwAuthenticate('Bearer realm="x" scope="y"'),
+      /expected ',' after the auth-param at position 17/,
+    );
+    assert.throws(
+      () => parseWwwAuthenticate('Bearer realm="unclosed'),
+      /closing '"' of the quoted-string at position 22/,
+    );
   });
 
   test('a parameter named __proto__ is kept as data, not as a prototype', () => {
@@ -195,8 +206,11 @@ describe('grammar edges', () => {
   });
 
   test('a malformed WWW-Authenticate on a response throws the typed error', () => {
-    assert.throws(() => bearerChallengeFromResponse(responseWith('Bearer realm="x" ???')), (err: unknown) => {
-      return err instanceof AuthkeepError && err.code === 'www_authenticate_malformed';
-    });
+    assert.throws(
+      () => bearerChallengeFromResponse(responseWith('Bearer realm="x" ???')),
+      (err: unknown) => {
+        return err instanceof AuthkeepError && err.code === 'www_authenticate_malformed';
+      },
+    );
   });
 });

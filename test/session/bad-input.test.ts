@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { AuthKeeper, AuthkeepError, NeedsAuthError, type LogEvent } from '../../src/index.js';
-import { asMetadata, startHostileServer, type HostileServer } from '../helpers/hostile-server.js';
+import { type TestContext, test } from 'node:test';
+import { AuthKeeper, AuthkeepError, type LogEvent, NeedsAuthError } from '../../src/index.js';
 import { sleep, tempHome } from '../helpers/bed.js';
+import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
 const SECRETS = {
   code: 'auth-code-SECRET-0123456789abcdef',
@@ -29,7 +29,10 @@ interface Scenario {
 }
 
 /** A well-behaved MCP server + AS on one hostile server; `tweak` breaks one thing. */
-async function scenario(t: TestContext, tweak: (s: HostileServer, origin: string) => void = () => {}): Promise<Scenario> {
+async function scenario(
+  t: TestContext,
+  tweak: (s: HostileServer, origin: string) => void = () => {},
+): Promise<Scenario> {
   const server = await startHostileServer();
   t.after(() => server.close());
   const origin = server.url;
@@ -44,7 +47,13 @@ async function scenario(t: TestContext, tweak: (s: HostileServer, origin: string
     .json('/.well-known/oauth-authorization-server', asMetadata(origin, origin, { revocation_endpoint: undefined }))
     .on('POST', '/register', { status: 201, json: { client_id: 'client-1', token_endpoint_auth_method: 'none' } })
     .on('POST', '/token', {
-      json: { access_token: SECRETS.access, token_type: 'Bearer', expires_in: 1, refresh_token: SECRETS.refresh, scope: 'mcp:read' },
+      json: {
+        access_token: SECRETS.access,
+        token_type: 'Bearer',
+        expires_in: 1,
+        refresh_token: SECRETS.refresh,
+        scope: 'mcp:read',
+      },
     });
   tweak(server, origin);
   const home = await tempHome(t);
@@ -85,7 +94,10 @@ async function snapshot(home: string): Promise<Map<string, string>> {
 function assertNoSecrets(s: Scenario): void {
   const haystack = [
     ...s.logs.map((e) => JSON.stringify(e)),
-    ...s.errors.map((e) => `${String(e)} ${JSON.stringify(e)} ${(e as Error).stack ?? ''} ${JSON.stringify((e as AuthkeepError).detail ?? {})}`),
+    ...s.errors.map(
+      (e) =>
+        `${String(e)} ${JSON.stringify(e)} ${(e as Error).stack ?? ''} ${JSON.stringify((e as AuthkeepError).detail ?? {})}`,
+    ),
   ].join('\n');
   for (const [name, value] of Object.entries(SECRETS)) {
     assert.ok(!haystack.includes(value), `the ${name} leaked into an error or log line`);
@@ -114,7 +126,9 @@ test('the well-behaved hostile server signs in (the baseline the other cases bre
 });
 
 test('malformed PRM (authorization_servers not an array): metadata_invalid naming it', async (t) => {
-  const s = await scenario(t, (srv, origin) => srv.json('/prm', { resource: `${origin}/mcp`, authorization_servers: 'nope' }));
+  const s = await scenario(t, (srv, origin) =>
+    srv.json('/prm', { resource: `${origin}/mcp`, authorization_servers: 'nope' }),
+  );
   await expectLoginFailure(s, 'metadata_invalid', 'authorization_servers');
 });
 
@@ -134,7 +148,10 @@ test('AS metadata whose issuer differs: issuer_mismatch naming issuer', async (t
 
 test('AS without S256: pkce_unsupported naming code_challenge_methods_supported', async (t) => {
   const s = await scenario(t, (srv, origin) =>
-    srv.json('/.well-known/oauth-authorization-server', asMetadata(origin, origin, { code_challenge_methods_supported: ['plain'] })),
+    srv.json(
+      '/.well-known/oauth-authorization-server',
+      asMetadata(origin, origin, { code_challenge_methods_supported: ['plain'] }),
+    ),
   );
   await expectLoginFailure(s, 'pkce_unsupported', 'code_challenge_methods_supported');
 });
@@ -147,12 +164,16 @@ test('an http AS that is not loopback: insecure_url naming the issuer', async (t
 });
 
 test('malformed registration response: registration_failed naming client_id', async (t) => {
-  const s = await scenario(t, (srv) => srv.on('POST', '/register', { status: 201, json: { client_secret: SECRETS.clientSecret } }));
+  const s = await scenario(t, (srv) =>
+    srv.on('POST', '/register', { status: 201, json: { client_secret: SECRETS.clientSecret } }),
+  );
   await expectLoginFailure(s, 'registration_failed', 'client_id');
 });
 
 test('malformed token response: token_response_invalid naming access_token', async (t) => {
-  const s = await scenario(t, (srv) => srv.on('POST', '/token', { json: { token_type: 'Bearer', refresh_token: SECRETS.refresh } }));
+  const s = await scenario(t, (srv) =>
+    srv.on('POST', '/token', { json: { token_type: 'Bearer', refresh_token: SECRETS.refresh } }),
+  );
   await expectLoginFailure(s, 'token_response_invalid', 'access_token');
 });
 

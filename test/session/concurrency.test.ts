@@ -33,7 +33,11 @@ function runChild(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildRes
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
     child.once('exit', (code) =>
-      resolve({ code, lines: stdout.split('\n').filter(Boolean), stderr: stderr.replace(/.*oidc-provider WARNING.*\n?/g, '') }),
+      resolve({
+        code,
+        lines: stdout.split('\n').filter(Boolean),
+        stderr: stderr.replace(/.*oidc-provider WARNING.*\n?/g, ''),
+      }),
     );
   });
 }
@@ -85,7 +89,10 @@ test('8 processes x 3 servers across 5+ access-token expiries: one refresh per s
   for (const server of bed.servers) {
     const refreshes = bed.as.audit.counts({ resource: server.resource }).refreshGrants;
     assert.ok(refreshes >= 5, `${server.url}: at least 5 expiries were crossed (${refreshes} refreshes)`);
-    assert.ok(refreshes <= maxPerServer, `${server.url}: ${refreshes} refreshes <= ${maxPerServer} lifetimes in the window`);
+    assert.ok(
+      refreshes <= maxPerServer,
+      `${server.url}: ${refreshes} refreshes <= ${maxPerServer} lifetimes in the window`,
+    );
     // Per expiry: consecutive refreshes of one server are a token lifetime apart, never two for one expiry.
     const times = bed.as.audit
       .http()
@@ -107,7 +114,10 @@ test('sign-in storm: 8 processes log in to the same server at once; one authoriz
   const goAt = Date.now() + 2500;
   const results = await Promise.all(
     Array.from({ length: 8 }, () =>
-      runChild(['login', bed.home, String(goAt), server.url], { BROWSER: robotBrowserCommand(), ROBOT_BROWSER_LOG: browserLog }),
+      runChild(['login', bed.home, String(goAt), server.url], {
+        BROWSER: robotBrowserCommand(),
+        ROBOT_BROWSER_LOG: browserLog,
+      }),
     ),
   );
   const tokens = new Set<string>();
@@ -140,7 +150,10 @@ test('an abandoned sign-in releases the process waiting for it with the reason, 
   assert.equal(leader.code, 3, leader.stderr);
   assert.deepEqual(JSON.parse(leader.lines.at(-1) ?? '{}').failed, { code: 'callback_timeout' });
   assert.equal(waiter.code, 3, waiter.stderr);
-  assert.deepEqual(JSON.parse(waiter.lines.at(-1) ?? '{}').failed, { reason: 'login_failed', error: 'callback_timeout' });
+  assert.deepEqual(JSON.parse(waiter.lines.at(-1) ?? '{}').failed, {
+    reason: 'login_failed',
+    error: 'callback_timeout',
+  });
   assert.equal((await readFile(opens, 'utf8')).split('\n').filter(Boolean).length, 1, 'one tab, not two');
   assert.equal(bed.as.audit.counts().codeExchanges, 0);
 });

@@ -6,7 +6,7 @@
  * sign-in waits the RFC's default 5 s before its first poll.
  */
 import assert from 'node:assert/strict';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { completeDeviceVerification } from '../../arena/testbed/robot-device.js';
@@ -23,14 +23,21 @@ async function recordPath(home: string): Promise<string> {
 }
 
 /** A showDeviceCode that has the robot approve (or not) at the verification URI. */
-function robotUser(shown: DeviceCodeInfo[], robot: { abort?: boolean; useCompleteUri?: boolean; denied?: boolean } = {}) {
+function robotUser(
+  shown: DeviceCodeInfo[],
+  robot: { abort?: boolean; useCompleteUri?: boolean; denied?: boolean } = {},
+) {
   return async (info: DeviceCodeInfo) => {
     shown.push(info);
     const result =
       robot.useCompleteUri === false || info.verificationUriComplete === undefined
-        ? await completeDeviceVerification(info.verificationUri, { userCode: info.userCode, ...(robot.abort ? { abort: true } : {}) })
+        ? await completeDeviceVerification(info.verificationUri, {
+            userCode: info.userCode,
+            ...(robot.abort ? { abort: true } : {}),
+          })
         : await completeDeviceVerification(info.verificationUriComplete, robot.abort ? { abort: true } : {});
-    if (!robot.abort && !robot.denied) assert.equal(result.approved, true, `the robot reached the success page (got ${result.status} ${result.title})`);
+    if (!robot.abort && !robot.denied)
+      assert.equal(result.approved, true, `the robot reached the success page (got ${result.status} ${result.title})`);
   };
 }
 
@@ -75,7 +82,8 @@ test('mode device: signs in with a device code, calls a tool, refreshes, and the
   assert.equal(bed.as.audit.counts().registrations, 1, 'no second registration');
 
   const logText = bed.logs.map((e) => JSON.stringify(e)).join('\n');
-  for (const secret of [first, second, record.tokens.refreshToken]) assert.ok(!logText.includes(secret), 'a token leaked into the log');
+  for (const secret of [first, second, record.tokens.refreshToken])
+    assert.ok(!logText.includes(secret), 'a token leaked into the log');
   assert.ok(bed.logs.some((e) => e.event === 'login.device_code'));
 });
 
@@ -96,7 +104,10 @@ test('mode device: pressing Abort on the confirmation page ends the sign-in with
   const bed = await startBed(t, { as: { deviceFlow: true } });
   const server = bed.servers[0]!;
   const keeper = bed.keeper({ showDeviceCode: robotUser([], { abort: true }) });
-  await assert.rejects(keeper.login(server.url, { mode: 'device' }), (err: unknown) => isAuthkeepError(err) && err.code === 'authorization_denied');
+  await assert.rejects(
+    keeper.login(server.url, { mode: 'device' }),
+    (err: unknown) => isAuthkeepError(err) && err.code === 'authorization_denied',
+  );
 });
 
 test('mode device without a device endpoint falls back to the browser flow; requireDevice refuses', async (t) => {
@@ -139,5 +150,9 @@ test('a stored registration made without the device_code grant falls back to the
   assert.equal(status.state, 'ok');
   assert.equal(bed.robotOpens(), 2, 'the browser flow ran again');
   assert.equal(shown.length, 0);
-  assert.ok(bed.logs.some((e) => e.event === 'login.device_unavailable' && /was made without the device_code grant/.test(e.message)));
+  assert.ok(
+    bed.logs.some(
+      (e) => e.event === 'login.device_unavailable' && /was made without the device_code grant/.test(e.message),
+    ),
+  );
 });

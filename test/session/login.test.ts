@@ -4,14 +4,14 @@
  * on 403, logout with revocation; DCR and pre-registered clients; every discovery variant.
  */
 import assert from 'node:assert/strict';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { NeedsAuthError, type AuthKeeper } from '../../src/index.js';
 import { createRobotBrowser, startAuthorizationServer } from '../../arena/testbed/index.js';
-import { startBed, sleep } from '../helpers/bed.js';
+import { type AuthKeeper, NeedsAuthError } from '../../src/index.js';
+import { sleep, startBed } from '../helpers/bed.js';
 
 async function connect(keeper: AuthKeeper, url: string): Promise<Client> {
   const client = new Client({ name: 'authkeep-test', version: '0.0.0' });
@@ -69,8 +69,12 @@ test('signs in with dynamic client registration, calls a tool, and refreshes onc
   // No secret in any log line: neither access token, nor the stored refresh token or client id's secret.
   const record = JSON.parse(await readFile(await recordFile(bed.home), 'utf8'));
   const logText = bed.logs.map((e) => JSON.stringify(e)).join('\n');
-  assert.ok(bed.logs.some((e) => e.event === 'refresh.ok'), 'the refresh was logged');
-  for (const secret of [first, second, record.tokens.refreshToken]) assert.ok(!logText.includes(secret), 'a token leaked into the log');
+  assert.ok(
+    bed.logs.some((e) => e.event === 'refresh.ok'),
+    'the refresh was logged',
+  );
+  for (const secret of [first, second, record.tokens.refreshToken])
+    assert.ok(!logText.includes(secret), 'a token leaked into the log');
 });
 
 test('steps up on 403 insufficient_scope with the union of scopes, bounded', async (t) => {
@@ -164,7 +168,11 @@ test('discovers an issuer with a path (tenant) through path-inserted RFC 8414 me
   assert.equal(status.issuer, bed.as.issuer);
   assert.ok(bed.as.issuer.endsWith('/tenant'));
   const first = bed.as.audit.http().find((e) => e.path.includes('.well-known'));
-  assert.equal(first?.path, '/.well-known/oauth-authorization-server/tenant', 'RFC 8414 path-inserted form asked first');
+  assert.equal(
+    first?.path,
+    '/.well-known/oauth-authorization-server/tenant',
+    'RFC 8414 path-inserted form asked first',
+  );
 });
 
 test('discovers an issuer with a path through OIDC path-appended metadata when path-inserted is absent', async (t) => {
@@ -249,11 +257,16 @@ test('invalid_grant on refresh marks needs-auth with the reason, the AS error an
 });
 
 test('servers on one issuer signing in at the same time share one client registration', async (t) => {
-  const bed = await startBed(t, { servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }, { discovery: 'well-known-root' }] });
+  const bed = await startBed(t, {
+    servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }, { discovery: 'well-known-root' }],
+  });
   // A fresh robot (cookie jar) per tab: concurrent sign-ins are concurrent browser tabs.
   const keeper = bed.keeper({ openAuthorizationUrl: async (url) => void (await createRobotBrowser().open(url)) });
   const statuses = await Promise.all(bed.servers.map((server) => keeper.login(server.url)));
-  assert.deepEqual(statuses.map((s) => s.state), ['ok', 'ok', 'ok']);
+  assert.deepEqual(
+    statuses.map((s) => s.state),
+    ['ok', 'ok', 'ok'],
+  );
   assert.equal(new Set(statuses.map((s) => s.clientId)).size, 1, 'one client_id for the issuer');
   assert.equal(bed.as.audit.counts().registrations, 1, 'the AS saw one registration');
 });
@@ -264,7 +277,11 @@ test('a server that moved to another authorization server: needs-auth issuer_cha
   const keeper = bed.keeper();
   await keeper.login(server.url);
   const fetchFn = keeper.fetch(server.url);
-  const ok = await fetchFn(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) });
+  const ok = await fetchFn(server.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+  });
   assert.notEqual(ok.status, 401);
   await ok.body?.cancel();
 
@@ -272,7 +289,11 @@ test('a server that moved to another authorization server: needs-auth issuer_cha
   t.after(() => next.close());
   server.switchAuthorizationServer(next);
   await assert.rejects(
-    fetchFn(server.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) }),
+    fetchFn(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }),
+    }),
     (err: unknown) => {
       assert.ok(err instanceof NeedsAuthError);
       assert.equal(err.reason, 'issuer_changed');
@@ -300,7 +321,8 @@ test('keep-fresh refreshes from a timer just before expiry, once per lifetime, w
   // 2 s tokens live 1-2 s (whole-second exp), so 5.2 s idle spans 3 to 6 lifetimes.
   assert.ok(refreshes >= 2 && refreshes <= 6, `${refreshes} timer refreshes in 5.2 s of 2 s tokens`);
   const token = await keeper.getAccessToken(server.url);
-  const exp = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp * 1000;
+  const exp =
+    (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp * 1000;
   assert.ok(exp > Date.now(), 'the cached token is valid without waiting on a refresh');
   assert.equal(bed.as.audit.counts().refreshGrants - before, refreshes, 'serving it needed no refresh');
   assert.equal(bed.as.audit.counts().refreshReuses, 0);

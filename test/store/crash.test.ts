@@ -7,7 +7,7 @@ import { FileCredentialStore } from '../../src/store/credential-store.js';
 import { readLockHolder } from '../../src/store/lock.js';
 import { recordKey } from '../../src/store/paths.js';
 import { ServerRecordSchema } from '../../src/store/record.js';
-import { makeTempDir, sleep, spawnHelper, type Child } from '../helpers/store-fixtures.js';
+import { type Child, makeTempDir, sleep, spawnHelper } from '../helpers/store-fixtures.js';
 
 const SERVER = 'https://crash.example.test/mcp';
 const KILLS = 32;
@@ -36,11 +36,14 @@ describe('crash safety', () => {
   const children: Child[] = [];
   before(async () => (tmp = await makeTempDir('authkeep-crash-')));
   after(async () => {
-    for (const child of children) if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+    for (const child of children)
+      if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
     await tmp.cleanup();
   });
 
-  it(`SIGKILL at random points of ${WRITERS} concurrent write loops, ${KILLS} times: the record is always whole`, { skip: process.platform === 'win32' }, async (t) => {
+  it(`SIGKILL at random points of ${WRITERS} concurrent write loops, ${KILLS} times: the record is always whole`, {
+    skip: process.platform === 'win32',
+  }, async (t) => {
     const home = path.join(tmp.dir, 'home');
     const store = new FileCredentialStore({ home });
     const file = path.join(home, 'servers', `${recordKey(SERVER)}.json`);
@@ -87,13 +90,18 @@ describe('crash safety', () => {
     assert.equal(final.kind, 'ok');
     assert.deepEqual(await store.listQuarantine(), [], 'nothing was ever found corrupt');
     assert.ok(lastGeneration > KILLS, `writers made progress (generation ${lastGeneration})`);
-    t.diagnostic(`${KILLS} kills, ${killedHolding} while the victim held the record lock; final generation ${lastGeneration}`);
+    t.diagnostic(
+      `${KILLS} kills, ${killedHolding} while the victim held the record lock; final generation ${lastGeneration}`,
+    );
     assert.ok(killedHolding > 0, 'no kill landed inside a transaction');
     // Temp files of killed writers are swept (they may hold secrets).
     const leftovers = (await readdir(path.join(home, 'servers'))).filter((n) => n.endsWith('.tmp'));
     if (leftovers.length > 0) {
       await sweepTempFiles(path.join(home, 'servers'), { deadWriterGraceMs: 0 });
-      assert.deepEqual((await readdir(path.join(home, 'servers'))).filter((n) => n.endsWith('.tmp')), []);
+      assert.deepEqual(
+        (await readdir(path.join(home, 'servers'))).filter((n) => n.endsWith('.tmp')),
+        [],
+      );
     }
   });
 });

@@ -52,7 +52,8 @@ describe('FileCredentialStore', () => {
     if (posix) {
       const file = path.join(home, 'servers', `${recordKey(A)}.json`);
       assert.equal((await stat(file)).mode & 0o777, 0o600);
-      for (const dir of ['', 'servers', 'locks']) assert.equal((await stat(path.join(home, dir))).mode & 0o777, 0o700, dir);
+      for (const dir of ['', 'servers', 'locks'])
+        assert.equal((await stat(path.join(home, dir))).mode & 0o777, 0o700, dir);
       assert.deepEqual(await readdir(path.join(home, 'servers')), [`${recordKey(A)}.json`], 'no temp files');
       assert.deepEqual(await readdir(path.join(home, 'locks')), [], 'locks released');
     }
@@ -64,11 +65,16 @@ describe('FileCredentialStore', () => {
     await put(store, A, 'three'); // another process moves it to 3
     const before = await readFile(file);
     await assert.rejects(
-      store.transaction(A, 'refresh', (tx) => tx.write({ ...stale, tokens: { ...stale.tokens!, accessToken: 'at.stale' } })),
+      store.transaction(A, 'refresh', (tx) =>
+        tx.write({ ...stale, tokens: { ...stale.tokens!, accessToken: 'at.stale' } }),
+      ),
       isCode('store_conflict'),
     );
     // A "new" record (generation 0) is refused when one exists.
-    await assert.rejects(store.transaction(A, 'write', (tx) => tx.write(makeRecord(A, { tag: 'new' }))), isCode('store_conflict'));
+    await assert.rejects(
+      store.transaction(A, 'write', (tx) => tx.write(makeRecord(A, { tag: 'new' }))),
+      isCode('store_conflict'),
+    );
     // A write that states another generation than the one this transaction read is refused too.
     await assert.rejects(
       store.transaction(A, 'write', async (tx) => {
@@ -82,9 +88,15 @@ describe('FileCredentialStore', () => {
   });
 
   it('a write must be a valid record for the transaction server', async () => {
-    await assert.rejects(store.transaction(A, 'write', (tx) => tx.write(makeRecord(B, { generation: 3 }))), isCode('invalid_argument'));
+    await assert.rejects(
+      store.transaction(A, 'write', (tx) => tx.write(makeRecord(B, { generation: 3 }))),
+      isCode('invalid_argument'),
+    );
     const bad = { ...makeRecord(A, { generation: 3 }), tokens: { accessToken: '' } } as unknown as ServerRecord;
-    await assert.rejects(store.transaction(A, 'write', (tx) => tx.write(bad)), (err: unknown) => isCode('invalid_argument')(err) && (err as AuthkeepError).field?.startsWith('tokens') === true);
+    await assert.rejects(
+      store.transaction(A, 'write', (tx) => tx.write(bad)),
+      (err: unknown) => isCode('invalid_argument')(err) && (err as AuthkeepError).field?.startsWith('tokens') === true,
+    );
   });
 
   it('a corrupt record is quarantined and reported; another server still reads fine', async () => {
@@ -144,7 +156,10 @@ describe('FileCredentialStore', () => {
         });
         await put(store, B, 'b2');
         // Another login for C waits for this one.
-        await assert.rejects(store.transaction(C, 'login', async () => 0, { timeoutMs: 100 }), isCode('lock_timeout'));
+        await assert.rejects(
+          store.transaction(C, 'login', async () => 0, { timeoutMs: 100 }),
+          isCode('lock_timeout'),
+        );
         // The login result, based on the generation it read, is refused: a refresh wrote meanwhile.
         await tx.write({ ...seen, tokens: { ...seen.tokens!, accessToken: 'at.login' } });
       }),
@@ -176,7 +191,9 @@ describe('FileCredentialStore', () => {
 
   it('list, findRegistrationsByIssuer, delete', async () => {
     const E = 'https://e.example.test/mcp';
-    await store.transaction(E, 'write', (tx) => tx.write(makeRecord(E, { issuer: 'https://other-as.test', clientId: 'other' })));
+    await store.transaction(E, 'write', (tx) =>
+      tx.write(makeRecord(E, { issuer: 'https://other-as.test', clientId: 'other' })),
+    );
     const listed = await store.list();
     const keys = listed.map((r) => r.key);
     assert.ok(keys.includes(recordKey(A)) && keys.includes(recordKey(B)) && keys.includes(recordKey(E)));
@@ -210,7 +227,13 @@ describe('FileCredentialStore', () => {
   it('login outcomes: written whole with mode 0600, read back; unreadable ones are ignored', async () => {
     const G = 'https://g.example.test/mcp';
     assert.equal(await store.readLoginOutcome(G), undefined);
-    const failed = { status: 'failed' as const, at: Date.now(), pid: 42, code: 'callback_timeout', message: 'the user did not finish' };
+    const failed = {
+      status: 'failed' as const,
+      at: Date.now(),
+      pid: 42,
+      code: 'callback_timeout',
+      message: 'the user did not finish',
+    };
     await store.writeLoginOutcome(G, failed);
     assert.deepEqual(await store.readLoginOutcome(G), failed);
     const file = path.join(home, 'outcomes', `${recordKey(G)}.json`);

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import { ensurePrivateDir } from '../../src/store/atomic-file.js';
-import { acquireLock, lockFilePath, readLockHolder, sweepStaleClaims, type LockInfo } from '../../src/store/lock.js';
-import { deadPid, makeTempDir, sleep, spawnHelper, type Child } from '../helpers/store-fixtures.js';
+import { acquireLock, type LockInfo, lockFilePath, readLockHolder, sweepStaleClaims } from '../../src/store/lock.js';
+import { type Child, deadPid, makeTempDir, sleep, spawnHelper } from '../helpers/store-fixtures.js';
 
 const CHILD = 'store-lock-child.ts';
 const posix = process.platform !== 'win32';
@@ -28,9 +28,15 @@ function assertNoOverlap(visits: Visit[]): void {
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1]!;
     const cur = sorted[i]!;
-    assert.ok(cur.enter >= prev.exit, `pid ${cur.pid} entered at ${cur.enter} before pid ${prev.pid} left at ${prev.exit}`);
+    assert.ok(
+      cur.enter >= prev.exit,
+      `pid ${cur.pid} entered at ${cur.enter} before pid ${prev.pid} left at ${prev.exit}`,
+    );
   }
-  assert.ok(visits.every((v) => !v.overlap), 'a waiter found the inside-marker of another');
+  assert.ok(
+    visits.every((v) => !v.overlap),
+    'a waiter found the inside-marker of another',
+  );
 }
 
 describe('cross-process lock', () => {
@@ -61,7 +67,7 @@ describe('cross-process lock', () => {
         err.code === 'lock_timeout' &&
         err.message.includes('basic') &&
         err.message.includes(`pid ${process.pid}`) &&
-        err.detail?.['holderPid'] === process.pid,
+        err.detail?.holderPid === process.pid,
     );
     assert.equal(waited, 1);
     await first.release();
@@ -123,11 +129,17 @@ describe('cross-process lock', () => {
     const file = lockFilePath(dir, 'claimed');
     await writeFile(file, JSON.stringify(stale));
     // The dead claimer had claimed the stale holding, then died before removing it.
-    await writeFile(`${file}.${stale.nonce}.claim`, JSON.stringify({ ...staleInfo(await deadPid(), '0123456789abcdef01234567'), purpose: 'claim' }));
+    await writeFile(
+      `${file}.${stale.nonce}.claim`,
+      JSON.stringify({ ...staleInfo(await deadPid(), '0123456789abcdef01234567'), purpose: 'claim' }),
+    );
     const lock = await acquireLock(dir, 'claimed', { timeoutMs: 2_000 });
     await lock.release();
     await sweepStaleClaims(dir);
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('claimed')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith('claimed')),
+      [],
+    );
   });
 
   it('in-process stress: 40 rounds x 12 concurrent acquirers on a dead holder: one takeover per round, never two inside', async () => {
@@ -154,7 +166,11 @@ describe('cross-process lock', () => {
       assert.equal(maxInside, 1, `round ${round}: two holders at once`);
       assert.equal(takeovers, 1, `round ${round}: ${takeovers} takeovers`);
     }
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('stress-')), [], 'no lock or claim files left');
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith('stress-')),
+      [],
+      'no lock or claim files left',
+    );
   });
 
   it('mutual exclusion: 8 processes x 50 increments of a counter file inside the lock', async () => {
@@ -166,7 +182,10 @@ describe('cross-process lock', () => {
     const results = await Promise.all(kids.map((k) => k.exited));
     for (const [i, r] of results.entries()) assert.equal(r.code, 0, kids[i]!.stderr());
     assert.equal(await readFile(counter, 'utf8'), '400');
-    assert.ok(kids.every((k) => !k.lines.includes('OVERLAP')), 'two processes were inside at once');
+    assert.ok(
+      kids.every((k) => !k.lines.includes('OVERLAP')),
+      'two processes were inside at once',
+    );
     assert.ok(kids.every((k) => k.lines.includes('DONE')));
   });
 
@@ -198,10 +217,17 @@ describe('cross-process lock', () => {
     for (const k of kids) k.proc.stdin!.write('go\n');
     const results = await Promise.all(kids.map((k) => k.exited));
     for (const [i, r] of results.entries()) assert.equal(r.code, 0, kids[i]!.stderr());
-    const visits = (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Visit);
+    const visits = (await readFile(log, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Visit);
     assert.equal(visits.length, 8);
     assertNoOverlap(visits);
-    assert.equal(visits.reduce((n, v) => n + v.tookOver, 0), 1, 'exactly one waiter removed the stale lock');
+    assert.equal(
+      visits.reduce((n, v) => n + v.tookOver, 0),
+      1,
+      'exactly one waiter removed the stale lock',
+    );
   });
 
   it('a hung holder (alive, SIGSTOPped, no heartbeat) is taken over after staleMs', { skip: !posix }, async (t) => {
@@ -215,7 +241,11 @@ describe('cross-process lock', () => {
     const stoppedAt = Date.now();
     try {
       const takeovers: string[] = [];
-      const lock = await acquireLock(dir, 'hung', { timeoutMs: 5_000, staleMs, onTakeover: (h) => takeovers.push(h.stale ?? '') });
+      const lock = await acquireLock(dir, 'hung', {
+        timeoutMs: 5_000,
+        staleMs,
+        onTakeover: (h) => takeovers.push(h.stale ?? ''),
+      });
       const elapsed = Date.now() - stoppedAt;
       t.diagnostic(`hung holder (staleMs ${staleMs}) taken over ${elapsed} ms after SIGSTOP`);
       assert.deepEqual(takeovers, ['heartbeat']);

@@ -10,7 +10,10 @@ describe('store paths', () => {
     assert.equal(defaultHome({ XDG_DATA_HOME: 'relative' }, 'linux', '/home/u'), '/home/u/.local/share/authkeep');
     assert.equal(defaultHome({}, 'linux', '/home/u'), '/home/u/.local/share/authkeep');
     assert.equal(defaultHome({}, 'darwin', '/Users/u'), '/Users/u/Library/Application Support/authkeep');
-    assert.equal(defaultHome({ LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, 'win32', 'C:\\Users\\u'), 'C:\\Users\\u\\AppData\\Local\\authkeep');
+    assert.equal(
+      defaultHome({ LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, 'win32', 'C:\\Users\\u'),
+      'C:\\Users\\u\\AppData\\Local\\authkeep',
+    );
   });
 
   it('recordKey is stable, file-safe, readable, and distinguishes URLs', () => {
@@ -28,7 +31,10 @@ describe('store paths', () => {
   });
 
   it('recordKey rejects a non-URL with invalid_argument', () => {
-    assert.throws(() => recordKey('not a url'), (err: unknown) => err instanceof AuthkeepError && err.code === 'invalid_argument');
+    assert.throws(
+      () => recordKey('not a url'),
+      (err: unknown) => err instanceof AuthkeepError && err.code === 'invalid_argument',
+    );
   });
 
   it('layout: servers/<key>.json, locks/<key>.<purpose>.lock, quarantine/', () => {

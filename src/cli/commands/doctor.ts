@@ -16,13 +16,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { ServerStatus } from '../../session/status.js';
 import { FileCredentialStore } from '../../store/credential-store.js';
-import { listLocks, type LockHolder } from '../../store/lock.js';
+import { type LockHolder, listLocks } from '../../store/lock.js';
 import { recordKey, storeLayout } from '../../store/paths.js';
-import { action, helpEpilogue, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { type GlobalOptions, keeperOptions } from '../global-options.js';
 import { formatDuration, makeStyle, shellQuote } from '../output.js';
 
 export interface DoctorOptions {
@@ -33,8 +33,17 @@ export interface DoctorOptions {
   timeoutMs: number;
 }
 
-export function parseDoctorOptions(url: string | undefined, flags: { json?: boolean }, global: GlobalOptions): DoctorOptions {
-  return { global, serverUrl: url === undefined ? undefined : parseServerUrl(url), json: flags.json === true, timeoutMs: 5_000 };
+export function parseDoctorOptions(
+  url: string | undefined,
+  flags: { json?: boolean },
+  global: GlobalOptions,
+): DoctorOptions {
+  return {
+    global,
+    serverUrl: url === undefined ? undefined : parseServerUrl(url),
+    json: flags.json === true,
+    timeoutMs: 5_000,
+  };
 }
 
 export type CheckKind = 'store' | 'file_mode' | 'quarantine' | 'state' | 'lock' | 'reachability';
@@ -129,7 +138,12 @@ async function checkModes(home: string, onlyKey: string | undefined): Promise<Do
     }
   }
   if (problems === 0) {
-    checks.push({ check: 'file_mode', status: 'ok', subject: home, message: `${files} file${files === 1 ? '' : 's'} 0600, directories 0700` });
+    checks.push({
+      check: 'file_mode',
+      status: 'ok',
+      subject: home,
+      message: `${files} file${files === 1 ? '' : 's'} 0600, directories 0700`,
+    });
   }
   return checks;
 }
@@ -137,7 +151,12 @@ async function checkModes(home: string, onlyKey: string | undefined): Promise<Do
 function stateCheck(s: ServerStatus, now: number): DoctorCheck {
   if (s.state === 'ok') {
     const expiry = s.accessTokenExpiresAt ? Date.parse(s.accessTokenExpiresAt) - now : undefined;
-    const access = expiry === undefined ? 'access token without expiry' : expiry >= 0 ? `access token valid for ${formatDuration(expiry)}` : `access token expired ${formatDuration(expiry)} ago`;
+    const access =
+      expiry === undefined
+        ? 'access token without expiry'
+        : expiry >= 0
+          ? `access token valid for ${formatDuration(expiry)}`
+          : `access token expired ${formatDuration(expiry)} ago`;
     return {
       check: 'state',
       status: 'ok',
@@ -164,9 +183,16 @@ const STALE_TEXT: Record<NonNullable<LockHolder['stale']>, string> = {
 };
 
 function lockCheck(lock: LockHolder & { name: string }): DoctorCheck {
-  const who = lock.info ? `pid ${lock.info.pid} on ${lock.info.hostname} (${lock.info.purpose}) since ${lock.info.acquiredAt}` : 'an unknown holder';
+  const who = lock.info
+    ? `pid ${lock.info.pid} on ${lock.info.hostname} (${lock.info.purpose}) since ${lock.info.acquiredAt}`
+    : 'an unknown holder';
   if (lock.stale === undefined) {
-    return { check: 'lock', status: 'ok', subject: lock.name, message: `lock ${lock.name} is held by ${who}, heartbeat ${formatDuration(lock.heartbeatAgeMs)} ago` };
+    return {
+      check: 'lock',
+      status: 'ok',
+      subject: lock.name,
+      message: `lock ${lock.name} is held by ${who}, heartbeat ${formatDuration(lock.heartbeatAgeMs)} ago`,
+    };
   }
   return {
     check: 'lock',
@@ -183,7 +209,15 @@ function describeFetchError(err: unknown): string {
   return e.cause?.code ?? e.cause?.message ?? e.message ?? String(err);
 }
 
-async function reach(deps: CliDeps, what: string, subject: string, url: string, method: 'HEAD' | 'GET', timeoutMs: number, retryWith: string): Promise<DoctorCheck> {
+async function reach(
+  deps: CliDeps,
+  what: string,
+  subject: string,
+  url: string,
+  method: 'HEAD' | 'GET',
+  timeoutMs: number,
+  retryWith: string,
+): Promise<DoctorCheck> {
   const started = deps.now();
   try {
     const response = await deps.fetch(url, { method, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
@@ -245,9 +279,12 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
 
   checks.push(...(await checkModes(home, onlyKey)));
 
-  const locks = (await listLocks(layout.locksDir)).filter((l) => onlyKey === undefined || l.name.startsWith(`${onlyKey}.`));
+  const locks = (await listLocks(layout.locksDir)).filter(
+    (l) => onlyKey === undefined || l.name.startsWith(`${onlyKey}.`),
+  );
   checks.push(...locks.map(lockCheck));
-  if (locks.length === 0) checks.push({ check: 'lock', status: 'ok', subject: layout.locksDir, message: 'no locks held' });
+  if (locks.length === 0)
+    checks.push({ check: 'lock', status: 'ok', subject: layout.locksDir, message: 'no locks held' });
 
   // Reachability of each server and its authorization server, in parallel.
   const probes: Array<Promise<DoctorCheck>> = [];
@@ -257,7 +294,9 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
     probes.push(reach(deps, 'server', s.serverUrl, s.serverUrl, 'HEAD', options.timeoutMs, again));
     if (s.issuer && !issuers.has(s.issuer)) {
       issuers.add(s.issuer);
-      probes.push(reach(deps, 'authorization server', s.issuer, asMetadataUrl(s.issuer), 'GET', options.timeoutMs, again));
+      probes.push(
+        reach(deps, 'authorization server', s.issuer, asMetadataUrl(s.issuer), 'GET', options.timeoutMs, again),
+      );
     }
   }
   checks.push(...(await Promise.all(probes)));
@@ -285,7 +324,10 @@ export function renderReport(report: DoctorReport, style: ReturnType<typeof make
   }
   const fails = report.checks.filter((c) => c.status === 'fail').length;
   const warns = report.checks.filter((c) => c.status === 'warn').length;
-  out += fails === 0 ? `\nNo problems found${warns ? ` (${warns} warning${warns === 1 ? '' : 's'})` : ''}.\n` : `\n${fails} problem${fails === 1 ? '' : 's'} found.\n`;
+  out +=
+    fails === 0
+      ? `\nNo problems found${warns ? ` (${warns} warning${warns === 1 ? '' : 's'})` : ''}.\n`
+      : `\n${fails} problem${fails === 1 ? '' : 's'} found.\n`;
   return out;
 }
 
@@ -301,7 +343,10 @@ export function registerDoctor(program: Command, deps: CliDeps, exit: ExitSlot):
     )
     .argument('[url]', 'only this MCP server')
     .option('--json', 'print {ok, home, checks: [{check, status, subject, message, fix}]}')
-    .addHelpText('after', helpEpilogue(['authkeep doctor', 'authkeep doctor https://mcp.example.com/mcp', 'authkeep doctor --json']))
+    .addHelpText(
+      'after',
+      helpEpilogue(['authkeep doctor', 'authkeep doctor https://mcp.example.com/mcp', 'authkeep doctor --json']),
+    )
     .action(
       action(
         deps,

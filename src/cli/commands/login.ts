@@ -9,16 +9,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { ServerStatus } from '../../session/status.js';
-import { openInBrowser, type OpenAuthorizationUrl } from '../../session/browser.js';
-import { recordKey, storeLayout } from '../../store/paths.js';
 import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
+import { type OpenAuthorizationUrl, openInBrowser } from '../../session/browser.js';
 import type { ShowDeviceCode } from '../../session/device-sign-in.js';
-import { action, helpEpilogue, parsePort, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import type { ServerStatus } from '../../session/status.js';
+import { recordKey, storeLayout } from '../../store/paths.js';
+import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { type GlobalOptions, keeperOptions } from '../global-options.js';
 import { createSpinner, formatDuration, makeStyle } from '../output.js';
 import { pasteRedirectOpener } from '../paste-redirect.js';
 
@@ -49,10 +49,15 @@ export interface LoginFlags {
 
 export function parseLoginOptions(url: string, flags: LoginFlags, global: GlobalOptions): LoginOptions {
   if (flags.clientSecretFile !== undefined && flags.clientId === undefined) {
-    throw new UsageError('--client-secret-file needs --client-id', 'pass the pre-registered client: --client-id ID --client-secret-file FILE');
+    throw new UsageError(
+      '--client-secret-file needs --client-id',
+      'pass the pre-registered client: --client-id ID --client-secret-file FILE',
+    );
   }
   if (flags.scope !== undefined && !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(flags.scope)) {
-    throw new UsageError(`--scope ${JSON.stringify(flags.scope)} is not a space-separated list of scopes (RFC 6749 section 3.3)`);
+    throw new UsageError(
+      `--scope ${JSON.stringify(flags.scope)} is not a space-separated list of scopes (RFC 6749 section 3.3)`,
+    );
   }
   return {
     global,
@@ -72,7 +77,9 @@ async function readSecretFile(file: string): Promise<string> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read --client-secret-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(
+      `cannot read --client-secret-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   const secret = text.replace(/\r?\n$/, '');
   if (secret === '') throw new UsageError(`--client-secret-file ${file} is empty`);
@@ -94,7 +101,9 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
       deps.stderr.write(`Opened the sign-in page in your browser (${new URL(url).host}).\n`);
     } catch (err) {
       // No browser here (SSH, container): the user can still open it elsewhere on this machine.
-      deps.stderr.write(`Could not open a browser (${(err as Error).message}).\nOpen this URL to sign in:\n\n  ${url}\n\n`);
+      deps.stderr.write(
+        `Could not open a browser (${(err as Error).message}).\nOpen this URL to sign in:\n\n  ${url}\n\n`,
+      );
     }
     spinner.start(`Waiting for you to finish signing in for ${host} in the browser...`);
   };
@@ -115,8 +124,11 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     ...(options.callbackPort !== undefined ? { callback: { port: options.callbackPort } } : {}),
   };
   if (options.clientId !== undefined) {
-    const clientSecret = options.clientSecretFile === undefined ? undefined : await readSecretFile(options.clientSecretFile);
-    extra.staticClients = { [options.serverUrl]: { clientId: options.clientId, ...(clientSecret !== undefined ? { clientSecret } : {}) } };
+    const clientSecret =
+      options.clientSecretFile === undefined ? undefined : await readSecretFile(options.clientSecretFile);
+    extra.staticClients = {
+      [options.serverUrl]: { clientId: options.clientId, ...(clientSecret !== undefined ? { clientSecret } : {}) },
+    };
   }
   const keeper = deps.createKeeper(keeperOptions(options.global, deps, extra));
   if (!options.json) deps.stderr.write(`Signing in to ${options.serverUrl}...\n`);
@@ -138,7 +150,9 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     deps.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return ExitCode.Ok;
   }
-  deps.stdout.write(loginSummary(status, keeper.home, recordPath, deps.now(), makeStyle(deps.stdout, deps.env).green('✓')));
+  deps.stdout.write(
+    loginSummary(status, keeper.home, recordPath, deps.now(), makeStyle(deps.stdout, deps.env).green('✓')),
+  );
   return ExitCode.Ok;
 }
 
@@ -156,10 +170,18 @@ export function loginSummary(status: ServerStatus, home: string, recordPath: str
     ['home', home],
     ['record', recordPath],
     ['issuer', status.issuer ?? '-'],
-    ['client_id', `${status.clientId ?? '-'} (${status.registration ? REGISTRATION_TEXT[status.registration] : 'unknown'})`],
+    [
+      'client_id',
+      `${status.clientId ?? '-'} (${status.registration ? REGISTRATION_TEXT[status.registration] : 'unknown'})`,
+    ],
     ['scope', status.scope ?? '(none granted)'],
     ['access token', `expires ${expires}`],
-    ['refresh token', status.hasRefreshToken ? 'stored; authkeep refreshes the access token when due' : 'none; sign in again when the access token expires'],
+    [
+      'refresh token',
+      status.hasRefreshToken
+        ? 'stored; authkeep refreshes the access token when due'
+        : 'none; sign in again when the access token expires',
+    ],
   ];
   return `${check} Signed in to ${status.serverUrl}\n${rows.map(([k, v]) => `  ${k.padEnd(13)} ${v}`).join('\n')}\n`;
 }
@@ -178,8 +200,14 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
     .option('--client-id <id>', 'use this pre-registered client instead of registering one')
     .option('--client-secret-file <file>', "read the pre-registered client's secret from this file (with --client-id)")
     .option('--callback-port <port>', 'port of the loopback redirect URI (default: any free port)')
-    .option('--no-browser', 'for SSH sessions: sign in with a code on another device when the server offers it, else paste the redirect URL')
-    .option('--device', 'sign in with a code on another device (OAuth device authorization grant); fails if the server lacks it')
+    .option(
+      '--no-browser',
+      'for SSH sessions: sign in with a code on another device when the server offers it, else paste the redirect URL',
+    )
+    .option(
+      '--device',
+      'sign in with a code on another device (OAuth device authorization grant); fails if the server lacks it',
+    )
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',

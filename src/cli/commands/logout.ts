@@ -6,10 +6,10 @@
  * Not for: signing out of the authorization server's own browser session.
  */
 import type { Command } from 'commander';
-import { action, helpEpilogue, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { ExitCode } from '../exit-codes.js';
-import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { type GlobalOptions, keeperOptions } from '../global-options.js';
 import { makeStyle } from '../output.js';
 
 export interface LogoutOptions {
@@ -64,7 +64,13 @@ export function registerLogout(program: Command, deps: CliDeps, exit: ExitSlot):
     )
     .argument('<url>', 'the MCP server URL')
     .option('--json', 'print {serverUrl, issuer, revoked, deleted}')
-    .addHelpText('after', helpEpilogue(['authkeep logout https://mcp.example.com/mcp', 'authkeep logout https://mcp.example.com/mcp --json']))
+    .addHelpText(
+      'after',
+      helpEpilogue([
+        'authkeep logout https://mcp.example.com/mcp',
+        'authkeep logout https://mcp.example.com/mcp --json',
+      ]),
+    )
     .action(
       action(
         deps,

@@ -12,8 +12,15 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AuthkeepError } from '../../errors.js';
-import { parseHeaderArgs, runProxy, TRANSPORT_STRATEGIES, type ProxyOptions, type StaticOAuthClientInfo, type TransportStrategy } from '../../mcp/proxy.js';
-import { action, helpEpilogue, parsePort, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import {
+  type ProxyOptions,
+  parseHeaderArgs,
+  runProxy,
+  type StaticOAuthClientInfo,
+  TRANSPORT_STRATEGIES,
+  type TransportStrategy,
+} from '../../mcp/proxy.js';
+import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -40,7 +47,9 @@ export function readJsonArgument(value: string, flag: string): Record<string, un
     try {
       text = readFileSync(value.slice(1), 'utf8');
     } catch (err) {
-      throw new UsageError(`cannot read ${flag} file ${value.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new UsageError(
+        `cannot read ${flag} file ${value.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
   }
   let parsed: unknown;
@@ -49,21 +58,35 @@ export function readJsonArgument(value: string, flag: string): Record<string, un
   } catch {
     throw new UsageError(`${flag} is not valid JSON`, `pass a JSON object or @path/to/file.json`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${flag} must be a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new UsageError(`${flag} must be a JSON object`);
   return parsed as Record<string, unknown>;
 }
 
 function parseClientInfo(value: string): StaticOAuthClientInfo {
   const obj = readJsonArgument(value, '--static-oauth-client-info');
-  const id = obj['client_id'];
-  const secret = obj['client_secret'];
-  const method = obj['token_endpoint_auth_method'];
-  if (typeof id !== 'string' || id === '') throw new UsageError('--static-oauth-client-info needs a non-empty "client_id"');
-  if (secret !== undefined && typeof secret !== 'string') throw new UsageError('--static-oauth-client-info "client_secret" must be a string');
-  if (method !== undefined && method !== 'none' && method !== 'client_secret_basic' && method !== 'client_secret_post') {
-    throw new UsageError('--static-oauth-client-info "token_endpoint_auth_method" must be none, client_secret_basic or client_secret_post');
+  const id = obj.client_id;
+  const secret = obj.client_secret;
+  const method = obj.token_endpoint_auth_method;
+  if (typeof id !== 'string' || id === '')
+    throw new UsageError('--static-oauth-client-info needs a non-empty "client_id"');
+  if (secret !== undefined && typeof secret !== 'string')
+    throw new UsageError('--static-oauth-client-info "client_secret" must be a string');
+  if (
+    method !== undefined &&
+    method !== 'none' &&
+    method !== 'client_secret_basic' &&
+    method !== 'client_secret_post'
+  ) {
+    throw new UsageError(
+      '--static-oauth-client-info "token_endpoint_auth_method" must be none, client_secret_basic or client_secret_post',
+    );
   }
-  return { client_id: id, ...(secret ? { client_secret: secret } : {}), ...(method ? { token_endpoint_auth_method: method } : {}) };
+  return {
+    client_id: id,
+    ...(secret ? { client_secret: secret } : {}),
+    ...(method ? { token_endpoint_auth_method: method } : {}),
+  };
 }
 
 export function parseProxyOptions(
@@ -79,19 +102,28 @@ export function parseProxyOptions(
   try {
     headers = parseHeaderArgs(flags.header ?? [], deps.env, warn);
   } catch (err) {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: mcp-remote's literal ${ENV} header syntax
     if (err instanceof AuthkeepError) throw new UsageError(err.message, 'e.g. --header "X-Api-Key: ${API_KEY}"');
     throw err;
   }
   const transport = (flags.transport ?? 'http-first') as TransportStrategy;
   if (!TRANSPORT_STRATEGIES.includes(transport)) {
-    throw new UsageError(`--transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}, got ${JSON.stringify(flags.transport)}`);
+    throw new UsageError(
+      `--transport must be one of ${TRANSPORT_STRATEGIES.join(', ')}, got ${JSON.stringify(flags.transport)}`,
+    );
   }
   if (flags.host !== undefined && flags.host !== 'localhost' && flags.host !== '127.0.0.1') {
-    throw new UsageError(`--host must be localhost or 127.0.0.1 (the redirect must stay on this machine), got ${JSON.stringify(flags.host)}`);
+    throw new UsageError(
+      `--host must be localhost or 127.0.0.1 (the redirect must stay on this machine), got ${JSON.stringify(flags.host)}`,
+    );
   }
   const port = callbackPort === undefined ? undefined : parsePort(callbackPort, 'callback-port');
-  const staticClientInfo = flags.staticOauthClientInfo === undefined ? undefined : parseClientInfo(flags.staticOauthClientInfo);
-  const staticClientMetadata = flags.staticOauthClientMetadata === undefined ? undefined : readJsonArgument(flags.staticOauthClientMetadata, '--static-oauth-client-metadata');
+  const staticClientInfo =
+    flags.staticOauthClientInfo === undefined ? undefined : parseClientInfo(flags.staticOauthClientInfo);
+  const staticClientMetadata =
+    flags.staticOauthClientMetadata === undefined
+      ? undefined
+      : readJsonArgument(flags.staticOauthClientMetadata, '--static-oauth-client-metadata');
   if (flags.resource !== undefined) parseServerUrl(flags.resource);
 
   return {
@@ -127,15 +159,26 @@ export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): 
     .summary('run a stdio MCP server that forwards to <url> with authkeep auth (mcp-remote compatible)')
     .description(
       'Bridge stdio JSON-RPC to the remote MCP server at <url> (Streamable HTTP, or SSE), signing in\n' +
-        'and refreshing with authkeep. Put it in an MCP client\'s config instead of mcp-remote:\n' +
+        "and refreshing with authkeep. Put it in an MCP client's config instead of mcp-remote:\n" +
         '  "command": "npx", "args": ["authkeep", "proxy", "https://mcp.example.com/mcp"]\n' +
         'stdout carries the protocol only; logs go to stderr and <home>/logs/proxy-<pid>.log.',
     )
     .argument('<url>', 'the MCP server URL')
     .argument('[callback-port]', 'port of the loopback redirect URI for sign-in')
-    .option('--header <header>', 'extra header "Name: value" on every request; ${ENV} is expanded (repeatable)', collect)
-    .option('--static-oauth-client-info <json|@file>', 'a pre-registered client: {"client_id": ..., "client_secret": ...}')
-    .option('--static-oauth-client-metadata <json|@file>', 'client metadata for dynamic registration, e.g. {"client_name": ...}')
+    .option(
+      '--header <header>',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: mcp-remote's literal ${ENV} header syntax
+      'extra header "Name: value" on every request; ${ENV} is expanded (repeatable)',
+      collect,
+    )
+    .option(
+      '--static-oauth-client-info <json|@file>',
+      'a pre-registered client: {"client_id": ..., "client_secret": ...}',
+    )
+    .option(
+      '--static-oauth-client-metadata <json|@file>',
+      'client metadata for dynamic registration, e.g. {"client_name": ...}',
+    )
     .option('--host <host>', 'host name of the redirect URI: localhost or 127.0.0.1')
     .option('--transport <strategy>', `${TRANSPORT_STRATEGIES.join(' | ')}`, 'http-first')
     .option('--resource <url>', 'isolate this sign-in from others to the same server (mcp-remote --resource)')
@@ -143,6 +186,7 @@ export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): 
       'after',
       helpEpilogue([
         'authkeep proxy https://mcp.example.com/mcp',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: mcp-remote's literal ${ENV} header syntax
         'authkeep proxy https://mcp.example.com/mcp 3334 --header "X-Api-Key: ${API_KEY}"',
         'authkeep proxy https://mcp.example.com/sse --transport sse-only',
         'authkeep proxy http://127.0.0.1:8080/mcp --allow-http --debug',

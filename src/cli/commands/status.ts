@@ -8,11 +8,11 @@
  */
 import type { Command } from 'commander';
 import type { ServerStatus } from '../../session/status.js';
-import { action, helpEpilogue, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { keeperOptions, type GlobalOptions } from '../global-options.js';
+import { type GlobalOptions, keeperOptions } from '../global-options.js';
 import { formatDuration, makeStyle, relativeTime, renderTable, type Style } from '../output.js';
 
 export interface StatusOptions {
@@ -21,7 +21,11 @@ export interface StatusOptions {
   json: boolean;
 }
 
-export function parseStatusOptions(url: string | undefined, flags: { json?: boolean }, global: GlobalOptions): StatusOptions {
+export function parseStatusOptions(
+  url: string | undefined,
+  flags: { json?: boolean },
+  global: GlobalOptions,
+): StatusOptions {
   return { global, serverUrl: url === undefined ? undefined : parseServerUrl(url), json: flags.json === true };
 }
 
@@ -53,14 +57,22 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
     s.clientId ?? '-',
     s.registration ?? '-',
     accessExpiry(s, now),
-    s.refreshTokenAgeSeconds !== undefined ? formatDuration(s.refreshTokenAgeSeconds * 1000) : s.hasRefreshToken === false ? 'none' : '-',
+    s.refreshTokenAgeSeconds !== undefined
+      ? formatDuration(s.refreshTokenAgeSeconds * 1000)
+      : s.hasRefreshToken === false
+        ? 'none'
+        : '-',
     relativeTime(s.lastRefreshAt, now),
     s.state === 'ok' ? style.green('ok') : style.red(`needs-auth (${s.needsAuth?.reason ?? 'unknown'})`),
   ]);
-  let out = renderTable(['SERVER', 'ISSUER', 'CLIENT ID', 'REGISTRATION', 'ACCESS EXPIRES', 'REFRESH AGE', 'LAST REFRESH', 'STATE'], rows, style);
-  const problems = statuses.filter((s) => s.state === 'needs-auth' && s.needsAuth);
-  for (const s of problems) {
-    const n = s.needsAuth!;
+  let out = renderTable(
+    ['SERVER', 'ISSUER', 'CLIENT ID', 'REGISTRATION', 'ACCESS EXPIRES', 'REFRESH AGE', 'LAST REFRESH', 'STATE'],
+    rows,
+    style,
+  );
+  for (const s of statuses) {
+    const n = s.state === 'needs-auth' ? s.needsAuth : undefined;
+    if (n === undefined) continue;
     out += `\n${style.red('needs-auth')} ${s.serverUrl}: ${describeNeedsAuth(n)}\n`;
     out += `  since ${n.at}${n.request ? `, on ${n.request}` : ''}${n.error ? `, error ${n.error}` : ''}\n`;
     out += `  fix: ${n.fix}\n`;
@@ -85,7 +97,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitSlot):
       helpEpilogue([
         'authkeep status',
         'authkeep status https://mcp.example.com/mcp',
-        "authkeep status --json | jq -r '.[] | select(.state != \"ok\") | .needsAuth.fix'",
+        'authkeep status --json | jq -r \'.[] | select(.state != "ok") | .needsAuth.fix\'',
       ]),
     )
     .action(

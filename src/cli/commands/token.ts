@@ -7,10 +7,10 @@
  * Not for: signing in (login.ts). This is the only command that ever prints a secret.
  */
 import type { Command } from 'commander';
-import { action, helpEpilogue, parseServerUrl, type ExitSlot } from '../command-helpers.js';
+import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { ExitCode } from '../exit-codes.js';
-import { debugEvent, keeperOptions, type GlobalOptions } from '../global-options.js';
+import { debugEvent, type GlobalOptions, keeperOptions } from '../global-options.js';
 
 export interface TokenOptions {
   global: GlobalOptions;
@@ -23,7 +23,10 @@ export function parseTokenOptions(url: string, global: GlobalOptions): TokenOpti
 
 export async function runToken(deps: CliDeps, options: TokenOptions): Promise<ExitCode> {
   const keeper = deps.createKeeper(keeperOptions(options.global, deps));
-  debugEvent(deps, options.global, 'cli.token.start', 'getting an access token', { serverUrl: options.serverUrl, pid: process.pid });
+  debugEvent(deps, options.global, 'cli.token.start', 'getting an access token', {
+    serverUrl: options.serverUrl,
+    pid: process.pid,
+  });
   const token = await keeper.getAccessToken(options.serverUrl);
   deps.stdout.write(`${token}\n`);
   return ExitCode.Ok;
