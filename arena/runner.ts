@@ -10,6 +10,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 import { type ArenaServer, startArenaBed } from './bed.js';
@@ -217,10 +218,6 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     await bed.close();
     await rm(storeDir, { recursive: true, force: true }).catch(() => {});
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

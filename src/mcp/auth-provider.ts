@@ -65,6 +65,7 @@ import type {
   OAuthTokens,
 } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import { scopeCovers, unionScopes } from '../oauth/scope.js';
 import type { AuthKeeper } from '../session/auth-keeper.js';
 import { CURABLE, SignInGate } from './sign-in-gate.js';
@@ -365,9 +366,4 @@ export class KeeperAuthProvider implements OAuthClientProvider {
 
 function s256(verifier: string): string {
   return createHash('sha256').update(verifier).digest('base64url');
-}
-
-function sameIssuer(a: string, b: string): boolean {
-  const strip = (s: string) => (s.endsWith('/') ? s.slice(0, -1) : s);
-  return strip(a) === strip(b);
 }

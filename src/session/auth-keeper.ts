@@ -8,8 +8,10 @@
  * here imports from a layer above.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
+import { unionScopes } from '../oauth/scope.js';
 import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
 import { defaultHome } from '../store/paths.js';
 import type { AuthorizationServerRecord, Registration, ServerRecord, Tokens } from '../store/record.js';
@@ -130,7 +132,7 @@ export class AuthKeeper {
     const requestedAt = Date.now();
     const url = canonicalServerUrl(serverUrl);
     const server = await discoverServer(url, this.http());
-    const scope = unionScope(server.scope, options.scope);
+    const scope = unionScopes(server.scope, options.scope);
     const record = await this.coordinator.signIn(
       server,
       scope,
@@ -453,17 +455,6 @@ export interface ExternalTokenSet {
   scope?: string;
   /** The issuer the tokens came from, when the caller knows it (the SDK stamps it). */
   issuer?: string;
-}
-
-/** Issuer identifiers compared as URLs, tolerating one trailing slash (as the MCP SDK does). */
-function sameIssuer(a: string, b: string): boolean {
-  const strip = (s: string) => (s.endsWith('/') ? s.slice(0, -1) : s);
-  return strip(a) === strip(b);
-}
-
-function unionScope(a: string | undefined, b: string | undefined): string | undefined {
-  const set = new Set([...(a ?? '').split(' '), ...(b ?? '').split(' ')].filter(Boolean));
-  return set.size ? [...set].join(' ') : undefined;
 }
 
 export { AuthkeepError, NeedsAuthError };

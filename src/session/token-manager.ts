@@ -16,6 +16,7 @@
  *
  * Not for: interactive sign-in (see sign-in.ts) or HTTP handling of 401/403 (authenticated-fetch.ts).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
@@ -405,8 +406,4 @@ export function markNeedsAuth(record: ServerRecord, info: NeedsAuthInfo): Server
     },
     updatedAt: new Date().toISOString(),
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

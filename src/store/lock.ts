@@ -59,6 +59,7 @@ import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, readdir, unlink, utimes } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, storeIoError } from './atomic-file.js';
 import { isProcessAlive } from './process-alive.js';
@@ -140,10 +141,6 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
 function newNonce(): string {
