@@ -14,7 +14,7 @@ import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
 import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
 import { defaultHome } from '../store/paths.js';
-import type { AuthorizationServerRecord, Registration, ServerRecord, Tokens } from '../store/record.js';
+import type { AuthorizationServerRecord, Registration, ServerRecord } from '../store/record.js';
 import { createAuthenticatedFetch } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
@@ -22,9 +22,9 @@ import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCo
 import { discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
 import type { RefreshMode } from './refresh-policy.js';
-import { accessTokenExpiresAt } from './refresh-policy.js';
 import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
+import { stampTokens } from './stamp-tokens.js';
 import { type ServerStatus, serverStatus } from './status.js';
 import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 
@@ -410,20 +410,16 @@ export class AuthKeeper {
         });
         return 'kept-newer';
       }
-      const next: Tokens = {
-        accessToken: tokens.accessToken,
-        tokenType: tokens.tokenType ?? 'Bearer',
-        ...(tokens.expiresIn !== undefined
-          ? { expiresAt: accessTokenExpiresAt(receivedAt, tokens.expiresIn, tokens.accessToken) }
-          : {}),
-        obtainedAt: receivedAt,
-        ...(tokens.refreshToken !== undefined
-          ? { refreshToken: tokens.refreshToken, refreshTokenObtainedAt: receivedAt }
-          : {}),
-        ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
-        clientId: registration.clientId,
-        issuer: registration.issuer,
-      };
+      const next = stampTokens(
+        {
+          accessToken: tokens.accessToken,
+          tokenType: tokens.tokenType ?? 'Bearer',
+          ...(tokens.expiresIn !== undefined ? { expiresIn: tokens.expiresIn } : {}),
+          ...(tokens.refreshToken !== undefined ? { refreshToken: tokens.refreshToken } : {}),
+          ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
+        },
+        { registration, sentAt: receivedAt },
+      );
       const { needsAuth: _cleared, ...rest } = record;
       const written = await tx.write({ ...rest, tokens: next, updatedAt: new Date(receivedAt).toISOString() });
       this.tokens.adopt(written);

@@ -21,7 +21,8 @@ import { DEVICE_CODE_GRANT_TYPE, offersDeviceGrant, registerClient } from '../oa
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import type { AuthorizationServerRecord, Registration } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
-import { type SignInContext, type SignInResult, stampTokens } from './sign-in.js';
+import type { SignInContext, SignInResult } from './sign-in.js';
+import { stampTokens } from './stamp-tokens.js';
 
 /** What the user must be shown to complete a device sign-in (RFC 8628 section 3.3). */
 export interface DeviceCodeInfo {
@@ -178,5 +179,8 @@ export async function deviceSignIn(
     clearTimeout(timer);
   }
   // 5. Tokens stamped with the client and issuer.
-  return { registration, tokens: stampTokens(tokenSet, tokenSet.requestedAt, registration, scope) };
+  return {
+    registration,
+    tokens: stampTokens(tokenSet, { sentAt: tokenSet.requestedAt, registration, requestedScope: scope }),
+  };
 }

@@ -21,11 +21,11 @@ import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import { exchangeAuthorizationCode, type TokenSet } from '../oauth/token-endpoint.js';
+import { exchangeAuthorizationCode } from '../oauth/token-endpoint.js';
 import type { Registration, ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
 import type { Logger } from './log.js';
-import { accessTokenExpiresAt } from './refresh-policy.js';
+import { stampTokens } from './stamp-tokens.js';
 
 export interface StaticClient {
   clientId: string;
@@ -158,43 +158,17 @@ export async function signIn(
     });
 
     // 5. Redeem the code with the same client, redirect URI and resource.
-    const obtainedAt = Date.now();
+    const sentAt = Date.now();
     const tokenSet = await exchangeAuthorizationCode(
       as,
       registration,
       { code, codeVerifier: pkce.verifier, redirectUri: callback.redirectUri, resource: server.resource },
       ctx.http,
     );
-    return { registration, tokens: stampTokens(tokenSet, obtainedAt, registration, scope) };
+    return { registration, tokens: stampTokens(tokenSet, { sentAt, registration, requestedScope: scope }) };
   } finally {
     await callback.close();
   }
-}
-
-/**
- * The tokens a sign-in obtained, stamped with the client_id and issuer they were issued to
- * (DESIGN.md invariant 2). `requestSentAt` dates them (see refresh-policy.ts); `requestedScope`
- * stands in when the AS omits `scope` (RFC 6749 section 5.1: then it granted what was asked).
- */
-export function stampTokens(
-  tokenSet: TokenSet,
-  requestSentAt: number,
-  registration: Registration,
-  requestedScope: string | undefined,
-): Tokens {
-  const scope = tokenSet.scope ?? requestedScope;
-  return {
-    accessToken: tokenSet.accessToken,
-    tokenType: tokenSet.tokenType,
-    ...(tokenSet.expiresIn !== undefined
-      ? { expiresAt: accessTokenExpiresAt(requestSentAt, tokenSet.expiresIn, tokenSet.accessToken) }
-      : {}),
-    obtainedAt: requestSentAt,
-    ...(tokenSet.refreshToken ? { refreshToken: tokenSet.refreshToken, refreshTokenObtainedAt: requestSentAt } : {}),
-    ...(scope ? { scope } : {}),
-    clientId: registration.clientId,
-    issuer: registration.issuer,
-  };
 }
 
 /** The record a successful sign-in produces (generation is set by the store's compare-and-swap). */

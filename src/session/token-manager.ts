@@ -24,7 +24,8 @@ import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
-import { accessTokenExpiresAt, isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
+import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
+import { stampTokens } from './stamp-tokens.js';
 
 interface CachedToken {
   accessToken: string;
@@ -369,21 +370,14 @@ export class TokenManager {
         throw new NeedsAuthError(info, { cause: err });
       }
       const now = Date.now();
-      const rotated = response.refreshToken !== undefined && response.refreshToken !== tokens.refreshToken;
-      const nextTokens: Tokens = {
-        accessToken: response.accessToken,
-        tokenType: response.tokenType,
-        ...(response.expiresIn !== undefined
-          ? { expiresAt: accessTokenExpiresAt(sentAt, response.expiresIn, response.accessToken) }
-          : {}),
-        obtainedAt: sentAt,
-        // Many IdPs omit a new refresh token: keep the old one.
-        refreshToken: response.refreshToken ?? tokens.refreshToken,
-        refreshTokenObtainedAt: rotated ? now : (tokens.refreshTokenObtainedAt ?? tokens.obtainedAt),
-        ...((response.scope ?? tokens.scope) ? { scope: response.scope ?? tokens.scope } : {}),
-        clientId: record.registration.clientId,
-        issuer: record.registration.issuer,
-      };
+      // Stamped with the record's registration; the old refresh token stays when none came back.
+      const nextTokens = stampTokens(response, {
+        registration: record.registration,
+        sentAt,
+        receivedAt: now,
+        previous: tokens,
+        requestedScope: tokens.scope,
+      });
       const { needsAuth: _cleared, ...rest } = record;
       return { ...rest, tokens: nextTokens, lastRefreshAt: now, updatedAt: new Date(now).toISOString() };
     }
