@@ -47,6 +47,8 @@ import {
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
 import { AuthkeepError, NeedsAuthError, type NeedsAuthReason } from '../errors.js';
+import type { HttpOptions } from '../oauth/http.js';
+import { probeServer } from '../oauth/protected-resource.js';
 import { AuthKeeper, type AuthKeeperOptions } from '../session/auth-keeper.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { LogEvent, LogLevel, LogSink } from '../session/log.js';
@@ -177,7 +179,8 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
       typeof options.staticClientMetadata?.scope === 'string'
         ? (options.staticClientMetadata.scope as string)
         : undefined;
-    const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, scope);
+    const http: HttpOptions = { allowInsecureLoopback: options.allowHttp === true };
+    const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, http, scope);
     await auth.prepare();
     const bridge = new Bridge({
       url,
@@ -335,6 +338,7 @@ class ProxyAuth {
     private readonly url: string,
     private readonly headers: Record<string, string>,
     private readonly log: ProxyLog,
+    private readonly http: HttpOptions,
     scope: string | undefined,
   ) {
     this.keeperFetch = keeper.fetch(url);
@@ -381,49 +385,13 @@ class ProxyAuth {
     }
   }
 
-  /** An unauthenticated probe: does the server answer 401? (POST like an initialize, then GET like SSE.) */
+  /**
+   * Does the server answer an unauthenticated request with 401? The one probe (POST like an
+   * initialize, then GET like an SSE client), with the user's --header values.
+   */
   private async serverAsksForAuth(): Promise<boolean> {
-    const common = { ...this.headers };
-    const post = await fetch(this.url, {
-      method: 'POST',
-      headers: { ...common, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 0,
-        method: 'initialize',
-        params: {
-          protocolVersion: '2025-06-18',
-          capabilities: {},
-          clientInfo: { name: 'authkeep-proxy-probe', version: '0.1.0' },
-        },
-      }),
-      signal: AbortSignal.timeout(15_000),
-    });
-    await post.body?.cancel().catch(() => undefined);
-    if (post.status === 401) return true;
-    const session = post.headers.get('mcp-session-id');
-    if (post.ok && session) {
-      await fetch(this.url, { method: 'DELETE', headers: { ...common, 'mcp-session-id': session } })
-        .then((r) => r.body?.cancel())
-        .catch(() => undefined);
-    }
-    if (post.ok) return false;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), 15_000);
-    try {
-      const get = await fetch(this.url, {
-        method: 'GET',
-        headers: { ...common, accept: 'text/event-stream' },
-        signal: controller.signal,
-      });
-      const status = get.status;
-      controller.abort();
-      return status === 401;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
+    const probe = await probeServer(this.url, { ...this.http, headers: this.headers, sseFallback: true });
+    return probe.status === 401;
   }
 
   /** keeper.login(), one at a time; the request that needed it waits (see SignInGate). */

@@ -202,28 +202,44 @@ export async function discoverProtectedResource(
 }
 
 export interface ProbeResult {
+  /** Status of the answer that decided: the POST's, or the GET's when the GET fallback ran. */
   status: number;
   challenge?: { resourceMetadata?: string; scope?: string; error?: string; errorDescription?: string };
   /** The WWW-Authenticate field was present but malformed (RFC 9110 section 11.6.1); ignored. */
   challengeMalformed?: boolean;
 }
 
+export interface ProbeOptions extends HttpOptions {
+  /** Extra headers sent with every probe request (the proxy's `--header` values). */
+  headers?: Record<string, string>;
+  /**
+   * When the POST is answered with neither 401 nor 2xx, also GET the URL as an HTTP+SSE client
+   * opens its stream (MCP 2024-11-05 transport), and report that answer. Default false.
+   */
+  sseFallback?: boolean;
+}
+
 const PROBE_PROTOCOL_VERSION = '2025-11-25';
 
 /**
- * The MCP authorization flow's first step: an MCP request without a token (a JSON-RPC
- * `initialize` POST, as a Streamable HTTP client would send it), to read the 401's Bearer
- * challenge (`resource_metadata`, `scope`; RFC 9728 section 5.1, RFC 6750 section 3). A 200
- * means this request needs no token (some servers protect only later methods); discovery should
- * still go on via the well-known URIs. A session the server opened for the probe is closed.
+ * The MCP authorization flow's first step, and the one unauthenticated probe authkeep sends: an
+ * MCP request without a token (a JSON-RPC `initialize` POST, as a Streamable HTTP client would
+ * send it), to read the 401's Bearer challenge (`resource_metadata`, `scope`; RFC 9728 section
+ * 5.1, RFC 6750 section 3). A 200 means this request needs no token (some servers protect only
+ * later methods); discovery should still go on via the well-known URIs. A session the server
+ * opened for the probe is closed. With `sseFallback`, a server that refuses the POST otherwise is
+ * asked again with a GET (see ProbeOptions). Bounded by the http helper's timeout; a network
+ * failure of the POST throws as_unreachable, of the GET fallback is reported as status 0.
  */
-export async function probeServer(serverUrl: string, options: HttpOptions): Promise<ProbeResult> {
+export async function probeServer(serverUrl: string, options: ProbeOptions): Promise<ProbeResult> {
   const url = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
+  const extra = options.headers ?? {};
   const response = await httpRequest(
     url,
     {
       method: 'POST',
       headers: {
+        ...extra,
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
       },
@@ -242,6 +258,36 @@ export async function probeServer(serverUrl: string, options: HttpOptions): Prom
     'unauthenticated probe',
   );
   await discardBody(response);
+  const sessionId = response.headers.get('mcp-session-id');
+  if (response.ok && sessionId) {
+    await httpRequest(
+      url,
+      {
+        method: 'DELETE',
+        headers: { ...extra, 'mcp-session-id': sessionId, 'mcp-protocol-version': PROBE_PROTOCOL_VERSION },
+      },
+      options,
+      'close probe session',
+    )
+      .then(discardBody)
+      .catch(() => undefined);
+  }
+  if (options.sseFallback && response.status !== 401 && !response.ok) {
+    const stream = await httpRequest(
+      url,
+      { method: 'GET', headers: { ...extra, accept: 'text/event-stream' } },
+      options,
+      'unauthenticated probe (SSE)',
+    ).catch(() => undefined);
+    if (stream === undefined) return { status: 0 };
+    // An SSE stream never ends by itself: only its status and headers are wanted.
+    await discardBody(stream);
+    return probeResult(stream);
+  }
+  return probeResult(response);
+}
+
+function probeResult(response: Response): ProbeResult {
   const result: ProbeResult = { status: response.status };
   try {
     const challenge = bearerChallengeFromResponse(response);
@@ -249,17 +295,6 @@ export async function probeServer(serverUrl: string, options: HttpOptions): Prom
   } catch (err) {
     if (!(err instanceof AuthkeepError) || err.code !== 'www_authenticate_malformed') throw err;
     result.challengeMalformed = true;
-  }
-  const sessionId = response.headers.get('mcp-session-id');
-  if (response.ok && sessionId) {
-    await httpRequest(
-      url,
-      { method: 'DELETE', headers: { 'mcp-session-id': sessionId, 'mcp-protocol-version': PROBE_PROTOCOL_VERSION } },
-      options,
-      'close probe session',
-    )
-      .then(discardBody)
-      .catch(() => undefined);
   }
   return result;
 }
