@@ -27,8 +27,8 @@
  *   (JSON lines, mode 0600); `debug` adds per-message lines (method and id, never params, tokens or
  *   header values).
  *
- * Not for: parsing command lines (src/cli/commands/proxy.ts, and proxy-main.ts for tests), the
- * OAuth steps (session/).
+ * Not for: parsing command lines (src/cli/commands/proxy.ts, the one parser of the proxy's
+ * arguments), the OAuth steps (session/).
  */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
@@ -67,8 +67,8 @@ export interface StaticOAuthClientInfo {
 }
 
 /**
- * What `runProxy` takes: mcp-remote's common arguments, resolved. The CLI (`authkeep proxy`) and
- * proxy-main.ts parse command lines into this.
+ * What `runProxy` takes: mcp-remote's common arguments, resolved. The CLI (`authkeep proxy`)
+ * parses command lines into this.
  */
 export interface ProxyOptions {
   /** `<url>`: the remote MCP server. */

@@ -1,5 +1,5 @@
 /**
- * mcp-proxy-client: spawns the stdio proxy (src/mcp/proxy-main.ts) as a real child process and
+ * mcp-proxy-client: spawns the stdio proxy (`authkeep proxy`, from src/cli/main.ts) as a real child process and
  * connects a real @modelcontextprotocol/sdk Client to it over StdioClientTransport, the way an
  * MCP client application launches `authkeep proxy`. Collects the child's stderr and any stdio
  * protocol errors (a stray byte on stdout would show up as one).
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
-export const PROXY_MAIN = fileURLToPath(new URL('../../src/mcp/proxy-main.ts', import.meta.url));
+export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 export interface ProxiedClient {
   client: Client;
@@ -31,7 +31,7 @@ export async function connectThroughProxy(
 ): Promise<ProxiedClient> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: ['--import', import.meta.resolve('tsx'), PROXY_MAIN, ...args],
+    args: ['--import', import.meta.resolve('tsx'), CLI_MAIN, 'proxy', ...args],
     env: { ...(process.env as Record<string, string>), ...env },
     stderr: 'pipe',
   });

@@ -1,6 +1,6 @@
 /**
  * The stdio proxy as an MCP client application runs it: a real child process
- * (src/mcp/proxy-main.ts) launched by a real SDK Client over StdioClientTransport, with the robot
+ * (`authkeep proxy`, src/cli/main.ts) launched by a real SDK Client over StdioClientTransport, with the robot
  * browser as $BROWSER and a temp AUTHKEEP_HOME, against the real oidc-provider (rotation with reuse
  * revocation) and real SDK servers: Streamable HTTP across token expiries, SSE fallback with header
  * expansion and a dropped stream, a grant revoked mid-session. The AS's own audit is the judge.
@@ -10,9 +10,12 @@ import { appendFile, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
+import { parseProxyOptions } from '../../src/cli/commands/proxy.js';
+import { parseGlobalOptions } from '../../src/cli/global-options.js';
+import { runCli } from '../../src/cli/program.js';
 import { parseHeaderArgs } from '../../src/mcp/proxy.js';
-import { parseProxyArgs } from '../../src/mcp/proxy-main.js';
 import { sleep, startBed } from '../helpers/bed.js';
+import { BufferWriter, fakeDeps } from '../helpers/cli-fakes.js';
 import { connectThroughProxy, type ProxiedClient, resultText } from '../helpers/mcp-proxy-client.js';
 import { startSseMcpServer } from '../helpers/mcp-sse-server.js';
 
@@ -194,7 +197,7 @@ test('proxy: http-only against an SSE-only server answers initialize with an err
   );
 });
 
-test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags', () => {
+test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags', async () => {
   const warnings: string[] = [];
   const headers = parseHeaderArgs(
     ['Authorization: Bearer ${TOKEN}', 'X-Empty:${UNSET_VAR}', 'X-Url: https://a.example/b:c', 'X-Trim:   spaced  '],
@@ -212,26 +215,21 @@ test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags'
   assert.throws(() => parseHeaderArgs(['no colon here']), /not "Name: value"/);
   assert.throws(() => parseHeaderArgs(['X-Bad: ${V}'], { V: 'a\r\nInjected: yes' }), /line break/);
 
-  const options = parseProxyArgs(
-    [
-      'https://mcp.example.com/mcp',
-      '3334',
-      '--header',
-      'X-Key: ${K}',
-      '--transport',
-      'sse-first',
-      '--host',
-      '127.0.0.1',
-      '--allow-http',
-      '--debug',
-      '--static-oauth-client-info',
-      '{"client_id":"pre","client_secret":"s"}',
-      '--static-oauth-client-metadata',
-      '{"scope":"mcp:read"}',
-      '--resource',
-      'https://mcp.example.com/',
-    ],
-    { K: 'v' },
+  // The one parser of the proxy's arguments is the CLI's `authkeep proxy` command.
+  const stderr = new BufferWriter();
+  const { proxy: options } = parseProxyOptions(
+    'https://mcp.example.com/mcp',
+    '3334',
+    {
+      header: ['X-Key: ${K}'],
+      transport: 'sse-first',
+      host: '127.0.0.1',
+      staticOauthClientInfo: '{"client_id":"pre","client_secret":"s"}',
+      staticOauthClientMetadata: '{"scope":"mcp:read"}',
+      resource: 'https://mcp.example.com/',
+    },
+    parseGlobalOptions({ allowHttp: true, debug: true }, {}),
+    { env: { K: 'v' }, stderr },
   );
   assert.equal(options.serverUrl, 'https://mcp.example.com/mcp');
   assert.equal(options.callbackPort, 3334);
@@ -243,10 +241,13 @@ test('proxy: mcp-remote arguments: --header with ${ENV}, [callback-port], flags'
   assert.deepEqual(options.staticClientInfo, { client_id: 'pre', client_secret: 's' });
   assert.deepEqual(options.staticClientMetadata, { scope: 'mcp:read' });
   assert.equal(options.resource, 'https://mcp.example.com/');
-  assert.throws(
-    () => parseProxyArgs(['https://x.example', '--transport', 'carrier-pigeon']),
-    /--transport must be one of/,
-  );
-  assert.throws(() => parseProxyArgs(['https://x.example', '--host', 'evil.example']), /--host/);
-  assert.throws(() => parseProxyArgs([]), /server URL is missing/);
+  // Bad arguments are usage errors (exit 2) before anything runs.
+  const usage = async (argv: string[], message: RegExp) => {
+    const deps = fakeDeps();
+    assert.equal(await runCli(['proxy', ...argv], deps), 2, deps.stderr.text);
+    assert.match(deps.stderr.text, message);
+  };
+  await usage(['https://x.example', '--transport', 'carrier-pigeon'], /--transport must be one of/);
+  await usage(['https://x.example', '--host', 'evil.example'], /--host/);
+  await usage([], /missing required argument 'url'/);
 });
