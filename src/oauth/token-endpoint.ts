@@ -133,14 +133,21 @@ function clientSecretBasic(clientSecret: string): ClientAuth {
   };
 }
 
-/** Replace every occurrence of a secret in AS-supplied text (a hostile AS could echo one back). */
+/** How much of the AS's `error` / `error_description` is kept. */
+const AS_TEXT_MAX = 300;
+
+/**
+ * Replace every occurrence of a secret in AS-supplied text (a hostile AS could echo one back),
+ * then bound it. Redaction comes first: cutting first could split a secret at the cut and leave
+ * its first part, which no longer matches, in messages and stored markers.
+ */
 function scrub(text: string | undefined, secrets: readonly (string | undefined)[]): string | undefined {
   if (text === undefined) return undefined;
-  let out = text.slice(0, 300);
+  let out = text;
   for (const secret of secrets) {
     if (secret && secret.length >= 4) out = out.split(secret).join('[redacted]');
   }
-  return out;
+  return Array.from(out).slice(0, AS_TEXT_MAX).join('');
 }
 
 interface Exchange {

@@ -9,8 +9,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { AuthkeepError } from '../../errors.js';
 import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
-import { type OpenAuthorizationUrl, openInBrowser } from '../../session/browser.js';
+import { createBrowserOpener, type OpenAuthorizationUrl } from '../../session/browser.js';
 import type { ShowDeviceCode } from '../../session/device-sign-in.js';
 import type { ServerStatus } from '../../session/status.js';
 import { recordKey, storeLayout } from '../../store/paths.js';
@@ -95,11 +96,14 @@ export interface LoginResult extends ServerStatus {
 export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<ExitCode> {
   const spinner = createSpinner(deps.stderr, deps.env);
   const host = new URL(options.serverUrl).host;
+  const openInBrowser = createBrowserOpener({ env: deps.env });
   const browserOpener: OpenAuthorizationUrl = async (url) => {
     try {
       await openInBrowser(url);
       deps.stderr.write(`Opened the sign-in page in your browser (${new URL(url).host}).\n`);
     } catch (err) {
+      // Not an http(s) URL: nobody should open it, by hand or otherwise.
+      if (err instanceof AuthkeepError && err.field === 'authorization_endpoint') throw err;
       // No browser here (SSH, container): the user can still open it elsewhere on this machine.
       deps.stderr.write(
         `Could not open a browser (${(err as Error).message}).\nOpen this URL to sign in:\n\n  ${url}\n\n`,
