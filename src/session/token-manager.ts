@@ -226,7 +226,7 @@ export class TokenManager {
           const info = needsAuthInfo(serverUrl, 'drift', { errorDescription: drift.description });
           await tx.write(markNeedsAuth(record, info));
           logger.emit('warn', 'needs_auth', drift.description, { serverUrl, reason: 'drift', field: drift.field });
-          throw new NeedsAuthError(info);
+          throw new NeedsAuthError(info, { field: drift.field });
         }
 
         // 4. Another process refreshed while we waited for the lock: adopt, do not spend the token again.
