@@ -12,6 +12,7 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerLogin } from './commands/login.js';
 import { registerLogout } from './commands/logout.js';
 import { registerProxy } from './commands/proxy.js';
+import { registerSetup } from './commands/setup.js';
 import { registerStatus } from './commands/status.js';
 import { registerToken } from './commands/token.js';
 import type { CliDeps } from './deps.js';
@@ -76,6 +77,7 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot): Command {
   registerLogout(program, deps, exit);
   registerDoctor(program, deps, exit);
   registerProxy(program, deps, exit);
+  registerSetup(program, deps, exit);
 
   for (const cmd of program.commands) {
     cmd.showHelpAfterError(`hint: run 'authkeep ${cmd.name()} --help' for usage`);
