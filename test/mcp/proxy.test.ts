@@ -13,7 +13,7 @@ import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { parseProxyOptions } from '../../src/cli/commands/proxy.js';
 import { parseGlobalOptions } from '../../src/cli/global-options.js';
 import { runCli } from '../../src/cli/program.js';
-import { parseHeaderArgs } from '../../src/mcp/proxy.js';
+import { parseHeaderArgs } from '../../src/mcp/proxy-options.js';
 import { sleep, startBed } from '../helpers/bed.js';
 import { BufferWriter, fakeDeps } from '../helpers/cli-fakes.js';
 import { connectThroughProxy, type ProxiedClient, resultText } from '../helpers/mcp-proxy-client.js';

@@ -12,14 +12,14 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AuthkeepError } from '../../errors.js';
+import { runProxy } from '../../mcp/proxy.js';
 import {
   type ProxyOptions,
   parseHeaderArgs,
-  runProxy,
   type StaticOAuthClientInfo,
   TRANSPORT_STRATEGIES,
   type TransportStrategy,
-} from '../../mcp/proxy.js';
+} from '../../mcp/proxy-options.js';
 import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';

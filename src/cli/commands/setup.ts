@@ -16,7 +16,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { AuthkeepError } from '../../errors.js';
-import { parseHeaderArgs, TRANSPORT_STRATEGIES, type TransportStrategy } from '../../mcp/proxy.js';
+import { parseHeaderArgs, TRANSPORT_STRATEGIES, type TransportStrategy } from '../../mcp/proxy-options.js';
 import { isLoopbackHost } from '../../oauth/http.js';
 import {
   CLIENT_IDS,
