@@ -260,7 +260,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
       ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}),
     };
     const mcp = buildMcpServer(name, counts);
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless
     res.on('close', () => {
       void transport.close();
       void mcp.close();

@@ -19,7 +19,7 @@
 import { processDiscoveryResponse } from 'oauth4webapi';
 import { z } from 'zod';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServerRecord } from '../store/record.js';
+import type { AuthorizationServer } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -96,7 +96,7 @@ export async function validateAuthorizationServerMetadata(
   expectedIssuer: string,
   url: string,
   options: Pick<HttpOptions, 'allowInsecureLoopback'>,
-): Promise<AuthorizationServerRecord> {
+): Promise<AuthorizationServer> {
   const where = safeUrl(url);
   if (!isJsonObject(body)) {
     throw new AuthkeepError('metadata_invalid', `authorization server metadata at ${where} is not a JSON object`, {
@@ -196,8 +196,8 @@ export async function validateAuthorizationServerMetadata(
   return toRecord(m);
 }
 
-function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServerRecord {
-  const record: AuthorizationServerRecord = {
+function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServer {
+  const record: AuthorizationServer = {
     issuer: m.issuer,
     authorization_endpoint: m.authorization_endpoint,
     token_endpoint: m.token_endpoint,
@@ -270,10 +270,7 @@ async function fetchMetadata(url: URL, options: HttpOptions): Promise<Fetched> {
  * that answer 404 (and the like), a 5xx, or a non-JSON 200 are passed over; when none wins, the
  * first such failure is thrown, else discovery_failed.
  */
-export async function discoverAuthorizationServer(
-  issuer: string,
-  options: HttpOptions,
-): Promise<AuthorizationServerRecord> {
+export async function discoverAuthorizationServer(issuer: string, options: HttpOptions): Promise<AuthorizationServer> {
   const issuerUrl = assertSecureUrl(issuer, 'issuer', options.allowInsecureLoopback);
   if (issuerUrl.search !== '' || issuerUrl.hash !== '' || issuer.includes('#') || issuer.includes('?')) {
     throw new AuthkeepError(
@@ -313,10 +310,7 @@ export async function discoverAuthorizationServer(
  * `/token` and `/register` at the origin. That revision requires PKCE of every client and
  * defines no way to advertise it without metadata, so the default record lists S256.
  */
-export async function legacyAuthorizationServer(
-  serverUrl: string,
-  options: HttpOptions,
-): Promise<AuthorizationServerRecord> {
+export async function legacyAuthorizationServer(serverUrl: string, options: HttpOptions): Promise<AuthorizationServer> {
   const server = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
   const origin = server.origin;
   const url = new URL(OAUTH_WELL_KNOWN, origin);

@@ -11,7 +11,7 @@
  */
 import { deviceAuthorizationRequest, processDeviceAuthorizationResponse } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServerRecord, Registration } from '../store/record.js';
+import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -46,7 +46,7 @@ const SLOW_DOWN_SECONDS = 5;
  * `resource` and the scope, authenticated per the registration.
  */
 export async function requestDeviceAuthorization(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration,
   params: { scope?: string | undefined; resource: string },
   options: HttpOptions,
@@ -191,7 +191,7 @@ export interface PollOptions {
  * thrown as the TokenEndpointError it is. `requestedAt`: when the successful poll was sent.
  */
 export async function pollDeviceToken(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration,
   deviceCode: string,
   poll: PollOptions,
@@ -243,7 +243,7 @@ export async function pollDeviceToken(
   }
 }
 
-function expired(as: AuthorizationServerRecord): AuthkeepError {
+function expired(as: AuthorizationServer): AuthkeepError {
   return new AuthkeepError(
     'device_code_expired',
     `the device code of ${as.issuer} expired before the sign-in was approved; run the sign-in again`,

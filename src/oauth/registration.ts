@@ -16,7 +16,7 @@
 import { dynamicClientRegistrationRequest } from 'oauth4webapi';
 import { z } from 'zod';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServerRecord, Registration, TokenEndpointAuthMethod } from '../store/record.js';
+import type { AuthorizationServer, Registration, TokenEndpointAuthMethod } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -55,7 +55,7 @@ export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_c
  * publishes `device_authorization_endpoint` (RFC 8628 section 4) and lists the grant in
  * `grant_types_supported` (RFC 8414 section 2; absent means authorization_code and implicit only).
  */
-export function offersDeviceGrant(as: AuthorizationServerRecord): boolean {
+export function offersDeviceGrant(as: AuthorizationServer): boolean {
   return (
     as.device_authorization_endpoint !== undefined &&
     as.grant_types_supported?.includes(DEVICE_CODE_GRANT_TYPE) === true
@@ -90,7 +90,7 @@ export function chooseTokenEndpointAuthMethod(supported: readonly string[] | und
  * (RFC 7591 section 3.1), 4. otherwise registration_failed asking for a configured client id.
  */
 export async function registerClient(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   request: RegistrationRequest,
   options: HttpOptions,
 ): Promise<Registration> {
@@ -108,7 +108,7 @@ export async function registerClient(
 
 /** MCP "Pre-registration": client credentials configured for this issuer. */
 export function preRegisteredClient(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   client: StaticClientCredentials,
   redirectUris: string[],
 ): Registration {
@@ -147,7 +147,7 @@ export function preRegisteredClient(
  * made; the client is public (`none`).
  */
 export function clientIdMetadataDocumentClient(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   clientMetadataUrl: string,
   redirectUris: string[],
   options: Pick<HttpOptions, 'allowInsecureLoopback'>,
@@ -218,7 +218,7 @@ type Attempt =
  * a registration naming a scope they do not list).
  */
 export async function dynamicClientRegistration(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   request: RegistrationRequest,
   options: HttpOptions,
 ): Promise<Registration> {
@@ -234,7 +234,7 @@ export async function dynamicClientRegistration(
 }
 
 async function registrationAttempt(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   request: RegistrationRequest,
   method: TokenEndpointAuthMethod,
   includeScope: boolean,

@@ -6,7 +6,7 @@
  */
 import { processRevocationResponse, revocationRequest } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServerRecord, Registration } from '../store/record.js';
+import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -24,7 +24,7 @@ import { clientAuthentication } from './token-endpoint.js';
  * (section 2.2.1). Other refusals: as_error; network failures and timeouts: as_unreachable.
  */
 export async function revokeToken(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration,
   token: string,
   tokenTypeHint: 'refresh_token' | 'access_token',

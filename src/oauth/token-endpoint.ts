@@ -23,7 +23,7 @@ import {
   type TokenEndpointResponse,
 } from 'oauth4webapi';
 import { AuthkeepError, type AuthkeepErrorCode, type NeedsAuthReason } from '../errors.js';
-import type { AuthorizationServerRecord, Registration } from '../store/record.js';
+import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -230,11 +230,7 @@ function malformed(request: string, field: string, why: string, status = 200): T
   });
 }
 
-async function tokenRequest(
-  as: AuthorizationServerRecord,
-  exchange: Exchange,
-  options: HttpOptions,
-): Promise<TokenSet> {
+async function tokenRequest(as: AuthorizationServer, exchange: Exchange, options: HttpOptions): Promise<TokenSet> {
   const endpoint = assertSecureUrl(
     as.token_endpoint,
     'token_endpoint',
@@ -321,7 +317,7 @@ function clientOf(registration: Registration): { client_id: string } {
  * checked against state and `iss` (authorization-response.ts). Response: RFC 6749 section 5.1.
  */
 export async function exchangeAuthorizationCode(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration,
   params: { code: string; codeVerifier: string; redirectUri: string; resource: string },
   options: HttpOptions,
@@ -358,7 +354,7 @@ export async function exchangeAuthorizationCode(
  * given: it must not exceed the original grant), authenticated per the registration.
  */
 export async function refreshAccessToken(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration,
   params: { refreshToken: string; resource: string; scope?: string },
   options: HttpOptions,
@@ -388,7 +384,7 @@ export async function refreshAccessToken(
  * `oauthError` set. The device code is scrubbed from every message.
  */
 export async function exchangeDeviceCode(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration,
   params: { deviceCode: string; resource: string },
   options: HttpOptions,

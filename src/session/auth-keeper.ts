@@ -12,9 +12,10 @@ import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
+import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
 import { defaultHome } from '../store/paths.js';
-import type { AuthorizationServerRecord, Registration, ServerRecord } from '../store/record.js';
+import type { ServerRecord } from '../store/record.js';
 import { createAuthenticatedFetch } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
@@ -437,7 +438,7 @@ export interface StoredServer {
   serverUrl: string;
   resource: string;
   resourceMetadataUrl?: string;
-  authorizationServer: AuthorizationServerRecord;
+  authorizationServer: AuthorizationServer;
   registration: Registration;
 }
 

@@ -19,7 +19,7 @@ import { pollDeviceToken, requestDeviceAuthorization } from '../oauth/device-aut
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { DEVICE_CODE_GRANT_TYPE, offersDeviceGrant, registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import type { AuthorizationServerRecord, Registration } from '../store/record.js';
+import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { DiscoveredServer } from './discover-server.js';
 import type { SignInContext, SignInResult } from './sign-in.js';
 import { stampTokens } from './stamp-tokens.js';
@@ -56,7 +56,7 @@ export function printDeviceCode(info: DeviceCodeInfo): void {
  * unauthorized_client when it is not allowed).
  */
 export function deviceFlowUnavailable(
-  as: AuthorizationServerRecord,
+  as: AuthorizationServer,
   registration: Registration | undefined,
   configured: { staticClient?: boolean; clientMetadataUrl?: boolean },
 ): string | undefined {

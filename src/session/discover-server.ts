@@ -11,14 +11,14 @@ import { discoverAuthorizationServer, legacyAuthorizationServer } from '../oauth
 import type { HttpOptions } from '../oauth/http.js';
 import { discoverProtectedResource, probeServer } from '../oauth/protected-resource.js';
 import { selectScope } from '../oauth/scope.js';
-import type { AuthorizationServerRecord } from '../store/record.js';
+import type { AuthorizationServer } from '../oauth/types.js';
 
 export interface DiscoveredServer {
   serverUrl: string;
   /** RFC 8707 resource exactly as the PRM publishes it (the server URL without PRM). */
   resource: string;
   resourceMetadataUrl?: string;
-  authorizationServer: AuthorizationServerRecord;
+  authorizationServer: AuthorizationServer;
   /** Scope chosen by the spec's strategy (challenge, else PRM scopes_supported), if any. */
   scope?: string;
   /** Every scope the PRM says the resource uses: registered up front so step-up stays possible. */

@@ -7,7 +7,8 @@
  * Not for: deciding when to refresh (token-manager.ts) or writing the record (store/).
  */
 import type { TokenSet } from '../oauth/token-endpoint.js';
-import type { Registration, Tokens } from '../store/record.js';
+import type { Registration } from '../oauth/types.js';
+import type { Tokens } from '../store/record.js';
 import { accessTokenExpiresAt } from './refresh-policy.js';
 
 export interface StampContext {

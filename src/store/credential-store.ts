@@ -43,11 +43,12 @@ import { randomBytes } from 'node:crypto';
 import { readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
+import type { Registration } from '../oauth/types.js';
 import { ensurePrivateDir, readFileIfExists, storeIoError, sweepTempFiles, writeFileAtomic } from './atomic-file.js';
 import { acquireLock, type LockHandle, type LockHolder } from './lock.js';
 import { type LoginOutcome, LoginOutcomeSchema, parseLoginOutcome } from './login-outcome.js';
 import { defaultHome, RECORD_KEY_PATTERN, recordKey, type StoreLayout, storeLayout } from './paths.js';
-import { type Registration, RegistrationSchema, type ServerRecord, ServerRecordSchema } from './record.js';
+import { RegistrationSchema, type ServerRecord, ServerRecordSchema } from './record.js';
 
 export type { LoginOutcome } from './login-outcome.js';
 
@@ -190,10 +191,11 @@ export class FileCredentialStore implements CredentialStore {
       });
     const key = recordKey(serverUrl);
     const policy = this.policies[purpose];
+    const maxHoldMs = options.maxHoldMs ?? policy.maxHoldMs;
     const lockOptions: TransactionOptions = {
       timeoutMs: options.timeoutMs ?? policy.timeoutMs,
       staleMs: options.staleMs ?? policy.staleMs,
-      maxHoldMs: options.maxHoldMs ?? policy.maxHoldMs,
+      ...(maxHoldMs !== undefined ? { maxHoldMs } : {}),
       ...(options.onWait ? { onWait: options.onWait } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     };
@@ -343,7 +345,7 @@ export class FileCredentialStore implements CredentialStore {
     const handle = await acquireLock(this.layout.locksDir, this.layout.lockName(key, 'refresh'), {
       timeoutMs: policy.timeoutMs,
       staleMs: policy.staleMs,
-      maxHoldMs: policy.maxHoldMs,
+      ...(policy.maxHoldMs !== undefined ? { maxHoldMs: policy.maxHoldMs } : {}),
       purpose,
     });
     try {

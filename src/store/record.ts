@@ -3,53 +3,52 @@
  * client registration, and tokens stamped with the client_id and issuer they were issued to, plus
  * a generation for compare-and-swap. Parsed with zod because the file is untrusted input.
  *
- * Not for: reading or writing files (see credential-store.ts).
+ * The protocol's shapes (AuthorizationServer, Registration) are oauth/types.ts's; this file only
+ * builds their schemas. Not for: reading or writing files (see credential-store.ts).
  */
 import { z } from 'zod';
+import {
+  type AuthorizationServer,
+  REGISTRATION_METHODS,
+  type Registration,
+  TOKEN_ENDPOINT_AUTH_METHODS,
+} from '../oauth/types.js';
 
 export const RECORD_VERSION = 1 as const;
 
-export const RegistrationMethodSchema = z.enum(['pre_registered', 'client_id_metadata_document', 'dynamic']);
-export type RegistrationMethod = z.infer<typeof RegistrationMethodSchema>;
+export const RegistrationMethodSchema = z.enum(REGISTRATION_METHODS);
+export const TokenEndpointAuthMethodSchema = z.enum(TOKEN_ENDPOINT_AUTH_METHODS);
 
-export const TokenEndpointAuthMethodSchema = z.enum(['none', 'client_secret_basic', 'client_secret_post']);
-export type TokenEndpointAuthMethod = z.infer<typeof TokenEndpointAuthMethodSchema>;
-
-/** What the client registration is, and which issuer it is valid at. */
+/**
+ * The protocol's Registration as stored. The shape's keys are exactly the type's (`satisfies
+ * Record<keyof ...>`) and its output is the type, so neither can gain a field the other lacks.
+ */
 export const RegistrationSchema = z.object({
   issuer: z.string().min(1),
   clientId: z.string().min(1),
-  clientSecret: z.string().min(1).optional(),
+  clientSecret: z.string().min(1).exactOptional(),
   method: RegistrationMethodSchema,
   tokenEndpointAuthMethod: TokenEndpointAuthMethodSchema,
   redirectUris: z.array(z.string()).default([]),
-  /**
-   * The grant types of a dynamic registration that asked for the device_code grant (the AS's
-   * answer, else what was asked). Absent: not asked for (or unknown: pre-registered clients).
-   */
-  grantTypes: z.array(z.string()).optional(),
+  grantTypes: z.array(z.string()).exactOptional(),
   registeredAt: z.string(),
-});
-export type Registration = z.infer<typeof RegistrationSchema>;
+} satisfies Record<keyof Registration, z.ZodType>) satisfies z.ZodType<Registration>;
 
-/** The AS metadata fields we use, cached so a refresh needs no discovery. */
+/** The protocol's AuthorizationServer as stored (the fields we use, so a refresh needs no discovery). */
 export const AuthorizationServerSchema = z.object({
   issuer: z.string().min(1),
-  authorization_endpoint: z.string().optional(),
+  authorization_endpoint: z.string().exactOptional(),
   token_endpoint: z.string().min(1),
-  registration_endpoint: z.string().optional(),
-  revocation_endpoint: z.string().optional(),
-  scopes_supported: z.array(z.string()).optional(),
-  code_challenge_methods_supported: z.array(z.string()).optional(),
-  token_endpoint_auth_methods_supported: z.array(z.string()).optional(),
-  client_id_metadata_document_supported: z.boolean().optional(),
-  authorization_response_iss_parameter_supported: z.boolean().optional(),
-  /** RFC 8628 section 4: present when the AS offers the device authorization grant. */
-  device_authorization_endpoint: z.string().optional(),
-  /** RFC 8414 section 2. */
-  grant_types_supported: z.array(z.string()).optional(),
-});
-export type AuthorizationServerRecord = z.infer<typeof AuthorizationServerSchema>;
+  registration_endpoint: z.string().exactOptional(),
+  revocation_endpoint: z.string().exactOptional(),
+  scopes_supported: z.array(z.string()).exactOptional(),
+  code_challenge_methods_supported: z.array(z.string()).exactOptional(),
+  token_endpoint_auth_methods_supported: z.array(z.string()).exactOptional(),
+  client_id_metadata_document_supported: z.boolean().exactOptional(),
+  authorization_response_iss_parameter_supported: z.boolean().exactOptional(),
+  device_authorization_endpoint: z.string().exactOptional(),
+  grant_types_supported: z.array(z.string()).exactOptional(),
+} satisfies Record<keyof AuthorizationServer, z.ZodType>) satisfies z.ZodType<AuthorizationServer>;
 
 /** Tokens, stamped with the registration and issuer they were issued to (invariant 5). */
 export const TokensSchema = z.object({

@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { AuthorizationServerRecord } from '../../src/store/record.js';
+import type { AuthorizationServer } from '../../src/oauth/types.js';
 
 export interface RecordedRequest {
   method: string;
@@ -205,7 +205,7 @@ function safeStringify(value: unknown): string {
  * The stored AS record of a hostile server at `origin`: issuer, the authorize and token
  * endpoints, S256; `extra` adds or overrides fields (registration/revocation endpoints, auth methods).
  */
-export function asRecord(origin: string, extra: Partial<AuthorizationServerRecord> = {}): AuthorizationServerRecord {
+export function asRecord(origin: string, extra: Partial<AuthorizationServer> = {}): AuthorizationServer {
   return {
     issuer: origin,
     authorization_endpoint: `${origin}/authorize`,

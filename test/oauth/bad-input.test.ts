@@ -15,7 +15,7 @@ import { discoverAuthorizationServer } from '../../src/oauth/authorization-serve
 import { discoverProtectedResource } from '../../src/oauth/protected-resource.js';
 import { registerClient } from '../../src/oauth/registration.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
-import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
+import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
 import {
   asMetadata,
   asRecord,
@@ -233,7 +233,7 @@ describe('bad input: authorization server metadata', () => {
 
 describe('bad input: token responses', () => {
   let srv: HostileServer;
-  let as: AuthorizationServerRecord;
+  let as: AuthorizationServer;
   let reg: Registration;
   before(async () => {
     srv = await startHostileServer();
@@ -411,7 +411,7 @@ describe('bad input: token responses', () => {
 
 describe('bad input: registration responses', () => {
   let srv: HostileServer;
-  let as: AuthorizationServerRecord;
+  let as: AuthorizationServer;
   before(async () => {
     srv = await startHostileServer();
   });

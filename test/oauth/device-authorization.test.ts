@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isAuthkeepError } from '../../src/errors.js';
 import { pollDeviceToken, requestDeviceAuthorization } from '../../src/oauth/device-authorization.js';
-import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
+import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
 
-const AS: AuthorizationServerRecord = {
+const AS: AuthorizationServer = {
   issuer: 'https://as.example',
   authorization_endpoint: 'https://as.example/auth',
   token_endpoint: 'https://as.example/token',

@@ -39,7 +39,7 @@ import {
   TokenEndpointError,
   type TokenSet,
 } from '../../src/oauth/token-endpoint.js';
-import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
+import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 10_000 };
 
@@ -56,7 +56,7 @@ async function startMcp(t: TestContext, options: ProtectedMcpServerOptions): Pro
 }
 
 interface Discovered {
-  as: AuthorizationServerRecord;
+  as: AuthorizationServer;
   resource: string;
   scope: string | undefined;
 }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { AuthkeepError } from '../../src/errors.js';
 import { chooseTokenEndpointAuthMethod, registerClient } from '../../src/oauth/registration.js';
-import type { AuthorizationServerRecord } from '../../src/store/record.js';
+import type { AuthorizationServer } from '../../src/oauth/types.js';
 import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
@@ -17,7 +17,7 @@ const redirectUris = ['http://127.0.0.1:33333/callback'];
 
 describe('registerClient', () => {
   let srv: HostileServer;
-  let as: AuthorizationServerRecord;
+  let as: AuthorizationServer;
   before(async () => {
     srv = await startHostileServer();
   });

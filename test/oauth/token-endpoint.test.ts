@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { revokeToken } from '../../src/oauth/revocation.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
-import type { AuthorizationServerRecord, Registration } from '../../src/store/record.js';
+import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
 import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
@@ -37,7 +37,7 @@ function isTokenError(check: (err: TokenEndpointError) => void) {
 
 describe('token endpoint', () => {
   let srv: HostileServer;
-  let as: AuthorizationServerRecord;
+  let as: AuthorizationServer;
   before(async () => {
     srv = await startHostileServer();
   });
@@ -277,7 +277,7 @@ describe('token endpoint', () => {
 
 describe('revocation', () => {
   let srv: HostileServer;
-  let as: AuthorizationServerRecord;
+  let as: AuthorizationServer;
   before(async () => {
     srv = await startHostileServer();
   });
