@@ -32,6 +32,7 @@ import {
 } from '../arena/testbed/mcp-server.js';
 import { createRobotBrowser } from '../arena/testbed/robot-browser.js';
 import { robotBrowserArgv } from '../arena/testbed/robot-browser-command.js';
+import { assertNoSecrets } from './helpers/secrets.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -416,15 +417,11 @@ test('step-up 403, refresh rotation, and reuse revoking the grant (seen in the A
   assert.deepEqual(reuse.resources, [mcp.resource]);
 
   // No secret ever lands in the audit.
-  const dump = JSON.stringify(as.audit.entries());
-  for (const secret of [
-    first,
-    refreshed.json.refresh_token!,
-    login.tokens.access_token!,
-    refreshed.json.access_token!,
-  ]) {
-    assert.ok(!dump.includes(secret), 'secret in audit');
-  }
+  assertNoSecrets(
+    as.audit.entries(),
+    [first, refreshed.json.refresh_token!, login.tokens.access_token!, refreshed.json.access_token!],
+    'the audit',
+  );
   const tokenEntry = as.audit.http().find((e) => e.endpoint === 'token' && e.grantType === 'authorization_code');
   assert.match(tokenEntry?.body?.code?.[0] ?? '', /^\[redacted sha256:[0-9a-f]{12}\]$/);
   assert.match(tokenEntry?.body?.code_verifier?.[0] ?? '', /^\[redacted sha256:/);

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 export const SECRET_PARAMETERS: ReadonlySet<string> = new Set([
   'code',
   'code_verifier',
+  'device_code',
   'refresh_token',
   'access_token',
   'id_token',

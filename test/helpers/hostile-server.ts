@@ -174,34 +174,6 @@ export function asMetadata(
 }
 
 /**
- * Assert-ready check that none of `secrets` appears in an error's string form, message, detail or
- * enumerable properties. Returns the offending rendering, or undefined when clean.
- */
-export function leakedSecret(err: unknown, secrets: readonly string[]): string | undefined {
-  const e = err as { message?: unknown; detail?: unknown; cause?: unknown };
-  const renderings: Array<[string, string]> = [
-    ['String(err)', String(err)],
-    ['err.message', String(e?.message)],
-    ['JSON.stringify(err.detail)', JSON.stringify(e?.detail) ?? ''],
-    ['JSON.stringify(err)', JSON.stringify(err) ?? ''],
-    ['err.stack', String((err as Error)?.stack)],
-    ['cause', e?.cause === undefined ? '' : safeStringify(e.cause)],
-  ];
-  for (const [where, text] of renderings) {
-    for (const secret of secrets) if (text.includes(secret)) return `${where} contains a secret`;
-  }
-  return undefined;
-}
-
-function safeStringify(value: unknown): string {
-  try {
-    return `${String(value)} ${JSON.stringify(value)}`;
-  } catch {
-    return String(value);
-  }
-}
-
-/**
  * The stored AS record of a hostile server at `origin`: issuer, the authorize and token
  * endpoints, S256; `extra` adds or overrides fields (registration/revocation endpoints, auth methods).
  */

@@ -133,7 +133,7 @@ export function assertNoSecrets(haystacks: unknown, secrets: Secrets, what = 'ou
 export interface SecretWitness {
   /** Label -> value, in the order they were seen. */
   secrets(): Map<string, string>;
-  /** How many secrets of a kind (e.g. `refresh_token issued`) were seen. */
+  /** How many distinct values of a kind (e.g. `RefreshToken issued`, `refresh_token received`) were seen. */
   count(kind: string): number;
 }
 
@@ -163,12 +163,13 @@ interface ContextLike {
  */
 export function witnessSecrets(as: RunningAuthorizationServer): SecretWitness {
   const byValue = new Map<string, string>();
-  const kinds = new Map<string, number>();
+  const kinds = new Map<string, Set<string>>();
   const add = (kind: string, value: unknown): void => {
-    if (typeof value !== 'string' || value.length < MIN_SECRET_LENGTH || byValue.has(value)) return;
-    const n = (kinds.get(kind) ?? 0) + 1;
-    kinds.set(kind, n);
-    byValue.set(value, `${kind} #${n}`);
+    if (typeof value !== 'string' || value.length < MIN_SECRET_LENGTH) return;
+    const values = kinds.get(kind) ?? new Set<string>();
+    kinds.set(kind, values);
+    values.add(value);
+    if (!byValue.has(value)) byValue.set(value, `${kind} #${values.size}`);
   };
   const fromContext = (ctx: ContextLike): void => {
     const params = ctx.oidc?.params ?? {};
@@ -212,7 +213,7 @@ export function witnessSecrets(as: RunningAuthorizationServer): SecretWitness {
   }) as typeof as.provider.emit;
   return {
     secrets: () => new Map([...byValue].map(([value, label]) => [label, value])),
-    count: (kind) => kinds.get(kind) ?? 0,
+    count: (kind) => kinds.get(kind)?.size ?? 0,
   };
 }
 
@@ -223,6 +224,8 @@ function isContext(value: unknown): boolean {
 /** Several secret lists as one (a witness's, a record's, planted ones). */
 export function allSecrets(...lists: Secrets[]): Map<string, string> {
   const out = new Map<string, string>();
-  for (const list of lists) for (const [label, value] of labelled(list)) out.set(`${label}`, value);
+  for (const [i, list] of lists.entries()) {
+    for (const [label, value] of labelled(list)) out.set(out.has(label) ? `${label} (list ${i + 1})` : label, value);
+  }
   return out;
 }

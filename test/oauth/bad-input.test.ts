@@ -3,8 +3,8 @@
  * mismatch, wrong issuer, no S256, http endpoints off loopback, unusable token and registration
  * responses, transient and needs-auth token errors). Each asserts the typed error's `code` and
  * `field`, and that no secret the test planted (refresh token, access token, code, verifier,
- * client secret) appears in String(err), err.message, its detail, JSON.stringify(err), its stack
- * or its cause.
+ * client secret) appears anywhere in the error (helpers/secrets.ts: message, stack, detail, every
+ * own property, down the cause chain).
  *
  * Not for: the happy paths and request shapes (discovery/registration/token-endpoint tests).
  */
@@ -16,14 +16,8 @@ import { discoverProtectedResource } from '../../src/oauth/protected-resource.js
 import { registerClient } from '../../src/oauth/registration.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
-import {
-  asMetadata,
-  asRecord,
-  type HostileServer,
-  leakedSecret,
-  type Reply,
-  startHostileServer,
-} from '../helpers/hostile-server.js';
+import { asMetadata, asRecord, type HostileServer, type Reply, startHostileServer } from '../helpers/hostile-server.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
 
@@ -40,7 +34,7 @@ function expectError(code: string, field: string | undefined, extra?: (err: Auth
     const e = err as AuthkeepError;
     assert.equal(e.code, code, `code (message: ${e.message})`);
     assert.equal(e.field, field, `field (message: ${e.message})`);
-    assert.equal(leakedSecret(err, SECRETS), undefined);
+    assertNoSecrets(err, SECRETS, 'error');
     extra?.(e);
     return true;
   };

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { isAuthkeepError } from '../../src/errors.js';
 import { pollDeviceToken, requestDeviceAuthorization } from '../../src/oauth/device-authorization.js';
 import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
 
 const AS: AuthorizationServer = {
   issuer: 'https://as.example',
@@ -113,7 +114,11 @@ test('requestDeviceAuthorization: unauthorized_client is device_flow_unavailable
       { resource: RESOURCE },
       { allowInsecureLoopback: false, fetch: phishy.fetchFn },
     ),
-    (err: unknown) => isAuthkeepError(err) && err.field === 'verification_uri' && !err.message.includes(DEVICE_CODE),
+    (err: unknown) => {
+      assert.ok(isAuthkeepError(err) && err.field === 'verification_uri', String(err));
+      assertNoSecrets(err, { 'the device code': DEVICE_CODE }, 'error');
+      return true;
+    },
   );
 });
 
@@ -160,7 +165,11 @@ test('pollDeviceToken: access_denied is authorization_denied, expired_token is d
       poll,
       options([() => json(400, { error: 'access_denied', error_description: `no ${DEVICE_CODE}` })]),
     ),
-    (err: unknown) => isAuthkeepError(err) && err.code === 'authorization_denied' && !err.message.includes(DEVICE_CODE),
+    (err: unknown) => {
+      assert.ok(isAuthkeepError(err) && err.code === 'authorization_denied', String(err));
+      assertNoSecrets(err, { 'the device code': DEVICE_CODE }, 'error');
+      return true;
+    },
   );
   await assert.rejects(
     pollDeviceToken(AS, REGISTRATION, DEVICE_CODE, poll, options([() => json(400, { error: 'expired_token' })])),

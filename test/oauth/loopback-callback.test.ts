@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import { validateAuthorizationResponse } from '../../src/oauth/authorization-response.js';
 import { type LoopbackCallback, startLoopbackCallback } from '../../src/oauth/loopback-callback.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
 
 const STATE = 'state-7f3a';
 const ISSUER = 'https://as.example/tenant';
@@ -254,8 +255,7 @@ describe('validateAuthorizationResponse (RFC 6749 section 4.1.2, RFC 9207 sectio
         assert.ok(err instanceof AuthkeepError, String(err));
         assert.equal(err.code, code);
         assert.equal(err.field, field);
-        assert.ok(!err.message.includes(CODE), 'the code never appears in a message');
-        assert.ok(!JSON.stringify(err.detail ?? {}).includes(CODE), 'the code never appears in detail');
+        assertNoSecrets(err, { 'the code': CODE }, 'error');
         return true;
       },
     );

@@ -10,6 +10,7 @@ import { type TestContext, test } from 'node:test';
 import { AuthKeeper, AuthkeepError, type LogEvent, NeedsAuthError } from '../../src/index.js';
 import { sleep, tempHome } from '../helpers/bed.js';
 import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
+import { assertNoSecrets as assertNoPlantedSecrets } from '../helpers/secrets.js';
 
 const SECRETS = {
   code: 'auth-code-SECRET-0123456789abcdef',
@@ -91,17 +92,9 @@ async function snapshot(home: string): Promise<Map<string, string>> {
   return out;
 }
 
+/** No planted secret in any log line or error (down the cause chain too; helpers/secrets.ts). */
 function assertNoSecrets(s: Scenario): void {
-  const haystack = [
-    ...s.logs.map((e) => JSON.stringify(e)),
-    ...s.errors.map(
-      (e) =>
-        `${String(e)} ${JSON.stringify(e)} ${(e as Error).stack ?? ''} ${JSON.stringify((e as AuthkeepError).detail ?? {})}`,
-    ),
-  ].join('\n');
-  for (const [name, value] of Object.entries(SECRETS)) {
-    assert.ok(!haystack.includes(value), `the ${name} leaked into an error or log line`);
-  }
+  assertNoPlantedSecrets([s.logs, s.errors], SECRETS, 'logs and errors');
 }
 
 async function expectLoginFailure(s: Scenario, code: string, field: string): Promise<void> {

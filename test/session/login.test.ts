@@ -12,6 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { createRobotBrowser, startAuthorizationServer } from '../../arena/testbed/index.js';
 import { type AuthKeeper, NeedsAuthError } from '../../src/index.js';
 import { sleep, startBed } from '../helpers/bed.js';
+import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 async function connect(keeper: AuthKeeper, url: string): Promise<Client> {
   const client = new Client({ name: 'authkeep-test', version: '0.0.0' });
@@ -32,6 +33,7 @@ async function recordFile(home: string): Promise<string> {
 
 test('signs in with dynamic client registration, calls a tool, and refreshes once per expiry', async (t) => {
   const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const witness = witnessSecrets(bed.as);
   const server = bed.servers[0]!;
   const keeper = bed.keeper();
 
@@ -66,15 +68,14 @@ test('signs in with dynamic client registration, calls a tool, and refreshes onc
   assert.equal(await other.getAccessToken(server.url), second);
   assert.equal(bed.as.audit.counts().refreshGrants, 1);
 
-  // No secret in any log line: neither access token, nor the stored refresh token or client id's secret.
-  const record = JSON.parse(await readFile(await recordFile(bed.home), 'utf8'));
-  const logText = bed.logs.map((e) => JSON.stringify(e)).join('\n');
+  // No secret in any log line: none the AS issued or received during the test (both access
+  // tokens, both refresh tokens, the code, the verifier), not only the final record's.
   assert.ok(
     bed.logs.some((e) => e.event === 'refresh.ok'),
     'the refresh was logged',
   );
-  for (const secret of [first, second, record.tokens.refreshToken])
-    assert.ok(!logText.includes(secret), 'a token leaked into the log');
+  assert.ok(witness.count('RefreshToken issued') >= 2 && witness.count('code_verifier received') === 1);
+  assertNoSecrets(bed.logs, witness.secrets(), 'the log');
 });
 
 test('steps up on 403 insufficient_scope with the union of scopes, bounded', async (t) => {

@@ -1,0 +1,102 @@
+/**
+ * The step-up bound (AuthKeeperOptions.maxStepUps, src/session/authenticated-fetch.ts) actually
+ * reached: a real protected MCP server whose tool demands `mcp:admin`, in front of the real
+ * oidc-provider that will never grant `mcp:admin` for that resource (the resource only has
+ * `mcp:read`), so the server keeps answering 403 insufficient_scope however often the user
+ * re-authorizes. The exact number of re-authorizations (browser tabs, authorization requests at the
+ * AS, 403s at the server) and the error are asserted for the default bound and for others.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AuthkeepError } from '../../src/index.js';
+import { callTool, startBed } from '../helpers/bed.js';
+
+for (const maxStepUps of [undefined, 0, 1, 3]) {
+  const bound = maxStepUps ?? 2;
+  test(`a server that keeps answering 403 insufficient_scope: exactly ${bound} re-authorization(s)${maxStepUps === undefined ? ' (the default)' : ''}, then step_up_exhausted`, async (t) => {
+    // A pre-registered client may ask for any scope the AS knows; the resource grants mcp:read only.
+    const bed = await startBed(t, {
+      as: {
+        staticClients: [
+          {
+            client_id: 'pre-registered',
+            token_endpoint_auth_method: 'none',
+            redirect_uris: ['http://127.0.0.1/callback'],
+            application_type: 'native',
+          },
+        ],
+      },
+      servers: [{ discovery: 'header', scopesSupported: ['mcp:read'] }],
+    });
+    const server = bed.servers[0]!;
+    const keeper = bed.keeper({
+      staticClients: { [bed.as.issuer]: { clientId: 'pre-registered', tokenEndpointAuthMethod: 'none' } },
+      ...(maxStepUps === undefined ? {} : { maxStepUps }),
+    });
+    await keeper.login(server.url);
+    assert.equal(bed.robotOpens(), 1);
+    const before = { authorize: bed.as.audit.counts().authorizationRequests, server: server.counts() };
+
+    await assert.rejects(
+      callTool(keeper.fetch(server.url), server.url, 'admin_echo', { text: 'root' }),
+      (err: unknown) => {
+        assert.ok(err instanceof AuthkeepError, String(err));
+        assert.equal(err.code, 'step_up_exhausted', err.message);
+        assert.equal(err.field, 'scope');
+        assert.deepEqual(err.detail, { demanded: 'mcp:read mcp:admin' });
+        assert.equal(
+          err.message,
+          `${server.url} still answers 403 insufficient_scope after ${bound} re-authorization(s)`,
+        );
+        return true;
+      },
+    );
+
+    assert.equal(bed.robotOpens() - 1, bound, 'browser tabs opened for re-authorization');
+    const authorize = bed.as.audit
+      .http()
+      .filter((e) => e.endpoint === 'authorization')
+      .slice(1);
+    assert.equal(authorize.length, bound, 'authorization requests the AS received for re-authorization');
+    for (const request of authorize)
+      assert.deepEqual(
+        request.query.scope?.[0]?.split(' ').sort(),
+        ['mcp:admin', 'mcp:read', 'offline_access'],
+        'each asks for the union',
+      );
+    assert.equal(bed.as.audit.counts().authorizationRequests - before.authorize, bound);
+    const counts = server.counts();
+    assert.equal(
+      counts.forbidden - before.server.forbidden,
+      bound + 1,
+      'the first attempt and one per re-authorization',
+    );
+    assert.equal(counts.toolCalls - before.server.toolCalls, 0, 'the tool never ran');
+    assert.equal((await keeper.status(server.url))[0]?.scope?.includes('mcp:admin'), false, 'never granted');
+    // The bound is per request: the next request may step up again, and is bounded again.
+    await assert.rejects(
+      callTool(keeper.fetch(server.url), server.url, 'admin_echo', { text: 'again' }),
+      /step_up_exhausted|insufficient_scope/,
+    );
+    assert.equal(bed.robotOpens() - 1, 2 * bound);
+  });
+}
+
+test('a step-up the AS refuses (the registration does not allow the scope) ends at the first refusal with the AS’s error', async (t) => {
+  // Dynamic registration asked for the PRM's scopes (mcp:read): the AS refuses mcp:admin for it.
+  const bed = await startBed(t, { servers: [{ discovery: 'header', scopesSupported: ['mcp:read'] }] });
+  const server = bed.servers[0]!;
+  const keeper = bed.keeper();
+  await keeper.login(server.url);
+  await assert.rejects(
+    callTool(keeper.fetch(server.url), server.url, 'admin_echo', { text: 'root' }),
+    (err: unknown) => {
+      assert.ok(err instanceof AuthkeepError, String(err));
+      assert.equal(err.code, 'authorization_denied');
+      assert.equal(err.message, 'authorization server answered invalid_scope: requested scope is not allowed');
+      return true;
+    },
+  );
+  assert.equal(bed.robotOpens(), 2, 'one sign-in, one refused re-authorization, no more');
+  assert.equal(server.counts().forbidden, 1);
+});
