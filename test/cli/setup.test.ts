@@ -375,3 +375,13 @@ test('setup --command-path: the entry runs this node and this authkeep by absolu
   assert.deepEqual(out.entry.args, [await realpath(BIN), 'proxy', 'http://127.0.0.1:8080/mcp', '--allow-http']);
   assert.equal(out.name, '127-0-0-1-8080', 'the name comes from host and port');
 });
+
+test('setup --help lists the clients and their files, with examples and the exit codes', async () => {
+  const help = await setupInProcess(['--help']);
+  exitsWith(help, 0, 'setup --help');
+  for (const client of ['claude-code', 'claude-desktop', 'cursor', 'vscode', 'codex']) {
+    assert.ok(help.stdout.includes(`authkeep setup ${client} `), `an example for ${client}`);
+  }
+  assert.match(help.stdout, /~\/\.codex\/config\.toml/);
+  assert.match(help.stdout, /Exit codes:/);
+});
