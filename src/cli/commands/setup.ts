@@ -52,6 +52,8 @@ export interface SetupOptions {
   json: boolean;
   /** What the client runs. */
   command: StdioCommand;
+  /** The sign-in to suggest, with the same store and flags as the proxy. */
+  loginCommand: string;
 }
 
 export interface SetupFlags {
@@ -239,12 +241,22 @@ export function parseSetupOptions(
     flags.config !== undefined && flags.config !== ''
       ? path.resolve(ctx.cwd, flags.config)
       : client.defaultPath({ env: ctx.env, platform: ctx.platform, cwd: ctx.cwd, project: flags.project === true });
+  const loginCommand = [
+    'authkeep',
+    'login',
+    serverUrl,
+    ...(global.allowHttp ? ['--allow-http'] : []),
+    ...(ctx.explicitHome !== undefined ? ['--home', path.resolve(ctx.cwd, ctx.explicitHome)] : []),
+  ]
+    .map(shellQuote)
+    .join(' ');
   return {
     global,
     client,
     serverUrl,
     name,
     configPath,
+    loginCommand,
     write: flags.write === true,
     force: flags.force === true,
     json: flags.json === true,
@@ -343,7 +355,7 @@ export async function runSetup(deps: CliDeps, options: SetupOptions): Promise<Ex
         ['runs', commandLine(options.command)],
         [
           'next',
-          `sign in once now, so ${client.title} starts signed in: authkeep login ${shellQuote(options.serverUrl)}; then restart ${client.title} (or reload its MCP servers)`,
+          `sign in once now, so ${client.title} starts signed in: ${options.loginCommand}; then restart ${client.title} (or reload its MCP servers)`,
         ],
       ];
       deps.stdout.write(
