@@ -4,8 +4,15 @@
  * (token, code, verifier, client secret): callers build messages from field names and
  * non-secret values only.
  *
+ * Messages, details and needs-auth info are made safe to print (display-text.ts): they often
+ * quote what a server or an authorization server said, and embedders print them as they are.
+ *
  * Not for: logging (see session/log.ts) or classifying AS responses (see oauth/token-endpoint.ts).
  */
+import { DISPLAY_TEXT_MAX, displayText } from './display-text.js';
+
+/** Characters of an error message kept (each quoted server string is bounded on its own too). */
+const MESSAGE_MAX = 2000;
 
 /** Stable error codes for failures that are not "the user must sign in again". */
 export type AuthkeepErrorCode =
@@ -49,12 +56,20 @@ export class AuthkeepError extends Error {
   readonly detail: Record<string, string | number | boolean | undefined> | undefined;
 
   constructor(code: AuthkeepErrorCode | NeedsAuthReason, message: string, options: AuthkeepErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(displayText(message, MESSAGE_MAX), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AuthkeepError';
     this.code = code;
     this.field = options.field;
-    this.detail = options.detail;
+    this.detail = options.detail && displayDetail(options.detail);
   }
+}
+
+function displayDetail(
+  detail: Record<string, string | number | boolean | undefined>,
+): Record<string, string | number | boolean | undefined> {
+  const out: Record<string, string | number | boolean | undefined> = {};
+  for (const [key, value] of Object.entries(detail)) out[key] = typeof value === 'string' ? displayText(value) : value;
+  return out;
 }
 
 /** Why a server needs an interactive sign-in again (DESIGN.md invariant 6). */
@@ -108,12 +123,22 @@ export function needsAuthHint(reason: NeedsAuthReason): string {
   return HINTS[reason];
 }
 
+/** `info` with the AS's words and the request description made safe to print (display-text.ts). */
+export function displayNeedsAuthInfo(info: NeedsAuthInfo): NeedsAuthInfo {
+  const out: NeedsAuthInfo = { ...info };
+  if (info.error !== undefined) out.error = displayText(info.error, 100);
+  if (info.errorDescription !== undefined) out.errorDescription = displayText(info.errorDescription, DISPLAY_TEXT_MAX);
+  if (info.request !== undefined) out.request = displayText(info.request, 1000);
+  return out;
+}
+
 /** The user must sign in again for `serverUrl`; `reason` says why. */
 export class NeedsAuthError extends AuthkeepError {
   readonly reason: NeedsAuthReason;
   readonly info: NeedsAuthInfo;
 
-  constructor(info: NeedsAuthInfo, options: { cause?: unknown; field?: string } = {}) {
+  constructor(raw: NeedsAuthInfo, options: { cause?: unknown; field?: string } = {}) {
+    const info = displayNeedsAuthInfo(raw);
     const as = info.error ? ` (${info.error}${info.errorDescription ? `: ${info.errorDescription}` : ''})` : '';
     super(
       info.reason,

@@ -3,8 +3,10 @@
  * to do, and the exit code (exit-codes.ts). Stack traces only with `--debug`.
  *
  * Not for: raising library errors (src/errors.ts). Library messages never carry secrets (that is
- * their contract), so they are printed as they are.
+ * their contract); like everything printed here they go through displayText, since they quote
+ * what servers and authorization servers said.
  */
+import { displayText } from '../display-text.js';
 import { AuthkeepError, type AuthkeepErrorCode, NeedsAuthError, type NeedsAuthInfo, needsAuthHint } from '../errors.js';
 import type { Writer } from './deps.js';
 import { ExitCode } from './exit-codes.js';
@@ -22,8 +24,9 @@ export class UsageError extends Error {
 
 /** "<description>" for a needs-auth condition: the AS's words when it gave some, else ours. */
 export function describeNeedsAuth(info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription'>): string {
-  const ours = needsAuthHint(info.reason);
-  const theirs = info.errorDescription ?? info.error;
+  const ours = needsAuthHint(info.reason) ?? displayText(String(info.reason), 40);
+  const said = info.errorDescription ?? info.error;
+  const theirs = said === undefined ? undefined : displayText(said);
   const text = theirs && theirs !== ours ? `${ours} (${theirs})` : ours;
   return text.replace(/[.\s]+$/, '');
 }
@@ -32,7 +35,8 @@ export function describeNeedsAuth(info: Pick<NeedsAuthInfo, 'reason' | 'error' |
 export function needsAuthLine(
   info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription' | 'serverUrl'>,
 ): string {
-  return `authkeep: needs-auth (${info.reason}): ${describeNeedsAuth(info)}. Run: authkeep login ${info.serverUrl}`;
+  const reason = displayText(String(info.reason), 40);
+  return `authkeep: needs-auth (${reason}): ${describeNeedsAuth(info)}. Run: authkeep login ${displayText(info.serverUrl, 2000)}`;
 }
 
 const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: string | undefined) => string>> = {
@@ -77,31 +81,38 @@ export interface ReportContext {
   serverUrl?: string | undefined;
 }
 
+/** Characters of one printed message. */
+const LINE_MAX = 2000;
+
 /** Print `err` as one line plus a hint (plus the stack with --debug) and return the exit code. */
 export function reportError(err: unknown, ctx: ReportContext): ExitCode {
   const { stderr } = ctx;
+  const line = (text: string) => displayText(text, LINE_MAX);
   let code: ExitCode = ExitCode.Error;
   if (err instanceof NeedsAuthError) {
     stderr.write(`${needsAuthLine(err.info)}\n`);
     code = ExitCode.NeedsAuth;
   } else if (err instanceof UsageError) {
-    stderr.write(`authkeep: ${err.message}\n`);
-    stderr.write(`hint: ${err.hint ?? 'see --help'}\n`);
+    stderr.write(`authkeep: ${line(err.message)}\n`);
+    stderr.write(`hint: ${line(err.hint ?? 'see --help')}\n`);
     code = ExitCode.Usage;
   } else if (err instanceof AuthkeepError) {
-    stderr.write(`authkeep: ${err.message}${err.field ? ` [${err.code} at ${err.field}]` : ` [${err.code}]`}\n`);
+    stderr.write(
+      `authkeep: ${line(`${err.message}${err.field ? ` [${err.code} at ${err.field}]` : ` [${err.code}]`}`)}\n`,
+    );
     const hint = HINTS[err.code as AuthkeepErrorCode]?.(err, ctx.serverUrl) ?? 'rerun with --debug for details';
-    stderr.write(`hint: ${hint}\n`);
+    stderr.write(`hint: ${line(hint)}\n`);
   } else {
     const message = err instanceof Error ? err.message : String(err);
-    stderr.write(`authkeep: unexpected error: ${message.split('\n')[0]}\n`);
+    stderr.write(`authkeep: unexpected error: ${line(message.split('\n')[0] ?? '')}\n`);
     stderr.write('hint: rerun with --debug for details; if it persists, report it\n');
   }
   if (ctx.debug && err instanceof Error && err.stack) {
-    stderr.write(`${err.stack}\n`);
+    const lines = (text: string) => text.split('\n').map(line).join('\n');
+    stderr.write(`${lines(err.stack)}\n`);
     let cause: unknown = err.cause;
     while (cause instanceof Error) {
-      stderr.write(`caused by: ${cause.stack ?? cause.message}\n`);
+      stderr.write(`caused by: ${lines(cause.stack ?? cause.message)}\n`);
       cause = cause.cause;
     }
   }

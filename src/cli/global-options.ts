@@ -5,6 +5,7 @@
  * Not for: command-specific flags (commands/*.ts).
  */
 import path from 'node:path';
+import { displayJson } from '../display-text.js';
 import type { AuthKeeperOptions } from '../session/auth-keeper.js';
 import type { LogEvent } from '../session/log.js';
 import { defaultHome } from '../store/paths.js';
@@ -36,7 +37,7 @@ export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv
 /** One JSON line per library event on stderr (`--debug`). Events never carry secrets (log.ts). */
 export function debugLogSink(deps: Pick<CliDeps, 'stderr'>): (event: LogEvent) => void {
   return (event) => {
-    deps.stderr.write(`${JSON.stringify(event)}\n`);
+    deps.stderr.write(`${displayJson(event)}\n`);
   };
 }
 

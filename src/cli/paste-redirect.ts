@@ -9,6 +9,7 @@
  * opening browsers (session/browser.ts). The pasted URL holds a code: it is never echoed.
  */
 import { createInterface } from 'node:readline';
+import { displayText } from '../display-text.js';
 import { AuthkeepError } from '../errors.js';
 import type { Writer } from './deps.js';
 
@@ -86,7 +87,7 @@ export function pasteRedirectOpener(deps: PasteRedirectDeps): (authorizeUrl: str
         field: 'redirect_uri',
       });
     deps.stderr.write(
-      `Open this URL in a browser on any machine and sign in:\n\n  ${authorizeUrl}\n\n` +
+      `Open this URL in a browser on any machine and sign in:\n\n  ${displayText(authorizeUrl, 8000)}\n\n` +
         `The browser then goes to ${new URL(redirectUri).origin}${new URL(redirectUri).pathname}?code=... ` +
         '(the page may fail to load; that is expected).\nPaste that whole address here and press Enter:\n',
     );

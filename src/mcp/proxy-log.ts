@@ -2,11 +2,13 @@
  * proxy-log: the proxy's log, on stderr and in `<home>/logs/proxy-<pid>.log` (JSON lines, mode
  * 0600), never on stdout, which carries the protocol only. Debug lines only with `--debug`.
  *
- * Not for: what is logged (the proxy's files and authkeep's LogEvents, which hold no secret).
+ * Not for: what is logged (the proxy's files and authkeep's LogEvents, which hold no secret). What
+ * servers and authorization servers said is made safe to print here (display-text.ts).
  */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
+import { displayJson, displayText } from '../display-text.js';
 import type { LogEvent, LogLevel } from '../session/log.js';
 
 export class ProxyLog {
@@ -54,9 +56,10 @@ export class ProxyLog {
   private write(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {
     if (level === 'debug' && !this.debugEnabled) return;
     const at = new Date().toISOString();
-    this.stream?.write(`${JSON.stringify({ at, pid: process.pid, level, message, ...fields })}\n`);
+    // Messages quote what the server and its AS said: terminal-safe JSON in the file, displayText on stderr.
+    this.stream?.write(`${displayJson({ at, pid: process.pid, level, message, ...fields })}\n`);
     const event = typeof fields.event === 'string' ? ` [${fields.event}]` : '';
-    this.stderr.write(`[authkeep proxy ${process.pid}] ${level}: ${message}${event}\n`);
+    this.stderr.write(`[authkeep proxy ${process.pid}] ${level}: ${displayText(`${message}${event}`, 2000)}\n`);
   }
 
   close(): Promise<void> {

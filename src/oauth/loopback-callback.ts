@@ -11,6 +11,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { displayText } from '../display-text.js';
 import { AuthkeepError } from '../errors.js';
 
 export interface LoopbackCallbackOptions {
@@ -269,8 +270,10 @@ function successPage(serverName: string): string {
   return page('Signed in', `Signed in to ${escapeHtml(serverName)}.`, 'You can close this tab.');
 }
 
+/** The AS's error and description: made safe to show (display-text.ts), then HTML-escaped. */
 function failurePage(failure: { error: string; description?: string }): string {
-  const reason = failure.description === undefined ? failure.error : `${failure.error}: ${failure.description}`;
+  const error = displayText(failure.error, 100);
+  const reason = failure.description === undefined ? error : `${error}: ${displayText(failure.description)}`;
   return page(
     'Sign-in failed',
     'Sign-in failed.',

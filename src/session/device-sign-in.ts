@@ -14,6 +14,7 @@
  * Not for: coordinating concurrent sign-ins (sign-in-coordinator.ts) or writing the record;
  * deciding between the flows (deviceFlowUnavailable says why not, auth-keeper.ts decides).
  */
+import { displayText } from '../display-text.js';
 import { AuthkeepError } from '../errors.js';
 import { pollDeviceToken, requestDeviceAuthorization } from '../oauth/device-authorization.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
@@ -39,11 +40,11 @@ export interface DeviceSignInContext extends Omit<SignInContext, 'openAuthorizat
   showDeviceCode: ShowDeviceCode;
 }
 
-/** The default `showDeviceCode`: two lines on stderr. */
+/** The default `showDeviceCode`: two lines on stderr (the AS's strings through displayText). */
 export function printDeviceCode(info: DeviceCodeInfo): void {
   process.stderr.write(
-    `To sign in, open ${info.verificationUri} and enter the code ${info.userCode}` +
-      `${info.verificationUriComplete ? `\n(or open ${info.verificationUriComplete})` : ''}\n`,
+    `To sign in, open ${displayText(info.verificationUri, 8000)} and enter the code ${displayText(info.userCode, 100)}` +
+      `${info.verificationUriComplete ? `\n(or open ${displayText(info.verificationUriComplete, 8000)})` : ''}\n`,
   );
 }
 

@@ -6,6 +6,8 @@
  *
  * Not for: user-facing CLI output (see cli/).
  */
+import { displayJson } from '../display-text.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface LogEvent {
@@ -49,6 +51,6 @@ export class Logger {
 export function stderrJsonSink(minLevel: LogLevel = 'info'): LogSink {
   const order: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
   return (event) => {
-    if (order[event.level] >= order[minLevel]) process.stderr.write(`${JSON.stringify(event)}\n`);
+    if (order[event.level] >= order[minLevel]) process.stderr.write(`${displayJson(event)}\n`);
   };
 }

@@ -5,7 +5,8 @@
  *
  * Not for: checks that need the network or the file system's modes (cli doctor).
  */
-import type { NeedsAuthReason } from '../errors.js';
+import { displayText } from '../display-text.js';
+import { displayNeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
 import type { ServerRecord } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import { isUnexpired } from './refresh-policy.js';
@@ -86,13 +87,15 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
   const drift = detectDrift(record);
   const marker = record.needsAuth;
   if (marker) {
+    // A record written before markers were stored sanitised may still hold raw AS text.
+    const shown = displayNeedsAuthInfo({ ...marker, reason: marker.reason as NeedsAuthReason, serverUrl: url });
     base.state = 'needs-auth';
     base.needsAuth = {
-      reason: marker.reason as NeedsAuthReason,
-      at: marker.at,
-      ...(marker.error ? { error: marker.error } : {}),
-      ...(marker.errorDescription ? { errorDescription: marker.errorDescription } : {}),
-      ...(marker.request ? { request: marker.request } : {}),
+      reason: shown.reason,
+      at: displayText(marker.at, 40),
+      ...(shown.error ? { error: shown.error } : {}),
+      ...(shown.errorDescription ? { errorDescription: shown.errorDescription } : {}),
+      ...(shown.request ? { request: shown.request } : {}),
       fix,
     };
   } else if (drift) {

@@ -17,7 +17,7 @@
  * Not for: interactive sign-in (see sign-in.ts) or HTTP handling of 401/403 (authenticated-fetch.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import { displayNeedsAuthInfo, NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { CredentialStore } from '../store/credential-store.js';
@@ -384,8 +384,12 @@ export class TokenManager {
   }
 }
 
-/** The record with a needs-auth marker; tokens the AS refused are dropped, the registration kept. */
-export function markNeedsAuth(record: ServerRecord, info: NeedsAuthInfo): ServerRecord {
+/**
+ * The record with a needs-auth marker; tokens the AS refused are dropped, the registration kept.
+ * The marker is printed again by `status`, so the AS's words are stored made safe to print.
+ */
+export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerRecord {
+  const info = displayNeedsAuthInfo(raw);
   const keepTokens = info.reason === 'malformed_response' || info.reason === 'as_unreachable';
   const { tokens, ...rest } = record;
   return {

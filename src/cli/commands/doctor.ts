@@ -14,6 +14,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { displayJson, displayText } from '../../display-text.js';
 import type { ServerStatus } from '../../session/status.js';
 import { FileCredentialStore } from '../../store/credential-store.js';
 import { type LockHolder, listLocks } from '../../store/lock.js';
@@ -307,7 +308,7 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
 export async function runDoctor(deps: CliDeps, options: DoctorOptions): Promise<ExitCode> {
   const report = await diagnose(deps, options);
   if (options.json) {
-    deps.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    deps.stdout.write(`${displayJson(report, 2)}\n`);
   } else {
     deps.stdout.write(renderReport(report, makeStyle(deps.stdout, deps.env)));
   }
@@ -319,8 +320,9 @@ export function renderReport(report: DoctorReport, style: ReturnType<typeof make
   const width = Math.max(...report.checks.map((c) => c.check.length));
   let out = '';
   for (const c of report.checks) {
-    out += `${mark[c.status]} ${c.check.padEnd(width)}  ${c.message}\n`;
-    if (c.fix && c.status !== 'ok') out += `  ${' '.repeat(width)}  fix: ${c.fix}\n`;
+    // Messages quote issuers, AS answers and lock files: all printed through displayText.
+    out += `${mark[c.status]} ${c.check.padEnd(width)}  ${displayText(c.message, 2000)}\n`;
+    if (c.fix && c.status !== 'ok') out += `  ${' '.repeat(width)}  fix: ${displayText(c.fix, 2000)}\n`;
   }
   const fails = report.checks.filter((c) => c.status === 'fail').length;
   const warns = report.checks.filter((c) => c.status === 'warn').length;

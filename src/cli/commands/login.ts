@@ -9,6 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { displayJson, displayText } from '../../display-text.js';
 import { AuthkeepError } from '../../errors.js';
 import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
 import { createBrowserOpener, type OpenAuthorizationUrl } from '../../session/browser.js';
@@ -22,6 +23,9 @@ import { ExitCode } from '../exit-codes.js';
 import { type GlobalOptions, keeperOptions } from '../global-options.js';
 import { createSpinner, formatDuration, makeStyle } from '../output.js';
 import { pasteRedirectOpener } from '../paste-redirect.js';
+
+/** Characters of a printed URL (sign-in URLs carry a PKCE challenge, a state and a redirect URI). */
+const URL_MAX = 8000;
 
 export interface LoginOptions {
   global: GlobalOptions;
@@ -106,7 +110,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
       if (err instanceof AuthkeepError && err.field === 'authorization_endpoint') throw err;
       // No browser here (SSH, container): the user can still open it elsewhere on this machine.
       deps.stderr.write(
-        `Could not open a browser (${(err as Error).message}).\nOpen this URL to sign in:\n\n  ${url}\n\n`,
+        `Could not open a browser (${displayText((err as Error).message, 2000)}).\nOpen this URL to sign in:\n\n  ${displayText(url, URL_MAX)}\n\n`,
       );
     }
     spinner.start(`Waiting for you to finish signing in for ${host} in the browser...`);
@@ -114,9 +118,10 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   const opener = options.browser ? browserOpener : pasteRedirectOpener(deps);
 
   const showDeviceCode: ShowDeviceCode = (info) => {
+    // All three come from the AS: a hostile one could hide or fake the code with escape sequences.
     deps.stderr.write(
-      `To sign in, open this URL in a browser on any device:\n\n  ${info.verificationUri}\n\nand enter the code:  ${info.userCode}\n\n` +
-        `${info.verificationUriComplete ? `(or open ${info.verificationUriComplete}, which carries the code)\n` : ''}` +
+      `To sign in, open this URL in a browser on any device:\n\n  ${displayText(info.verificationUri, URL_MAX)}\n\nand enter the code:  ${displayText(info.userCode, 100)}\n\n` +
+        `${info.verificationUriComplete ? `(or open ${displayText(info.verificationUriComplete, URL_MAX)}, which carries the code)\n` : ''}` +
         `The code expires in ${formatDuration(info.expiresInSeconds * 1000)}.\n`,
     );
     spinner.start(`Waiting for you to approve the sign-in for ${host}...`);
@@ -151,7 +156,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   const recordPath = storeLayout(keeper.home).recordPath(recordKey(status.serverUrl));
   if (options.json) {
     const result: LoginResult = { ...status, home: keeper.home, recordPath };
-    deps.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    deps.stdout.write(`${displayJson(result, 2)}\n`);
     return ExitCode.Ok;
   }
   deps.stdout.write(
@@ -170,15 +175,16 @@ export function loginSummary(status: ServerStatus, home: string, recordPath: str
   const expires = status.accessTokenExpiresAt
     ? `${Date.parse(status.accessTokenExpiresAt) >= now ? `in ${formatDuration(Date.parse(status.accessTokenExpiresAt) - now)}` : 'already'} (${status.accessTokenExpiresAt})`
     : 'no expiry given by the authorization server';
+  // issuer, client_id and scope are the AS's words.
   const rows: Array<[string, string]> = [
     ['home', home],
     ['record', recordPath],
-    ['issuer', status.issuer ?? '-'],
+    ['issuer', displayText(status.issuer ?? '-')],
     [
       'client_id',
-      `${status.clientId ?? '-'} (${status.registration ? REGISTRATION_TEXT[status.registration] : 'unknown'})`,
+      `${displayText(status.clientId ?? '-')} (${status.registration ? REGISTRATION_TEXT[status.registration] : 'unknown'})`,
     ],
-    ['scope', status.scope ?? '(none granted)'],
+    ['scope', displayText(status.scope ?? '(none granted)')],
     ['access token', `expires ${expires}`],
     [
       'refresh token',

@@ -6,6 +6,7 @@
  * Not for: signing out of the authorization server's own browser session.
  */
 import type { Command } from 'commander';
+import { displayJson, displayText } from '../../display-text.js';
 import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { ExitCode } from '../exit-codes.js';
@@ -35,11 +36,11 @@ export async function runLogout(deps: CliDeps, options: LogoutOptions): Promise<
   const { revoked, deleted } = await keeper.logout(options.serverUrl);
   const result: LogoutResult = { serverUrl: options.serverUrl, issuer: before?.issuer, revoked, deleted };
   if (options.json) {
-    deps.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    deps.stdout.write(`${displayJson(result, 2)}\n`);
     return ExitCode.Ok;
   }
   const check = makeStyle(deps.stdout, deps.env).green('✓');
-  const at = result.issuer ? ` at ${result.issuer}` : '';
+  const at = result.issuer ? ` at ${displayText(result.issuer)}` : '';
   if (revoked && deleted) {
     deps.stdout.write(`${check} Revoked the tokens${at} and deleted the stored credentials for ${options.serverUrl}\n`);
   } else if (deleted) {

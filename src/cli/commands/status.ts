@@ -7,6 +7,7 @@
  * Not for: checks of file modes, locks or reachability (doctor.ts).
  */
 import type { Command } from 'commander';
+import { displayJson, displayText } from '../../display-text.js';
 import type { ServerStatus } from '../../session/status.js';
 import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
@@ -33,7 +34,7 @@ export async function runStatus(deps: CliDeps, options: StatusOptions): Promise<
   const keeper = deps.createKeeper(keeperOptions(options.global, deps));
   const statuses = await keeper.status(options.serverUrl);
   if (options.json) {
-    deps.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
+    deps.stdout.write(`${displayJson(statuses, 2)}\n`);
     return ExitCode.Ok;
   }
   if (statuses.length === 0) {
@@ -50,12 +51,13 @@ function accessExpiry(s: ServerStatus, now: number): string {
   return at >= now ? `in ${formatDuration(at - now)}` : `expired ${formatDuration(now - at)} ago`;
 }
 
+/** Every cell and line goes through displayText: the record holds the AS's words (issuer, client_id, error_description). */
 export function renderStatusTable(statuses: ServerStatus[], now: number, style: Style): string {
   const rows = statuses.map((s) => [
-    s.serverUrl,
-    s.issuer ?? '-',
-    s.clientId ?? '-',
-    s.registration ?? '-',
+    displayText(s.serverUrl),
+    displayText(s.issuer ?? '-'),
+    displayText(s.clientId ?? '-'),
+    displayText(s.registration ?? '-'),
     accessExpiry(s, now),
     s.refreshTokenAgeSeconds !== undefined
       ? formatDuration(s.refreshTokenAgeSeconds * 1000)
@@ -63,7 +65,9 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
         ? 'none'
         : '-',
     relativeTime(s.lastRefreshAt, now),
-    s.state === 'ok' ? style.green('ok') : style.red(`needs-auth (${s.needsAuth?.reason ?? 'unknown'})`),
+    s.state === 'ok'
+      ? style.green('ok')
+      : style.red(`needs-auth (${displayText(s.needsAuth?.reason ?? 'unknown', 40)})`),
   ]);
   let out = renderTable(
     ['SERVER', 'ISSUER', 'CLIENT ID', 'REGISTRATION', 'ACCESS EXPIRES', 'REFRESH AGE', 'LAST REFRESH', 'STATE'],
@@ -73,9 +77,9 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
   for (const s of statuses) {
     const n = s.state === 'needs-auth' ? s.needsAuth : undefined;
     if (n === undefined) continue;
-    out += `\n${style.red('needs-auth')} ${s.serverUrl}: ${describeNeedsAuth(n)}\n`;
-    out += `  since ${n.at}${n.request ? `, on ${n.request}` : ''}${n.error ? `, error ${n.error}` : ''}\n`;
-    out += `  fix: ${n.fix}\n`;
+    out += `\n${style.red('needs-auth')} ${displayText(s.serverUrl)}: ${describeNeedsAuth(n)}\n`;
+    out += `  since ${displayText(n.at, 40)}${n.request ? `, on ${displayText(n.request, 1000)}` : ''}${n.error ? `, error ${displayText(n.error, 100)}` : ''}\n`;
+    out += `  fix: ${displayText(n.fix, 1000)}\n`;
   }
   return out;
 }
