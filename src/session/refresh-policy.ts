@@ -3,7 +3,8 @@
  * scales with the token's lifetime, so 2-second test tokens and 1-hour real tokens both refresh
  * ahead of expiry without refreshing constantly: a quarter of the lifetime, at most 5 minutes, at
  * least 50 ms, minus up to 10% jitter per process so processes do not all arrive at the lock at
- * the same millisecond.
+ * the same millisecond. Whatever the authorization server says (expires_in 0, an `exp` in the
+ * past), one server is refreshed at most once per MIN_REFRESH_INTERVAL_MS.
  *
  * Not for: the refresh itself (see token-manager.ts).
  */
@@ -13,6 +14,18 @@ const MAX_SKEW_MS = 5 * 60_000;
 const MIN_SKEW_MS = 50;
 /** Tokens without expires_in are re-validated by the server (a 401 triggers refresh); serve them this long. */
 const NO_EXPIRY_SERVE_MS = 60 * 60_000;
+/**
+ * Tokens are served at least this long after they were obtained, so a broken or hostile AS whose
+ * tokens are due at once cannot turn every call into a refresh. Healthy tokens (a lifetime over
+ * 1.4 s) are due later than this anyway.
+ */
+export const MIN_REFRESH_INTERVAL_MS = 1_000;
+/**
+ * How far a JWT `exp` may sit from what expires_in says and still be believed: expires_in has
+ * one-second granularity and servers truncate the issue time, and clocks differ a little. Beyond
+ * this (a skewed clock, a broken AS) `exp` is ignored and expires_in, which is relative, rules.
+ */
+const EXP_TOLERANCE = { min: 2_000, max: 60_000, share: 0.25 };
 
 /**
  * When to refresh. `on-demand` (the default) refreshes when a call needs a token in the last
@@ -26,19 +39,24 @@ export type RefreshMode = 'on-demand' | 'keep-fresh';
 
 const KEEP_FRESH = { share: 0.015, min: 20, max: 2 * 60_000 };
 
-/** The instant after which `tokens` should be refreshed rather than served. */
+/**
+ * The instant after which `tokens` should be refreshed rather than served; never earlier than
+ * MIN_REFRESH_INTERVAL_MS after `notBefore` (default: when they were obtained).
+ */
 export function refreshDueAt(
   tokens: Pick<Tokens, 'expiresAt' | 'obtainedAt'>,
   jitter = Math.random(),
   mode: RefreshMode = 'on-demand',
+  notBefore: number = tokens.obtainedAt,
 ): number {
-  if (tokens.expiresAt === undefined) return tokens.obtainedAt + NO_EXPIRY_SERVE_MS;
+  const floor = Math.max(tokens.obtainedAt, notBefore) + MIN_REFRESH_INTERVAL_MS;
+  if (tokens.expiresAt === undefined) return Math.max(floor, tokens.obtainedAt + NO_EXPIRY_SERVE_MS);
   const lifetime = Math.max(0, tokens.expiresAt - tokens.obtainedAt);
   const skew =
     mode === 'keep-fresh'
       ? Math.min(KEEP_FRESH.max, Math.max(KEEP_FRESH.min, lifetime * KEEP_FRESH.share))
       : Math.min(MAX_SKEW_MS, Math.max(MIN_SKEW_MS, lifetime / 4));
-  return tokens.expiresAt - skew * (1 + 0.1 * jitter);
+  return Math.max(floor, tokens.expiresAt - skew * (1 + 0.1 * jitter));
 }
 
 /** True while the access token can still be presented (it has not expired). */
@@ -48,21 +66,34 @@ export function isUnexpired(tokens: Pick<Tokens, 'expiresAt'>, now = Date.now())
 
 /**
  * When an access token granted `expiresIn` seconds (RFC 6749 section 5.1) by a response to a
- * request sent at `requestSentAt` expires, conservatively.
+ * request sent at `requestSentAt` and received at `respondedAt` expires, conservatively.
  *
  * expires_in has one-second granularity and servers count it from a truncated issue time
  * (oidc-provider: exp = floor(now) + ttl), so the token can expire up to a second before
  * sentAt + expiresIn. When the access token is a JWT carrying a numeric `exp` (RFC 9068), that
  * instant is exact and the earlier of the two is used: the token stays opaque for every other
- * purpose, and `exp` can only shorten what expires_in says, never extend it. For an opaque token
- * the second is taken off, but never more than half the lifetime.
+ * purpose, and `exp` can only shorten what expires_in says, never extend it. But `exp` is the
+ * AS's clock, not ours: it is believed only when it is consistent, later than the response and
+ * within EXP_TOLERANCE of sentAt + expiresIn. An `exp` already past (a skewed clock, a broken
+ * AS) would make the token due the moment it arrives, and every call would refresh. Otherwise
+ * (and for an opaque token) the second is taken off, but never more than half the lifetime.
  */
-export function accessTokenExpiresAt(requestSentAt: number, expiresIn: number, accessToken?: string): number {
+export function accessTokenExpiresAt(
+  requestSentAt: number,
+  expiresIn: number,
+  accessToken?: string,
+  respondedAt: number = requestSentAt,
+): number {
   const lifetimeMs = expiresIn * 1000;
   const byExpiresIn = requestSentAt + lifetimeMs;
   const exp = accessToken === undefined ? undefined : jwtExpiry(accessToken);
-  if (exp !== undefined) return Math.min(byExpiresIn, exp);
+  if (exp !== undefined && expConsistent(exp, byExpiresIn, lifetimeMs, respondedAt)) return Math.min(byExpiresIn, exp);
   return byExpiresIn - Math.min(1000, lifetimeMs / 2);
+}
+
+function expConsistent(exp: number, byExpiresIn: number, lifetimeMs: number, respondedAt: number): boolean {
+  const tolerance = Math.min(EXP_TOLERANCE.max, Math.max(EXP_TOLERANCE.min, lifetimeMs * EXP_TOLERANCE.share));
+  return exp > respondedAt && Math.abs(exp - byExpiresIn) <= tolerance;
 }
 
 /** The `exp` of a JWT (epoch ms), or undefined when the token is not a JWT with a numeric exp. */

@@ -16,7 +16,10 @@ export interface StampContext {
   registration: Pick<Registration, 'clientId' | 'issuer'>;
   /** When the token request was sent (epoch ms): the tokens are dated from it. */
   sentAt: number;
-  /** When the response arrived; dates a refresh token that rotated on a refresh. Default `sentAt`. */
+  /**
+   * When the response arrived: a JWT `exp` before it is not believed (refresh-policy.ts), and it
+   * dates a refresh token that rotated on a refresh. Default `sentAt`.
+   */
   receivedAt?: number;
   /** The tokens a refresh replaces: their refresh token (and its date) stay when none came back. */
   previous?: Tokens;
@@ -38,7 +41,7 @@ export function stampTokens(response: TokenSet, ctx: StampContext): Tokens {
     accessToken: response.accessToken,
     tokenType: response.tokenType,
     ...(response.expiresIn !== undefined
-      ? { expiresAt: accessTokenExpiresAt(sentAt, response.expiresIn, response.accessToken) }
+      ? { expiresAt: accessTokenExpiresAt(sentAt, response.expiresIn, response.accessToken, ctx.receivedAt ?? sentAt) }
       : {}),
     obtainedAt: sentAt,
     ...(refreshToken !== undefined ? { refreshToken } : {}),

@@ -22,6 +22,7 @@ import type { HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
+import { type Clock, systemClock } from './clock.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
 import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
@@ -49,6 +50,8 @@ export interface TokenManagerDeps {
   lockTimeoutMs?: number;
   /** `keep-fresh`: refresh from a timer just before expiry (refresh-policy.ts). Default `on-demand`. */
   refreshMode?: RefreshMode;
+  /** Time and timers. Default the system's. */
+  clock?: Clock;
 }
 
 const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
@@ -78,31 +81,34 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
 export class TokenManager {
   private readonly cache = new Map<string, CachedToken>();
   private readonly inflight = new Map<string, Promise<string>>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Cancels the keep-fresh timer of each server. */
+  private readonly timers = new Map<string, () => void>();
   private readonly retryDelays: number[];
+  private readonly clock: Clock;
 
   constructor(private readonly deps: TokenManagerDeps) {
     this.retryDelays = deps.transientRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
+    this.clock = deps.clock ?? systemClock;
   }
 
   /** A valid access token for `serverUrl` (canonical). The hot path touches no disk and no lock. */
   getAccessToken(serverUrl: string): Promise<string> {
     const cached = this.cache.get(serverUrl);
-    if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
     return this.singleFlight(serverUrl, { kind: 'due' });
   }
 
   /** Synchronous hot path for benchmarks and callers that can use a cached value. */
   peekCachedToken(serverUrl: string): string | undefined {
     const cached = this.cache.get(serverUrl);
-    return cached !== undefined && Date.now() < cached.refreshAt ? cached.accessToken : undefined;
+    return cached !== undefined && this.clock.now() < cached.refreshAt ? cached.accessToken : undefined;
   }
 
   /** The server rejected `rejectedAccessToken` (401): get another one, adopting or refreshing. */
   recoverFromRejection(serverUrl: string, rejectedAccessToken: string): Promise<string> {
     const cached = this.cache.get(serverUrl);
     if (cached?.accessToken === rejectedAccessToken) this.cache.delete(serverUrl);
-    else if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    else if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
     return this.singleFlight(serverUrl, { kind: 'rejected', rejectedAccessToken });
   }
 
@@ -114,7 +120,7 @@ export class TokenManager {
 
   forget(serverUrl: string): void {
     this.cache.delete(serverUrl);
-    clearTimeout(this.timers.get(serverUrl));
+    this.timers.get(serverUrl)?.();
     this.timers.delete(serverUrl);
   }
 
@@ -128,12 +134,17 @@ export class TokenManager {
     return flight;
   }
 
-  private remember(serverUrl: string, tokens: Tokens): CachedToken {
+  /**
+   * Serve `tokens` from the cache until their refresh-due instant. `refreshedAt`: this process
+   * just refreshed them, and the next refresh waits at least MIN_REFRESH_INTERVAL_MS from then
+   * (a slow AS answering with a token already due must not start the next refresh at once).
+   */
+  private remember(serverUrl: string, tokens: Tokens, refreshedAt?: number): CachedToken {
     const mode = this.deps.refreshMode ?? 'on-demand';
     const entry: CachedToken = {
       accessToken: tokens.accessToken,
       tokenType: tokens.tokenType,
-      refreshAt: refreshDueAt(tokens, Math.random(), mode),
+      refreshAt: refreshDueAt(tokens, Math.random(), mode, refreshedAt),
       expiresAt: tokens.expiresAt,
     };
     this.cache.set(serverUrl, entry);
@@ -142,32 +153,40 @@ export class TokenManager {
   }
 
   /**
-   * keep-fresh: refresh at `at` from an unref'd timer (it never keeps the process alive). The
-   * refresh is the ordinary transaction, so across processes one refreshes and the others adopt.
+   * keep-fresh: refresh at `at` from a timer that never keeps the process alive. The refresh is
+   * the ordinary transaction, so across processes one refreshes and the others adopt. A timer
+   * that finds a refresh already running joins it and, once it settles, makes sure the next
+   * timer is set (the running refresh may have set its timer before this one fired and took it).
    * A failure is logged and stops the timer; the next call then meets it with its reason.
    */
   private scheduleRefresh(serverUrl: string, at: number): void {
-    clearTimeout(this.timers.get(serverUrl));
-    const timer = setTimeout(
-      () => {
-        this.timers.delete(serverUrl);
-        const cached = this.cache.get(serverUrl);
-        if (cached === undefined) return; // forgotten (logout) or never served
-        // Timers can fire a millisecond early: then wait for the due instant rather than lose the chain.
-        if (Date.now() < cached.refreshAt) return this.scheduleRefresh(serverUrl, cached.refreshAt);
-        this.singleFlight(serverUrl, { kind: 'due' }).catch((err: unknown) => {
+    this.timers.get(serverUrl)?.();
+    const cancel = this.clock.setTimer(() => {
+      this.timers.delete(serverUrl);
+      const cached = this.cache.get(serverUrl);
+      if (cached === undefined) return; // forgotten (logout) or never served
+      // Timers can fire a millisecond early: then wait for the due instant rather than lose the chain.
+      if (this.clock.now() < cached.refreshAt) return this.scheduleRefresh(serverUrl, cached.refreshAt);
+      this.singleFlight(serverUrl, { kind: 'due' }).then(
+        () => {
+          const next = this.cache.get(serverUrl);
+          if (next !== undefined && !this.timers.has(serverUrl)) this.scheduleRefresh(serverUrl, next.refreshAt);
+        },
+        (err: unknown) => {
           this.deps.logger.emit(
             'warn',
             'refresh.background_failed',
             `background refresh failed: ${(err as Error).message}`,
             { serverUrl },
           );
-        });
-      },
-      Math.max(0, at - Date.now()),
-    );
-    timer.unref();
-    this.timers.set(serverUrl, timer);
+        },
+      );
+    }, at - this.clock.now());
+    this.timers.set(serverUrl, cancel);
+    this.deps.logger.emit('debug', 'refresh.scheduled', 'keep-fresh: next refresh scheduled', {
+      serverUrl,
+      due: new Date(at).toISOString(),
+    });
   }
 
   /** Tokens in `record` that can be served as they are, given why we came here. */
@@ -176,9 +195,11 @@ export class TokenManager {
     if (!tokens || record.needsAuth) return undefined;
     if (cause.kind === 'rejected') {
       // After a 401, adopt only a token other than the rejected one (another process refreshed).
-      return tokens.accessToken !== cause.rejectedAccessToken && isUnexpired(tokens) ? tokens : undefined;
+      return tokens.accessToken !== cause.rejectedAccessToken && isUnexpired(tokens, this.clock.now())
+        ? tokens
+        : undefined;
     }
-    return Date.now() < refreshDueAt(tokens, 0) ? tokens : undefined;
+    return this.clock.now() < refreshDueAt(tokens, 0) ? tokens : undefined;
   }
 
   private async readRecord(serverUrl: string, read: () => ReturnType<CredentialStore['read']>): Promise<ServerRecord> {
@@ -242,7 +263,7 @@ export class TokenManager {
         const tokens = record.tokens;
         if (!tokens) throw new NeedsAuthError(needsAuthInfo(serverUrl, 'no_credentials'));
         if (!tokens.refreshToken) {
-          if (cause.kind === 'due' && isUnexpired(tokens)) {
+          if (cause.kind === 'due' && isUnexpired(tokens, this.clock.now())) {
             // Nothing to refresh with; serve the token until it expires, then needs-auth `expired`.
             const entry = this.remember(serverUrl, tokens);
             entry.refreshAt = tokens.expiresAt ?? entry.refreshAt;
@@ -263,13 +284,14 @@ export class TokenManager {
         );
         if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens);
         const written = await tx.write(next);
+        const refreshedAt = next.lastRefreshAt;
         logger.emit('info', 'refresh.ok', 'refreshed access token', {
           serverUrl,
           generation: written.generation,
           rotated: next.tokens?.refreshToken !== tokens.refreshToken,
         });
         // 6. Expose only what is persisted.
-        return this.remember(serverUrl, next.tokens as Tokens).accessToken;
+        return this.remember(serverUrl, next.tokens as Tokens, refreshedAt).accessToken;
       },
       {
         ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
@@ -285,7 +307,8 @@ export class TokenManager {
   private serveUntilExpiry(serverUrl: string, tokens: Tokens): string {
     const entry = this.remember(serverUrl, tokens);
     // Retry the refresh soon rather than at the normal due time, but keep serving the valid token.
-    entry.refreshAt = Math.min(tokens.expiresAt ?? Date.now() + 5000, Date.now() + 1000);
+    const now = this.clock.now();
+    entry.refreshAt = Math.min(tokens.expiresAt ?? now + 5000, now + 1000);
     return tokens.accessToken;
   }
 
@@ -303,7 +326,7 @@ export class TokenManager {
     const { serverUrl } = record;
     for (let attempt = 0; ; attempt++) {
       let response: TokenSet;
-      const sentAt = Date.now();
+      const sentAt = this.clock.now();
       try {
         response = await refreshAccessToken(
           record.authorizationServer,
@@ -328,7 +351,7 @@ export class TokenManager {
             await sleep(delay);
             continue;
           }
-          if (isUnexpired(tokens)) return 'unreachable-but-valid';
+          if (isUnexpired(tokens, this.clock.now())) return 'unreachable-but-valid';
           throw new NeedsAuthError(
             needsAuthInfo(serverUrl, 'as_unreachable', {
               error: err.oauthError,
@@ -369,7 +392,7 @@ export class TokenManager {
         });
         throw new NeedsAuthError(info, { cause: err });
       }
-      const now = Date.now();
+      const now = this.clock.now();
       // Stamped with the record's registration; the old refresh token stays when none came back.
       const nextTokens = stampTokens(response, {
         registration: record.registration,
