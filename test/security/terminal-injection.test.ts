@@ -19,11 +19,11 @@ import { runCli } from '../../src/cli/program.js';
 import { displayJson, displayText } from '../../src/display-text.js';
 import { AuthKeeper, AuthkeepError, NeedsAuthError } from '../../src/index.js';
 import { runProxy } from '../../src/mcp/proxy.js';
-import { FileCredentialStore } from '../../src/store/credential-store.js';
 import { tempHome } from '../helpers/bed.js';
 import { BufferWriter } from '../helpers/cli-fakes.js';
 import { asMetadata } from '../helpers/hostile-server.js';
 import { type HostileWorld, hostileWorld } from '../helpers/hostile-world.js';
+import { expireStoredTokens } from '../helpers/records.js';
 
 /** Clear screen, home, retitle, a forged line, RLO, CSI as C1, DEL, and markup. */
 const PAYLOAD =
@@ -101,18 +101,6 @@ async function cli(t: TestContext, w: HostileWorld): Promise<Cli & { page: strin
   };
 }
 
-/** Make the stored access token due (a real edit of the record on disk, through the store). */
-async function ageTokens(home: string, serverUrl: string): Promise<void> {
-  const store = new FileCredentialStore({ home });
-  await store.transaction(serverUrl, 'write', async (tx) => {
-    const read = await tx.read();
-    assert.equal(read.kind, 'ok');
-    if (read.kind !== 'ok' || !read.record.tokens) throw new Error('no tokens to age');
-    const past = Date.now() - 3_600_000;
-    await tx.write({ ...read.record, tokens: { ...read.record.tokens, obtainedAt: past - 60_000, expiresAt: past } });
-  });
-}
-
 test('sign-in: error_description in the authorization response reaches neither the terminal nor the page raw', async (t) => {
   const w = await hostileWorld(t);
   authorizeAnswers(w, { error: 'access_denied', error_description: PAYLOAD });
@@ -133,7 +121,7 @@ test('refresh: error_description from the token endpoint is printed safely by to
   const w = await hostileWorld(t);
   const keeper = new AuthKeeper({ home: w.home, allowInsecureLoopback: true, openAuthorizationUrl: w.approve() });
   await keeper.login(w.mcpUrl);
-  await ageTokens(w.home, w.mcpUrl);
+  await expireStoredTokens(w.home, w.mcpUrl);
   w.server.on('POST', '/token', { status: 400, json: { error: 'invalid_grant', error_description: PAYLOAD } });
   const c = await cli(t, w);
 
