@@ -68,7 +68,7 @@ import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import { scopeCovers, unionScopes } from '../oauth/scope.js';
 import type { AuthKeeper } from '../session/auth-keeper.js';
-import { CURABLE, SignInGate } from './sign-in-gate.js';
+import { CURABLE, SignInGate } from '../session/sign-in-gate.js';
 
 export interface KeeperAuthProviderOptions {
   /**

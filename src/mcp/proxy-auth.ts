@@ -11,9 +11,9 @@ import { NeedsAuthError, type NeedsAuthReason } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { probeServer } from '../oauth/protected-resource.js';
 import type { AuthKeeper } from '../session/auth-keeper.js';
+import { CURABLE, SignInGate } from '../session/sign-in-gate.js';
 import { describeError } from './proxy-errors.js';
 import type { ProxyLog } from './proxy-log.js';
-import { CURABLE, SignInGate } from './sign-in-gate.js';
 
 export class ProxyAuth {
   /** 'oauth': keeper.fetch; 'none': the server did not ask (yet); 'headers': the user's Authorization. */

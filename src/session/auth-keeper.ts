@@ -16,15 +16,17 @@ import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
 import { defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
-import { createAuthenticatedFetch } from './authenticated-fetch.js';
+import { createAuthenticatedFetch, RefusalBackoff } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
+import { type Clock, systemClock } from './clock.js';
 import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
 import { discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
 import type { RefreshMode } from './refresh-policy.js';
 import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
+import { SignInGate } from './sign-in-gate.js';
 import { stampTokens } from './stamp-tokens.js';
 import { type ServerStatus, serverStatus } from './status.js';
 import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
@@ -51,6 +53,12 @@ export interface AuthKeeperOptions {
   loginTimeoutMs?: number;
   /** Bounded number of 403 insufficient_scope re-authorizations per request. Default 2. */
   maxStepUps?: number;
+  /**
+   * Re-authorizations for more scope (step-ups) per server, over a window, whatever the number
+   * of requests: a server demanding a new scope every time cannot open a tab per request.
+   * Default 3 per 10 minutes.
+   */
+  stepUpBudget?: { max: number; windowMs: number };
   /** Timeout of each request to the AS or the server during auth. Default 30 s. */
   httpTimeoutMs?: number;
   /** A fetch to use for every request (tests, proxies). Default: global fetch. */
@@ -72,6 +80,8 @@ export interface AuthKeeperOptions {
    * lines on stderr.
    */
   showDeviceCode?: ShowDeviceCode;
+  /** Time and timers (tests). Default the system's. */
+  clock?: Clock;
 }
 
 export interface LoginOptions {
@@ -96,12 +106,18 @@ export class AuthKeeper {
   private readonly coordinator: SignInCoordinator;
   private readonly options: AuthKeeperOptions;
   private readonly canonicalUrls = new Map<string, string>();
+  private readonly clock: Clock;
+  /** Per server: step-ups of every fetch go through one gate (one at a time, cool-down, budget). */
+  private readonly stepUpGates = new Map<string, SignInGate>();
+  /** Per server: refusals of fresh tokens, shared by every fetch. */
+  private readonly refusals = new Map<string, RefusalBackoff>();
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
     this.home = options.home ?? defaultHome();
     this.store = options.store ?? new FileCredentialStore({ home: this.home });
     this.logger = new Logger(options.log);
+    this.clock = options.clock ?? systemClock;
     const loginTimeoutMs = options.loginTimeoutMs ?? 5 * 60_000;
     this.tokens = new TokenManager({
       store: this.store,
@@ -109,6 +125,7 @@ export class AuthKeeper {
       logger: this.logger,
       ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
       ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
+      clock: this.clock,
     });
     this.coordinator = new SignInCoordinator({
       store: this.store,
@@ -223,13 +240,32 @@ export class AuthKeeper {
   /** A fetch for `serverUrl` that authenticates, refreshes on 401 and steps up on 403 insufficient_scope. */
   fetch(serverUrl: string): typeof fetch {
     const url = canonicalServerUrl(serverUrl);
+    let gate = this.stepUpGates.get(url);
+    if (gate === undefined) {
+      gate = new SignInGate(
+        async (scope) => {
+          await this.login(url, scope === undefined ? {} : { scope });
+        },
+        {
+          now: () => this.clock.now(),
+          ...(this.options.stepUpBudget ? { stepUpBudget: this.options.stepUpBudget } : {}),
+        },
+      );
+      this.stepUpGates.set(url, gate);
+    }
+    let refusals = this.refusals.get(url);
+    if (refusals === undefined) {
+      refusals = new RefusalBackoff(() => this.clock.now());
+      this.refusals.set(url, refusals);
+    }
+    const stepUpGate = gate;
     return createAuthenticatedFetch({
       serverUrl: url,
       getAccessToken: () => this.tokens.getAccessToken(url),
       recoverFromRejection: (rejected) => this.tokens.recoverFromRejection(url, rejected),
-      stepUp: async (scope) => {
-        await this.login(url, { scope });
-      },
+      adoptNewer: (rejected) => this.tokens.adoptNewer(url, rejected),
+      refusals,
+      stepUp: (scope) => stepUpGate.signIn(scope),
       grantedScope: async () => {
         const read = await this.store.read(url);
         return read.kind === 'ok' ? read.record.tokens?.scope : undefined;

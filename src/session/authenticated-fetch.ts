@@ -5,6 +5,11 @@
  * scopes, a bounded number of times (MCP authorization spec, "Scope Challenge Handling";
  * RFC 6750 section 3.1).
  *
+ * A server is not trusted to drive loops: step-ups go through the keeper's sign-in gate (one at a
+ * time, a cool-down after a failure, a per-server budget), and when a fresh token is refused too,
+ * refreshing after a 401 (which spends and rotates the refresh token) and rediscovering back off
+ * per server (RefusalBackoff): meanwhile the caller sees the server's 401 as it is.
+ *
  * Not for: deciding when to refresh (token-manager.ts) or running a sign-in (sign-in.ts).
  */
 import { AuthkeepError } from '../errors.js';
@@ -15,6 +20,8 @@ export interface AuthenticatedFetchDeps {
   serverUrl: string;
   getAccessToken: () => Promise<string>;
   recoverFromRejection: (rejected: string) => Promise<string>;
+  /** A token other than `rejected` that another process stored, if any (no refresh, no lock). */
+  adoptNewer?: (rejected: string) => Promise<string | undefined>;
   /** Interactive re-authorization with `scope`; resolves when new tokens are stored. */
   stepUp: (scope: string) => Promise<void>;
   /** The scope of the current grant, if known. */
@@ -26,6 +33,39 @@ export interface AuthenticatedFetchDeps {
    * authorization server (throws NeedsAuthError `issuer_changed` if so).
    */
   checkAuthorizationServer?: () => Promise<void>;
+  /** The server's refusals of fresh tokens (shared by every fetch of that server). */
+  refusals?: RefusalBackoff;
+}
+
+/**
+ * After a server refused a token that was just refreshed for it, the next refresh-after-401 (and
+ * rediscovery) for that server waits: 10 s, doubling per further refusal, at most 10 minutes. Any
+ * answer other than 401 ends the back-off.
+ */
+export class RefusalBackoff {
+  static readonly FIRST_MS = 10_000;
+  static readonly MAX_MS = 10 * 60_000;
+  private delayMs = 0;
+  private until = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** May a 401 be answered with a refresh now? */
+  allows(): boolean {
+    return this.now() >= this.until;
+  }
+
+  /** The server refused a fresh token too. */
+  refused(): void {
+    this.delayMs = Math.min(RefusalBackoff.MAX_MS, Math.max(RefusalBackoff.FIRST_MS, this.delayMs * 2));
+    this.until = this.now() + this.delayMs;
+  }
+
+  /** The server accepted a token. */
+  accepted(): void {
+    this.delayMs = 0;
+    this.until = 0;
+  }
 }
 
 export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof fetch {
@@ -52,8 +92,10 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
     let token = await deps.getAccessToken();
     let response = await send(token);
     let recovered = false;
+    let refreshed = false;
     let stepUps = 0;
     for (;;) {
+      if (response.status !== 401) deps.refusals?.accepted();
       if (response.status !== 401 && response.status !== 403) return response;
       const challenge = safeBearerChallenge(response);
       if (challenge?.error === 'insufficient_scope') {
@@ -72,13 +114,26 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
       } else if (response.status === 401 && !recovered) {
         // RFC 6750 section 3.1 invalid_token, a bare 401 or an unreadable challenge: another
         // token once (adopting another process's, else refreshing), then let the caller see it.
+        // While the server's refusals of fresh tokens are backed off: only a token another
+        // process stored meanwhile, else the server's 401 as it is.
         recovered = true;
-        await response.body?.cancel();
-        token = await deps.recoverFromRejection(token);
+        if (deps.refusals?.allows() === false) {
+          const newer = await deps.adoptNewer?.(token);
+          if (newer === undefined) return response;
+          await response.body?.cancel();
+          token = newer;
+        } else {
+          await response.body?.cancel();
+          refreshed = true;
+          token = await deps.recoverFromRejection(token);
+        }
       } else {
-        // Still 401 with a fresh token: throws needs-auth issuer_changed if the server moved to
-        // another AS; otherwise the caller sees the server's own answer.
-        if (response.status === 401) await deps.checkAuthorizationServer?.();
+        // Still 401 with a fresh token: back off, and throw needs-auth issuer_changed if the
+        // server moved to another AS; otherwise the caller sees the server's own answer.
+        if (response.status === 401 && refreshed) {
+          deps.refusals?.refused();
+          await deps.checkAuthorizationServer?.();
+        }
         return response;
       }
       response = await send(token);

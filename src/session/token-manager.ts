@@ -112,6 +112,17 @@ export class TokenManager {
     return this.singleFlight(serverUrl, { kind: 'rejected', rejectedAccessToken });
   }
 
+  /**
+   * The server rejected `rejectedAccessToken` while refreshing for it is backed off: a token
+   * another process stored since, if any. Reads the record without a lock; never refreshes.
+   */
+  async adoptNewer(serverUrl: string, rejectedAccessToken: string): Promise<string | undefined> {
+    const read = await this.deps.store.read(serverUrl);
+    if (read.kind !== 'ok' || detectDrift(read.record) !== undefined) return undefined;
+    const fresh = this.adoptable(read.record, { kind: 'rejected', rejectedAccessToken });
+    return fresh === undefined ? undefined : this.remember(serverUrl, fresh).accessToken;
+  }
+
   /** Make the manager serve the tokens of a record just written (after login). */
   adopt(record: ServerRecord): void {
     if (record.tokens && !record.needsAuth && detectDrift(record) === undefined)
