@@ -14,7 +14,7 @@ export interface Writer {
 }
 
 /** The part of AuthKeeper the commands use. */
-export type Keeper = Pick<AuthKeeper, 'home' | 'login' | 'getAccessToken' | 'status' | 'logout'>;
+export type Keeper = Pick<AuthKeeper, 'home' | 'store' | 'login' | 'getAccessToken' | 'status' | 'logout'>;
 
 export type KeeperFactory = (options: AuthKeeperOptions) => Keeper;
 

@@ -13,7 +13,8 @@ import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
-import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
+import type { CredentialStore } from '../store/credential-store.js';
+import { FileCredentialStore } from '../store/file-credential-store.js';
 import { defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
 import { createAuthenticatedFetch } from './authenticated-fetch.js';
@@ -90,7 +91,11 @@ export interface LoginOptions {
 
 export class AuthKeeper {
   readonly home: string;
-  private readonly store: CredentialStore;
+  /**
+   * The store the records live in (`options.store`, else files under `home`). For inspection
+   * (`authkeep doctor`) and embedders; every change of a record goes through this class.
+   */
+  readonly store: CredentialStore;
   private readonly logger: Logger;
   private readonly tokens: TokenManager;
   private readonly coordinator: SignInCoordinator;
