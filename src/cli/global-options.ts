@@ -5,8 +5,8 @@
  * Not for: command-specific flags (commands/*.ts).
  */
 import path from 'node:path';
-import type { AuthKeeperOptions } from '../session/auth-keeper.js';
 import type { LogEvent } from '../session/log.js';
+import type { AuthKeeperOptions } from '../session/session-keeper.js';
 import { defaultHome } from '../store/paths.js';
 import type { CliDeps } from './deps.js';
 

@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'node:stream';
 import type { CliDeps, Keeper, Writer } from '../../src/cli/deps.js';
-import type { AuthKeeperOptions } from '../../src/session/auth-keeper.js';
+import type { AuthKeeperOptions } from '../../src/session/session-keeper.js';
 import type { ServerStatus } from '../../src/session/status.js';
 import type { CredentialStore } from '../../src/store/credential-store.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';

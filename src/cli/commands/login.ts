@@ -10,9 +10,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AuthkeepError } from '../../errors.js';
-import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
 import { createBrowserOpener, type OpenAuthorizationUrl } from '../../session/browser.js';
 import type { ShowDeviceCode } from '../../session/device-sign-in.js';
+import type { AuthKeeperOptions } from '../../session/session-keeper.js';
 import type { ServerStatus } from '../../session/status.js';
 import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';

@@ -1,11 +1,12 @@
 /**
- * auth-keeper: the library's public face. One AuthKeeper per process serves many MCP servers; it
- * composes discovery, sign-in coordination, the token manager and the store, and holds no
- * per-flow mutable state of its own (each sign-in is a value in sign-in.ts).
+ * session-keeper: SessionKeeper, everything the library does, composed: discovery, sign-in
+ * coordination, the token manager and the store. One per process serves many MCP servers; it
+ * holds no per-flow mutable state of its own (each sign-in is a value in sign-in.ts).
  *
- * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/): the package
- * root's AuthKeeper (src/auth-keeper.ts) adds `authProvider()` on top of this class, so nothing
- * here imports from a layer above.
+ * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/): the public
+ * AuthKeeper (src/auth-keeper.ts) is this class plus `authProvider()`, composed at the package
+ * root so that nothing here imports from a layer above. The CLI and the proxy use this class
+ * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import { sameIssuer } from '../oauth/authorization-server-metadata.js';
@@ -89,7 +90,7 @@ export interface LoginOptions {
   requireDevice?: boolean;
 }
 
-export class AuthKeeper {
+export class SessionKeeper {
   readonly home: string;
   /**
    * The store the records live in (`options.store`, else files under `home`). For inspection
