@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuthKeeper } from '../src/index.js';
-import { FileCredentialStore } from '../src/store/credential-store.js';
+import { FileCredentialStore } from '../src/store/file-credential-store.js';
 import { recordKey, storeLayout } from '../src/store/paths.js';
 import type { ServerRecord } from '../src/store/record.js';
 

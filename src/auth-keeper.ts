@@ -3,13 +3,13 @@
  * `authProvider()`, the @modelcontextprotocol/sdk adapter, composed here at the top so that the
  * session layer never imports from the mcp layer above it (DESIGN.md: data flows down).
  *
- * Not for: behaviour (session/auth-keeper.ts) or the adapter's logic (mcp/auth-provider.ts).
+ * Not for: behaviour (session/session-keeper.ts, SessionKeeper) or the adapter's logic (mcp/auth-provider.ts).
  */
 import { KeeperAuthProvider, type KeeperAuthProviderOptions } from './mcp/auth-provider.js';
-import { AuthKeeper as SessionAuthKeeper } from './session/auth-keeper.js';
 import { canonicalServerUrl } from './session/canonical-url.js';
+import { SessionKeeper } from './session/session-keeper.js';
 
-export class AuthKeeper extends SessionAuthKeeper {
+export class AuthKeeper extends SessionKeeper {
   /**
    * An `OAuthClientProvider` for @modelcontextprotocol/sdk, backed by this AuthKeeper: pass it as
    * a transport's `authProvider`. Refresh stays single-flight across processes and sign-in is

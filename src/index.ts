@@ -9,8 +9,8 @@ export { KeeperAuthProvider, type KeeperAuthProviderOptions } from './mcp/auth-p
 export { runProxy } from './mcp/proxy.js';
 export { type ProxyOptions, parseHeaderArgs } from './mcp/proxy-options.js';
 export { type Challenge, parseWwwAuthenticate } from './oauth/www-authenticate.js';
-export type { AuthKeeperOptions, LoginOptions } from './session/auth-keeper.js';
 export type { LogEvent, LogLevel, LogSink } from './session/log.js';
+export type { AuthKeeperOptions, LoginOptions } from './session/session-keeper.js';
 export type { CallbackOptions, StaticClient } from './session/sign-in.js';
 export type { ServerStatus } from './session/status.js';
 export type { CredentialStore } from './store/credential-store.js';

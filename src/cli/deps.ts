@@ -4,7 +4,7 @@
  *
  * Not for: parsing flags (commands/*.ts) or formatting (output.ts).
  */
-import type { AuthKeeper, AuthKeeperOptions } from '../session/auth-keeper.js';
+import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
 
 /** A text sink: process.stdout / process.stderr, or a buffer in tests. */
 export interface Writer {
@@ -13,8 +13,8 @@ export interface Writer {
   readonly isTTY?: boolean;
 }
 
-/** The part of AuthKeeper the commands use. */
-export type Keeper = Pick<AuthKeeper, 'home' | 'login' | 'getAccessToken' | 'status' | 'logout'>;
+/** The part of SessionKeeper the commands use. */
+export type Keeper = Pick<SessionKeeper, 'home' | 'store' | 'login' | 'getAccessToken' | 'status' | 'logout'>;
 
 export type KeeperFactory = (options: AuthKeeperOptions) => Keeper;
 

@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import { displayJson } from '../display-text.js';
-import type { AuthKeeperOptions } from '../session/auth-keeper.js';
 import type { LogEvent } from '../session/log.js';
+import type { AuthKeeperOptions } from '../session/session-keeper.js';
 import { defaultHome } from '../store/paths.js';
 import type { CliDeps } from './deps.js';
 

@@ -4,7 +4,7 @@
  *
  * Not for: anything testable (program.ts and commands/ are; this file only wires).
  */
-import { AuthKeeper } from '../session/auth-keeper.js';
+import { SessionKeeper } from '../session/session-keeper.js';
 import type { CliDeps } from './deps.js';
 import { reportError } from './errors.js';
 import { ExitCode } from './exit-codes.js';
@@ -15,7 +15,7 @@ const deps: CliDeps = {
   stderr: process.stderr,
   stdin: process.stdin,
   env: process.env,
-  createKeeper: (options) => new AuthKeeper(options),
+  createKeeper: (options) => new SessionKeeper(options),
   fetch: (input, init) => globalThis.fetch(input, init),
   now: () => Date.now(),
 };

@@ -67,7 +67,7 @@ import type {
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import { scopeCovers, unionScopes } from '../oauth/scope.js';
-import type { AuthKeeper } from '../session/auth-keeper.js';
+import type { SessionKeeper } from '../session/session-keeper.js';
 import { CURABLE, SignInGate } from '../session/sign-in-gate.js';
 
 export interface KeeperAuthProviderOptions {
@@ -114,7 +114,7 @@ export class KeeperAuthProvider implements OAuthClientProvider {
   private readonly selectedFlow = new AsyncLocalStorage<string>();
 
   constructor(
-    private readonly keeper: AuthKeeper,
+    private readonly keeper: SessionKeeper,
     /** Canonical server URL. */
     readonly serverUrl: string,
     private readonly options: KeeperAuthProviderOptions = {},

@@ -10,7 +10,7 @@
 import { NeedsAuthError, type NeedsAuthReason } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { probeServer } from '../oauth/protected-resource.js';
-import type { AuthKeeper } from '../session/auth-keeper.js';
+import type { SessionKeeper } from '../session/session-keeper.js';
 import { CURABLE, SignInGate } from '../session/sign-in-gate.js';
 import { describeError } from './proxy-errors.js';
 import type { ProxyLog } from './proxy-log.js';
@@ -23,7 +23,7 @@ export class ProxyAuth {
   private reason: string = 'no_credentials';
 
   constructor(
-    private readonly keeper: AuthKeeper,
+    private readonly keeper: SessionKeeper,
     private readonly url: string,
     private readonly headers: Record<string, string>,
     private readonly log: ProxyLog,

@@ -10,9 +10,9 @@
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { AuthkeepError } from '../errors.js';
-import type { AuthKeeper, AuthKeeperOptions } from '../session/auth-keeper.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { LogSink } from '../session/log.js';
+import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
 import type { StaticClient } from '../session/sign-in.js';
 
 export const TRANSPORT_STRATEGIES = ['http-first', 'sse-first', 'http-only', 'sse-only'] as const;
@@ -58,8 +58,8 @@ export interface ProxyOptions {
   home?: string | undefined;
   /** Ready-made AuthKeeper options (the CLI's); they override what the fields above imply. */
   keeperOptions?: AuthKeeperOptions | undefined;
-  /** An AuthKeeper to use instead of building one (embedding, tests). */
-  keeper?: AuthKeeper | undefined;
+  /** An AuthKeeper (or SessionKeeper) to use instead of building one (embedding, tests). */
+  keeper?: SessionKeeper | undefined;
   /** Streams (default the process's). */
   stdin?: Readable | undefined;
   stdout?: Writable | undefined;

@@ -36,7 +36,7 @@
  */
 import { AuthkeepError } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
-import { AuthKeeper } from '../session/auth-keeper.js';
+import { SessionKeeper } from '../session/session-keeper.js';
 import { defaultHome } from '../store/paths.js';
 import { ProxyAuth } from './proxy-auth.js';
 import { Bridge } from './proxy-bridge.js';
@@ -65,7 +65,7 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
   const home = options.home ?? options.keeperOptions?.home ?? options.keeper?.home ?? defaultHome();
   const log = new ProxyLog(options.stderr ?? process.stderr, logFilePath(options, home), options.debug === true);
   try {
-    const keeper = options.keeper ?? new AuthKeeper(keeperOptionsFor(options, home, (event) => log.event(event)));
+    const keeper = options.keeper ?? new SessionKeeper(keeperOptionsFor(options, home, (event) => log.event(event)));
     log.info(`authkeep proxy for ${url.href} (${strategy}); log file ${log.file ?? 'none'}`);
     if (options.resource !== undefined) {
       log.info(

@@ -12,7 +12,7 @@
  *   5. stamp the tokens with client_id and issuer, as sign-in.ts does.
  *
  * Not for: coordinating concurrent sign-ins (sign-in-coordinator.ts) or writing the record;
- * deciding between the flows (deviceFlowUnavailable says why not, auth-keeper.ts decides).
+ * deciding between the flows (deviceFlowUnavailable says why not, session-keeper.ts decides).
  */
 import { displayText } from '../display-text.js';
 import { AuthkeepError } from '../errors.js';

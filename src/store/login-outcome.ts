@@ -1,13 +1,17 @@
 /**
  * login-outcome: the last sign-in's result for a server, kept next to its record, so processes
  * that waited on another process's sign-in can be released with its reason instead of opening
- * yet another browser tab (issue 2, item 4, "sign-in coordination").
+ * yet another browser tab.
  *
- * For: the schema and parsing of `outcomes/<key>.json`. Not for: the record itself (record.ts),
- * or deciding what a waiter does with an outcome (session/sign-in-coordinator.ts).
+ * For: the schema, reading and writing of `outcomes/<key>.json` (written whole, 0600). Not for:
+ * the record itself (record.ts), or deciding what a waiter does with an outcome
+ * (session/sign-in-coordinator.ts).
  * Holds no secret: `message` is an AuthkeepError message, which never carries one.
  */
 import { z } from 'zod';
+import { AuthkeepError } from '../errors.js';
+import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
+import { recordKey, type StoreLayout } from './paths.js';
 
 export const LoginOutcomeSchema = z.object({
   status: z.enum(['ok', 'failed']),
@@ -29,4 +33,19 @@ export function parseLoginOutcome(bytes: Buffer): LoginOutcome | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The last sign-in's outcome for `serverUrl`, if one is stored and readable. */
+export async function readLoginOutcome(layout: StoreLayout, serverUrl: string): Promise<LoginOutcome | undefined> {
+  const bytes = await readFileIfExists(layout.outcomePath(recordKey(serverUrl)));
+  return bytes === undefined ? undefined : parseLoginOutcome(bytes);
+}
+
+/** Store a sign-in's outcome for `serverUrl`, whole. */
+export async function writeLoginOutcome(layout: StoreLayout, serverUrl: string, outcome: LoginOutcome): Promise<void> {
+  const parsed = LoginOutcomeSchema.safeParse(outcome);
+  if (!parsed.success) throw new AuthkeepError('invalid_argument', 'login outcome is invalid', { field: 'outcome' });
+  await ensurePrivateDir(layout.home, { tighten: false });
+  await ensurePrivateDir(layout.outcomesDir);
+  await writeFileAtomic(layout.outcomePath(recordKey(serverUrl)), `${JSON.stringify(parsed.data)}\n`);
 }

@@ -5,8 +5,10 @@
  */
 import { PassThrough } from 'node:stream';
 import type { CliDeps, Keeper, Writer } from '../../src/cli/deps.js';
-import type { AuthKeeperOptions } from '../../src/session/auth-keeper.js';
+import type { AuthKeeperOptions } from '../../src/session/session-keeper.js';
 import type { ServerStatus } from '../../src/session/status.js';
+import type { CredentialStore } from '../../src/store/credential-store.js';
+import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 
 export class BufferWriter implements Writer {
   text = '';
@@ -19,6 +21,7 @@ export class BufferWriter implements Writer {
 
 export interface FakeKeeperScript {
   home?: string;
+  store?: CredentialStore;
   login?(serverUrl: string, options: { scope?: string }, keeperOptions: AuthKeeperOptions): Promise<ServerStatus>;
   getAccessToken?(serverUrl: string): Promise<string>;
   status?(serverUrl?: string): Promise<ServerStatus[]>;
@@ -54,6 +57,9 @@ export function fakeDeps(
       keeperOptions.push(options);
       return {
         home: options.home ?? script.home ?? '/tmp/authkeep-fake-home',
+        // The real file store on the fake home: nothing is stored there unless a test puts it there.
+        store:
+          script.store ?? new FileCredentialStore({ home: options.home ?? script.home ?? '/tmp/authkeep-fake-home' }),
         login: script.login ? (url, o = {}) => script.login!(url, o, options) : unexpected('login'),
         getAccessToken: script.getAccessToken ?? unexpected('getAccessToken'),
         status: script.status ?? (async () => []),

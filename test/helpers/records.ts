@@ -10,7 +10,7 @@
  * Not for: records of a hostile server scenario that never signed in (use store-fixtures.ts).
  */
 import { canonicalServerUrl } from '../../src/session/canonical-url.js';
-import { FileCredentialStore } from '../../src/store/credential-store.js';
+import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import type { ServerRecord, Tokens } from '../../src/store/record.js';
 
 /** The stored record of `serverUrl` under `home` (throws when there is none or it is corrupt). */

@@ -10,7 +10,7 @@
  * Prints WROTE after its first write, then keeps going (pausing 2-6 ms between writes, outside
  * the lock) until killed.
  */
-import { FileCredentialStore } from '../../src/store/credential-store.js';
+import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { makeRecord } from './store-fixtures.js';
 
 const [home, serverUrl, wait] = process.argv.slice(2);

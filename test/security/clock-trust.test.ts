@@ -13,7 +13,7 @@ import type { Clock } from '../../src/session/clock.js';
 import { type LogEvent, Logger } from '../../src/session/log.js';
 import { MIN_REFRESH_INTERVAL_MS, type RefreshMode } from '../../src/session/refresh-policy.js';
 import { TokenManager } from '../../src/session/token-manager.js';
-import { FileCredentialStore } from '../../src/store/credential-store.js';
+import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { tempHome } from '../helpers/bed.js';
 import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 

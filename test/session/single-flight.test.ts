@@ -13,7 +13,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CredentialStore } from '../../src/index.js';
-import { FileCredentialStore, type StorePurpose } from '../../src/store/credential-store.js';
+import type { StorePurpose } from '../../src/store/credential-store.js';
+import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { callTool, startBed } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
 import { editTokens, expireStoredTokens, readRecord } from '../helpers/records.js';
@@ -38,6 +39,8 @@ function countingStore(home: string): { store: CredentialStore; reads: () => num
     readLoginOutcome: (serverUrl) => inner.readLoginOutcome(serverUrl),
     writeLoginOutcome: (serverUrl, outcome) => inner.writeLoginOutcome(serverUrl, outcome),
     registerOnce: (issuer, register) => inner.registerOnce(issuer, register),
+    locate: (serverUrl) => inner.locate(serverUrl),
+    inspect: (serverUrl) => inner.inspect(serverUrl),
   };
   return { store, reads: () => reads, tx: (purpose) => transactions.get(purpose) ?? 0 };
 }

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sweepTempFiles } from '../../src/store/atomic-file.js';
-import { FileCredentialStore } from '../../src/store/credential-store.js';
+import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { readLockHolder } from '../../src/store/lock.js';
 import { recordKey } from '../../src/store/paths.js';
 import { ServerRecordSchema } from '../../src/store/record.js';

@@ -9,16 +9,13 @@
  *   - reachability: the server and its authorization server answer HTTP within a short timeout.
  * Exit 0 when nothing failed (warnings allowed), 1 otherwise.
  *
- * Not for: repairing anything itself; it prints the commands and the user runs them.
+ * Not for: repairing anything itself; it prints the commands and the user runs them. It sees the
+ * store only through its interface (`keeper.store.inspect()`), never its files.
  */
-import { readdir, stat } from 'node:fs/promises';
-import path from 'node:path';
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import type { ServerStatus } from '../../session/status.js';
-import { FileCredentialStore } from '../../store/credential-store.js';
-import { type LockHolder, listLocks } from '../../store/lock.js';
-import { recordKey, storeLayout } from '../../store/paths.js';
+import type { StoreInspection } from '../../store/credential-store.js';
 import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
@@ -70,75 +67,45 @@ function modeString(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 }
 
-async function statOrUndefined(p: string) {
-  try {
-    return await stat(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-async function listFiles(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-}
-
-/** Directories 0700 and secret-bearing files 0600 (Unix only: Windows has no such modes). */
-async function checkModes(home: string, onlyKey: string | undefined): Promise<DoctorCheck[]> {
-  if (process.platform === 'win32') return [];
-  const layout = storeLayout(home);
+/** Directories 0700 and secret-bearing files 0600, from the store's inspection. */
+function permissionChecks(inspection: StoreInspection): DoctorCheck[] {
+  const { permissions, location: home } = inspection;
+  if (!permissions.checked) return [];
   const checks: DoctorCheck[] = [];
-  const homeStat = await statOrUndefined(home);
-  if (homeStat === undefined) return checks;
-  if (homeStat.mode & 0o022) {
-    checks.push({
-      check: 'file_mode',
-      status: 'warn',
-      subject: home,
-      message: `the authkeep home ${home} is ${modeString(homeStat.mode)}: other users can rename its directories`,
-      fix: `chmod go-w ${shellQuote(home)}`,
-    });
-  }
   let problems = 0;
-  let files = 0;
-  for (const dir of [layout.serversDir, layout.outcomesDir, layout.quarantineDir, layout.locksDir]) {
-    const st = await statOrUndefined(dir);
-    if (st === undefined) continue;
-    if ((st.mode & 0o777) !== 0o700) {
-      problems++;
+  for (const finding of permissions.findings) {
+    const mode = modeString(finding.mode);
+    if (finding.kind === 'home') {
       checks.push({
         check: 'file_mode',
-        status: 'fail',
-        subject: dir,
-        message: `directory ${dir} is ${modeString(st.mode)}, should be 0700 (only you may list or enter it)`,
-        fix: `chmod 700 ${shellQuote(dir)}`,
+        status: 'warn',
+        subject: finding.path,
+        message: `the authkeep home ${finding.path} is ${mode}: other users can rename its directories`,
+        fix: `chmod go-w ${shellQuote(finding.path)}`,
       });
+      continue;
     }
-    if (dir === layout.locksDir) continue; // lock files hold a pid and a nonce, no secret
-    for (const name of await listFiles(dir)) {
-      if (onlyKey !== undefined && !name.startsWith(onlyKey)) continue;
-      const file = path.join(dir, name);
-      const fst = await statOrUndefined(file);
-      if (fst === undefined || !fst.isFile()) continue;
-      files++;
-      if ((fst.mode & 0o077) !== 0) {
-        problems++;
-        checks.push({
-          check: 'file_mode',
-          status: 'fail',
-          subject: file,
-          message: `${file} is ${modeString(fst.mode)}: other users can read the credentials in it; should be 0600`,
-          fix: `chmod 600 ${shellQuote(file)}`,
-        });
-      }
-    }
+    problems++;
+    checks.push(
+      finding.kind === 'directory'
+        ? {
+            check: 'file_mode',
+            status: 'fail',
+            subject: finding.path,
+            message: `directory ${finding.path} is ${mode}, should be 0700 (only you may list or enter it)`,
+            fix: `chmod 700 ${shellQuote(finding.path)}`,
+          }
+        : {
+            check: 'file_mode',
+            status: 'fail',
+            subject: finding.path,
+            message: `${finding.path} is ${mode}: other users can read the credentials in it; should be 0600`,
+            fix: `chmod 600 ${shellQuote(finding.path)}`,
+          },
+    );
   }
   if (problems === 0) {
+    const files = permissions.filesChecked;
     checks.push({
       check: 'file_mode',
       status: 'ok',
@@ -176,14 +143,17 @@ function stateCheck(s: ServerStatus, now: number): DoctorCheck {
   };
 }
 
-const STALE_TEXT: Record<NonNullable<LockHolder['stale']>, string> = {
+/** A lock as the store's inspection reports it. */
+type StoreLock = StoreInspection['locks'][number];
+
+const STALE_TEXT: Record<NonNullable<StoreLock['stale']>, string> = {
   dead_pid: 'its holder process is gone',
   heartbeat: 'its holder stopped heartbeating (hung)',
   max_hold: 'it was held longer than its bound',
   unreadable: 'it is unreadable (its creator died while writing it)',
 };
 
-function lockCheck(lock: LockHolder & { name: string }): DoctorCheck {
+function lockCheck(lock: StoreLock): DoctorCheck {
   const who = lock.info
     ? `pid ${lock.info.pid} on ${lock.info.hostname} (${lock.info.purpose}) since ${lock.info.acquiredAt}`
     : 'an unknown holder';
@@ -250,25 +220,21 @@ function asMetadataUrl(issuer: string): string {
 export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<DoctorReport> {
   const keeper = deps.createKeeper(keeperOptions(options.global, deps));
   const home = keeper.home;
-  const layout = storeLayout(home);
-  const onlyKey = options.serverUrl === undefined ? undefined : recordKey(options.serverUrl);
   const checks: DoctorCheck[] = [];
-
-  const homeStat = await statOrUndefined(home);
-  checks.push(
-    homeStat === undefined
-      ? { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` }
-      : { check: 'store', status: 'ok', subject: home, message: `home ${home}` },
-  );
 
   // Records parse (reading moves an unreadable one to quarantine; its status says store_corrupt).
   const statuses = await keeper.status(options.serverUrl);
+  const inspection = await keeper.store.inspect(options.serverUrl);
+  checks.push(
+    inspection.exists
+      ? { check: 'store', status: 'ok', subject: home, message: `home ${home}` }
+      : { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` },
+  );
   if (statuses.length === 0) checks.push({ check: 'state', status: 'ok', subject: home, message: 'no servers stored' });
   const now = deps.now();
   checks.push(...statuses.map((s) => stateCheck(s, now)));
 
-  for (const name of await new FileCredentialStore({ home }).listQuarantine(options.serverUrl)) {
-    const file = path.join(layout.quarantineDir, name);
+  for (const file of inspection.quarantined) {
     checks.push({
       check: 'quarantine',
       status: 'warn',
@@ -278,14 +244,11 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
     });
   }
 
-  checks.push(...(await checkModes(home, onlyKey)));
+  checks.push(...permissionChecks(inspection));
 
-  const locks = (await listLocks(layout.locksDir)).filter(
-    (l) => onlyKey === undefined || l.name.startsWith(`${onlyKey}.`),
-  );
-  checks.push(...locks.map(lockCheck));
-  if (locks.length === 0)
-    checks.push({ check: 'lock', status: 'ok', subject: layout.locksDir, message: 'no locks held' });
+  checks.push(...inspection.locks.map(lockCheck));
+  if (inspection.locks.length === 0)
+    checks.push({ check: 'lock', status: 'ok', subject: inspection.locksLocation, message: 'no locks held' });
 
   // Reachability of each server and its authorization server, in parallel.
   const probes: Array<Promise<DoctorCheck>> = [];

@@ -11,11 +11,10 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import { AuthkeepError } from '../../errors.js';
-import type { AuthKeeperOptions } from '../../session/auth-keeper.js';
 import { createBrowserOpener, type OpenAuthorizationUrl } from '../../session/browser.js';
 import type { ShowDeviceCode } from '../../session/device-sign-in.js';
+import type { AuthKeeperOptions } from '../../session/session-keeper.js';
 import type { ServerStatus } from '../../session/status.js';
-import { recordKey, storeLayout } from '../../store/paths.js';
 import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
@@ -153,7 +152,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   } finally {
     spinner.stop();
   }
-  const recordPath = storeLayout(keeper.home).recordPath(recordKey(status.serverUrl));
+  const recordPath = keeper.store.locate(status.serverUrl);
   if (options.json) {
     const result: LoginResult = { ...status, home: keeper.home, recordPath };
     deps.stdout.write(`${displayJson(result, 2)}\n`);

@@ -1,11 +1,12 @@
 /**
- * auth-keeper: the library's public face. One AuthKeeper per process serves many MCP servers; it
- * composes discovery, sign-in coordination, the token manager and the store, and holds no
- * per-flow mutable state of its own (each sign-in is a value in sign-in.ts).
+ * session-keeper: SessionKeeper, everything the library does, composed: discovery, sign-in
+ * coordination, the token manager and the store. One per process serves many MCP servers; it
+ * holds no per-flow mutable state of its own (each sign-in is a value in sign-in.ts).
  *
- * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/): the package
- * root's AuthKeeper (src/auth-keeper.ts) adds `authProvider()` on top of this class, so nothing
- * here imports from a layer above.
+ * Not for: protocol steps (oauth/), persistence (store/), or the SDK adapter (mcp/): the public
+ * AuthKeeper (src/auth-keeper.ts) is this class plus `authProvider()`, composed at the package
+ * root so that nothing here imports from a layer above. The CLI and the proxy use this class
+ * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import { sameIssuer } from '../oauth/authorization-server-metadata.js';
@@ -13,7 +14,8 @@ import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
-import { type CredentialStore, FileCredentialStore } from '../store/credential-store.js';
+import type { CredentialStore } from '../store/credential-store.js';
+import { FileCredentialStore } from '../store/file-credential-store.js';
 import { defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
 import { createAuthenticatedFetch, RefusalBackoff } from './authenticated-fetch.js';
@@ -98,9 +100,13 @@ export interface LoginOptions {
   requireDevice?: boolean;
 }
 
-export class AuthKeeper {
+export class SessionKeeper {
   readonly home: string;
-  private readonly store: CredentialStore;
+  /**
+   * The store the records live in (`options.store`, else files under `home`). For inspection
+   * (`authkeep doctor`) and embedders; every change of a record goes through this class.
+   */
+  readonly store: CredentialStore;
   private readonly logger: Logger;
   private readonly tokens: TokenManager;
   private readonly coordinator: SignInCoordinator;

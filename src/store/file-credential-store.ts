@@ -1,0 +1,171 @@
+/**
+ * file-credential-store: FileCredentialStore, the CredentialStore backend for files under a home
+ * directory (docs/DESIGN.md invariants 2, 3, 4, 7). It takes the locks; record-files.ts reads and
+ * writes the record files, file-transaction.ts does the compare-and-swap, registrations.ts keeps
+ * one registration per issuer, login-outcome.ts the last sign-in's outcome, store-inspection.ts
+ * answers doctor.
+ *
+ * Files under home (see paths.ts): `servers/<key>.json` (mode 0600), `locks/`, `quarantine/`,
+ * `outcomes/<key>.json`, `registrations/<issuerKey>.json`; directories 0700. Every write is whole:
+ * temp file, fsync, rename, fsync dir (atomic-file.ts), so a failed compare-and-swap leaves the
+ * file byte-for-byte unchanged. The store stamps `updatedAt` on every write.
+ *
+ * Which lock protects which write
+ * - The RECORD lock (`locks/<key>.refresh.lock`) guards every change of `servers/<key>.json`: each
+ *   compare-and-swap (read the on-disk generation, compare, rename) runs while it is held, so two
+ *   writers can never both pass the check. Purposes 'refresh' and 'write' hold it for their whole
+ *   transaction: a refresh keeps it across the token request, so the refresh token is spent once
+ *   machine-wide and the next holder re-reads and adopts the result (invariant 3).
+ * - The SIGN-IN lock (`locks/<key>.login.lock`) is held by a 'login' transaction for its whole,
+ *   possibly minutes-long, interactive run, so one process signs in while the others wait. It does
+ *   NOT hold the record lock meanwhile: refreshes keep working (for this server too; for other
+ *   servers every lock is a different file anyway). Instead each `tx.write`/`tx.delete` of a login
+ *   takes the record lock just for the compare-and-swap, so a login result is still refused if a
+ *   refresh wrote in between.
+ * - Reads take no lock: a rename is atomic, so a reader sees the old or the new file. The only
+ *   exception is a corrupt record: it is moved to quarantine under the record lock, after a re-read
+ *   under that lock (record-files.ts).
+ * - Lock order, to stay deadlock-free: sign-in lock, then record lock, never the reverse; and no
+ *   transaction inside another for the same server (the lock is not re-entrant).
+ *
+ * Not for: what a store offers and guarantees (credential-store.ts, the contract).
+ */
+import path from 'node:path';
+import { AuthkeepError } from '../errors.js';
+import type { Registration } from '../oauth/types.js';
+import {
+  type CredentialStore,
+  DEFAULT_LOCK_POLICIES,
+  type LockPolicy,
+  type LoginOutcome,
+  type ReadResult,
+  type RegistrationMatch,
+  type StoreInspection,
+  type StorePurpose,
+  type StoreTransaction,
+  type TransactionOptions,
+} from './credential-store.js';
+import { FileTransaction } from './file-transaction.js';
+import { acquireLock } from './lock.js';
+import { readLoginOutcome, writeLoginOutcome } from './login-outcome.js';
+import { defaultHome, recordKey, type StoreLayout, storeLayout } from './paths.js';
+import { RecordFiles } from './record-files.js';
+import { registerOnce } from './registrations.js';
+import { inspectFileStore } from './store-inspection.js';
+
+export interface FileCredentialStoreOptions {
+  /** Default: `defaultHome()`. */
+  home?: string;
+  /** Override lock bounds per purpose. */
+  locks?: Partial<Record<StorePurpose, Partial<LockPolicy>>>;
+}
+
+const PURPOSES: readonly StorePurpose[] = ['refresh', 'login', 'write'];
+
+export class FileCredentialStore implements CredentialStore {
+  readonly home: string;
+  private readonly layout: StoreLayout;
+  private readonly policies: Record<StorePurpose, LockPolicy>;
+  private readonly files: RecordFiles;
+
+  constructor(options: FileCredentialStoreOptions = {}) {
+    this.home = path.resolve(options.home ?? defaultHome());
+    this.layout = storeLayout(this.home);
+    this.policies = {
+      refresh: { ...DEFAULT_LOCK_POLICIES.refresh, ...options.locks?.refresh },
+      write: { ...DEFAULT_LOCK_POLICIES.write, ...options.locks?.write },
+      login: { ...DEFAULT_LOCK_POLICIES.login, ...options.locks?.login },
+    };
+    this.files = new RecordFiles(this.layout, this.policies.write);
+  }
+
+  async read(serverUrl: string): Promise<ReadResult> {
+    return this.files.read(recordKey(serverUrl), false);
+  }
+
+  async transaction<T>(
+    serverUrl: string,
+    purpose: StorePurpose,
+    fn: (tx: StoreTransaction) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    if (!PURPOSES.includes(purpose))
+      throw new AuthkeepError('invalid_argument', `unknown transaction purpose ${String(purpose)}`, {
+        field: 'purpose',
+      });
+    const key = recordKey(serverUrl);
+    const policy = this.policies[purpose];
+    const maxHoldMs = options.maxHoldMs ?? policy.maxHoldMs;
+    const lockName = this.layout.lockName(key, purpose === 'login' ? 'login' : 'refresh');
+    const handle = await acquireLock(this.layout.locksDir, lockName, {
+      timeoutMs: options.timeoutMs ?? policy.timeoutMs,
+      staleMs: options.staleMs ?? policy.staleMs,
+      ...(maxHoldMs !== undefined ? { maxHoldMs } : {}),
+      ...(options.onWait ? { onWait: options.onWait } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      purpose,
+    });
+    const tx = new FileTransaction(this.files, serverUrl, key, purpose, handle);
+    try {
+      return await fn(tx);
+    } finally {
+      tx.finish();
+      await handle.release();
+    }
+  }
+
+  async list(): Promise<Array<ReadResult & { key: string }>> {
+    const out: Array<ReadResult & { key: string }> = [];
+    for (const key of await this.files.keys()) {
+      const result = await this.files.read(key, false);
+      if (result.kind !== 'missing') out.push({ ...result, key });
+    }
+    return out;
+  }
+
+  async findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]> {
+    const matches: RegistrationMatch[] = [];
+    for (const entry of await this.list()) {
+      if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
+      const { record } = entry;
+      matches.push({
+        serverUrl: record.serverUrl,
+        key: entry.key,
+        generation: record.generation,
+        registration: record.registration,
+      });
+    }
+    return matches.sort((a, b) => b.registration.registeredAt.localeCompare(a.registration.registeredAt));
+  }
+
+  async delete(serverUrl: string): Promise<boolean> {
+    return this.transaction(serverUrl, 'write', (tx) => tx.delete());
+  }
+
+  readLoginOutcome(serverUrl: string): Promise<LoginOutcome | undefined> {
+    return readLoginOutcome(this.layout, serverUrl);
+  }
+
+  writeLoginOutcome(serverUrl: string, outcome: LoginOutcome): Promise<void> {
+    return writeLoginOutcome(this.layout, serverUrl, outcome);
+  }
+
+  registerOnce(issuer: string, register: () => Promise<Registration>): Promise<Registration> {
+    return registerOnce(this.layout, issuer, register, async (at) => {
+      return (await this.findRegistrationsByIssuer(at))[0]?.registration;
+    });
+  }
+
+  locate(serverUrl: string): string {
+    return this.layout.recordPath(recordKey(serverUrl));
+  }
+
+  inspect(serverUrl?: string): Promise<StoreInspection> {
+    return inspectFileStore(this.layout, this.files, serverUrl);
+  }
+
+  /** Names of files in quarantine/ for `serverUrl` (or all), oldest first. */
+  listQuarantine(serverUrl?: string): Promise<string[]> {
+    return this.files.listQuarantine(serverUrl);
+  }
+}

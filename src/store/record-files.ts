@@ -1,0 +1,154 @@
+/**
+ * record-files: the only code that touches `servers/<key>.json` and `quarantine/`. Lock-free reads
+ * that validate a record (a rename is atomic, so a reader sees the old file or the new one), the
+ * record lock for a short step, whole-file writes and removals, and moving an unreadable record
+ * aside, under the record lock after a re-read, so a reader never moves aside a valid record a
+ * writer has just renamed in.
+ *
+ * Not for: compare-and-swap (file-transaction.ts) or what a store offers (credential-store.ts).
+ * Problems are described by field path only: JSON.parse and some validators quote their input,
+ * and the input holds tokens.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { AuthkeepError } from '../errors.js';
+import { ensurePrivateDir, readFileIfExists, storeIoError, sweepTempFiles, writeFileAtomic } from './atomic-file.js';
+import type { LockPolicy, ReadResult } from './credential-store.js';
+import { acquireLock } from './lock.js';
+import { RECORD_KEY_PATTERN, recordKey, type StoreLayout } from './paths.js';
+import { type ServerRecord, ServerRecordSchema } from './record.js';
+
+export class RecordFiles {
+  constructor(
+    readonly layout: StoreLayout,
+    /** Bounds of the record lock (the 'write' policy). */
+    private readonly recordLock: LockPolicy,
+  ) {}
+
+  /** Read `servers/<key>.json`; a corrupt file is moved aside (under the record lock). */
+  async read(key: string, recordLockHeld: boolean): Promise<ReadResult> {
+    const file = this.layout.recordPath(key);
+    const bytes = await readFileIfExists(file);
+    if (bytes === undefined) return { kind: 'missing' };
+    const parsed = parseRecord(bytes, key);
+    if (parsed.ok) return { kind: 'ok', record: parsed.record };
+    if (!recordLockHeld) {
+      // Re-check under the record lock: a writer may have just renamed a valid record in.
+      return this.withRecordLock(key, 'quarantine', () => this.read(key, true));
+    }
+    const movedTo = await this.quarantine(file, key);
+    return {
+      kind: 'corrupt',
+      movedTo,
+      error: new AuthkeepError('store_corrupt', `stored record ${key} ${parsed.problem}; moved to ${movedTo}`, {
+        ...(parsed.field !== undefined ? { field: parsed.field } : {}),
+        detail: { key, movedTo },
+      }),
+    };
+  }
+
+  /** Hold the record lock for a short step (a login's write, a quarantine). */
+  async withRecordLock<T>(key: string, purpose: string, fn: () => Promise<T>): Promise<T> {
+    const handle = await acquireLock(this.layout.locksDir, this.layout.lockName(key, 'refresh'), {
+      timeoutMs: this.recordLock.timeoutMs,
+      staleMs: this.recordLock.staleMs,
+      ...(this.recordLock.maxHoldMs !== undefined ? { maxHoldMs: this.recordLock.maxHoldMs } : {}),
+      purpose,
+    });
+    try {
+      return await fn();
+    } finally {
+      await handle.release();
+    }
+  }
+
+  /** Write a record file whole. The caller holds the record lock and has done the compare. */
+  async write(key: string, record: ServerRecord): Promise<void> {
+    await ensurePrivateDir(this.layout.home, { tighten: false });
+    await ensurePrivateDir(this.layout.serversDir);
+    await writeFileAtomic(this.layout.recordPath(key), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  /** Remove a record file. The caller holds the record lock. True if there was one. */
+  async remove(key: string): Promise<boolean> {
+    const file = this.layout.recordPath(key);
+    try {
+      await unlink(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw storeIoError('remove', file, err);
+    }
+    return true;
+  }
+
+  /** The keys of the record files present, sorted. Sweeps temp files of killed writers on the way. */
+  async keys(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.layout.serversDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw storeIoError('list', this.layout.serversDir, err);
+    }
+    // Temp files of writers killed mid-write may hold secrets: sweep them while we are here.
+    await sweepTempFiles(this.layout.serversDir).catch(() => undefined);
+    return names
+      .filter((name) => name.endsWith('.json'))
+      .map((name) => name.slice(0, -'.json'.length))
+      .filter((key) => RECORD_KEY_PATTERN.test(key))
+      .sort();
+  }
+
+  /** Names of files in quarantine/ for `serverUrl` (or all), oldest first. */
+  async listQuarantine(serverUrl?: string): Promise<string[]> {
+    const prefix = serverUrl === undefined ? '' : `${recordKey(serverUrl)}.`;
+    try {
+      const names = await readdir(this.layout.quarantineDir);
+      return names.filter((name) => name.startsWith(prefix) && name.endsWith('.json')).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw storeIoError('list', this.layout.quarantineDir, err);
+    }
+  }
+
+  private async quarantine(file: string, key: string): Promise<string> {
+    await ensurePrivateDir(this.layout.home, { tighten: false });
+    await ensurePrivateDir(this.layout.quarantineDir);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const target = path.join(this.layout.quarantineDir, `${key}.${stamp}.${randomBytes(3).toString('hex')}.json`);
+    try {
+      await rename(file, target);
+    } catch (err) {
+      throw storeIoError('quarantine', file, err);
+    }
+    return target;
+  }
+}
+
+type Parsed = { ok: true; record: ServerRecord } | { ok: false; problem: string; field?: string };
+
+/** Parse and validate a record file, and check it belongs to `key`. */
+function parseRecord(bytes: Buffer, key: string): Parsed {
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return { ok: false, problem: 'is not valid JSON' };
+  }
+  const result = ServerRecordSchema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : undefined;
+    return { ok: false, problem: `failed validation${field ? ` at ${field}` : ''}`, ...(field ? { field } : {}) };
+  }
+  let belongs: boolean;
+  try {
+    belongs = recordKey(result.data.serverUrl) === key;
+  } catch {
+    belongs = false;
+  }
+  // A file copied or renamed onto another server's key must not hand its tokens to that server.
+  if (!belongs) return { ok: false, problem: 'is for another server URL', field: 'serverUrl' };
+  return { ok: true, record: result.data };
+}
