@@ -25,6 +25,7 @@ import {
   spawnCli,
   waitForOutput,
 } from '../helpers/cli-run.js';
+import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 async function startServers(t: { after(fn: () => unknown): void }, accessTokenTtlSeconds: number) {
   const as = await startAuthorizationServer({ accessTokenTtlSeconds });
@@ -45,23 +46,10 @@ async function recordFile(home: string): Promise<string> {
   return path.join(dir, files[0] as string);
 }
 
-/** Every secret in the stored record: none may appear in any output but `token`'s stdout. */
-async function storedSecrets(home: string): Promise<string[]> {
-  const record = JSON.parse(await readFile(await recordFile(home), 'utf8')) as {
-    tokens?: { accessToken?: string; refreshToken?: string };
-    registration: { clientSecret?: string };
-  };
-  return [record.tokens?.accessToken, record.tokens?.refreshToken, record.registration.clientSecret].filter(
-    (s): s is string => !!s,
-  );
-}
-
-function assertNoSecrets(text: string, secrets: string[], what: string): void {
-  for (const secret of secrets) assert.ok(!text.includes(secret), `${what} must not print a secret`);
-}
-
 test('login, token, status --json, doctor, proxy, logout and token again, as real processes', async (t) => {
   const { as, server } = await startServers(t, 3600);
+  // Every secret the AS issues or receives: none may appear in any output but `token`'s stdout.
+  const witness = witnessSecrets(as);
   const cli = await cliEnv(t);
 
   const login = await runCliProcess(cli, ['login', server.url, '--allow-http']);
@@ -79,9 +67,8 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
     1,
     'the robot browser was opened once via $BROWSER',
   );
-  const secrets = await storedSecrets(cli.home);
-  assert.ok(secrets.length >= 2, 'the record holds an access and a refresh token');
-  assertNoSecrets(login.stdout + login.stderr, secrets, 'login');
+  assert.ok(witness.count('access_token issued') === 1 && witness.count('RefreshToken issued') === 1);
+  assertNoSecrets([login.stdout, login.stderr], witness.secrets(), 'login');
 
   const token = await runCliProcess(cli, ['token', server.url, '--allow-http']);
   ok(token, 'token');
@@ -112,7 +99,7 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   assert.equal(statuses[0]?.state, 'ok');
   assert.equal(statuses[0]?.issuer, as.issuer);
   assert.equal(statuses[0]?.registration, 'dynamic');
-  assertNoSecrets(status.stdout + status.stderr, secrets, 'status --json');
+  assertNoSecrets([status.stdout, status.stderr], witness.secrets(), 'status --json');
 
   const table = await runCliProcess(cli, ['status']);
   ok(table, 'status');
@@ -121,14 +108,14 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
     /^SERVER\s+ISSUER\s+CLIENT ID\s+REGISTRATION\s+ACCESS EXPIRES\s+REFRESH AGE\s+LAST REFRESH\s+STATE\n/,
   );
   assert.match(table.stdout, /dynamic\s+in \d+m.*\bok\n/);
-  assertNoSecrets(table.stdout + table.stderr, secrets, 'status');
+  assertNoSecrets([table.stdout, table.stderr], witness.secrets(), 'status');
 
   const doctor = await runCliProcess(cli, ['doctor']);
   ok(doctor, 'doctor');
   assert.match(doctor.stdout, /No problems found/);
   assert.match(doctor.stdout, /reachability\s+server http:\/\/127\.0\.0\.1:\d+ answered HTTP 401/);
   assert.match(doctor.stdout, /reachability\s+authorization server http:\/\/127\.0\.0\.1:\d+ answered HTTP 200/);
-  assertNoSecrets(doctor.stdout + doctor.stderr, secrets, 'doctor');
+  assertNoSecrets([doctor.stdout, doctor.stderr], witness.secrets(), 'doctor');
 
   await chmod(file, 0o644);
   const sick = await runCliProcess(cli, ['doctor', server.url, '--json']);
@@ -170,7 +157,7 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   ok(logout, 'logout');
   assert.match(logout.stdout, /Revoked the tokens at .* and deleted the stored credentials/);
   assert.equal(as.audit.counts().revocations - before, 1, 'the AS audit shows the revocation');
-  assertNoSecrets(logout.stdout + logout.stderr, secrets, 'logout');
+  assertNoSecrets([logout.stdout, logout.stderr], witness.secrets(), 'logout');
 
   const after = await runCliProcess(cli, ['token', server.url, '--allow-http']);
   assert.equal(after.code, 4, 'needs-auth exits 4');
@@ -199,7 +186,11 @@ test('login --no-browser prints the URL and completes with the pasted redirect U
   const result = await done;
   ok(result, 'login --no-browser');
   assert.match(result.stdout, /Signed in to /);
-  assert.ok(!result.stderr.includes(new URL(pasted).searchParams.get('code') as string), 'the code is never echoed');
+  assertNoSecrets(
+    [result.stdout, result.stderr],
+    { 'the pasted code': new URL(pasted).searchParams.get('code') as string },
+    'the login output',
+  );
   const token = await runCliProcess(cli, ['token', server.url, '--allow-http']);
   ok(token, 'token after --no-browser login');
 });

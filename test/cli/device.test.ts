@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/testbed/index.js';
 import { completeDeviceVerification } from '../../arena/testbed/robot-device.js';
 import { type CliResult, cliEnv, collect, runCliProcess, spawnCli, waitForOutput } from '../helpers/cli-run.js';
+import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 async function startServers(t: { after(fn: () => unknown): void }, deviceFlow: boolean) {
   const as = await startAuthorizationServer({ deviceFlow });
@@ -24,6 +25,7 @@ function ok(result: CliResult, what: string): void {
 
 test('login --no-browser uses the device grant when the AS offers it and completes when the user approves', async (t) => {
   const { as, server } = await startServers(t, true);
+  const witness = witnessSecrets(as);
   const cli = await cliEnv(t);
   // Neither $BROWSER nor stdin may be used.
   const child = spawnCli(cli, ['login', server.url, '--no-browser', '--allow-http'], { env: { BROWSER: 'false' } });
@@ -39,7 +41,9 @@ test('login --no-browser uses the device grant when the AS offers it and complet
   assert.doesNotMatch(result.stderr, /Paste that whole address/);
   const token = await runCliProcess(cli, ['token', server.url, '--allow-http']);
   ok(token, 'token after the device login');
-  assert.ok(!result.stderr.includes(token.stdout.trim()), 'the token is never printed by login');
+  // login prints the user code (it is shown to the user) and no secret: not the device code, not a token.
+  assert.equal(witness.count('device_code received'), 1);
+  assertNoSecrets([result.stdout, result.stderr], witness.secrets(), 'the login output');
 });
 
 test('login --device fails clearly when the AS does not offer the device grant', async (t) => {

@@ -18,6 +18,7 @@ import { sleep, startBed } from '../helpers/bed.js';
 import { BufferWriter, fakeDeps } from '../helpers/cli-fakes.js';
 import { connectThroughProxy, type ProxiedClient, resultText } from '../helpers/mcp-proxy-client.js';
 import { startSseMcpServer } from '../helpers/mcp-sse-server.js';
+import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 async function browserLog(home: string): Promise<{ file: string; opens: () => Promise<number> }> {
   const file = path.join(home, 'browser.log');
@@ -63,6 +64,7 @@ async function readRecord(
 
 test('proxy: an SDK Client over stdio signs in at start-up, then calls echo across 3+ token expiries with zero failed calls; zero reuse, zero revoked grants', async (t) => {
   const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const witness = witnessSecrets(bed.as);
   const server = bed.servers[0]!;
   const browser = await browserLog(bed.home);
   const proxy = await connectThroughProxy(t, [server.url, '--allow-http'], {
@@ -98,10 +100,9 @@ test('proxy: an SDK Client over stdio signs in at start-up, then calls echo acro
   const log = await readFile(logFile, 'utf8');
   assert.match(log, /"event":"refresh.ok"/, 'refreshes are in the log file');
   assert.match(proxy.stderr(), /refreshed access token/, 'and on stderr');
-  const record = await readRecord(bed.home);
-  for (const secret of [record.tokens.accessToken, record.tokens.refreshToken]) {
-    assert.ok(!log.includes(secret) && !proxy.stderr().includes(secret), 'no token in the logs');
-  }
+  // No secret of any rotation (nor the sign-in's code and verifier) in the log file or on stderr.
+  assert.ok(witness.count('RefreshToken issued') >= 4, 'the sign-in and every rotation were witnessed');
+  assertNoSecrets([log, proxy.stderr()], witness.secrets(), 'the proxy log and stderr');
   t.diagnostic(`${calls} calls in ${Date.now() - started} ms, ${counts.refreshGrants} refreshes, 0 failures`);
 });
 

@@ -40,6 +40,7 @@ import {
   type TokenSet,
 } from '../../src/oauth/token-endpoint.js';
 import type { AuthorizationServer, Registration } from '../../src/oauth/types.js';
+import { assertNoSecrets } from '../helpers/secrets.js';
 
 const http = { allowInsecureLoopback: true, timeoutMs: 10_000 };
 
@@ -230,7 +231,7 @@ test('refresh-token reuse: invalid_grant needs_auth, and the grant is revoked', 
       assert.equal(err.kind, 'needs_auth');
       assert.equal(err.needsAuthReason, 'invalid_grant');
       assert.equal(err.oauthError, 'invalid_grant');
-      assert.ok(!String(err).includes(tokens.refreshToken ?? '\u0000'));
+      assertNoSecrets(err, { 'the refresh token': tokens.refreshToken! }, 'error');
       return true;
     },
   );
