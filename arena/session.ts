@@ -298,6 +298,8 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
       call,
       close: async () => {
         await client?.close().catch(() => {});
+        // Before the process exits: let a background refresh in flight persist its rotated token.
+        await keeper.close();
       },
     };
   });

@@ -232,6 +232,17 @@ export class SessionKeeper {
     return this.tokens.getAccessToken(this.canonical(serverUrl));
   }
 
+  /**
+   * Stop refreshing in the background (keep-fresh) and resolve once every refresh in flight has
+   * been persisted. Await it before `process.exit()`: an exit in the middle of a refresh loses the
+   * rotated refresh token, and the next process's refresh then reuses the spent one (with reuse
+   * detection the AS revokes the grant). A process that simply lets its event loop drain needs
+   * nothing: a refresh in flight keeps it alive until it is persisted.
+   */
+  close(): Promise<void> {
+    return this.tokens.close();
+  }
+
   /** canonicalServerUrl, memoised: the hot path should not parse a URL per call. */
   private canonical(serverUrl: string): string {
     let url = this.canonicalUrls.get(serverUrl);

@@ -85,6 +85,7 @@ export class TokenManager {
   private readonly timers = new Map<string, () => void>();
   private readonly retryDelays: number[];
   private readonly clock: Clock;
+  private closed = false;
 
   constructor(private readonly deps: TokenManagerDeps) {
     this.retryDelays = deps.transientRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
@@ -135,6 +136,19 @@ export class TokenManager {
     this.timers.delete(serverUrl);
   }
 
+  /**
+   * Stop the keep-fresh timers and wait until every refresh in flight is persisted or has failed.
+   * A process that exits in the middle of a refresh loses the refresh token the AS just rotated
+   * to; the next process to refresh presents the spent one, and an AS with reuse detection
+   * revokes the grant. Calls still get tokens afterwards, refreshed on demand.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const cancel of this.timers.values()) cancel();
+    this.timers.clear();
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
   private singleFlight(serverUrl: string, cause: RefreshCause): Promise<string> {
     const running = this.inflight.get(serverUrl);
     if (running !== undefined) return running;
@@ -171,11 +185,12 @@ export class TokenManager {
    * A failure is logged and stops the timer; the next call then meets it with its reason.
    */
   private scheduleRefresh(serverUrl: string, at: number): void {
+    if (this.closed) return;
     this.timers.get(serverUrl)?.();
     const cancel = this.clock.setTimer(() => {
       this.timers.delete(serverUrl);
       const cached = this.cache.get(serverUrl);
-      if (cached === undefined) return; // forgotten (logout) or never served
+      if (cached === undefined || this.closed) return; // forgotten (logout), never served, or closed
       // Timers can fire a millisecond early: then wait for the due instant rather than lose the chain.
       if (this.clock.now() < cached.refreshAt) return this.scheduleRefresh(serverUrl, cached.refreshAt);
       this.singleFlight(serverUrl, { kind: 'due' }).then(
