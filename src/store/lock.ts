@@ -56,6 +56,7 @@
  *   trigger it. Compare-and-swap on the record covers it.
  */
 import { randomBytes } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import { type FileHandle, open, readdir, unlink, utimes } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
@@ -121,6 +122,20 @@ export interface LockHandle {
   /** Remove the lock if the file still carries our nonce. Idempotent; never throws. */
   release(): Promise<void>;
 }
+
+/** What `lockWaitChannel` publishes. */
+export interface LockWaitMessage {
+  dir: string;
+  name: string;
+  holder: LockHolder;
+}
+
+/**
+ * Published whenever `onWait` is called (an acquirer found the lock held, or its holder changed),
+ * for observers that did not start the acquisition: a test that must know a waiter is blocked
+ * before it releases the lock, or tracing. Nothing is published while nobody subscribes.
+ */
+export const lockWaitChannel = channel('authkeep:lock:wait');
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 export const DEFAULT_STALE_MS = 10_000;
@@ -428,6 +443,8 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
     if (obs.id !== lastHolderId) {
       lastHolderId = obs.id;
       options.onWait?.(lastHolder);
+      if (lockWaitChannel.hasSubscribers)
+        lockWaitChannel.publish({ dir, name, holder: lastHolder } satisfies LockWaitMessage);
     }
     if (stale !== undefined) {
       const outcome = await removeInstance(

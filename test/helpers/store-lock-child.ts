@@ -8,9 +8,10 @@
  * - hold: {dir, name, staleMs}: take the lock, print `ACQUIRED <nonce>`, stay alive; prints LOST
  *   if the heartbeat finds the lock taken over.
  * - waiter: {dir, name, staleMs, timeoutMs, holdMs, marker, log, waitForGo}: print READY; if
- *   waitForGo, wait for a line on stdin; take the lock (printing WAITING when blocked), print
- *   `ACQUIRED <epoch ms>`, stay inside holdMs, append one JSON line {pid, enter, exit, overlap,
- *   tookOver} to `log`, release, exit.
+ *   waitForGo, wait for a line on stdin; take the lock (printing WAITING when blocked and
+ *   `TOOKOVER <reason>` when it removed a stale holding), print `ACQUIRED <epoch ms>`, stay
+ *   inside holdMs, append one JSON line {pid, enter, exit, overlap, tookOver} to `log`, release,
+ *   exit.
  */
 import { appendFile, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { acquireLock } from '../../src/store/lock.js';
@@ -78,7 +79,10 @@ async function waiterMode(): Promise<void> {
     timeoutMs: options.timeoutMs ?? 20_000,
     staleMs: options.staleMs ?? 10_000,
     onWait: () => console.log('WAITING'),
-    onTakeover: () => tookOver++,
+    onTakeover: (stale) => {
+      tookOver++;
+      console.log(`TOOKOVER ${stale.stale}`);
+    },
   });
   const enterAt = now();
   console.log(`ACQUIRED ${Date.now()}`);

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import type { ReadResult } from '../../src/store/credential-store.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
-import { acquireLock } from '../../src/store/lock.js';
+import { acquireLock, type LockWaitMessage, lockWaitChannel } from '../../src/store/lock.js';
 import { recordKey } from '../../src/store/paths.js';
 import type { ServerRecord } from '../../src/store/record.js';
 import { makeRecord, makeTempDir } from '../helpers/store-fixtures.js';
@@ -177,16 +178,28 @@ describe('FileCredentialStore', () => {
 
   it('a login write waits for an in-flight refresh of the same server (record lock)', async () => {
     const D = 'https://d.example.test/mcp';
-    const held = await acquireLock(path.join(home, 'locks'), `${recordKey(D)}.refresh`);
+    const lockName = `${recordKey(D)}.refresh`;
+    const held = await acquireLock(path.join(home, 'locks'), lockName);
+    // The login's write announces that it found the record lock held (the lock's wait channel).
+    let blocked!: () => void;
+    const writeBlocked = new Promise<void>((resolve) => (blocked = resolve));
+    const onWait = (message: unknown): void => {
+      if ((message as LockWaitMessage).name === lockName) blocked();
+    };
+    subscribe(lockWaitChannel.name, onWait);
     let wrote = false;
-    const login = store.transaction(D, 'login', async (tx) => {
-      await tx.write(makeRecord(D, { tag: 'login' }));
-      wrote = true;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    assert.equal(wrote, false);
-    await held.release();
-    await login;
+    try {
+      const login = store.transaction(D, 'login', async (tx) => {
+        await tx.write(makeRecord(D, { tag: 'login' }));
+        wrote = true;
+      });
+      await writeBlocked;
+      assert.equal(wrote, false, 'the write waits for the refresh holding the record lock');
+      await held.release();
+      await login;
+    } finally {
+      unsubscribe(lockWaitChannel.name, onWait);
+    }
     assert.equal(ok(await store.read(D)).tokens?.accessToken, 'at.login');
   });
 

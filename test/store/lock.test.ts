@@ -1,15 +1,60 @@
+/**
+ * The cross-process lock. Timing is never measured: a wait is observed through `onWait`, a loss
+ * through `onLost`, a takeover through `onTakeover` and the holder's heartbeat age as the lock saw
+ * it; "at once" and "on release" are shown with the poll timers frozen (node:test's mock timers),
+ * and the unreadable-file grace with a mocked clock against the file's own mtime. The only real
+ * durations are the bounds under test (a hung holder's staleMs).
+ */
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import { ensurePrivateDir } from '../../src/store/atomic-file.js';
-import { acquireLock, type LockInfo, lockFilePath, readLockHolder, sweepStaleClaims } from '../../src/store/lock.js';
-import { type Child, deadPid, makeTempDir, sleep, spawnHelper } from '../helpers/store-fixtures.js';
+import {
+  acquireLock,
+  type LockHolder,
+  type LockInfo,
+  lockFilePath,
+  readLockHolder,
+  sweepStaleClaims,
+} from '../../src/store/lock.js';
+import { type Child, deadPid, makeTempDir, spawnHelper } from '../helpers/store-fixtures.js';
 
 const CHILD = 'store-lock-child.ts';
 const posix = process.platform !== 'win32';
+/** The real setTimeout, for failing a test that would otherwise hang while timers are mocked. */
+const realSetTimeout = globalThis.setTimeout;
+
+/** `promise`, or a failure saying `what` if it has not settled after `ms` of real time. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = realSetTimeout(() => reject(new Error(`${what} (not within ${ms} ms)`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Let `n` turns of the event loop pass (I/O callbacks included): interleaving without time. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** A promise and the function that resolves it. */
+function signal(): { promise: Promise<void>; fire(): void } {
+  let fire!: () => void;
+  const promise = new Promise<void>((resolve) => (fire = resolve));
+  return { promise, fire };
+}
 
 function staleInfo(pid: number, nonce = 'deadbeefdeadbeefdeadbeef'): LockInfo {
   return { pid, hostname: hostname(), nonce, acquiredAt: new Date().toISOString(), purpose: 'test', staleMs: 10_000 };
@@ -77,25 +122,33 @@ describe('cross-process lock', () => {
     await second.release();
   });
 
-  it('an in-process waiter gets the lock as soon as it is released', async () => {
+  it('an in-process waiter gets the lock when it is released, not at its next poll', async (t) => {
     const first = await acquireLock(dir, 'handoff');
-    const started = Date.now();
-    const waiting = acquireLock(dir, 'handoff', { timeoutMs: 5_000 });
-    await sleep(300);
+    // Poll timers frozen: only the release's wake-up can let the waiter in.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const waiting = signal();
+    const second = acquireLock(dir, 'handoff', { timeoutMs: 5_000, onWait: waiting.fire });
+    await waiting.promise;
     await first.release();
-    const second = await waiting;
-    const handoffMs = Date.now() - started - 300;
-    await second.release();
-    assert.ok(handoffMs < 100, `handoff took ${handoffMs} ms`);
+    const handle = await within(second, 20_000, 'the release did not wake the waiter');
+    t.mock.timers.reset();
+    await handle.release();
   });
 
   it('release removes the lock only if it still carries our nonce; the heartbeat notices the loss', async () => {
     let lostCalls = 0;
-    const mine = await acquireLock(dir, 'nonce', { staleMs: 80, onLost: () => lostCalls++ });
+    const lost = signal();
+    const mine = await acquireLock(dir, 'nonce', {
+      staleMs: 80,
+      onLost: () => {
+        lostCalls++;
+        lost.fire();
+      },
+    });
     const file = lockFilePath(dir, 'nonce');
     const other = staleInfo(process.pid, 'abcdefabcdefabcdefabcdef');
     await writeFile(file, JSON.stringify(other)); // as if another process had taken it over
-    await sleep(120);
+    await lost.promise; // the next heartbeat finds another nonce
     assert.equal(mine.lost, true);
     assert.equal(lostCalls, 1);
     await mine.release();
@@ -104,23 +157,43 @@ describe('cross-process lock', () => {
     await (await acquireLock(dir, 'nonce', { timeoutMs: 1_000 })).release();
   });
 
-  it('reports a dead holder as stale and takes it over at once', async () => {
+  it('reports a dead holder as stale and takes it over at once', async (t) => {
     await writeFile(lockFilePath(dir, 'dead'), JSON.stringify(staleInfo(await deadPid())));
     assert.equal((await readLockHolder(dir, 'dead'))?.stale, 'dead_pid');
     const takeovers: string[] = [];
-    const started = Date.now();
-    const lock = await acquireLock(dir, 'dead', { timeoutMs: 2_000, onTakeover: (h) => takeovers.push(h.stale ?? '') });
-    assert.ok(Date.now() - started < 200);
+    // Poll timers frozen: a takeover "at once" waits on none.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const lock = await within(
+      acquireLock(dir, 'dead', { timeoutMs: 2_000, onTakeover: (h) => takeovers.push(h.stale ?? '') }),
+      20_000,
+      'the dead holder was not taken over at once',
+    );
+    t.mock.timers.reset();
     assert.deepEqual(takeovers, ['dead_pid']);
     await lock.release();
   });
 
-  it('takes over an unparseable lock file (creator killed mid-write) after a short grace', async () => {
-    await writeFile(lockFilePath(dir, 'empty'), '');
-    const started = Date.now();
-    const lock = await acquireLock(dir, 'empty', { timeoutMs: 3_000, staleMs: 200 });
-    const elapsed = Date.now() - started;
-    assert.ok(elapsed >= 150 && elapsed < 1_500, `took ${elapsed} ms`);
+  it('takes over an unparseable lock file (creator killed mid-write) only after a short grace', async (t) => {
+    const file = lockFilePath(dir, 'empty');
+    await writeFile(file, '');
+    const written = Math.ceil((await stat(file)).mtimeMs);
+    const staleMs = 200; // the grace is min(staleMs, 500 ms)
+    // The lock's clock, mocked: "now" relative to the file's own mtime.
+    t.mock.timers.enable({ apis: ['Date'], now: written + staleMs - 50 });
+    await assert.rejects(
+      acquireLock(dir, 'empty', { timeoutMs: 0, staleMs }),
+      { code: 'lock_timeout' },
+      'within the grace its creator may still be writing it',
+    );
+    const takeovers: string[] = [];
+    t.mock.timers.tick(100);
+    const lock = await acquireLock(dir, 'empty', {
+      timeoutMs: 0,
+      staleMs,
+      onTakeover: (h) => takeovers.push(h.stale ?? ''),
+    });
+    t.mock.timers.reset();
+    assert.deepEqual(takeovers, ['unreadable']);
     await lock.release();
   });
 
@@ -154,11 +227,11 @@ describe('cross-process lock', () => {
         Array.from({ length: 12 }, async (_, i) => {
           // Staggered arrivals, so that some waiters find the stale lock while others are in the
           // middle of removing it or creating the next one.
-          await sleep(i % 3 === 0 ? 0 : Math.random() * 3);
+          await turns(i % 3 === 0 ? 0 : Math.floor(Math.random() * 4));
           const lock = await acquireLock(dir, name, { timeoutMs: 10_000, onTakeover: () => takeovers++ });
           inside++;
           maxInside = Math.max(maxInside, inside);
-          await sleep(Math.random() * 2);
+          await turns(Math.floor(Math.random() * 3));
           inside--;
           await lock.release();
         }),
@@ -189,7 +262,9 @@ describe('cross-process lock', () => {
     assert.ok(kids.every((k) => k.lines.includes('DONE')));
   });
 
-  it('SIGKILL of the holder lets a waiting process acquire within 2 s of the kill', { skip: !posix }, async (t) => {
+  it('SIGKILL of the holder lets a waiting process take over at once, as a dead holder', {
+    skip: !posix,
+  }, async (t) => {
     const holder = spawnHelper(CHILD, ['hold', JSON.stringify({ dir, name: 'killed' })]);
     children.push(holder);
     await holder.waitForLine(/^ACQUIRED /);
@@ -198,10 +273,13 @@ describe('cross-process lock', () => {
     await waiter.waitForLine(/^WAITING$/);
     const killedAt = Date.now();
     holder.proc.kill('SIGKILL');
-    const line = await waiter.waitForLine(/^ACQUIRED \d+$/, 5_000);
-    const elapsed = Number(line.split(' ')[1]) - killedAt;
-    t.diagnostic(`waiter acquired ${elapsed} ms after SIGKILL of the holder`);
-    assert.ok(elapsed < 2_000, `acquired ${elapsed} ms after the kill`);
+    const line = await waiter.waitForLine(/^ACQUIRED \d+$/);
+    t.diagnostic(`waiter acquired ${Number(line.split(' ')[1]) - killedAt} ms after SIGKILL of the holder`);
+    // Taken over for its dead pid, not after the holder's 10 s heartbeat bound.
+    assert.deepEqual(
+      waiter.lines.filter((l) => l.startsWith('TOOKOVER')),
+      ['TOOKOVER dead_pid'],
+    );
     assert.equal((await waiter.exited).code, 0);
   });
 
@@ -230,29 +308,36 @@ describe('cross-process lock', () => {
     );
   });
 
-  it('a hung holder (alive, SIGSTOPped, no heartbeat) is taken over after staleMs', { skip: !posix }, async (t) => {
-    const staleMs = 400;
+  it('a hung holder (alive, SIGSTOPped, no heartbeat) is taken over once its heartbeat is staleMs old', {
+    skip: !posix,
+  }, async (t) => {
+    const staleMs = 1_000;
     const holder = spawnHelper(CHILD, ['hold', JSON.stringify({ dir, name: 'hung', staleMs })]);
     children.push(holder);
     await holder.waitForLine(/^ACQUIRED /);
-    // Alive and heartbeating: not taken over although it is held for longer than staleMs.
-    await assert.rejects(acquireLock(dir, 'hung', { timeoutMs: 3 * staleMs, staleMs }), { code: 'lock_timeout' });
+    // Alive and heartbeating (every staleMs / 4): not taken over although held for longer than staleMs.
+    await assert.rejects(acquireLock(dir, 'hung', { timeoutMs: 2 * staleMs, staleMs }), { code: 'lock_timeout' });
     holder.proc.kill('SIGSTOP');
-    const stoppedAt = Date.now();
     try {
-      const takeovers: string[] = [];
+      const takeovers: LockHolder[] = [];
       const lock = await acquireLock(dir, 'hung', {
-        timeoutMs: 5_000,
+        timeoutMs: 60_000,
         staleMs,
-        onTakeover: (h) => takeovers.push(h.stale ?? ''),
+        onTakeover: (h) => takeovers.push(h),
       });
-      const elapsed = Date.now() - stoppedAt;
-      t.diagnostic(`hung holder (staleMs ${staleMs}) taken over ${elapsed} ms after SIGSTOP`);
-      assert.deepEqual(takeovers, ['heartbeat']);
-      // The last heartbeat was at most staleMs/4 before the stop.
-      assert.ok(elapsed >= staleMs * 0.7 && elapsed < staleMs + 1_500, `taken over ${elapsed} ms after SIGSTOP`);
+      t.diagnostic(
+        `hung holder (staleMs ${staleMs}) taken over with a heartbeat ${takeovers[0]?.heartbeatAgeMs} ms old`,
+      );
+      assert.deepEqual(
+        takeovers.map((h) => h.stale),
+        ['heartbeat'],
+      );
+      assert.ok(
+        (takeovers[0]?.heartbeatAgeMs ?? 0) >= staleMs,
+        `taken over with a heartbeat ${takeovers[0]?.heartbeatAgeMs} ms old, not before staleMs`,
+      );
       holder.proc.kill('SIGCONT');
-      await holder.waitForLine(/^LOST$/, 3_000); // the woken holder learns it lost the lock
+      await holder.waitForLine(/^LOST$/); // the woken holder learns it lost the lock
       assert.equal((await readLockHolder(dir, 'hung'))?.info?.nonce, lock.holder.nonce);
       await lock.release();
     } finally {
