@@ -32,6 +32,13 @@ export interface VariantRunOptions {
   callTimeoutMs?: number;
   /** Where the sessions' stderr goes (one file per session); none: discarded. */
   logDir?: string;
+  /**
+   * Run the `days` only once the cold start is over: every session has made a successful call to
+   * every server. Then the span in which tokens expire and get refreshed is `days` long however
+   * long a slow machine takes to start. The arena's own runs leave it off: there the cold start is
+   * part of the first simulated day.
+   */
+  daysAfterColdStart?: boolean;
   onProgress?: (progress: VariantProgress) => void;
 }
 
@@ -65,6 +72,11 @@ export interface VariantRun {
   /** Epoch ms when the sessions were told to go, and when they were told to stop. */
   startedAt: number;
   stoppedAt: number;
+  /**
+   * With `daysAfterColdStart`: epoch ms when every session had made a successful call to every
+   * server (undefined if that never happened).
+   */
+  coldStartEndedAt?: number;
   events: TimedSessionEvent[];
   audits: AuditSnapshot[];
   /** What each MCP server saw, by server index (401s show clients presenting expired tokens). */
@@ -97,6 +109,11 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
   let tabs = 0;
   let startedAt = 0;
   let stoppedAt = 0;
+  let coldStartEndedAt: number | undefined;
+  // Session/server pairs that have made a successful call; all of them: the cold start is over.
+  const warm = new Set<string>();
+  let markColdStartEnded!: () => void;
+  const coldStartEnded = new Promise<void>((resolve) => (markColdStartEnded = resolve));
   let phase: VariantProgress['phase'] = 'starting';
   const progress = (): void =>
     options.onProgress?.({
@@ -148,6 +165,10 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
         else if (message.type === 'event') {
           events.push({ session, event: message.event });
           if (message.event.type === 'call') message.event.ok ? callsOk++ : callsFailed++;
+          if (message.event.type === 'call' && message.event.ok) {
+            warm.add(`${session}:${message.event.server}`);
+            if (warm.size === options.sessions * bed.servers.length) markColdStartEnded();
+          }
           if (message.event.type === 'tab') tabs++;
         } else if (message.type === 'fatal') {
           sessionErrors.push(`session ${session}: ${message.error}`);
@@ -177,6 +198,12 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     startedAt = Date.now();
     phase = 'running';
     for (const child of children) child.send({ type: 'go' });
+    if (options.daysAfterColdStart) {
+      await withTimeout(coldStartEnded, 120_000, 'the cold start did not end').then(
+        () => (coldStartEndedAt = Date.now()),
+        () => undefined,
+      );
+    }
     await sleep(totalMs);
 
     stoppedAt = Date.now();
@@ -205,6 +232,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
       servers: bed.servers,
       startedAt,
       stoppedAt,
+      ...(coldStartEndedAt !== undefined ? { coldStartEndedAt } : {}),
       events,
       audits,
       mcpCounts: bed.mcpCounts(),

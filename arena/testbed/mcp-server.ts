@@ -93,6 +93,10 @@ export interface McpServerCounts {
   requests: number;
   /** 401 answers (no/invalid token). */
   unauthorized: number;
+  /** Of those, tokens refused only for their age: signed by the AS for this server, but expired. */
+  expiredTokens: number;
+  /** Of those, tokens refused for anything else (signature, issuer, audience, type, malformed). */
+  invalidTokens: number;
   /** 403 answers (insufficient scope). */
   forbidden: number;
   /** Tool calls executed. */
@@ -171,7 +175,14 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
   };
 
   let jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
-  const counts: McpServerCounts = { requests: 0, unauthorized: 0, forbidden: 0, toolCalls: 0 };
+  const counts: McpServerCounts = {
+    requests: 0,
+    unauthorized: 0,
+    expiredTokens: 0,
+    invalidTokens: 0,
+    forbidden: 0,
+    toolCalls: 0,
+  };
 
   /** The WWW-Authenticate field(s) for a 401 or 403. */
   function challenge(params: Array<[string, string]>): string | string[] {
@@ -233,9 +244,13 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
       payload = await verify(token);
     } catch (err) {
       await drain(req);
-      const description =
-        (err as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'access token expired' : 'access token invalid';
-      return unauthorized(res, { code: 'invalid_token', description });
+      const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
+      if (expired) counts.expiredTokens += 1;
+      else counts.invalidTokens += 1;
+      return unauthorized(res, {
+        code: 'invalid_token',
+        description: expired ? 'access token expired' : 'access token invalid',
+      });
     }
     const granted = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
 

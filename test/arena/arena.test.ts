@@ -5,14 +5,25 @@
  * token reuse, no revoked grant, no malformed authorize request, no cross-client redemption, one
  * browser tab per server at the cold start, every needs-auth with a reason, no failed call.
  *
- * Refresh calls per access-token expiry: authkeep refreshes ahead of expiry by design (at 72.5-75%
- * of the lifetime, src/session/refresh-policy.ts), and only when a call needs a token. So per
- * server the count is bounded below by the fewest refreshes any client could make for the same
- * calls (one whenever a call comes after the last token expired) and above by one refresh per
- * 72.5% of a lifetime elapsed (+1 for the partial lifetime at either end). Amplification (several
- * processes refreshing the same expiry) would show as redundant refreshes, which must be zero.
- * The ratio itself is printed; it is ~1.0-1.15 at this call density, and approaches 1/0.74 = 1.35
- * only when calls are much denser than the refresh interval.
+ * Determinism: the half day starts once the cold start is over (every session has made a
+ * successful call to every server, `daysAfterColdStart`), so the lifetimes judged below elapse
+ * however long a slow machine takes to start six sessions. Nothing is asserted about how many
+ * calls fit in the run.
+ *
+ * Refresh calls per access-token expiry: the sessions run `keep-fresh`, which refreshes a server's
+ * token from a timer 1.5% before it expires (at least 20 ms), once per lifetime machine-wide. A
+ * 1-hour token here is a 1 s token (exp to the millisecond), so two refreshes of one server are
+ * sent at least 978 ms apart: over the span from a server's first to its last refresh, the AS
+ * can see at most one refresh per 978 ms, plus one for the first, plus one for the delay of the
+ * first request's arrival. A client refreshing on demand at 72.5-75% of the lifetime, or two
+ * processes refreshing the same expiry, exceed that. Amplification would also show as redundant
+ * refreshes (a refresh within half a lifetime of the previous one), which must be zero.
+ *
+ * A token the server refuses because it expired on its way there: with 1 s tokens and a 20 ms
+ * margin, a request that takes longer than that on a busy machine (6 simulated minutes at this
+ * compression) arrives with an expired token, and if the retry's token also expires in flight
+ * the call fails. Such failures are allowed only when the servers' own counts show two expired
+ * (never invalid) tokens for each; at real lifetimes the margin is 54 s.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -22,24 +33,33 @@ import { computeMetrics } from '../../arena/metrics.js';
 import { renderTable } from '../../arena/report.js';
 import { runVariant } from '../../arena/runner.js';
 
-test('short arena run: authkeep shows the zeros', { timeout: 120_000 }, async (t) => {
+/** keep-fresh's earliest refresh of a 1 s token: 1000 ms minus its margin (20 ms, +10% jitter). */
+const MIN_KEEP_FRESH_SPACING_MS = 978;
+
+test('short arena run: authkeep shows the zeros', { timeout: 600_000 }, async (t) => {
+  const scale = timeScale(1);
   const run = await runVariant({
     variant: 'authkeep',
     days: 0.5,
     sessions: 6,
     servers: 4,
     seed: 3,
-    scale: timeScale(1),
+    scale,
     meanIntervalMs: 1500,
+    daysAfterColdStart: true,
   });
   const m = computeMetrics(run);
   for (const line of renderTable([m]).split('\n')) t.diagnostic(line);
   t.diagnostic(
     `refresh calls per expiry by server: ${m.perServer.map((s) => `${s.name} ${s.refreshCalls}/${s.expiries} (fewest ${s.minimumRefreshes})`).join(', ')}`,
   );
+  t.diagnostic(
+    `cold start: ${run.coldStartEndedAt === undefined ? 'never ended' : `${run.coldStartEndedAt - run.startedAt} ms`}`,
+  );
 
   assert.deepEqual(m.sessionErrors, []);
   assert.equal(m.sessions, 6);
+  assert.ok(run.coldStartEndedAt !== undefined, 'every session made a successful call to every server');
   assert.ok(m.days > 0.49, `ran ${m.days} simulated days`);
   assert.equal(m.forcedReauths, 0, 'zero forced re-auths');
   assert.equal(m.refreshReuses, 0, 'zero refresh-token reuses');
@@ -54,22 +74,49 @@ test('short arena run: authkeep shows the zeros', { timeout: 120_000 }, async (t
   );
   assert.equal(m.coldStartTabs, 4, 'one browser tab per server at the cold start');
   assert.equal(m.loginsFailed, 0);
-  assert.equal(m.callsFailed, 0, 'no failed tool call');
-  assert.ok(m.callsOk > 100, `${m.callsOk} calls ok`);
   assert.equal(m.redundantRefreshes, 0, 'no two refreshes for the same expiry');
 
-  const lifetimeShare = 0.725;
+  // No failed call but for tokens that expired in flight (see the header), by the servers' counts.
+  const expiredInFlight = run.mcpCounts.reduce((n, c) => n + c.expiredTokens, 0);
+  assert.equal(
+    run.mcpCounts.reduce((n, c) => n + c.invalidTokens, 0),
+    0,
+    'no server refused a token for anything but its age',
+  );
+  for (const { event } of run.events) {
+    if (event.type === 'call' && !event.ok) assert.match(event.error ?? '', /invalid_token/, 'no failed tool call');
+  }
+  assert.ok(
+    2 * m.callsFailed <= expiredInFlight,
+    `${m.callsFailed} failed calls, each refused twice for a token that expired in flight (${expiredInFlight} such refusals)`,
+  );
+
+  const ttlMs = scale.accessTokenTtlSeconds * 1000;
+  const lifetimes = Math.floor((run.stoppedAt - (run.coldStartEndedAt ?? run.stoppedAt)) / ttlMs);
   for (const s of m.perServer) {
-    assert.ok(s.expiries >= 9, `${s.name}: in use for ${s.expiries} lifetimes`);
-    assert.ok(
-      s.refreshCalls >= s.minimumRefreshes,
-      `${s.name}: ${s.refreshCalls} refreshes >= the fewest possible ${s.minimumRefreshes}`,
-    );
-    const bound = Math.ceil(s.expiries / lifetimeShare) + 1;
+    // In use from its first successful call to its last call: at least the half day after the
+    // cold start, less the gap between the last call and the stop (calls are ~4 per second per
+    // server) and the partial lifetimes at either end.
+    assert.ok(s.expiries >= lifetimes - 3, `${s.name}: in use for ${s.expiries} of ${lifetimes} lifetimes`);
+    assert.equal(s.refreshCallsFailed, 0, `${s.name}: no refused refresh`);
+    const server = run.servers[s.index];
+    const times = run.audits
+      .flatMap((a) => a.entries)
+      .filter(
+        (e) =>
+          e.kind === 'http' &&
+          e.endpoint === 'token' &&
+          e.grantType === 'refresh_token' &&
+          server !== undefined &&
+          e.resources.includes(server.resource),
+      )
+      .map((e) => e.time);
+    const spanMs = times.length ? Math.max(...times) - Math.min(...times) : 0;
+    const bound = 2 + Math.floor(spanMs / MIN_KEEP_FRESH_SPACING_MS);
+    assert.equal(times.length, s.refreshCalls);
     assert.ok(
       s.refreshCalls <= bound,
-      `${s.name}: ${s.refreshCalls} refreshes <= ${bound} (one per 72.5% of a lifetime)`,
+      `${s.name}: ${s.refreshCalls} refreshes over ${spanMs} ms <= ${bound} (one per lifetime, machine-wide)`,
     );
-    assert.equal(s.refreshCallsFailed, 0, `${s.name}: no refused refresh`);
   }
 });

@@ -1,17 +1,59 @@
 /**
- * session-child: one "agent session" process for the concurrency tests. Modes:
- *   token-loop <home> <goAt> <durationMs> <url>...  getAccessToken for every server in a loop
- *     until the duration ends; checks each token is unexpired (JWT exp) and, now and then, that
- *     the server accepts it. Prints one JSON summary line (never a token).
- *   login <home> <goAt> <url>  calls keeper.login at goAt (browser: $BROWSER) and prints a
- *     fingerprint of the access token it ends up holding.
+ * session-child: one "agent session" process for the concurrency tests. Every mode prints READY
+ * once loaded and starts when "go" arrives on stdin (child-process.ts). Modes:
+ *   token-loop <home> <lifetimes> <url>...  getAccessToken for every server in a loop until it
+ *     has been handed `lifetimes` different tokens for each server (so it raced that many
+ *     expiries, however slow the machine). Checks each token had not expired when it was asked
+ *     for (JWT exp), and now and then that the server accepts it; a refusal is classified from the
+ *     server's own answer (see `Rejection`). Prints one JSON summary line (never a token).
+ *   login <home> <url>  calls keeper.login (browser: $BROWSER), printing the sign-in's log events
+ *     as `{"event": name}` lines (the test synchronises on them), then a fingerprint of the access
+ *     token it ends up holding.
  */
 import { createHash } from 'node:crypto';
 import { AuthKeeper, NeedsAuthError } from '../../src/index.js';
+import type { LogEvent } from '../../src/session/log.js';
+import { readyForGo } from './child-process.js';
+import { type RefreshSend, recordingFetch } from './refresh-sends.js';
 
-const [mode, home, goAtArg, ...rest] = process.argv.slice(2);
-if (!mode || !home || !goAtArg) throw new Error('usage: session-child <mode> <home> <goAt> ...');
-const goAt = Number(goAtArg);
+const [mode, home, ...rest] = process.argv.slice(2);
+if (!mode || !home) throw new Error('usage: session-child <mode> <home> ...');
+
+/** A run that has not crossed its expiries by then is stuck: it reports `capped` and stops. */
+const CAP_MS = 120_000;
+
+/** A probe the server refused, with the token's expiry relative to the probe. */
+export interface Rejection {
+  status: number;
+  /** The server's error_description (`access token expired`, `access token invalid`, ...). */
+  description: string;
+  /** exp minus the instant the token was asked for: > 0, or it counts as stale, not as rejected. */
+  msLeftWhenAsked: number;
+  /** exp minus the instant the refusal arrived: <= 0 with `expired` means it expired in flight. */
+  msLeftAtAnswer: number;
+}
+
+export interface TokenLoopSummary {
+  pid: number;
+  calls: number;
+  /** Different tokens handed out, by server URL. */
+  tokens: Record<string, number>;
+  /** Tokens whose exp had passed when getAccessToken was called: never allowed. */
+  stale: number;
+  probes: number;
+  /**
+   * Probes refused because the token expired on the way to the server's verification: for each,
+   * how long the token still had when it was asked for (the refresh policy's margin, which the
+   * probe's round trip outlasted).
+   */
+  expiredInFlight: number[];
+  /** Every other refusal. */
+  rejected: Rejection[];
+  errors: string[];
+  /** When this process sent each refresh request (resource and time only). */
+  refreshSends: RefreshSend[];
+  capped: boolean;
+}
 
 function fingerprint(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 16);
@@ -22,36 +64,79 @@ function jwtExpiry(token: string): number {
   return (payload.exp ?? 0) * 1000;
 }
 
-async function waitUntil(at: number): Promise<void> {
-  const delay = at - Date.now();
-  if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+function errorDescription(header: string | null): string {
+  return /error_description="([^"]*)"/.exec(header ?? '')?.[1] ?? header ?? '';
 }
 
-async function tokenLoop(durationMs: number, urls: string[]): Promise<void> {
-  const keeper = new AuthKeeper({ home: home as string, allowInsecureLoopback: true });
-  const summary = { pid: process.pid, calls: 0, expired: 0, rejected: 0, errors: [] as string[], probes: 0 };
-  await waitUntil(goAt);
-  const end = goAt + durationMs;
-  let i = 0;
-  while (Date.now() < end) {
+async function probe(url: string, token: string): Promise<Response> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+  });
+  await res.body?.cancel();
+  return res;
+}
+
+async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
+  const refreshSends: RefreshSend[] = [];
+  const keeper = new AuthKeeper({
+    home: home as string,
+    allowInsecureLoopback: true,
+    fetch: recordingFetch(refreshSends),
+  });
+  const seen = new Map<string, Set<string>>(urls.map((url) => [url, new Set<string>()]));
+  const summary: TokenLoopSummary = {
+    pid: process.pid,
+    calls: 0,
+    tokens: {},
+    stale: 0,
+    probes: 0,
+    expiredInFlight: [],
+    rejected: [],
+    errors: [],
+    refreshSends,
+    capped: false,
+  };
+  await readyForGo();
+  const capAt = Date.now() + CAP_MS;
+  const done = (): boolean => [...seen.values()].every((tokens) => tokens.size >= lifetimes);
+  for (let i = 0; !done(); i++) {
+    if (Date.now() > capAt) {
+      summary.capped = true;
+      break;
+    }
     for (const url of urls) {
       try {
+        const askedAt = Date.now();
         const token = await keeper.getAccessToken(url);
         summary.calls++;
-        if (jwtExpiry(token) <= Date.now()) summary.expired++;
+        seen.get(url)?.add(fingerprint(token));
+        const exp = jwtExpiry(token);
+        if (exp <= askedAt) summary.stale++;
         if (i % 25 === 0) {
           summary.probes++;
-          const res = await fetch(url, {
-            method: 'POST',
-            headers: {
-              authorization: `Bearer ${token}`,
-              'content-type': 'application/json',
-              accept: 'application/json, text/event-stream',
-            },
-            body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
-          });
-          await res.body?.cancel();
-          if (res.status === 401 || res.status === 403) summary.rejected++;
+          const res = await probe(url, token);
+          if (res.status === 401 || res.status === 403) {
+            const answeredAt = Date.now();
+            const description = errorDescription(res.headers.get('www-authenticate'));
+            // The server checks exp when the probe arrives: a token with less life left than the
+            // round trip took expired in flight. Anything else is a token it should not have had.
+            if (res.status === 401 && description === 'access token expired' && exp <= answeredAt) {
+              summary.expiredInFlight.push(exp - askedAt);
+            } else {
+              summary.rejected.push({
+                status: res.status,
+                description,
+                msLeftWhenAsked: exp - askedAt,
+                msLeftAtAnswer: exp - answeredAt,
+              });
+            }
+          }
         }
       } catch (err) {
         summary.errors.push(
@@ -59,16 +144,28 @@ async function tokenLoop(durationMs: number, urls: string[]): Promise<void> {
         );
       }
     }
-    i++;
+    // Space the calls as an agent's are; nothing waits on this pause.
     await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
   }
+  for (const [url, tokens] of seen) summary.tokens[url] = tokens.size;
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 
+/** The sign-in events a test can synchronise on (names only: log events never carry secrets). */
+const SIGN_IN_EVENTS = new Set(['login.authorize', 'login.waiting', 'login.adopted', 'login.ok', 'login.failed']);
+
 async function login(url: string): Promise<void> {
   const loginTimeoutMs = Number(process.env.AUTHKEEP_TEST_LOGIN_TIMEOUT_MS ?? 30_000);
-  const keeper = new AuthKeeper({ home: home as string, allowInsecureLoopback: true, loginTimeoutMs });
-  await waitUntil(goAt + Number(process.env.AUTHKEEP_TEST_START_DELAY_MS ?? 0));
+  const keeper = new AuthKeeper({
+    home: home as string,
+    allowInsecureLoopback: true,
+    loginTimeoutMs,
+    log: (event: LogEvent) => {
+      if (SIGN_IN_EVENTS.has(event.event)) process.stdout.write(`${JSON.stringify({ event: event.event })}\n`);
+    },
+  });
+  await readyForGo();
+  process.stdout.write(`${JSON.stringify({ event: 'login.called' })}\n`);
   try {
     await keeper.login(url);
   } catch (err) {
@@ -85,8 +182,8 @@ async function login(url: string): Promise<void> {
 }
 
 if (mode === 'token-loop') {
-  const [durationMs, ...urls] = rest;
-  await tokenLoop(Number(durationMs), urls);
+  const [lifetimes, ...urls] = rest;
+  await tokenLoop(Number(lifetimes), urls);
 } else if (mode === 'login') {
   await login(rest[0] as string);
 } else {

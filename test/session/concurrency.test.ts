@@ -1,129 +1,144 @@
 /**
  * Concurrency with real processes against oidc-provider with refresh-token rotation and reuse
  * revocation. The authorization server's own audit (its events and requests, not our logs) is
- * the judge: zero reuse, zero revoked grants, zero invalid_grant, at most one refresh per server
- * per expiry, and one sign-in for a storm of eight.
+ * the judge: zero reuse, zero revoked grants, zero invalid_grant, refreshes of a server never
+ * closer together than a token lifetime allows, and one sign-in for a storm of eight.
+ *
+ * Determinism: children start together on their READY lines (child-process.ts), not after a
+ * guessed delay; a token loop runs until it has raced a number of expiries, not for a fixed time;
+ * sign-in races are held open by a browser that waits for the test, which releases it once every
+ * other process is waiting for that sign-in (their `login.waiting` events).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { startBed } from '../helpers/bed.js';
+import { type Child, cleanStderr, go, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import { MIN_REFRESH_SPACING_MS, refreshSpacing, SEND_STALL_ALLOWANCE_MS } from '../helpers/refresh-sends.js';
+import type { TokenLoopSummary } from '../helpers/session-child.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/session-child.ts', import.meta.url));
 
-interface ChildResult {
-  code: number | null;
-  lines: string[];
-  stderr: string;
-}
-
-function runChild(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) =>
-      resolve({
-        code,
-        lines: stdout.split('\n').filter(Boolean),
-        stderr: stderr.replace(/.*oidc-provider WARNING.*\n?/g, ''),
-      }),
-    );
+function spawnChildren(t: { after(fn: () => void): void }, count: number, args: string[], env = {}): Child[] {
+  const children = Array.from({ length: count }, () => spawnTsx(CHILD, args, env));
+  t.after(() => {
+    for (const child of children) if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
   });
+  return children;
 }
 
-test('8 processes x 3 servers across 5+ access-token expiries: one refresh per server per expiry, no reuse, no revocation', async (t) => {
-  const ttlSeconds = 2;
+test('8 processes x 3 servers, each racing 6+ access-token expiries: one refresh per server per expiry, no reuse, no revocation', async (t) => {
+  // Every process runs until it has been handed this many different tokens for every server.
+  const lifetimes = 7;
   const bed = await startBed(t, {
-    as: { accessTokenTtlSeconds: ttlSeconds },
+    as: { accessTokenTtlSeconds: 2 },
     servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }, { discovery: 'two-challenges' }],
   });
   const keeper = bed.keeper();
   for (const server of bed.servers) await keeper.login(server.url);
-  const before = bed.as.audit.counts();
+  const before = bed.servers.map((server) => bed.as.audit.counts({ resource: server.resource }).refreshGrants);
+  const beforeAll = bed.as.audit.counts();
 
-  const durationMs = 12_000;
-  const goAt = Date.now() + 2500; // every child loaded and waiting before the first expiry race
-  const results = await Promise.all(
-    Array.from({ length: 8 }, () =>
-      runChild(['token-loop', bed.home, String(goAt), String(durationMs), ...bed.servers.map((s) => s.url)]),
-    ),
-  );
+  const children = spawnChildren(t, 8, ['token-loop', bed.home, String(lifetimes), ...bed.servers.map((s) => s.url)]);
+  await startTogether(children);
+  const exits = await Promise.all(children.map((child) => child.exited));
 
-  for (const result of results) {
-    assert.equal(result.code, 0, result.stderr);
-    const summary = JSON.parse(result.lines.at(-1) ?? '{}') as {
-      calls: number;
-      expired: number;
-      rejected: number;
-      errors: string[];
-      probes: number;
-    };
-    assert.ok(summary.calls > 100, `each process made many calls (${summary.calls})`);
+  const summaries: TokenLoopSummary[] = [];
+  for (const [i, child] of children.entries()) {
+    assert.equal(exits[i]?.code, 0, cleanStderr(child));
+    const summary = lastJsonLine<TokenLoopSummary>(child);
+    summaries.push(summary);
+    assert.equal(summary.capped, false, `pid ${summary.pid} was not handed ${lifetimes} tokens per server`);
     assert.deepEqual(summary.errors, [], 'every call returned a token');
-    assert.equal(summary.expired, 0, 'no process was ever handed an expired token');
-    assert.equal(summary.rejected, 0, 'the servers accepted every probed token');
+    assert.equal(summary.stale, 0, 'no process was handed a token that had expired when it asked');
+    assert.deepEqual(
+      summary.rejected,
+      [],
+      'the servers accepted every probed token (a token that expired during the probe is not a rejection)',
+    );
+    for (const server of bed.servers) {
+      assert.ok(
+        (summary.tokens[server.url] ?? 0) >= lifetimes,
+        `pid ${summary.pid} raced ${lifetimes - 1} expiries of ${server.url}`,
+      );
+    }
   }
 
   const after = bed.as.audit.counts();
   assert.equal(after.refreshReuses, 0, 'zero refresh-token reuse');
   assert.equal(after.revokedGrants, 0, 'zero revoked grants');
   assert.equal(after.invalidGrants, 0, 'zero invalid_grant');
-  assert.equal(after.authorizationRequests, before.authorizationRequests, 'no process had to sign in again');
+  assert.equal(after.authorizationRequests, beforeAll.authorizationRequests, 'no process had to sign in again');
 
-  // A 2 s token lives 1-2 s (exp = floor(now) + 2, see refresh-policy.ts) and is refreshed a
-  // quarter of that early, so each refresh buys at least 750 ms: the run spans at most this many
-  // token lifetimes per server. More refreshes than that would mean two refreshes for one expiry.
-  const windowMs = Date.now() - (goAt - 2500);
-  const maxPerServer = Math.ceil(windowMs / 750) + 1;
-  for (const server of bed.servers) {
-    const refreshes = bed.as.audit.counts({ resource: server.resource }).refreshGrants;
-    assert.ok(refreshes >= 5, `${server.url}: at least 5 expiries were crossed (${refreshes} refreshes)`);
-    assert.ok(
-      refreshes <= maxPerServer,
-      `${server.url}: ${refreshes} refreshes <= ${maxPerServer} lifetimes in the window`,
+  // One refresh per expiry, machine-wide: consecutive refreshes of a server, whichever processes
+  // sent them, are at least a refresh interval apart (refresh-sends.ts), by the clients' clock.
+  const sends = summaries.flatMap((s) => s.refreshSends);
+  for (const [i, server] of bed.servers.entries()) {
+    const spacing = refreshSpacing(sends, server.resource);
+    const refreshes = bed.as.audit.counts({ resource: server.resource }).refreshGrants - (before[i] as number);
+    t.diagnostic(
+      `${server.discovery}: ${refreshes} refreshes over ${spacing.spanMs} ms, min gap ${spacing.minGapMs} ms`,
     );
-    // Per expiry: consecutive refreshes of one server are a token lifetime apart, never two for one expiry.
-    const times = bed.as.audit
-      .http()
-      .filter((e) => e.endpoint === 'token' && e.grantType === 'refresh_token' && e.resources.includes(server.resource))
-      .map((e) => e.time)
-      .sort((a, b) => a - b);
-    const gaps = times.slice(1).map((time, i) => time - (times[i] as number));
-    const minGap = Math.min(...gaps);
-    t.diagnostic(`${server.discovery}: ${refreshes} refreshes, min gap ${minGap} ms`);
-    assert.ok(minGap >= 500, `${server.url}: two refreshes ${minGap} ms apart means one expiry was refreshed twice`);
+    assert.equal(spacing.count, refreshes, `${server.url}: every refresh the AS saw was sent by a child`);
+    assert.ok(refreshes >= lifetimes - 1, `${server.url}: ${lifetimes - 1} expiries were crossed (${refreshes})`);
+    assert.ok(
+      spacing.minGapMs >= MIN_REFRESH_SPACING_MS - SEND_STALL_ALLOWANCE_MS,
+      `${server.url}: two refreshes ${spacing.minGapMs} ms apart means one expiry was refreshed twice`,
+    );
+    assert.ok(
+      refreshes <= spacing.maxCount,
+      `${server.url}: ${refreshes} refreshes in ${spacing.spanMs} ms, at most ${spacing.maxCount} lifetimes`,
+    );
   }
+  const calls = summaries.reduce((n, s) => n + s.calls, 0);
+  const inFlight = summaries.flatMap((s) => s.expiredInFlight);
+  const probes = summaries.reduce((n, s) => n + s.probes, 0);
+  t.diagnostic(
+    `${calls} calls, ${probes} probes, ${inFlight.length} expired in flight (ms left when asked: ${inFlight.join(', ')})`,
+  );
 });
+
+/** A $BROWSER that waits for `gate` to exist, then runs the robot browser on the URL. */
+async function gatedRobotBrowser(dir: string): Promise<{ command: string; release(): Promise<void> }> {
+  const gate = path.join(dir, 'browser.gate');
+  const command = path.join(dir, 'gated-browser.sh');
+  await writeFile(
+    command,
+    `#!/bin/sh\nwhile [ ! -e '${gate}' ]; do sleep 0.05; done\nexec ${robotBrowserCommand()} "$@"\n`,
+    { mode: 0o755 },
+  );
+  return { command, release: () => writeFile(gate, '') };
+}
 
 test('sign-in storm: 8 processes log in to the same server at once; one authorization, one code exchange, one tab', async (t) => {
   const bed = await startBed(t);
   const server = bed.servers[0]!;
   const browserLog = path.join(bed.home, 'browser.log');
   await appendFile(browserLog, '');
-  const goAt = Date.now() + 2500;
-  const results = await Promise.all(
-    Array.from({ length: 8 }, () =>
-      runChild(['login', bed.home, String(goAt), server.url], {
-        BROWSER: robotBrowserCommand(),
-        ROBOT_BROWSER_LOG: browserLog,
-      }),
-    ),
+  const browser = await gatedRobotBrowser(bed.home);
+  const children = spawnChildren(t, 8, ['login', bed.home, server.url], {
+    BROWSER: browser.command,
+    ROBOT_BROWSER_LOG: browserLog,
+  });
+  await startTogether(children);
+  // The leader's tab stays open until all eight have asked to sign in: each either runs the
+  // sign-in or waits for the one running.
+  const roles = await Promise.all(children.map((child) => child.waitForLine(/"event":"login\.(authorize|waiting)"/)));
+  assert.deepEqual(
+    roles.map((line) => JSON.parse(line).event).sort(),
+    ['login.authorize', ...Array(7).fill('login.waiting')],
+    'one process signs in, seven wait for it',
   );
+  await browser.release();
+  const exits = await Promise.all(children.map((child) => child.exited));
+
   const tokens = new Set<string>();
-  for (const result of results) {
-    assert.equal(result.code, 0, result.stderr);
-    tokens.add((JSON.parse(result.lines.at(-1) ?? '{}') as { token: string }).token);
+  for (const [i, child] of children.entries()) {
+    assert.equal(exits[i]?.code, 0, cleanStderr(child));
+    tokens.add(lastJsonLine<{ token: string }>(child).token);
   }
   assert.equal(tokens.size, 1, 'all 8 hold the same token');
   const counts = bed.as.audit.counts();
@@ -139,18 +154,25 @@ test('an abandoned sign-in releases the process waiting for it with the reason, 
   const server = bed.servers[0]!;
   const opens = path.join(bed.home, 'opens.log');
   const browser = path.join(bed.home, 'abandoning-browser.sh');
-  // A "browser" that records the open and never signs in: the user closed the tab.
+  // A "browser" that records the open and never signs in: the user closed the tab. The leader
+  // gives up after its callback timeout (the thing under test, in real time).
   await writeFile(browser, `#!/bin/sh\necho opened >> '${opens}'\n`, { mode: 0o755 });
-  const env = { BROWSER: browser, AUTHKEEP_TEST_LOGIN_TIMEOUT_MS: '2500' };
-  const goAt = Date.now() + 2500;
-  const [leader, waiter] = await Promise.all([
-    runChild(['login', bed.home, String(goAt), server.url], env),
-    runChild(['login', bed.home, String(goAt), server.url], { ...env, AUTHKEEP_TEST_START_DELAY_MS: '500' }),
-  ]);
-  assert.equal(leader.code, 3, leader.stderr);
-  assert.deepEqual(JSON.parse(leader.lines.at(-1) ?? '{}').failed, { code: 'callback_timeout' });
-  assert.equal(waiter.code, 3, waiter.stderr);
-  assert.deepEqual(JSON.parse(waiter.lines.at(-1) ?? '{}').failed, {
+  const env = { BROWSER: browser, AUTHKEEP_TEST_LOGIN_TIMEOUT_MS: '6000' };
+  const [leader, waiter] = spawnChildren(t, 2, ['login', bed.home, server.url], env) as [Child, Child];
+  await Promise.all([leader.waitForLine(/^READY$/), waiter.waitForLine(/^READY$/)]);
+  await go(leader);
+  await leader.waitForLine(/"event":"login\.authorize"/); // it holds the sign-in and waits for the redirect
+  await go(waiter);
+  await waiter.waitForLine(/"event":"login\.called"/); // it asked before the leader gave up
+  const [leaderExit, waiterExit] = await Promise.all([leader.exited, waiter.exited]);
+  t.diagnostic(
+    `the waiter ${waiter.lines.some((l) => l.includes('login.waiting')) ? 'waited on' : 'found'} the sign-in`,
+  );
+
+  assert.equal(leaderExit.code, 3, cleanStderr(leader));
+  assert.deepEqual(lastJsonLine<{ failed: unknown }>(leader).failed, { code: 'callback_timeout' });
+  assert.equal(waiterExit.code, 3, cleanStderr(waiter));
+  assert.deepEqual(lastJsonLine<{ failed: unknown }>(waiter).failed, {
     reason: 'login_failed',
     error: 'callback_timeout',
   });
