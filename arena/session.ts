@@ -26,6 +26,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { AuthKeeper } from '../src/index.js';
 import { NaiveFileOAuthProvider } from './naive-provider.js';
 import { deriveSeed, exponentialDelay, mulberry32 } from './random.js';
+import { refreshLog } from './testbed/refresh-sends.js';
 import { createRobotBrowser } from './testbed/robot-browser.js';
 
 export type Variant = 'naive' | 'authkeep';
@@ -49,7 +50,9 @@ export type SessionEvent =
   | { type: 'tab_stuck'; t: number; server: number; status: number; at: string }
   /** The client told the user the server needs a sign-in (with the client's reason, if any). */
   | { type: 'needs_auth'; t: number; server: number; reason?: string; detail?: string }
-  | { type: 'login'; t: number; server: number; ok: boolean; error?: string };
+  | { type: 'login'; t: number; server: number; ok: boolean; error?: string }
+  /** authkeep only: a refresh request left this process for the server's resource. */
+  | { type: 'refresh_sent'; t: number; server: number };
 
 export type ChildMessage =
   | { type: 'ready' }
@@ -225,6 +228,15 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
 
 /** The authkeep variant: AuthKeeper's authenticated fetch as the transport's fetch. */
 function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Promise<void>): Pair[] {
+  // When each refresh was sent (the arena test judges refresh spacing by the sender's clock).
+  const log = refreshLog(
+    config.storeDir,
+    ({ resource, at }) => {
+      const server = config.servers.find((s) => s.url === resource)?.index ?? -1;
+      emit({ type: 'refresh_sent', t: at, server });
+    },
+    process.env.ARENA_DEBUG ? (e) => process.stderr.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`) : undefined,
+  );
   const keeper = new AuthKeeper({
     home: config.storeDir,
     clientName: 'arena-authkeep',
@@ -234,9 +246,9 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
     // An agent session is long-lived: keep its tokens fresh from a timer (one refresh per
     // lifetime per server machine-wide) rather than on the first call of a token's last quarter.
     refreshMode: 'keep-fresh',
+    log,
     ...(process.env.ARENA_DEBUG
       ? {
-          log: (e) => process.stderr.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`),
           fetch: async (input: string | URL | Request, init?: RequestInit) => {
             const res = await fetch(input, init);
             if (res.status === 401) {

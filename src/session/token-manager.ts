@@ -225,7 +225,12 @@ export class TokenManager {
         ? tokens
         : undefined;
     }
-    return this.clock.now() < refreshDueAt(tokens, 0) ? tokens : undefined;
+    // Due by this manager's mode. Under keep-fresh, a token another process refreshed is adopted
+    // until the earliest instant keep-fresh could refresh it (full jitter: a timer that fired at
+    // its own jittered instant never adopts the token it came to refresh), not refreshed again
+    // from its last quarter on. On demand: from its last quarter on, without jitter.
+    const mode = this.deps.refreshMode ?? 'on-demand';
+    return this.clock.now() < refreshDueAt(tokens, mode === 'keep-fresh' ? 1 : 0, mode) ? tokens : undefined;
   }
 
   private async readRecord(serverUrl: string, read: () => ReturnType<CredentialStore['read']>): Promise<ServerRecord> {

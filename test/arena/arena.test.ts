@@ -11,13 +11,15 @@
  * calls fit in the run.
  *
  * Refresh calls per access-token expiry: the sessions run `keep-fresh`, which refreshes a server's
- * token from a timer 1.5% before it expires (at least 20 ms), once per lifetime machine-wide. A
- * 1-hour token here is a 1 s token (exp to the millisecond), so two refreshes of one server are
- * sent at least 978 ms apart: over the span from a server's first to its last refresh, the AS
- * can see at most one refresh per 978 ms, plus one for the first, plus one for the delay of the
- * first request's arrival. A client refreshing on demand at 72.5-75% of the lifetime, or two
- * processes refreshing the same expiry, exceed that. Amplification would also show as redundant
- * refreshes (a refresh within half a lifetime of the previous one), which must be zero.
+ * token from a timer 1.5% before it expires (at least 20 ms, plus up to 10% jitter), once per
+ * lifetime machine-wide. A 1-hour token here is a 1 s token whose expiry the client dates from the
+ * moment it sent the request, so two refreshes of one server leave their processes at least
+ * 978 ms apart, whichever processes send them; a token refused as expired is past that too. The
+ * sessions report when each refresh request left (refresh-sends.ts), and that spacing is checked
+ * by their clock: the AS's arrival times add its queueing delay, which on a busy machine reaches
+ * half a lifetime (the report's "redundant refresh" figure, judged by arrival times, is shown but
+ * not asserted). A client refreshing on demand at 72.5-75% of the lifetime, or two processes
+ * refreshing for the same expiry, fail the spacing.
  *
  * A token the server refuses because it expired on its way there: with 1 s tokens and a 20 ms
  * margin, a request that takes longer than that on a busy machine (6 simulated minutes at this
@@ -32,6 +34,7 @@ import { timeScale } from '../../arena/clock.js';
 import { computeMetrics } from '../../arena/metrics.js';
 import { renderTable } from '../../arena/report.js';
 import { runVariant } from '../../arena/runner.js';
+import { type RefreshSend, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
 
 /** keep-fresh's earliest refresh of a 1 s token: 1000 ms minus its margin (20 ms, +10% jitter). */
 const MIN_KEEP_FRESH_SPACING_MS = 978;
@@ -74,7 +77,6 @@ test('short arena run: authkeep shows the zeros', { timeout: 600_000 }, async (t
   );
   assert.equal(m.coldStartTabs, 4, 'one browser tab per server at the cold start');
   assert.equal(m.loginsFailed, 0);
-  assert.equal(m.redundantRefreshes, 0, 'no two refreshes for the same expiry');
 
   // No failed call but for tokens that expired in flight (see the header), by the servers' counts.
   const expiredInFlight = run.mcpCounts.reduce((n, c) => n + c.expiredTokens, 0);
@@ -92,6 +94,9 @@ test('short arena run: authkeep shows the zeros', { timeout: 600_000 }, async (t
   );
 
   const ttlMs = scale.accessTokenTtlSeconds * 1000;
+  const sends: RefreshSend[] = run.events.flatMap(({ event }) =>
+    event.type === 'refresh_sent' ? [{ resource: run.servers[event.server]?.resource ?? '', at: event.t }] : [],
+  );
   const lifetimes = Math.floor((run.stoppedAt - (run.coldStartEndedAt ?? run.stoppedAt)) / ttlMs);
   for (const s of m.perServer) {
     // In use from its first successful call to its last call: at least the half day after the
@@ -99,24 +104,17 @@ test('short arena run: authkeep shows the zeros', { timeout: 600_000 }, async (t
     // server) and the partial lifetimes at either end.
     assert.ok(s.expiries >= lifetimes - 3, `${s.name}: in use for ${s.expiries} of ${lifetimes} lifetimes`);
     assert.equal(s.refreshCallsFailed, 0, `${s.name}: no refused refresh`);
-    const server = run.servers[s.index];
-    const times = run.audits
-      .flatMap((a) => a.entries)
-      .filter(
-        (e) =>
-          e.kind === 'http' &&
-          e.endpoint === 'token' &&
-          e.grantType === 'refresh_token' &&
-          server !== undefined &&
-          e.resources.includes(server.resource),
-      )
-      .map((e) => e.time);
-    const spanMs = times.length ? Math.max(...times) - Math.min(...times) : 0;
-    const bound = 2 + Math.floor(spanMs / MIN_KEEP_FRESH_SPACING_MS);
-    assert.equal(times.length, s.refreshCalls);
+    const server = run.servers[s.index] as (typeof run.servers)[number];
+    const spacing = refreshSpacing(sends, server.resource, MIN_KEEP_FRESH_SPACING_MS);
+    t.diagnostic(`${s.name}: ${spacing.count} refreshes over ${spacing.spanMs} ms, min gap ${spacing.minGapMs} ms`);
+    assert.equal(spacing.count, s.refreshCalls, `${s.name}: every refresh the AS saw was reported by a session`);
     assert.ok(
-      s.refreshCalls <= bound,
-      `${s.name}: ${s.refreshCalls} refreshes over ${spanMs} ms <= ${bound} (one per lifetime, machine-wide)`,
+      spacing.minGapMs >= MIN_KEEP_FRESH_SPACING_MS,
+      `${s.name}: two refreshes ${spacing.minGapMs} ms apart: one expiry refreshed twice, or refreshed early`,
+    );
+    assert.ok(
+      s.refreshCalls <= spacing.maxCount,
+      `${s.name}: ${s.refreshCalls} refreshes over ${spacing.spanMs} ms <= ${spacing.maxCount} (one per lifetime, machine-wide)`,
     );
   }
 });

@@ -13,7 +13,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/testbed/index.js';
 import { acquireLock } from '../../src/store/lock.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
-import { callTool, sleep } from '../helpers/bed.js';
+import { callTool, untilPast } from '../helpers/bed.js';
 import { redirectUrlToPaste } from '../helpers/cli-paste-browser.js';
 import {
   BIN,
@@ -206,25 +206,28 @@ test('16 concurrent `authkeep token` processes at an expiry refresh once at the 
   const [status] = JSON.parse((await runCliProcess(cli, ['status', server.url, '--json'])).stdout) as Array<{
     accessTokenExpiresAt: string;
   }>;
-  await sleep(Math.max(0, Date.parse(status!.accessTokenExpiresAt) - Date.now()) + 100);
+  await untilPast(Date.parse(status!.accessTokenExpiresAt));
 
-  // Line the 16 processes up at the refresh lock: hold it while they start (16 tsx processes on a
-  // small machine take seconds to boot), then release it just after a wall-clock second begins,
-  // so the refreshed token (exp = floor(now) + 2 s) keeps its full adoption window while the 15
-  // others take the lock in turn and adopt it.
+  // Line the 16 processes up at the refresh lock: hold it until every one of them says it waits
+  // for it (its `refresh.waiting` event), then release it. The token the first of them gets lives
+  // an hour (the AS's TTL for this resource, raised now), so the 15 others, taking the lock in
+  // turn, adopt it however long that takes.
+  as.addResource({
+    resource: server.resource,
+    scopes: ['mcp:read', 'mcp:write', 'mcp:admin'],
+    accessTokenTtlSeconds: 3600,
+  });
   const layout = storeLayout(cli.home);
   const barrier = await acquireLock(layout.locksDir, layout.lockName(recordKey(server.url), 'refresh'), {
     purpose: 'test-barrier',
   });
   const countsBefore = as.audit.counts();
   const children = Array.from({ length: 16 }, () => spawnCli(cli, ['token', server.url, '--allow-http', '--debug']));
-  const results = children.map((child) => collect(child, 45_000));
+  const results = children.map((child) => collect(child));
   try {
     const t0 = Date.now();
-    await Promise.all(children.map((child) => waitForOutput(child.stderr, /"event":"cli\.token\.start"/, 40_000)));
-    t.diagnostic(`16 processes started in ${Date.now() - t0} ms`);
-    await sleep(300);
-    await sleep(1000 - (Date.now() % 1000) + 20);
+    await Promise.all(children.map((child) => waitForOutput(child.stderr, /"event":"refresh\.waiting"/)));
+    t.diagnostic(`16 processes waiting at the refresh lock after ${Date.now() - t0} ms`);
   } finally {
     await barrier.release();
   }

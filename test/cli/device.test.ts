@@ -29,7 +29,7 @@ test('login --no-browser uses the device grant when the AS offers it and complet
   const cli = await cliEnv(t);
   // Neither $BROWSER nor stdin may be used.
   const child = spawnCli(cli, ['login', server.url, '--no-browser', '--allow-http'], { env: { BROWSER: 'false' } });
-  const done = collect(child, 40_000);
+  const done = collect(child);
   const [, uri, code] = await waitForOutput(child.stderr, /\n {2}(http:\/\/\S+)\n\nand enter the code: {2}(\S+)\n/);
   assert.equal(uri, `${as.issuer}/device`);
   const robot = await completeDeviceVerification(uri as string, { userCode: code as string });

@@ -3,7 +3,7 @@
  * MCP servers on 127.0.0.1, plus AuthKeeper instances in temp homes that sign in through the
  * robot browser. Shared by the session tests.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -83,6 +83,30 @@ export async function callTool(
   });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** The `exp` of a JWT access token, in epoch ms (no signature check: the servers do that). */
+export function jwtExpiresAt(token: string): number {
+  const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown };
+  if (typeof payload.exp !== 'number') throw new Error('not a JWT with a numeric exp');
+  return payload.exp * 1000;
+}
+
+/**
+ * Resolves once the clock has passed `epochMs`: for letting a real token lifetime run out, which
+ * is the thing under test. Never for waiting on another process or server: wait on its event.
+ */
+export async function untilPast(epochMs: number): Promise<void> {
+  // A timer may fire a millisecond early; check the clock, not the timer.
+  while (Date.now() <= epochMs) await new Promise((resolve) => setTimeout(resolve, epochMs - Date.now() + 1));
+}
+
+/** The stored record's access-token expiry (epoch ms), for the only record in `home`. */
+export async function storedTokenExpiresAt(home: string): Promise<number> {
+  const dir = path.join(home, 'servers');
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+  if (files.length !== 1) throw new Error(`expected one record in ${dir}, found ${files.length}`);
+  const record = JSON.parse(await readFile(path.join(dir, files[0] as string), 'utf8')) as {
+    tokens?: { expiresAt?: number };
+  };
+  if (record.tokens?.expiresAt === undefined) throw new Error('the stored tokens have no expiry');
+  return record.tokens.expiresAt;
 }

@@ -66,8 +66,15 @@ export function spawnCli(ctx: CliEnv, args: string[], options: SpawnOptions = {}
   return child;
 }
 
+/**
+ * How long a CLI process may run, or take to print an awaited line, before the test fails saying
+ * so. A bound for reporting a hung process, not a timing assumption: a process that starts in a
+ * second on an idle machine can take a minute on a saturated one.
+ */
+export const HANG_TIMEOUT_MS = 300_000;
+
 /** Collect a spawned child's output and wait for it to exit (killing it after `timeoutMs`). */
-export function collect(child: ChildProcessWithoutNullStreams, timeoutMs = 30_000): Promise<CliResult> {
+export function collect(child: ChildProcessWithoutNullStreams, timeoutMs = HANG_TIMEOUT_MS): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: string) => (stdout += chunk));
@@ -106,7 +113,7 @@ export function runCliProcess(
 export function waitForOutput(
   stream: NodeJS.ReadableStream,
   pattern: RegExp,
-  timeoutMs = 20_000,
+  timeoutMs = HANG_TIMEOUT_MS,
 ): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let text = '';

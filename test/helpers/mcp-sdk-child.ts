@@ -14,9 +14,9 @@
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { type RefreshSend, refreshLog } from '../../arena/testbed/refresh-sends.js';
 import { AuthKeeper } from '../../src/index.js';
 import { readyForGo } from './child-process.js';
-import { type RefreshSend, recordingFetch } from './refresh-sends.js';
 
 /** A loop that has not been served its tokens by then is stuck: it reports `capped` and stops. */
 const CAP_MS = 120_000;
@@ -54,7 +54,7 @@ async function main(): Promise<SdkChildSummary> {
     home,
     allowInsecureLoopback: true,
     loginTimeoutMs: 20_000,
-    fetch: recordingFetch(refreshSends),
+    log: refreshLog(home, (send) => refreshSends.push(send)),
   });
   const provider = keeper.authProvider(url);
   const served = new Set<string>();

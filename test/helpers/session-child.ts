@@ -11,10 +11,10 @@
  *     token it ends up holding.
  */
 import { createHash } from 'node:crypto';
+import { type RefreshSend, refreshLog } from '../../arena/testbed/refresh-sends.js';
 import { AuthKeeper, NeedsAuthError } from '../../src/index.js';
 import type { LogEvent } from '../../src/session/log.js';
 import { readyForGo } from './child-process.js';
-import { type RefreshSend, recordingFetch } from './refresh-sends.js';
 
 const [mode, home, ...rest] = process.argv.slice(2);
 if (!mode || !home) throw new Error('usage: session-child <mode> <home> ...');
@@ -87,7 +87,7 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
   const keeper = new AuthKeeper({
     home: home as string,
     allowInsecureLoopback: true,
-    fetch: recordingFetch(refreshSends),
+    log: refreshLog(home as string, (send) => refreshSends.push(send)),
   });
   const seen = new Map<string, Set<string>>(urls.map((url) => [url, new Set<string>()]));
   const summary: TokenLoopSummary = {

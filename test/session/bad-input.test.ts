@@ -8,7 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { AuthKeeper, AuthkeepError, type LogEvent, NeedsAuthError } from '../../src/index.js';
-import { sleep, tempHome } from '../helpers/bed.js';
+import { storedTokenExpiresAt, tempHome, untilPast } from '../helpers/bed.js';
 import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 import { assertNoSecrets as assertNoPlantedSecrets } from '../helpers/secrets.js';
 
@@ -215,7 +215,7 @@ test('a malformed refresh response: needs-auth malformed_response naming the fie
   const s = await scenario(t);
   await s.keeper.login(s.mcpUrl);
   s.server.on('POST', '/token', { json: { access_token: SECRETS.access2, token_type: 'N_A', expires_in: 60 } });
-  await sleep(1100);
+  await untilPast(await storedTokenExpiresAt(s.home)); // the 1 s token from the sign-in is due
   const before = await snapshot(s.home);
   await assert.rejects(s.keeper.getAccessToken(s.mcpUrl), (err: unknown) => {
     s.errors.push(err);
@@ -239,7 +239,7 @@ test('503 and temporarily_unavailable on refresh are retried with backoff; no re
     { json: { access_token: SECRETS.access2, token_type: 'Bearer', expires_in: 60 } },
   );
   const keeper = new AuthKeeper({ home: s.home, allowInsecureLoopback: true, transientRetryDelaysMs: [20, 20, 20] });
-  await sleep(1100);
+  await untilPast(await storedTokenExpiresAt(s.home)); // the 1 s token from the sign-in is due
   assert.equal(await keeper.getAccessToken(s.mcpUrl), SECRETS.access2);
   assert.equal(s.server.requestsTo('POST', '/token').length, 4, 'code exchange + three refresh attempts');
   const [status] = await keeper.status(s.mcpUrl);

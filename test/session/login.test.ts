@@ -4,6 +4,7 @@
  * on 403, logout with revocation; DCR and pre-registered clients; every discovery variant.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -11,7 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createRobotBrowser, startAuthorizationServer } from '../../arena/testbed/index.js';
 import { type AuthKeeper, NeedsAuthError } from '../../src/index.js';
-import { sleep, startBed } from '../helpers/bed.js';
+import { jwtExpiresAt, startBed, storedTokenExpiresAt, untilPast } from '../helpers/bed.js';
 import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 async function connect(keeper: AuthKeeper, url: string): Promise<Client> {
@@ -32,7 +33,9 @@ async function recordFile(home: string): Promise<string> {
 }
 
 test('signs in with dynamic client registration, calls a tool, and refreshes once per expiry', async (t) => {
-  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  // 5 s tokens (4-5 s with whole-second exp): a call has a second of the token's life to reach the
+  // server even on a saturated machine, and the test still waits out one lifetime.
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 5 } });
   const witness = witnessSecrets(bed.as);
   const server = bed.servers[0]!;
   const keeper = bed.keeper();
@@ -48,9 +51,12 @@ test('signs in with dynamic client registration, calls a tool, and refreshes onc
 
   const first = await keeper.getAccessToken(server.url);
   assert.equal(await keeper.getAccessToken(server.url), first, 'cached token is served again');
-  await sleep(2200);
+  // (On a slow machine the sign-in's token may already have been refreshed once for `first`.)
+  const refreshesBefore = bed.as.audit.counts().refreshGrants;
+  await untilPast(jwtExpiresAt(first));
   const second = await keeper.getAccessToken(server.url);
   assert.notEqual(second, first, 'expired token was refreshed');
+  assert.equal(bed.as.audit.counts().refreshGrants, refreshesBefore + 1, 'once for the expiry');
   assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'two' } })), 'two');
   await client.close();
 
@@ -58,7 +64,7 @@ test('signs in with dynamic client registration, calls a tool, and refreshes onc
   assert.equal(counts.registrations, 1);
   assert.equal(counts.authorizationRequests, 1);
   assert.equal(counts.codeExchanges, 1);
-  assert.equal(counts.refreshGrants, 1);
+  assert.equal(counts.refreshGrants, refreshesBefore + 1);
   assert.equal(counts.refreshReuses, 0);
   assert.equal(counts.revokedGrants, 0);
   assert.equal(counts.invalidGrants, 0);
@@ -66,7 +72,7 @@ test('signs in with dynamic client registration, calls a tool, and refreshes onc
   // A second AuthKeeper (another process's view) adopts the stored tokens without refreshing.
   const other = bed.keeper();
   assert.equal(await other.getAccessToken(server.url), second);
-  assert.equal(bed.as.audit.counts().refreshGrants, 1);
+  assert.equal(bed.as.audit.counts().refreshGrants, refreshesBefore + 1);
 
   // No secret in any log line: none the AS issued or received during the test (both access
   // tokens, both refresh tokens, the code, the verifier), not only the final record's.
@@ -141,11 +147,13 @@ test('uses a pre-registered confidential client (client_secret_basic) without re
   assert.equal(status.registration, 'pre_registered');
   assert.equal(status.clientId, 'preregistered');
   const first = await keeper.getAccessToken(server.url);
-  await sleep(2200); // a 2 s token lives 1-2 s (whole-second exp): 1 s tokens could already be due at the first call
+  // (On a slow machine the sign-in's token may already have been refreshed once for `first`.)
+  const refreshesBefore = bed.as.audit.counts().refreshGrants;
+  await untilPast(jwtExpiresAt(first));
   assert.notEqual(await keeper.getAccessToken(server.url), first);
   const counts = bed.as.audit.counts();
   assert.equal(counts.registrations, 0);
-  assert.equal(counts.refreshGrants, 1);
+  assert.equal(counts.refreshGrants, refreshesBefore + 1, 'the pre-registered client refreshed once for the expiry');
   assert.equal(counts.invalidGrants, 0);
 });
 
@@ -243,7 +251,7 @@ test('invalid_grant on refresh marks needs-auth with the reason, the AS error an
     body: new URLSearchParams({ token: record.tokens.refreshToken, client_id: record.registration.clientId }),
   });
   assert.equal(revoke.status, 200);
-  await sleep(1100);
+  await untilPast(await storedTokenExpiresAt(bed.home));
   await assert.rejects(keeper.getAccessToken(server.url), (err: unknown) => {
     assert.ok(err instanceof NeedsAuthError);
     assert.equal(err.reason, 'invalid_grant');
@@ -314,17 +322,91 @@ test('a server that moved to another authorization server: needs-auth issuer_cha
 test('keep-fresh refreshes from a timer just before expiry, once per lifetime, with no calls', async (t) => {
   const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
   const server = bed.servers[0]!;
-  const keeper = bed.keeper({ refreshMode: 'keep-fresh' });
+  // What each sign-in or refresh stored, read when it is logged (the record is written first).
+  let file: string | undefined;
+  const stored: Array<{ obtainedAt: number; expiresAt: number }> = [];
+  const remember = (): void => {
+    const { tokens } = JSON.parse(readFileSync(file as string, 'utf8'));
+    stored.push({ obtainedAt: tokens.obtainedAt, expiresAt: tokens.expiresAt });
+  };
+  let threeRefreshes!: () => void;
+  const refreshed = new Promise<void>((resolve) => (threeRefreshes = resolve));
+  const keeper = bed.keeper({
+    refreshMode: 'keep-fresh',
+    log: (event) => {
+      if (event.event !== 'refresh.ok') return;
+      remember();
+      if (stored.length === 4) threeRefreshes();
+    },
+  });
   await keeper.login(server.url);
+  file = await recordFile(bed.home);
+  remember();
   const before = bed.as.audit.counts().refreshGrants;
-  await sleep(5200);
-  const refreshes = bed.as.audit.counts().refreshGrants - before;
-  // 2 s tokens live 1-2 s (whole-second exp), so 5.2 s idle spans 3 to 6 lifetimes.
-  assert.ok(refreshes >= 2 && refreshes <= 6, `${refreshes} timer refreshes in 5.2 s of 2 s tokens`);
+  await refreshed; // three refreshes, and not one call
+
+  // Each refresh was sent no earlier than keep-fresh's due instant for the token it replaced:
+  // 1.5% of that token's lifetime (at least 20 ms, up to 10% jitter) before its expiry, not in its
+  // last quarter as on demand. Every refresh follows the previous one's token: one per lifetime.
+  let late = 0;
+  for (let i = 1; i < 4; i++) {
+    const previous = stored[i - 1]!;
+    const lifetime = previous.expiresAt - previous.obtainedAt;
+    const due = previous.expiresAt - 1.1 * Math.max(20, 0.015 * lifetime);
+    assert.ok(
+      stored[i]!.obtainedAt >= due,
+      `refresh ${i} sent ${previous.expiresAt - stored[i]!.obtainedAt} ms before a ${lifetime} ms token expired`,
+    );
+    if (stored[i]!.obtainedAt > previous.expiresAt) late++;
+  }
+  t.diagnostic(`${late} of 3 timer refreshes were sent after the token expired (timers fire late on a busy machine)`);
   const token = await keeper.getAccessToken(server.url);
-  const exp =
-    (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp * 1000;
-  assert.ok(exp > Date.now(), 'the cached token is valid without waiting on a refresh');
-  assert.equal(bed.as.audit.counts().refreshGrants - before, refreshes, 'serving it needed no refresh');
+  assert.equal(jwtExpiresAt(token) >= stored[3]!.expiresAt, true, 'the token the last refresh stored is served');
+  assert.equal(bed.as.audit.counts().refreshGrants - before, 3, 'serving it needed no refresh');
   assert.equal(bed.as.audit.counts().refreshReuses, 0);
+});
+
+test('close() waits for a background refresh in flight to be stored, then refreshes no more', async (t) => {
+  const bed = await startBed(t, { as: { accessTokenTtlSeconds: 2 } });
+  const server = bed.servers[0]!;
+  // The AS's answer to the first refresh (it has rotated the refresh token by then) is held back
+  // until the test lets it through: the moment a process exiting would lose the rotation.
+  let answered!: () => void;
+  const refreshAnswered = new Promise<void>((resolve) => (answered = resolve));
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const keeper = bed.keeper({
+    refreshMode: 'keep-fresh',
+    fetch: async (input, init) => {
+      const response = await fetch(input, init);
+      const body = init?.body;
+      const form =
+        body instanceof URLSearchParams ? body : typeof body === 'string' ? new URLSearchParams(body) : undefined;
+      if (form?.get('grant_type') === 'refresh_token') {
+        answered();
+        await held;
+      }
+      return response;
+    },
+  });
+  await keeper.login(server.url);
+  const before = JSON.parse(await readFile(await recordFile(bed.home), 'utf8'));
+  await refreshAnswered; // the keep-fresh timer's refresh: rotated at the AS, not yet stored
+
+  let closed = false;
+  const closing = keeper.close().then(() => {
+    closed = true;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(closed, false, 'close() waits for the refresh in flight');
+  release();
+  await closing;
+  const after = JSON.parse(await readFile(await recordFile(bed.home), 'utf8'));
+  assert.equal(after.generation, before.generation + 1, 'the rotated tokens were stored before close() resolved');
+  assert.notEqual(after.tokens.refreshToken, before.tokens.refreshToken);
+
+  await untilPast(jwtExpiresAt(after.tokens.accessToken)); // a whole lifetime of the new token
+  const counts = bed.as.audit.counts();
+  assert.equal(counts.refreshGrants, 1, 'no timer refreshed after close()');
+  assert.equal(counts.refreshReuses, 0);
 });
