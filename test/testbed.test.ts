@@ -32,6 +32,7 @@ import {
 } from '../arena/testbed/mcp-server.js';
 import { createRobotBrowser } from '../arena/testbed/robot-browser.js';
 import { robotBrowserArgv } from '../arena/testbed/robot-browser-command.js';
+import { jwtExpiresAt, untilPast } from './helpers/bed.js';
 import { assertNoSecrets } from './helpers/secrets.js';
 
 const execFileAsync = promisify(execFile);
@@ -607,7 +608,7 @@ test('expired access tokens get 401 invalid_token (short TTLs for the arena)', a
   const mcp = await startMcp(t, { authorizationServer: as, discovery: 'header' });
   const login = await loginByDcr(t, mcp);
   assert.equal(login.tokens.expires_in, 1);
-  await new Promise((r) => setTimeout(r, 2100));
+  await untilPast(jwtExpiresAt(login.tokens.access_token as string)); // a real 1 s lifetime
   const { status, fields } = await rawChallenges(mcp.url, login.tokens.access_token);
   assert.equal(status, 401);
   assert.deepEqual(fields, [

@@ -355,7 +355,7 @@ test('SDK adapter: the code verifiers of two concurrent flows stay separate (key
   assert.throws(() => provider.codeVerifier(), /2 authorization flows are open/, 'no single slot to guess from');
   const [v1, v2] = await Promise.all([
     provider.completeAuthorization(s1, async () => {
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((resolve) => setImmediate(resolve)); // flow 2 completes while flow 1 is open
       return provider.codeVerifier();
     }),
     provider.completeAuthorization(s2, async () => provider.codeVerifier()),

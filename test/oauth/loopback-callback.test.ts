@@ -153,7 +153,9 @@ describe('startLoopbackCallback', () => {
     const cb = await startLoopbackCallback({ expectedState: STATE });
     const first = await connected(cb.address.port);
     const second = await connected(cb.address.port);
-    await new Promise((r) => setTimeout(r, 20)); // let the server accept both connections
+    // Both handshakes are complete, so both connections wait in the listen queue: one pass of the
+    // event loop's I/O phase (the callback server runs in this process) accepts them.
+    for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
     const firstResponse = readAll(first);
     const secondResponse = readAll(second);
     const request = (code: string): string =>
