@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { startBed, tempHome } from '../helpers/bed.js';
+import { HANG_TIMEOUT_MS } from '../helpers/cli-run.js';
 
 const run = promisify(execFile);
 
@@ -28,10 +29,10 @@ for (const example of ['sdk-auth-provider', 'sdk-fetch'] as const) {
       '{"text":"from the example"}',
       '--allow-http',
     ];
-    const first = await run(process.execPath, args, { env, timeout: 30_000 });
+    const first = await run(process.execPath, args, { env, timeout: HANG_TIMEOUT_MS });
     assert.match(first.stdout, /tools: .*echo/);
     assert.match(first.stdout, /from the example/);
-    const second = await run(process.execPath, args, { env, timeout: 30_000 });
+    const second = await run(process.execPath, args, { env, timeout: HANG_TIMEOUT_MS });
     assert.match(second.stdout, /from the example/);
     const counts = bed.as.audit.counts();
     assert.equal(counts.authorizationRequests, 1, 'the second run reused the stored sign-in');

@@ -19,7 +19,8 @@ import type { AuthorizationServer, Registration } from '../../src/oauth/types.js
 import { asMetadata, asRecord, type HostileServer, type Reply, startHostileServer } from '../helpers/hostile-server.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 
-const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
+// A bound for a hung request, not a timing assumption (the servers answer at once; the timeout tests set their own).
+const http = { allowInsecureLoopback: true, timeoutMs: 30_000 };
 
 const REFRESH_TOKEN = 'rt-SECRET-4f1c9a7e2b';
 const ACCESS_TOKEN = 'at-SECRET-88d2e1f0aa';

@@ -23,7 +23,8 @@ import {
 import { scopeCovers, selectScope, unionScopes, withOfflineAccess } from '../../src/oauth/scope.js';
 import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
-const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
+// A bound for a hung request, not a timing assumption (the servers answer at once; the timeout tests set their own).
+const http = { allowInsecureLoopback: true, timeoutMs: 30_000 };
 
 describe('well-known URL builders', () => {
   test('PRM: path-based then root; root-only for a server at the root', () => {

@@ -12,7 +12,8 @@ import { chooseTokenEndpointAuthMethod, registerClient } from '../../src/oauth/r
 import type { AuthorizationServer } from '../../src/oauth/types.js';
 import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 
-const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
+// A bound for a hung request, not a timing assumption (the servers answer at once; the timeout tests set their own).
+const http = { allowInsecureLoopback: true, timeoutMs: 30_000 };
 const redirectUris = ['http://127.0.0.1:33333/callback'];
 
 describe('registerClient', () => {

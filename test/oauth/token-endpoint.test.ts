@@ -13,7 +13,8 @@ import type { AuthorizationServer, Registration } from '../../src/oauth/types.js
 import { asRecord, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 
-const http = { allowInsecureLoopback: true, timeoutMs: 2000 };
+// A bound for a hung request, not a timing assumption (the servers answer at once; the timeout tests set their own).
+const http = { allowInsecureLoopback: true, timeoutMs: 30_000 };
 const VERIFIER = 'v'.repeat(43);
 
 function registration(issuer: string, over: Partial<Registration> = {}): Registration {
