@@ -98,9 +98,22 @@ export function spawnTsx(script: string, args: string[], env: NodeJS.ProcessEnv 
   };
 }
 
-/** Child side of the barrier: print READY, then resolve on the first line arriving on stdin. */
+/**
+ * Child side of the barrier: print READY, then resolve on the first line arriving on stdin. If
+ * stdin closes first (the test gave up, or died), exit: nobody will say go.
+ */
 export async function readyForGo(): Promise<void> {
-  const go = new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+  const go = new Promise<void>((resolve) => {
+    const ended = (): void => {
+      process.stderr.write('stdin closed before "go": exiting\n');
+      process.exit(2);
+    };
+    process.stdin.once('end', ended);
+    process.stdin.once('data', () => {
+      process.stdin.off('end', ended);
+      resolve();
+    });
+  });
   process.stdout.write('READY\n');
   await go;
   process.stdin.pause();
