@@ -22,7 +22,7 @@ import {
   refreshTokenGrantRequest,
   type TokenEndpointResponse,
 } from 'oauth4webapi';
-import { AuthkeepError, type AuthkeepErrorCode, type NeedsAuthReason } from '../errors.js';
+import { AuthkeepError, type ErrorCode, type NeedsAuthReason } from '../errors.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
@@ -49,7 +49,7 @@ export type TokenErrorKind = 'needs_auth' | 'transient' | 'malformed';
 
 export interface TokenEndpointErrorInit {
   kind: TokenErrorKind;
-  code: AuthkeepErrorCode | NeedsAuthReason;
+  code: ErrorCode;
   request: string;
   field?: string;
   needsAuthReason?: NeedsAuthReason;

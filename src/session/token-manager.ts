@@ -70,7 +70,7 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
   if (!marker) return undefined;
   return new NeedsAuthError({
     serverUrl: record.serverUrl,
-    reason: marker.reason as NeedsAuthReason,
+    reason: marker.reason,
     error: marker.error,
     errorDescription: marker.errorDescription,
     at: marker.at,

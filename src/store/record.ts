@@ -7,6 +7,7 @@
  * builds their schemas. Not for: reading or writing files (see credential-store.ts).
  */
 import { z } from 'zod';
+import { NEEDS_AUTH_REASONS } from '../errors.js';
 import {
   type AuthorizationServer,
   REGISTRATION_METHODS,
@@ -67,8 +68,9 @@ export const TokensSchema = z.object({
 });
 export type Tokens = z.infer<typeof TokensSchema>;
 
+/** The needs-auth marker: why a sign-in is needed (one of NEEDS_AUTH_REASONS), and the evidence. */
 export const NeedsAuthStateSchema = z.object({
-  reason: z.string(),
+  reason: z.enum(NEEDS_AUTH_REASONS),
   error: z.string().optional(),
   errorDescription: z.string().optional(),
   at: z.string(),
