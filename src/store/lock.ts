@@ -1,6 +1,6 @@
 /**
  * lock: a cross-process exclusive lock (one lock file per name), with prompt recovery from dead
- * holders and a hard bound on hung ones (DESIGN.md invariants 3 and 7).
+ * holders and a hard bound on hung ones (docs/DESIGN.md invariants 3 and 7).
  *
  * For: serialising the read-modify-write of one server's record, and one interactive sign-in per
  * server, across every process of this user on this host. `acquireLock` waits (polling with small

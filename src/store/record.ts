@@ -1,7 +1,7 @@
 /**
- * record: the ONE stored value per MCP server (DESIGN.md invariant 2). It holds the issuer, the
- * client registration, and tokens stamped with the client_id and issuer they were issued to, plus
- * a generation for compare-and-swap. Parsed with zod because the file is untrusted input.
+ * record: the ONE stored value per MCP server (docs/DESIGN.md invariant 2). It holds the issuer,
+ * the client registration, and tokens stamped with the client_id and issuer they were issued to,
+ * plus a generation for compare-and-swap. Parsed with zod because the file is untrusted input.
  *
  * The protocol's shapes (AuthorizationServer, Registration) are oauth/types.ts's; this file only
  * builds their schemas. Not for: reading or writing files (see credential-store.ts).
