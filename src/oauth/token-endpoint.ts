@@ -23,7 +23,6 @@ import {
   type TokenEndpointResponse,
 } from 'oauth4webapi';
 import { AuthkeepError, type ErrorCode, type NeedsAuthReason } from '../errors.js';
-import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -33,6 +32,7 @@ import {
   oauthRequestOptions,
   readJsonBody,
 } from './http.js';
+import type { AuthorizationServer, Registration } from './types.js';
 
 export interface TokenSet {
   accessToken: string;
