@@ -33,7 +33,7 @@ TIMEOUT=${CONFORMANCE_TIMEOUT:-30000}
 CLIENT_COMMAND="npm run -s conformance:client"
 
 # The required scenarios (conformance 0.1.16): `--suite auth` (14), `--suite backcompat` (2), and
-# the draft scenarios named in issue 4 (which are exactly `--suite draft` in 0.1.16).
+# the draft scenarios (exactly `--suite draft` in 0.1.16).
 REQUIRED=(
   auth/metadata-default
   auth/metadata-var1

@@ -1,7 +1,7 @@
 /**
  * auth-keeper (package root): the AuthKeeper users import. It is the session layer's class plus
  * `authProvider()`, the @modelcontextprotocol/sdk adapter, composed here at the top so that the
- * session layer never imports from the mcp layer above it (DESIGN.md: data flows down).
+ * session layer never imports from the mcp layer above it (docs/DESIGN.md: data flows down).
  *
  * Not for: behaviour (session/session-keeper.ts, SessionKeeper) or the adapter's logic (mcp/auth-provider.ts).
  */

@@ -14,32 +14,64 @@ import { DISPLAY_TEXT_MAX, displayText } from './display-text.js';
 /** Characters of an error message kept (each quoted server string is bounded on its own too). */
 const MESSAGE_MAX = 2000;
 
-/** Stable error codes for failures that are not "the user must sign in again". */
-export type AuthkeepErrorCode =
-  | 'invalid_argument' // the caller passed something unusable (a bad URL, an unknown option)
-  | 'insecure_url' // an http URL that is not loopback, without allowInsecureLoopback
-  | 'www_authenticate_malformed' // a WWW-Authenticate value that RFC 9110 section 11.6.1 rejects
-  | 'discovery_failed' // no protected-resource or authorization-server metadata could be found
-  | 'metadata_invalid' // metadata that fails validation (names the field)
-  | 'resource_mismatch' // PRM `resource` does not match the server URL (RFC 9728 section 3.3)
-  | 'issuer_mismatch' // AS metadata `issuer` differs from the issuer used to fetch it (RFC 8414 section 3.3)
-  | 'pkce_unsupported' // the AS does not list S256 in code_challenge_methods_supported
-  | 'registration_failed' // DCR or client ID metadata document registration failed
-  | 'authorize_url_mismatch' // the built authorize URL did not parse back to the intended value (a bug)
-  | 'authorization_denied' // the AS or user answered the authorization request with an error
-  | 'state_mismatch' // the callback's state is not the one this flow sent
-  | 'iss_mismatch' // RFC 9207 iss differs from the issuer
-  | 'callback_timeout' // the user did not complete the browser step (or the device verification) in time
-  | 'device_code_expired' // RFC 8628 expired_token: the device code expired before the user approved it
-  | 'device_flow_unavailable' // the device authorization grant was required but the AS or the registration does not offer it
-  | 'token_response_invalid' // the token endpoint answered something unusable (names the field)
-  | 'as_error' // the AS answered with an OAuth error that does not mean needs-auth
-  | 'as_unreachable' // network error or timeout talking to the AS
-  | 'store_conflict' // compare-and-swap refused a write against a newer generation
-  | 'store_corrupt' // a record failed to parse or validate; it was moved aside
-  | 'store_io' // the file system refused a store operation
-  | 'lock_timeout' // a lock could not be taken within its bound
-  | 'step_up_exhausted'; // 403 insufficient_scope kept coming after the bounded number of re-authorizations
+/**
+ * Stable codes of failures that are not a needs-auth reason (see NEEDS_AUTH_REASONS). The two
+ * lists are disjoint: a failure whose condition is also a needs-auth reason carries the reason's
+ * name as its `code` (`as_unreachable` for a network failure or timeout talking to the AS,
+ * `as_error` for an OAuth error from the AS that does not mean needs-auth, `store_corrupt` for a
+ * record that failed to parse and was moved aside, `invalid_grant` for a refused refresh token);
+ * only a NeedsAuthError means that a sign-in is needed.
+ */
+export const AUTHKEEP_ERROR_CODES = [
+  'invalid_argument', // the caller passed something unusable (a bad URL, an unknown option)
+  'insecure_url', // an http URL that is not loopback, without allowInsecureLoopback
+  'www_authenticate_malformed', // a WWW-Authenticate value that RFC 9110 section 11.6.1 rejects
+  'discovery_failed', // no protected-resource or authorization-server metadata could be found
+  'metadata_invalid', // metadata that fails validation (names the field)
+  'resource_mismatch', // PRM `resource` does not match the server URL (RFC 9728 section 3.3)
+  'issuer_mismatch', // AS metadata `issuer` differs from the issuer used to fetch it (RFC 8414 section 3.3)
+  'pkce_unsupported', // the AS does not list S256 in code_challenge_methods_supported
+  'registration_failed', // DCR or client ID metadata document registration failed
+  'authorize_url_mismatch', // the built authorize URL did not parse back to the intended value (a bug)
+  'authorization_denied', // the AS or user answered the authorization request with an error
+  'state_mismatch', // the callback's state is not the one this flow sent
+  'iss_mismatch', // RFC 9207 iss differs from the issuer
+  'callback_timeout', // the user did not complete the browser step (or the device verification) in time
+  'device_code_expired', // RFC 8628 expired_token: the device code expired before the user approved it
+  'device_flow_unavailable', // the device authorization grant was required but the AS or the registration does not offer it
+  'token_response_invalid', // the token endpoint answered something unusable (names the field)
+  'store_conflict', // compare-and-swap refused a write against a newer generation
+  'store_io', // the file system refused a store operation
+  'lock_timeout', // a lock could not be taken within its bound
+  'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
+] as const;
+export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
+
+/** Why a server needs an interactive sign-in again (docs/DESIGN.md invariant 6). */
+export const NEEDS_AUTH_REASONS = [
+  'no_credentials', // nothing stored for this server
+  'invalid_grant', // the AS refused the refresh token (expired, revoked, reused)
+  'client_mismatch', // the AS says the grant belongs to another client (invalid_client on refresh)
+  'drift', // stored tokens carry a client_id or issuer other than the record's registration
+  'revoked', // the tokens were revoked (logout, or the AS answered 401 with a fresh token)
+  'expired', // access token expired and there is no refresh token
+  'issuer_changed', // the server now names another authorization server
+  'malformed_response', // the AS answered a refresh with something unusable, or the record was corrupt
+  'as_unreachable', // the AS could not be reached, and the access token has expired
+  'insufficient_scope', // the server wants scopes the grant does not have
+  'login_failed', // a sign-in run by another process or call failed; `error` says why
+  'as_error', // the AS refused the refresh with another OAuth error (e.g. invalid_scope); `error` says which
+  'store_corrupt', // the stored record failed to parse; it was moved aside
+] as const;
+export type NeedsAuthReason = (typeof NEEDS_AUTH_REASONS)[number];
+
+/** Every `code` an AuthkeepError carries: one of its own codes, or a needs-auth reason. */
+export type ErrorCode = AuthkeepErrorCode | NeedsAuthReason;
+export const ERROR_CODES: readonly ErrorCode[] = [...AUTHKEEP_ERROR_CODES, ...NEEDS_AUTH_REASONS];
+
+type Disjoint<A, B> = [Extract<A, B>] extends [never] ? true : false;
+/** Checked when compiling: no error code is also a needs-auth reason. */
+export const CODES_AND_REASONS_ARE_DISJOINT: Disjoint<AuthkeepErrorCode, NeedsAuthReason> = true;
 
 export interface AuthkeepErrorOptions {
   /** The protocol or record field at fault, e.g. `authorization_servers[0]` or `tokens.client_id`. */
@@ -51,11 +83,11 @@ export interface AuthkeepErrorOptions {
 
 /** Base class of every error authkeep throws on purpose. */
 export class AuthkeepError extends Error {
-  readonly code: AuthkeepErrorCode | NeedsAuthReason;
+  readonly code: ErrorCode;
   readonly field: string | undefined;
   readonly detail: Record<string, string | number | boolean | undefined> | undefined;
 
-  constructor(code: AuthkeepErrorCode | NeedsAuthReason, message: string, options: AuthkeepErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: AuthkeepErrorOptions = {}) {
     super(displayText(message, MESSAGE_MAX), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AuthkeepError';
     this.code = code;
@@ -71,22 +103,6 @@ function displayDetail(
   for (const [key, value] of Object.entries(detail)) out[key] = typeof value === 'string' ? displayText(value) : value;
   return out;
 }
-
-/** Why a server needs an interactive sign-in again (DESIGN.md invariant 6). */
-export type NeedsAuthReason =
-  | 'no_credentials' // nothing stored for this server
-  | 'invalid_grant' // the AS refused the refresh token (expired, revoked, reused)
-  | 'client_mismatch' // the AS says the grant belongs to another client (invalid_client on refresh)
-  | 'drift' // stored tokens carry a client_id or issuer other than the record's registration
-  | 'revoked' // the tokens were revoked (logout, or the AS answered 401 with a fresh token)
-  | 'expired' // access token expired and there is no refresh token
-  | 'issuer_changed' // the server now names another authorization server
-  | 'malformed_response' // the AS answered a refresh with something unusable, or the record was corrupt
-  | 'as_unreachable' // the AS could not be reached, and the access token has expired
-  | 'insufficient_scope' // the server wants scopes the grant does not have
-  | 'login_failed' // a sign-in run by another process or call failed; `error` says why
-  | 'as_error' // the AS refused the refresh with another OAuth error (e.g. invalid_scope); `error` says which
-  | 'store_corrupt'; // the stored record failed to parse; it was moved aside
 
 export interface NeedsAuthInfo {
   reason: NeedsAuthReason;

@@ -3,8 +3,15 @@
  * and many servers inside one process, sign in and refresh at the same time.
  */
 export { AuthKeeper } from './auth-keeper.js';
-export type { AuthkeepErrorCode, NeedsAuthInfo, NeedsAuthReason } from './errors.js';
-export { AuthkeepError, isAuthkeepError, NeedsAuthError, needsAuthHint } from './errors.js';
+export type { AuthkeepErrorCode, ErrorCode, NeedsAuthInfo, NeedsAuthReason } from './errors.js';
+export {
+  AUTHKEEP_ERROR_CODES,
+  AuthkeepError,
+  isAuthkeepError,
+  NEEDS_AUTH_REASONS,
+  NeedsAuthError,
+  needsAuthHint,
+} from './errors.js';
 export { KeeperAuthProvider, type KeeperAuthProviderOptions } from './mcp/auth-provider.js';
 export { runProxy } from './mcp/proxy.js';
 export { type ProxyOptions, parseHeaderArgs } from './mcp/proxy-options.js';

@@ -7,7 +7,7 @@
  * what servers and authorization servers said.
  */
 import { displayText } from '../display-text.js';
-import { AuthkeepError, type AuthkeepErrorCode, NeedsAuthError, type NeedsAuthInfo, needsAuthHint } from '../errors.js';
+import { AuthkeepError, type ErrorCode, NeedsAuthError, type NeedsAuthInfo, needsAuthHint } from '../errors.js';
 import type { Writer } from './deps.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -39,7 +39,7 @@ export function needsAuthLine(
   return `authkeep: needs-auth (${reason}): ${describeNeedsAuth(info)}. Run: authkeep login ${displayText(info.serverUrl, 2000)}`;
 }
 
-const HINTS: Partial<Record<AuthkeepErrorCode, (err: AuthkeepError, serverUrl: string | undefined) => string>> = {
+const HINTS: Partial<Record<ErrorCode, (err: AuthkeepError, serverUrl: string | undefined) => string>> = {
   invalid_argument: () => 'check the arguments; see --help',
   insecure_url: () => 'use an https URL; for a server on this machine (127.0.0.1, localhost) pass --allow-http',
   www_authenticate_malformed: (_e, url) =>
@@ -100,7 +100,7 @@ export function reportError(err: unknown, ctx: ReportContext): ExitCode {
     stderr.write(
       `authkeep: ${line(`${err.message}${err.field ? ` [${err.code} at ${err.field}]` : ` [${err.code}]`}`)}\n`,
     );
-    const hint = HINTS[err.code as AuthkeepErrorCode]?.(err, ctx.serverUrl) ?? 'rerun with --debug for details';
+    const hint = HINTS[err.code]?.(err, ctx.serverUrl) ?? 'rerun with --debug for details';
     stderr.write(`hint: ${line(hint)}\n`);
   } else {
     const message = err instanceof Error ? err.message : String(err);

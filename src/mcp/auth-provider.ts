@@ -1,6 +1,6 @@
 /**
  * auth-provider: AuthKeeper as an `OAuthClientProvider` for @modelcontextprotocol/sdk (tested
- * with 1.32.2), so an SDK-driven MCP client keeps every invariant of DESIGN.md. Get one with
+ * with 1.32.2), so an SDK-driven MCP client keeps every invariant of docs/DESIGN.md. Get one with
  * `keeper.authProvider(serverUrl)` and pass it as a transport's `authProvider`.
  *
  * How the SDK drives a provider (client/auth.js, client/streamableHttp.js, client/sse.js):

@@ -9,7 +9,9 @@
  */
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { z } from 'zod';
 import { AuthkeepError } from '../errors.js';
+import { TOKEN_ENDPOINT_AUTH_METHODS } from '../oauth/types.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { LogSink } from '../session/log.js';
 import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
@@ -18,12 +20,23 @@ import type { StaticClient } from '../session/sign-in.js';
 export const TRANSPORT_STRATEGIES = ['http-first', 'sse-first', 'http-only', 'sse-only'] as const;
 export type TransportStrategy = (typeof TRANSPORT_STRATEGIES)[number];
 
-/** mcp-remote's `--static-oauth-client-info` (RFC 7591 names). */
-export interface StaticOAuthClientInfo {
-  client_id: string;
-  client_secret?: string;
-  token_endpoint_auth_method?: 'none' | 'client_secret_basic' | 'client_secret_post';
-}
+/** mcp-remote's `--static-oauth-client-info`: a pre-registered client (RFC 7591 names); other members are ignored. */
+export const StaticOAuthClientInfoSchema = z.object({
+  client_id: z.string().min(1),
+  client_secret: z.string().exactOptional(),
+  token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).exactOptional(),
+});
+export type StaticOAuthClientInfo = z.infer<typeof StaticOAuthClientInfoSchema>;
+
+/**
+ * mcp-remote's `--static-oauth-client-metadata`: `client_name` names the client in dynamic
+ * registration and `scope` is asked for; other members are kept and ignored.
+ */
+export const StaticOAuthClientMetadataSchema = z.looseObject({
+  client_name: z.string().exactOptional(),
+  scope: z.string().exactOptional(),
+});
+export type StaticOAuthClientMetadata = z.infer<typeof StaticOAuthClientMetadataSchema>;
 
 /**
  * What `runProxy` takes: mcp-remote's common arguments, resolved. The CLI (`authkeep proxy`)
@@ -39,7 +52,7 @@ export interface ProxyOptions {
   /** `--static-oauth-client-info`: a pre-registered client instead of registration. */
   staticClientInfo?: StaticOAuthClientInfo | undefined;
   /** `--static-oauth-client-metadata`: `client_name` names the client in DCR, `scope` is asked for. */
-  staticClientMetadata?: Record<string, unknown> | undefined;
+  staticClientMetadata?: StaticOAuthClientMetadata | undefined;
   /** `--host`: host name of the loopback redirect URI. */
   host?: '127.0.0.1' | 'localhost' | undefined;
   /** `--transport`. Default 'http-first'. */

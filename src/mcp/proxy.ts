@@ -72,10 +72,7 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
         `--resource ${options.resource}: authkeep sends the resource the server's metadata publishes; the value is only recorded here`,
       );
     }
-    const scope =
-      typeof options.staticClientMetadata?.scope === 'string'
-        ? (options.staticClientMetadata.scope as string)
-        : undefined;
+    const scope = options.staticClientMetadata?.scope || undefined;
     const http: HttpOptions = { allowInsecureLoopback: options.allowHttp === true };
     const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, http, scope);
     await auth.prepare();

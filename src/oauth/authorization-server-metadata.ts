@@ -19,7 +19,6 @@
 import { processDiscoveryResponse } from 'oauth4webapi';
 import { z } from 'zod';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServer } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -31,6 +30,7 @@ import {
   readJsonBody,
   safeUrl,
 } from './http.js';
+import type { AuthorizationServer } from './types.js';
 
 const OAUTH_WELL_KNOWN = '/.well-known/oauth-authorization-server';
 const OIDC_WELL_KNOWN = '/.well-known/openid-configuration';

@@ -1,8 +1,8 @@
 /**
  * authorize-url: builds the authorization request URL (RFC 6749 section 4.1.1, RFC 7636 section
  * 4.3, RFC 8707 section 2) once, from a frozen value, and parses it back and compares it field by
- * field before anyone sees it (DESIGN.md invariant 1). The parse-back check is exported on its own
- * so that any URL, including the malformed ones of the field report
+ * field before anyone sees it (docs/DESIGN.md invariant 1). The parse-back check is exported on
+ * its own so that any URL, including the malformed ones of the field report in docs/DESIGN.md
  * (`code_challenge_method_method=S256`, an 8-character challenge, `redirect_uri=http://localhost/:`)
  * can be shown to be refused with the field named.
  *
@@ -116,7 +116,7 @@ function intendedParameters(request: AuthorizationRequest): Array<[OurParameter,
 }
 
 /**
- * Parses `url` back and checks it carries exactly `request` (DESIGN.md invariant 1): the same
+ * Parses `url` back and checks it carries exactly `request` (docs/DESIGN.md invariant 1): the same
  * endpoint and its own query unchanged, exactly our parameter names (no unknown, missing or
  * repeated one), each value equal to the request's, and each value well-formed: response_type
  * `code`, code_challenge 43 base64url characters and method S256 (RFC 7636 section 4.2-4.3),

@@ -11,7 +11,6 @@
  */
 import { deviceAuthorizationRequest, processDeviceAuthorizationResponse } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -24,6 +23,7 @@ import {
   readJsonBody,
 } from './http.js';
 import { clientAuthentication, exchangeDeviceCode, TokenEndpointError, type TokenSet } from './token-endpoint.js';
+import type { AuthorizationServer, Registration } from './types.js';
 
 /** RFC 8628 section 3.2, validated. `deviceCode` is a credential: never log it. */
 export interface DeviceAuthorization {

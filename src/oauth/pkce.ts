@@ -1,7 +1,7 @@
 /**
  * pkce: creates one PKCE pair (RFC 7636) for one authorization request. S256 only (OAuth 2.1,
- * DESIGN.md invariant 1); each call returns a fresh value that belongs to exactly one login, so
- * there is no shared verifier slot (invariant 8).
+ * docs/DESIGN.md invariant 1); each call returns a fresh value that belongs to exactly one
+ * login, so there is no shared verifier slot (invariant 8).
  *
  * Not for: putting the challenge in the authorize URL (see authorize-url.ts) or sending the
  * verifier to the token endpoint (see the code exchange). The verifier is a secret: never log it

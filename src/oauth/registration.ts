@@ -16,7 +16,6 @@
 import { dynamicClientRegistrationRequest } from 'oauth4webapi';
 import { z } from 'zod';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServer, Registration, TokenEndpointAuthMethod } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -28,6 +27,7 @@ import {
   oauthRequestOptions,
   readJsonBody,
 } from './http.js';
+import type { AuthorizationServer, Registration, TokenEndpointAuthMethod } from './types.js';
 
 export interface StaticClientCredentials {
   clientId: string;

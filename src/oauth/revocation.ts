@@ -6,7 +6,6 @@
  */
 import { processRevocationResponse, revocationRequest } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
-import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -16,6 +15,7 @@ import {
   oauthRequestOptions,
 } from './http.js';
 import { clientAuthentication } from './token-endpoint.js';
+import type { AuthorizationServer, Registration } from './types.js';
 
 /**
  * RFC 7009 section 2.1 revocation request (`token`, `token_type_hint`), authenticated like a token

@@ -22,8 +22,7 @@ import {
   refreshTokenGrantRequest,
   type TokenEndpointResponse,
 } from 'oauth4webapi';
-import { AuthkeepError, type AuthkeepErrorCode, type NeedsAuthReason } from '../errors.js';
-import type { AuthorizationServer, Registration } from '../oauth/types.js';
+import { AuthkeepError, type ErrorCode, type NeedsAuthReason } from '../errors.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -33,6 +32,7 @@ import {
   oauthRequestOptions,
   readJsonBody,
 } from './http.js';
+import type { AuthorizationServer, Registration } from './types.js';
 
 export interface TokenSet {
   accessToken: string;
@@ -49,7 +49,7 @@ export type TokenErrorKind = 'needs_auth' | 'transient' | 'malformed';
 
 export interface TokenEndpointErrorInit {
   kind: TokenErrorKind;
-  code: AuthkeepErrorCode | NeedsAuthReason;
+  code: ErrorCode;
   request: string;
   field?: string;
   needsAuthReason?: NeedsAuthReason;

@@ -1,10 +1,11 @@
 /**
  * drift: tokens whose client_id or issuer differ from the record's registration are never sent
- * (DESIGN.md invariant 5). This is the check that turns the field report's "refresh token presented
- * with another registration's client_id" into a local needs-auth with reason `drift`, before any
- * request reaches the authorization server.
+ * (docs/DESIGN.md invariant 5). This is the check that turns the field report's "refresh token
+ * presented with another registration's client_id" into a local needs-auth with reason `drift`,
+ * before any request reaches the authorization server.
  *
- * Not for: detecting an issuer change announced by the server (see login.ts, issuer_changed).
+ * Not for: detecting that the server moved to another authorization server (session-keeper.ts,
+ * needs-auth `issuer_changed`).
  */
 import type { ServerRecord } from '../store/record.js';
 

@@ -2,7 +2,7 @@
  * log: structured events about what authkeep did (refreshed, adopted, waited, needs-auth), for
  * `authkeep status`, the proxy's log file and embedding applications. Callers pass only
  * non-secret fields; `emit` additionally drops any field whose name says it is a secret, as a
- * second line of defence (DESIGN.md: secrets never reach logs).
+ * second line of defence (docs/DESIGN.md: secrets never reach logs).
  *
  * Not for: user-facing CLI output (see cli/).
  */

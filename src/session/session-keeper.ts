@@ -402,7 +402,7 @@ export class SessionKeeper {
 
   /**
    * Stores tokens obtained outside AuthKeeper's own flows (the MCP SDK's code exchange through
-   * `authProvider()`), compare-and-swap under the record lock (DESIGN.md invariants 2, 4, 5):
+   * `authProvider()`), compare-and-swap under the record lock (docs/DESIGN.md invariants 2, 4, 5):
    * - they replace the stored tokens only when those are the ones the caller last saw
    *   (`basedOn`: that access token, or undefined for none) or are unusable (absent, needs-auth,
    *   expired); usable tokens another process or call stored meanwhile are never overwritten and

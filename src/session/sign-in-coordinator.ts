@@ -105,7 +105,7 @@ export class SignInCoordinator {
           });
           return written;
         } catch (err) {
-          const code = isAuthkeepError(err) ? String(err.code) : 'unexpected';
+          const code = isAuthkeepError(err) ? err.code : 'unexpected';
           const message = err instanceof Error ? err.message : String(err);
           await store.writeLoginOutcome(serverUrl, {
             status: 'failed',

@@ -1,6 +1,6 @@
 /**
  * sign-in: one interactive authorization-code flow with PKCE, from registration to stored tokens.
- * Each flow is its own immutable value keyed by its `state` (DESIGN.md invariant 8): verifier,
+ * Each flow is its own immutable value keyed by its `state` (docs/DESIGN.md invariant 8): verifier,
  * state, redirect URI, issuer, resource and scope live in this function's frame and nowhere else.
  *
  *   1. choose the registration: the record's (same issuer), another record's for the same issuer,

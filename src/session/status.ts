@@ -88,7 +88,7 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
   const marker = record.needsAuth;
   if (marker) {
     // A record written before markers were stored sanitised may still hold raw AS text.
-    const shown = displayNeedsAuthInfo({ ...marker, reason: marker.reason as NeedsAuthReason, serverUrl: url });
+    const shown = displayNeedsAuthInfo({ ...marker, serverUrl: url });
     base.state = 'needs-auth';
     base.needsAuth = {
       reason: shown.reason,

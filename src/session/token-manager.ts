@@ -1,5 +1,5 @@
 /**
- * token-manager: getAccessToken and the refresh transaction (DESIGN.md invariants 3, 4, 5).
+ * token-manager: getAccessToken and the refresh transaction (docs/DESIGN.md invariants 3, 4, 5).
  *
  * The hot path is a Map lookup: a cached token before its refresh-due instant is returned with no
  * disk and no lock. Past that instant, one shared promise per server (in-process single-flight)
@@ -70,7 +70,7 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
   if (!marker) return undefined;
   return new NeedsAuthError({
     serverUrl: record.serverUrl,
-    reason: marker.reason as NeedsAuthReason,
+    reason: marker.reason,
     error: marker.error,
     errorDescription: marker.errorDescription,
     at: marker.at,

@@ -1,5 +1,5 @@
 /**
- * atomic-file: whole-or-nothing file writes (DESIGN.md invariants 2 and 7).
+ * atomic-file: whole-or-nothing file writes (docs/DESIGN.md invariants 2 and 7).
  *
  * For: `writeFileAtomic` (temp file in the same directory, mode 0600, write, fsync, rename over
  * the target, fsync the directory: a reader, or a process after SIGKILL or power loss, sees the old

@@ -1,6 +1,6 @@
 /**
  * lock: a cross-process exclusive lock (one lock file per name), with prompt recovery from dead
- * holders and a hard bound on hung ones (DESIGN.md invariants 3 and 7).
+ * holders and a hard bound on hung ones (docs/DESIGN.md invariants 3 and 7).
  *
  * For: serialising the read-modify-write of one server's record, and one interactive sign-in per
  * server, across every process of this user on this host. `acquireLock` waits (polling with small
@@ -61,6 +61,7 @@ import { type FileHandle, open, readdir, unlink, utimes } from 'node:fs/promises
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, storeIoError } from './atomic-file.js';
 import { isProcessAlive } from './process-alive.js';
@@ -183,6 +184,21 @@ interface Observed {
   ino: number;
 }
 
+/** A bound a holder promised: a positive number of milliseconds; anything else counts as not given. */
+const BoundSchema = z.number().positive().finite().optional().catch(undefined);
+
+/** What a lock (or claim) file must hold to say who holds it; validated, never cast. */
+const LockInfoSchema = z.object({
+  pid: z.int(),
+  hostname: z.string(),
+  nonce: z.string().regex(/^[0-9a-f]{8,64}$/),
+  acquiredAt: z.string(),
+  purpose: z.string(),
+  staleMs: BoundSchema,
+  maxHoldMs: BoundSchema,
+});
+
+/** The holder a lock file names, or undefined when it names none (a creator mid-write, a torn file). */
 function parseInfo(text: string): LockInfo | undefined {
   let value: unknown;
   try {
@@ -190,20 +206,13 @@ function parseInfo(text: string): LockInfo | undefined {
   } catch {
     return undefined;
   }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const v = value as Record<string, unknown>;
-  const positive = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x > 0;
-  if (!Number.isSafeInteger(v.pid) || typeof v.hostname !== 'string' || typeof v.nonce !== 'string') return undefined;
-  if (!/^[0-9a-f]{8,64}$/.test(v.nonce)) return undefined;
-  if (typeof v.acquiredAt !== 'string' || typeof v.purpose !== 'string') return undefined;
+  const parsed = LockInfoSchema.safeParse(value);
+  if (!parsed.success) return undefined;
+  const { staleMs, maxHoldMs, ...holder } = parsed.data;
   return {
-    pid: v.pid as number,
-    hostname: v.hostname,
-    nonce: v.nonce,
-    acquiredAt: v.acquiredAt,
-    purpose: v.purpose,
-    ...(positive(v.staleMs) ? { staleMs: v.staleMs } : {}),
-    ...(positive(v.maxHoldMs) ? { maxHoldMs: v.maxHoldMs } : {}),
+    ...holder,
+    ...(staleMs !== undefined ? { staleMs } : {}),
+    ...(maxHoldMs !== undefined ? { maxHoldMs } : {}),
   };
 }
 

@@ -9,7 +9,7 @@
  * Holds no secret: `message` is an AuthkeepError message, which never carries one.
  */
 import { z } from 'zod';
-import { AuthkeepError } from '../errors.js';
+import { AuthkeepError, ERROR_CODES } from '../errors.js';
 import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
 import { recordKey, type StoreLayout } from './paths.js';
 
@@ -19,8 +19,8 @@ export const LoginOutcomeSchema = z.object({
   at: z.number(),
   /** The process that ran it. */
   pid: z.number().int(),
-  /** The error code of a failed sign-in. */
-  code: z.string().optional(),
+  /** The error code of a failed sign-in (an AuthkeepError's `code`, or `unexpected` for anything else). */
+  code: z.enum([...ERROR_CODES, 'unexpected']).optional(),
   message: z.string().optional(),
 });
 export type LoginOutcome = z.infer<typeof LoginOutcomeSchema>;

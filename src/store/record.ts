@@ -1,12 +1,13 @@
 /**
- * record: the ONE stored value per MCP server (DESIGN.md invariant 2). It holds the issuer, the
- * client registration, and tokens stamped with the client_id and issuer they were issued to, plus
- * a generation for compare-and-swap. Parsed with zod because the file is untrusted input.
+ * record: the ONE stored value per MCP server (docs/DESIGN.md invariant 2). It holds the issuer,
+ * the client registration, and tokens stamped with the client_id and issuer they were issued to,
+ * plus a generation for compare-and-swap. Parsed with zod because the file is untrusted input.
  *
  * The protocol's shapes (AuthorizationServer, Registration) are oauth/types.ts's; this file only
  * builds their schemas. Not for: reading or writing files (see credential-store.ts).
  */
 import { z } from 'zod';
+import { NEEDS_AUTH_REASONS } from '../errors.js';
 import {
   type AuthorizationServer,
   REGISTRATION_METHODS,
@@ -67,8 +68,9 @@ export const TokensSchema = z.object({
 });
 export type Tokens = z.infer<typeof TokensSchema>;
 
+/** The needs-auth marker: why a sign-in is needed (one of NEEDS_AUTH_REASONS), and the evidence. */
 export const NeedsAuthStateSchema = z.object({
-  reason: z.string(),
+  reason: z.enum(NEEDS_AUTH_REASONS),
   error: z.string().optional(),
   errorDescription: z.string().optional(),
   at: z.string(),

@@ -1,7 +1,7 @@
 /**
  * Tests for PKCE (pkce.ts) and the authorize URL (authorize-url.ts): the URL carries exactly the
  * parameters built from one frozen value, and every malformed request of the field report
- * (DESIGN.md) is refused by the parse-back check with the field named.
+ * (docs/DESIGN.md) is refused by the parse-back check with the field named.
  *
  * Not for: the authorization response (loopback-callback.test.ts covers it).
  */

@@ -245,7 +245,7 @@ describe('FileCredentialStore', () => {
       status: 'failed' as const,
       at: Date.now(),
       pid: 42,
-      code: 'callback_timeout',
+      code: 'callback_timeout' as const,
       message: 'the user did not finish',
     };
     await store.writeLoginOutcome(G, failed);

@@ -11,12 +11,14 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import type { z } from 'zod';
 import { AuthkeepError } from '../../errors.js';
 import { runProxy } from '../../mcp/proxy.js';
 import {
   type ProxyOptions,
   parseHeaderArgs,
-  type StaticOAuthClientInfo,
+  StaticOAuthClientInfoSchema,
+  StaticOAuthClientMetadataSchema,
   TRANSPORT_STRATEGIES,
   type TransportStrategy,
 } from '../../mcp/proxy-options.js';
@@ -63,30 +65,22 @@ export function readJsonArgument(value: string, flag: string): Record<string, un
   return parsed as Record<string, unknown>;
 }
 
-function parseClientInfo(value: string): StaticOAuthClientInfo {
-  const obj = readJsonArgument(value, '--static-oauth-client-info');
-  const id = obj.client_id;
-  const secret = obj.client_secret;
-  const method = obj.token_endpoint_auth_method;
-  if (typeof id !== 'string' || id === '')
-    throw new UsageError('--static-oauth-client-info needs a non-empty "client_id"');
-  if (secret !== undefined && typeof secret !== 'string')
-    throw new UsageError('--static-oauth-client-info "client_secret" must be a string');
-  if (
-    method !== undefined &&
-    method !== 'none' &&
-    method !== 'client_secret_basic' &&
-    method !== 'client_secret_post'
-  ) {
-    throw new UsageError(
-      '--static-oauth-client-info "token_endpoint_auth_method" must be none, client_secret_basic or client_secret_post',
-    );
-  }
-  return {
-    client_id: id,
-    ...(secret ? { client_secret: secret } : {}),
-    ...(method ? { token_endpoint_auth_method: method } : {}),
-  };
+/** Why `issue` refused the member `field` of `value`, in words; never the value itself (it may be a secret). */
+function problemOf(issue: z.core.$ZodIssue, value: Record<string, unknown>, field: string): string {
+  if (issue.code === 'invalid_type') return value[field] === undefined ? 'is missing' : `must be a ${issue.expected}`;
+  if (issue.code === 'too_small') return 'must not be empty';
+  if (issue.code === 'invalid_value') return `must be one of ${issue.values.map(String).join(', ')}`;
+  return 'is not valid';
+}
+
+/** A JSON object flag (inline or `@file`) validated by `schema`; a bad member is a usage error naming it. */
+function parseJsonFlag<T>(value: string, flag: string, schema: z.ZodType<T>): T {
+  const object = readJsonArgument(value, flag);
+  const parsed = schema.safeParse(object);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.map(String).join('.') ?? '';
+  throw new UsageError(`${flag}: "${field}" ${issue ? problemOf(issue, object, field) : 'is not valid'}`);
 }
 
 export function parseProxyOptions(
@@ -119,11 +113,17 @@ export function parseProxyOptions(
   }
   const port = callbackPort === undefined ? undefined : parsePort(callbackPort, 'callback-port');
   const staticClientInfo =
-    flags.staticOauthClientInfo === undefined ? undefined : parseClientInfo(flags.staticOauthClientInfo);
+    flags.staticOauthClientInfo === undefined
+      ? undefined
+      : parseJsonFlag(flags.staticOauthClientInfo, '--static-oauth-client-info', StaticOAuthClientInfoSchema);
   const staticClientMetadata =
     flags.staticOauthClientMetadata === undefined
       ? undefined
-      : readJsonArgument(flags.staticOauthClientMetadata, '--static-oauth-client-metadata');
+      : parseJsonFlag(
+          flags.staticOauthClientMetadata,
+          '--static-oauth-client-metadata',
+          StaticOAuthClientMetadataSchema,
+        );
   if (flags.resource !== undefined) parseServerUrl(flags.resource);
 
   return {
