@@ -51,7 +51,8 @@ export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
 export const NEEDS_AUTH_REASONS = [
   'no_credentials', // nothing stored for this server
   'invalid_grant', // the AS refused the refresh token (expired, revoked, reused)
-  'client_mismatch', // the AS says the grant belongs to another client (invalid_client on refresh)
+  'client_mismatch', // the AS refused the client (invalid_client / unauthorized_client); its registration was dropped
+  'client_expired', // the client secret passed its client_secret_expires_at; the registration was dropped
   'drift', // stored tokens carry a client_id or issuer other than the record's registration
   'revoked', // the tokens were revoked (logout, or the AS answered 401 with a fresh token)
   'expired', // access token expired and there is no refresh token
@@ -121,7 +122,9 @@ export interface NeedsAuthInfo {
 const HINTS: Record<NeedsAuthReason, string> = {
   no_credentials: 'no stored credentials',
   invalid_grant: 'the authorization server refused the refresh token',
-  client_mismatch: 'the authorization server says the grant belongs to another client',
+  client_mismatch:
+    'the authorization server refused the client (invalid_client or unauthorized_client); its registration was dropped and the next sign-in registers again',
+  client_expired: 'the client secret expired; the registration was dropped and the next sign-in registers again',
   drift: 'stored tokens belong to another client registration or issuer',
   revoked: 'the tokens were revoked',
   expired: 'the access token expired and there is no refresh token',

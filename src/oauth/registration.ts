@@ -346,6 +346,10 @@ async function registrationAttempt(
       issuer: as.issuer,
       clientId: r.client_id,
       ...(assigned !== 'none' && r.client_secret ? { clientSecret: r.client_secret } : {}),
+      // RFC 7591 section 3.2.1: seconds since the epoch; 0 means the secret does not expire.
+      ...(assigned !== 'none' && r.client_secret && r.client_secret_expires_at && r.client_secret_expires_at > 0
+        ? { clientSecretExpiresAt: r.client_secret_expires_at * 1000 }
+        : {}),
       method: 'dynamic',
       tokenEndpointAuthMethod: assigned,
       redirectUris: r.redirect_uris ?? [...request.redirectUris],

@@ -51,6 +51,23 @@ export interface Registration {
    * answer, else what was asked). Absent: not asked for (or unknown: pre-registered clients).
    */
   grantTypes?: string[];
+  /**
+   * When the client secret expires, epoch ms (RFC 7591 section 3.2.1 `client_secret_expires_at`,
+   * in seconds there). Absent: it does not expire (the AS sent 0 or nothing).
+   */
+  clientSecretExpiresAt?: number;
   /** ISO 8601. */
   registeredAt: string;
+}
+
+/**
+ * RFC 7591 section 3.2.1: a client secret past its `client_secret_expires_at` is refused by the
+ * AS; a registration holding one can only be replaced (registered again), never used.
+ */
+export function clientSecretExpired(registration: Registration, now: number): boolean {
+  return (
+    registration.clientSecret !== undefined &&
+    registration.clientSecretExpiresAt !== undefined &&
+    now >= registration.clientSecretExpiresAt
+  );
 }

@@ -22,7 +22,7 @@ import { DEVICE_CODE_GRANT_TYPE, offersDeviceGrant, registerClient } from '../oa
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { DiscoveredServer } from './discover-server.js';
-import type { SignInContext, SignInResult } from './sign-in.js';
+import { refusedClientDropped, type SignInContext, type SignInResult } from './sign-in.js';
 import { stampTokens } from './stamp-tokens.js';
 
 /** What the user must be shown to complete a device sign-in (RFC 8628 section 3.3). */
@@ -164,17 +164,19 @@ export async function deviceSignIn(
   timer.unref?.();
   let tokenSet: Awaited<ReturnType<typeof pollDeviceToken>>;
   try {
-    tokenSet = await pollDeviceToken(
-      as,
-      registration,
-      device.deviceCode,
-      {
-        intervalSeconds: device.intervalSeconds,
-        expiresIn: device.expiresIn,
-        resource: server.resource,
-        signal: controller.signal,
-      },
-      ctx.http,
+    tokenSet = await refusedClientDropped(ctx, registration, () =>
+      pollDeviceToken(
+        as,
+        registration,
+        device.deviceCode,
+        {
+          intervalSeconds: device.intervalSeconds,
+          expiresIn: device.expiresIn,
+          resource: server.resource,
+          signal: controller.signal,
+        },
+        ctx.http,
+      ),
     );
   } finally {
     clearTimeout(timer);

@@ -163,10 +163,12 @@ export class SessionKeeper {
       async (current) => {
         const staticClient =
           this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
+        // The record's registration when it may still be used (not dropped: refused by the AS, its
+        // secret expired, or its last server logged out), else another server's for the issuer.
+        const reusable = await this.store.findRegistrationsByIssuer(server.authorizationServer.issuer);
         const stored =
-          current && current.registration.issuer === server.authorizationServer.issuer
-            ? current.registration
-            : await this.registrationForIssuer(server.authorizationServer.issuer);
+          reusable.find((m) => current !== undefined && sameRegistration(m.registration, current.registration))
+            ?.registration ?? reusable[0]?.registration;
         // A configured pre-registered client wins over a stored registration of another client_id.
         const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
         const context = {
@@ -178,6 +180,8 @@ export class SessionKeeper {
           callback: this.options.callback ?? {},
           timeoutMs: this.options.loginTimeoutMs ?? 5 * 60_000,
           ...(knownRegistration ? { knownRegistration } : {}),
+          dropRegistration: (registration: Registration) =>
+            this.store.dropRegistration(registration.issuer, registration.clientId),
         };
         if (options.mode === 'device' || options.mode === 'auto') {
           const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
@@ -219,12 +223,6 @@ export class SessionKeeper {
     );
     this.tokens.adopt(record);
     return serverStatus({ kind: 'ok', record });
-  }
-
-  /** One registration per issuer: reuse the one another server's record holds. */
-  private async registrationForIssuer(issuer: string) {
-    const found = await this.store.findRegistrationsByIssuer(issuer);
-    return found[0]?.registration;
   }
 
   /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */
@@ -340,7 +338,8 @@ export class SessionKeeper {
   async logout(serverUrl: string): Promise<{ revoked: boolean; deleted: boolean }> {
     const url = canonicalServerUrl(serverUrl);
     this.tokens.forget(url);
-    return this.store.transaction(url, 'refresh', async (tx) => {
+    let registration: Registration | undefined;
+    const result = await this.store.transaction(url, 'refresh', async (tx) => {
       const read = await tx.read();
       if (read.kind !== 'ok') {
         if (read.kind === 'missing') return { revoked: false, deleted: false };
@@ -348,6 +347,7 @@ export class SessionKeeper {
         return { revoked: false, deleted: true };
       }
       const record: ServerRecord = read.record;
+      registration = record.registration;
       let revoked = false;
       if (record.tokens && record.authorizationServer.revocation_endpoint) {
         const token = record.tokens.refreshToken ?? record.tokens.accessToken;
@@ -367,6 +367,15 @@ export class SessionKeeper {
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
       return { revoked, deleted: true };
     });
+    // The last server using a registration forgets it: the next sign-in registers again.
+    const loggedOut = registration;
+    if (loggedOut !== undefined) {
+      const users = await this.store.findRegistrationsByIssuer(loggedOut.issuer);
+      if (!users.some((m) => sameRegistration(m.registration, loggedOut))) {
+        await this.store.dropRegistration(loggedOut.issuer, loggedOut.clientId);
+      }
+    }
+    return result;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -505,6 +514,11 @@ export interface ExternalTokenSet {
   scope?: string;
   /** The issuer the tokens came from, when the caller knows it (the SDK stamps it). */
   issuer?: string;
+}
+
+/** The same registration: one client_id at one issuer, registered at one moment. */
+function sameRegistration(a: Registration, b: Registration): boolean {
+  return a.issuer === b.issuer && a.clientId === b.clientId && a.registeredAt === b.registeredAt;
 }
 
 export { AuthkeepError, NeedsAuthError };

@@ -19,6 +19,7 @@ export const CURABLE: ReadonlySet<NeedsAuthReason> = new Set<NeedsAuthReason>([
   'no_credentials',
   'invalid_grant',
   'client_mismatch',
+  'client_expired',
   'drift',
   'revoked',
   'expired',

@@ -21,7 +21,7 @@ import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import { exchangeAuthorizationCode } from '../oauth/token-endpoint.js';
+import { exchangeAuthorizationCode, TokenEndpointError } from '../oauth/token-endpoint.js';
 import type { Registration } from '../oauth/types.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
@@ -51,6 +51,8 @@ export interface SignInContext {
   openAuthorizationUrl: (url: string) => Promise<void> | void;
   /** A registration already known for this issuer (this record's or another server's). */
   knownRegistration?: Registration;
+  /** Forget a registration the AS refused (the store's dropRegistration), so no sign-in reuses it. */
+  dropRegistration?: (registration: Registration) => Promise<void>;
   /** Machine-wide one-registration-per-issuer (the store's registerOnce); else register directly. */
   registerOnce?: (issuer: string, register: () => Promise<Registration>) => Promise<Registration>;
 }
@@ -160,15 +162,36 @@ export async function signIn(
 
     // 5. Redeem the code with the same client, redirect URI and resource.
     const sentAt = Date.now();
-    const tokenSet = await exchangeAuthorizationCode(
-      as,
-      registration,
-      { code, codeVerifier: pkce.verifier, redirectUri: callback.redirectUri, resource: server.resource },
-      ctx.http,
+    const tokenSet = await refusedClientDropped(ctx, registration, () =>
+      exchangeAuthorizationCode(
+        as,
+        registration,
+        { code, codeVerifier: pkce.verifier, redirectUri: callback.redirectUri, resource: server.resource },
+        ctx.http,
+      ),
     );
     return { registration, tokens: stampTokens(tokenSet, { sentAt, registration, requestedScope: scope }) };
   } finally {
     await callback.close();
+  }
+}
+
+/**
+ * Run a token request of a sign-in; when the AS refuses the client itself (invalid_client,
+ * unauthorized_client: a dynamic client it purged), drop the registration before rethrowing, so
+ * the next sign-in registers again instead of reusing a dead client forever.
+ */
+export async function refusedClientDropped<T>(
+  ctx: Pick<SignInContext, 'dropRegistration'>,
+  registration: Registration,
+  request: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await request();
+  } catch (err) {
+    if (err instanceof TokenEndpointError && err.needsAuthReason === 'client_mismatch')
+      await ctx.dropRegistration?.(registration);
+    throw err;
   }
 }
 

@@ -8,9 +8,11 @@
  *   2. otherwise take the server's refresh lock and re-read (the pre-lock read is only a hint);
  *   3. check drift: tokens stamped with another client_id or issuer are never sent;
  *   4. adopt if, under the lock, the record now holds tokens that are not due;
- *   5. refresh, keep the old refresh token when the response carries none, stamp the new tokens
- *      with the registration's client_id and issuer, write with compare-and-swap, release;
- *   6. only then expose the new token.
+ *   5. a registration whose client secret expired is not used: needs-auth, registration dropped;
+ *   6. refresh, keep the old refresh token when the response carries none, stamp the new tokens
+ *      with the registration's client_id and issuer, write with compare-and-swap, release (a
+ *      client the AS refuses, invalid_client or unauthorized_client, is dropped as well);
+ *   7. only then expose the new token.
  * The transaction is not cancellable by its caller: once a refresh token is spent, the result is
  * persisted whatever happens to the request that triggered it.
  *
@@ -20,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { displayNeedsAuthInfo, NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
+import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import { type Clock, systemClock } from './clock.js';
@@ -305,7 +308,19 @@ export class TokenManager {
           throw new NeedsAuthError(info);
         }
 
-        // 5. Refresh, persist with compare-and-swap, then expose.
+        // 5. A registration whose client secret expired is refused by the AS (RFC 7591 section
+        // 3.2.1): no doomed refresh; it is dropped and the next sign-in registers again.
+        const { registration } = record;
+        if (clientSecretExpired(registration, this.clock.now())) {
+          const info = needsAuthInfo(serverUrl, 'client_expired', {
+            errorDescription: `the secret of client ${registration.clientId} expired at ${new Date(registration.clientSecretExpiresAt ?? 0).toISOString()}`,
+          });
+          await tx.write(markNeedsAuth(record, info));
+          await this.dropRegistration(serverUrl, registration, 'client_expired');
+          throw new NeedsAuthError(info, { field: 'registration.clientSecretExpiresAt' });
+        }
+
+        // 6. Refresh, persist with compare-and-swap, then expose.
         const next = await this.refreshWithRetry(
           record,
           { ...tokens, refreshToken: tokens.refreshToken },
@@ -321,7 +336,7 @@ export class TokenManager {
           generation: written.generation,
           rotated: next.tokens?.refreshToken !== tokens.refreshToken,
         });
-        // 6. Expose only what is persisted.
+        // 7. Expose only what is persisted.
         return this.remember(serverUrl, next.tokens as Tokens, refreshedAt).accessToken;
       },
       {
@@ -333,6 +348,21 @@ export class TokenManager {
           }),
       },
     );
+  }
+
+  /** Forget a registration the AS refused or whose secret expired (the store's dropRegistration). */
+  private async dropRegistration(
+    serverUrl: string,
+    registration: Registration,
+    reason: NeedsAuthReason,
+  ): Promise<void> {
+    await this.deps.store.dropRegistration(registration.issuer, registration.clientId);
+    this.deps.logger.emit('warn', 'registration.dropped', `dropped client registration ${registration.clientId}`, {
+      serverUrl,
+      issuer: registration.issuer,
+      clientId: registration.clientId,
+      reason,
+    });
   }
 
   private serveUntilExpiry(serverUrl: string, tokens: Tokens): string {
@@ -415,6 +445,8 @@ export class TokenManager {
           request: err.request,
         });
         await markNeedsAuth(info);
+        // The AS refused the client itself (an AS purging idle dynamic clients): never reuse it.
+        if (reason === 'client_mismatch') await this.dropRegistration(serverUrl, record.registration, reason);
         this.deps.logger.emit('warn', 'needs_auth', `refresh failed: ${reason}`, {
           serverUrl,
           reason,

@@ -112,7 +112,10 @@ export interface CredentialStore {
     options?: TransactionOptions,
   ): Promise<T>;
   list(): Promise<Array<ReadResult & { key: string }>>;
-  /** Records whose registration is at `issuer`, newest registration first. */
+  /**
+   * Records whose registration is at `issuer` and may be reused (not dropped by dropRegistration,
+   * its client secret not expired), newest registration first.
+   */
   findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]>;
   /** Remove the record unconditionally (under the record lock). True if there was one. */
   delete(serverUrl: string): Promise<boolean>;
@@ -127,6 +130,14 @@ export interface CredentialStore {
    * registering its own.
    */
   registerOnce(issuer: string, register: () => Promise<Registration>): Promise<Registration>;
+  /**
+   * Forget the registration `clientId` at `issuer` (the AS refused it, its secret expired, or the
+   * last server using it logged out): the kept one is removed if it is that client, and neither
+   * registerOnce nor findRegistrationsByIssuer offers that registration again, whichever record
+   * still holds it. A later registration that happens to carry the same client_id (a metadata
+   * document URL, a pre-registered id) is not affected.
+   */
+  dropRegistration(issuer: string, clientId: string): Promise<void>;
   /** Where the record of `serverUrl` is kept, for people (a file path for the file backend). */
   locate(serverUrl: string): string;
   /** The store's health for `authkeep doctor`, or only `serverUrl`'s part of it. Read-only. */

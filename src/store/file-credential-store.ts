@@ -50,7 +50,7 @@ import { acquireLock } from './lock.js';
 import { readLoginOutcome, writeLoginOutcome } from './login-outcome.js';
 import { defaultHome, recordKey, type StoreLayout, storeLayout } from './paths.js';
 import { RecordFiles } from './record-files.js';
-import { registerOnce } from './registrations.js';
+import { dropRegistration, readDropped, registerOnce, reusable } from './registrations.js';
 import { inspectFileStore } from './store-inspection.js';
 
 export interface FileCredentialStoreOptions {
@@ -124,9 +124,11 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   async findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]> {
+    const dropped = await readDropped(this.layout, issuer);
     const matches: RegistrationMatch[] = [];
     for (const entry of await this.list()) {
       if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
+      if (!reusable(entry.record.registration, dropped)) continue;
       const { record } = entry;
       matches.push({
         serverUrl: record.serverUrl,
@@ -154,6 +156,10 @@ export class FileCredentialStore implements CredentialStore {
     return registerOnce(this.layout, issuer, register, async (at) => {
       return (await this.findRegistrationsByIssuer(at))[0]?.registration;
     });
+  }
+
+  dropRegistration(issuer: string, clientId: string): Promise<void> {
+    return dropRegistration(this.layout, issuer, clientId);
   }
 
   locate(serverUrl: string): string {

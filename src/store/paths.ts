@@ -89,6 +89,8 @@ export interface StoreLayout {
   /** One client registration per issuer, kept from the moment it is made (credential-store.ts). */
   registrationsDir: string;
   registrationPath(issuerKey: string): string;
+  /** The client_ids dropped at an issuer, never to be reused (credential-store.ts dropRegistration). */
+  droppedRegistrationsPath(issuerKey: string): string;
   recordPath(key: string): string;
   outcomePath(key: string): string;
   /** The lock name (without `.lock`) for a key and purpose; lock files live in `locksDir`. */
@@ -111,6 +113,7 @@ export function storeLayout(home: string): StoreLayout {
     outcomePath: (key) => path.join(outcomesDir, `${key}.json`),
     registrationsDir,
     registrationPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.json`),
+    droppedRegistrationsPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.dropped.json`),
     lockName: (key, purpose) => `${key}.${purpose}`,
   };
 }

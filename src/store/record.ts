@@ -32,6 +32,7 @@ export const RegistrationSchema = z.object({
   tokenEndpointAuthMethod: TokenEndpointAuthMethodSchema,
   redirectUris: z.array(z.string()).default([]),
   grantTypes: z.array(z.string()).exactOptional(),
+  clientSecretExpiresAt: z.number().exactOptional(),
   registeredAt: z.string(),
 } satisfies Record<keyof Registration, z.ZodType>) satisfies z.ZodType<Registration>;
 

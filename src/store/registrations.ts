@@ -3,37 +3,92 @@
  * registration lock (`locks/<issuerKey>.register.lock`), the registration already kept in
  * `registrations/<issuerKey>.json`, else one a record holds, else a new one, kept at once; so
  * servers that sign in to the same issuer at the same time share one client instead of each
- * registering its own.
+ * registering its own. A registration the AS refused, whose secret expired, or whose last server
+ * logged out is dropped: its client_id goes to `registrations/<issuerKey>.dropped.json` and it is
+ * never offered again, whichever record still holds it.
  *
  * Not for: registering (oauth/registration.ts does it; it is handed in as `register`).
  */
-import type { Registration } from '../oauth/types.js';
+import { unlink } from 'node:fs/promises';
+import { z } from 'zod';
+import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
 import { DEFAULT_LOCK_POLICIES } from './credential-store.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, type LockHandle } from './lock.js';
 import { recordKey, type StoreLayout } from './paths.js';
 import { RegistrationSchema } from './record.js';
 
-export async function registerOnce(
-  layout: StoreLayout,
-  issuer: string,
-  register: () => Promise<Registration>,
-  /** The newest registration a stored record holds for `issuer`. */
-  heldByRecord: (issuer: string) => Promise<Registration | undefined>,
-): Promise<Registration> {
+/** Registrations that must not be reused: a client_id, and when it was dropped. */
+const DroppedRegistrationsSchema = z.array(z.object({ clientId: z.string().min(1), at: z.string() }));
+export type DroppedRegistration = z.infer<typeof DroppedRegistrationsSchema>[number];
+/** Dropped client_ids remembered per issuer (the newest). */
+const MAX_DROPPED = 50;
+
+/**
+ * May `registration` be reused: not dropped (a registration made after the drop that carries the
+ * same client_id is another one) and its client secret has not expired.
+ */
+export function reusable(registration: Registration, dropped: readonly DroppedRegistration[]): boolean {
+  if (clientSecretExpired(registration, Date.now())) return false;
+  return !dropped.some((d) => d.clientId === registration.clientId && registration.registeredAt <= d.at);
+}
+
+/** The client_ids dropped at `issuer` (unreadable: none; a registration is then merely reused). */
+export async function readDropped(layout: StoreLayout, issuer: string): Promise<DroppedRegistration[]> {
+  const bytes = await readFileIfExists(layout.droppedRegistrationsPath(recordKey(issuer)));
+  if (bytes === undefined) return [];
+  try {
+    const parsed = DroppedRegistrationsSchema.safeParse(JSON.parse(bytes.toString('utf8')));
+    return parsed.success ? parsed.data : [];
+  } catch {
+    return [];
+  }
+}
+
+/** See CredentialStore.dropRegistration. */
+export async function dropRegistration(layout: StoreLayout, issuer: string, clientId: string): Promise<void> {
   const issuerKey = recordKey(issuer);
+  const handle = await registrationLock(layout, issuerKey);
+  try {
+    const dropped = (await readDropped(layout, issuer)).filter((d) => d.clientId !== clientId);
+    dropped.push({ clientId, at: new Date().toISOString() });
+    await ensurePrivateDir(layout.registrationsDir);
+    await writeFileAtomic(
+      layout.droppedRegistrationsPath(issuerKey),
+      `${JSON.stringify(dropped.slice(-MAX_DROPPED))}\n`,
+    );
+    const kept = await readKeptRegistration(layout, issuerKey, issuer);
+    if (kept?.clientId === clientId) await unlink(layout.registrationPath(issuerKey)).catch(() => undefined);
+  } finally {
+    await handle.release();
+  }
+}
+
+/** The issuer's registration lock: registerOnce and dropRegistration run one at a time per issuer. */
+async function registrationLock(layout: StoreLayout, issuerKey: string): Promise<LockHandle> {
   await ensurePrivateDir(layout.home, { tighten: false });
   await ensurePrivateDir(layout.locksDir);
   const policy = DEFAULT_LOCK_POLICIES.write;
-  const handle = await acquireLock(layout.locksDir, layout.lockName(issuerKey, 'register'), {
+  return acquireLock(layout.locksDir, layout.lockName(issuerKey, 'register'), {
     timeoutMs: policy.timeoutMs,
     staleMs: policy.staleMs,
     ...(policy.maxHoldMs !== undefined ? { maxHoldMs: policy.maxHoldMs } : {}),
     purpose: 'register',
   });
+}
+
+export async function registerOnce(
+  layout: StoreLayout,
+  issuer: string,
+  register: () => Promise<Registration>,
+  /** The newest reusable registration a stored record holds for `issuer`. */
+  heldByRecord: (issuer: string) => Promise<Registration | undefined>,
+): Promise<Registration> {
+  const issuerKey = recordKey(issuer);
+  const handle = await registrationLock(layout, issuerKey);
   try {
     const kept = await readKeptRegistration(layout, issuerKey, issuer);
-    if (kept) return kept;
+    if (kept && reusable(kept, await readDropped(layout, issuer))) return kept;
     const held = await heldByRecord(issuer);
     if (held) return held;
     const registration = await register();

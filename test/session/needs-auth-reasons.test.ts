@@ -31,6 +31,7 @@ const PRODUCED: Record<NeedsAuthReason, string> = {
   no_credentials: 'this file',
   invalid_grant: 'this file',
   client_mismatch: 'this file',
+  client_expired: 'security/dead-client.test.ts',
   drift: 'drift.test.ts',
   revoked: 'this file',
   expired: 'this file',
@@ -111,7 +112,7 @@ const tokenRequest = (as: { endpoints: { token: string } }) => `POST ${as.endpoi
 
 test('every needs-auth reason is produced somewhere', () => {
   // The Record type above fails to compile when errors.ts gains a reason this table lacks.
-  assert.equal(Object.keys(PRODUCED).length, 13);
+  assert.equal(Object.keys(PRODUCED).length, 14);
 });
 
 test('no_credentials: nothing stored; getAccessToken and fetch say so without any request', async (t) => {

@@ -41,6 +41,7 @@ function countingStore(home: string): { store: CredentialStore; reads: () => num
     registerOnce: (issuer, register) => inner.registerOnce(issuer, register),
     locate: (serverUrl) => inner.locate(serverUrl),
     inspect: (serverUrl) => inner.inspect(serverUrl),
+    dropRegistration: (issuer, clientId) => inner.dropRegistration(issuer, clientId),
   };
   return { store, reads: () => reads, tx: (purpose) => transactions.get(purpose) ?? 0 };
 }
