@@ -39,7 +39,7 @@ interface ServerJudgement {
 }
 
 /** The keep-fresh refresh bound (see the file comment), judged from the AS's audit. */
-export function judgeRefreshBound(run: VariantRun): ServerJudgement[] {
+function judgeRefreshBound(run: VariantRun): ServerJudgement[] {
   const ttl = run.scale.accessTokenTtlSeconds * 1000;
   const http = run.audits.flatMap((a) => a.entries.filter((e): e is HttpAuditEntry => e.kind === 'http'));
   return run.servers.map((server) => {
