@@ -202,7 +202,7 @@ export async function discoverProtectedResource(
 }
 
 export interface ProbeResult {
-  /** Status of the answer that decided: the POST's, or the GET's when the GET fallback ran. */
+  /** Status of the answer that decided: a POST's, or the GET's when the GET fallback ran. */
   status: number;
   challenge?: { resourceMetadata?: string; scope?: string; error?: string; errorDescription?: string };
   /** The WWW-Authenticate field was present but malformed (RFC 9110 section 11.6.1); ignored. */
@@ -213,66 +213,43 @@ export interface ProbeOptions extends HttpOptions {
   /** Extra headers sent with every probe request (the proxy's `--header` values). */
   headers?: Record<string, string>;
   /**
-   * When the POST is answered with neither 401 nor 2xx, also GET the URL as an HTTP+SSE client
+   * When both POSTs are answered with neither 401 nor 2xx, also GET the URL as an HTTP+SSE client
    * opens its stream (MCP 2024-11-05 transport), and report that answer. Default false.
    */
   sseFallback?: boolean;
 }
 
-const PROBE_PROTOCOL_VERSION = '2025-11-25';
+/** The wire revision of the modern probe (stateless, per-request `_meta`, no `initialize`). */
+const MODERN_PROTOCOL_VERSION = '2026-07-28';
+/** The wire revision of the legacy probe (the `initialize` handshake). */
+const LEGACY_PROTOCOL_VERSION = '2025-11-25';
+const CLIENT_INFO = { name: 'authkeep', version: '0.1.0' };
 
 /**
- * The MCP authorization flow's first step, and the one unauthenticated probe authkeep sends: an
- * MCP request without a token (a JSON-RPC `initialize` POST, as a Streamable HTTP client would
- * send it), to read the 401's Bearer challenge (`resource_metadata`, `scope`; RFC 9728 section
- * 5.1, RFC 6750 section 3). A 200 means this request needs no token (some servers protect only
- * later methods); discovery should still go on via the well-known URIs. A session the server
- * opened for the probe is closed. With `sseFallback`, a server that refuses the POST otherwise is
- * asked again with a GET (see ProbeOptions). Bounded by the http helper's timeout; a network
- * failure of the POST throws as_unreachable, of the GET fallback is reported as status 0.
+ * The MCP authorization flow's first step ("MCP request without token", answered "HTTP 401 with
+ * WWW-Authenticate"), and the one unauthenticated probe authkeep sends, for a server on either
+ * wire (MCP 2026-07-28 "Versioning: Backward Compatibility with Initialization-Based Versions",
+ * Streamable HTTP: "attempt a modern request and inspect the 400 before falling back"):
+ *   1. a 2026-07-28 request: `server/discover` (every server implements it) with the
+ *      `MCP-Protocol-Version` and `Mcp-Method` headers and the `_meta` the revision requires;
+ *   2. answered 401 or 2xx, that answer decides (a 2xx means the method needs no token: discovery
+ *      goes on via the well-known URIs); any other answer is a legacy server refusing the modern
+ *      request (400, 404, 405, ...), which is asked again as a legacy client opens: an
+ *      `initialize` POST (2025-11-25 and earlier have no `server/discover`); a session a server
+ *      opened for a probe is closed;
+ *   3. with `sseFallback`, a server that refuses that POST too is asked with a GET as an HTTP+SSE
+ *      client opens its stream (see ProbeOptions).
+ * The 401's Bearer challenge (`resource_metadata`, `scope`; RFC 9728 section 5.1, RFC 6750
+ * section 3) is read from the answer that decided. Bounded by the http helper's timeout; a
+ * network failure of a POST throws as_unreachable, of the GET fallback is reported as status 0.
  */
 export async function probeServer(serverUrl: string, options: ProbeOptions): Promise<ProbeResult> {
   const url = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
   const extra = options.headers ?? {};
-  const response = await httpRequest(
-    url,
-    {
-      method: 'POST',
-      headers: {
-        ...extra,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-      },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 0,
-        method: 'initialize',
-        params: {
-          protocolVersion: PROBE_PROTOCOL_VERSION,
-          capabilities: {},
-          clientInfo: { name: 'authkeep', version: '0.1.0' },
-        },
-      }),
-    },
-    options,
-    'unauthenticated probe',
-  );
-  await discardBody(response);
-  const sessionId = response.headers.get('mcp-session-id');
-  if (response.ok && sessionId) {
-    await httpRequest(
-      url,
-      {
-        method: 'DELETE',
-        headers: { ...extra, 'mcp-session-id': sessionId, 'mcp-protocol-version': PROBE_PROTOCOL_VERSION },
-      },
-      options,
-      'close probe session',
-    )
-      .then(discardBody)
-      .catch(() => undefined);
-  }
-  if (options.sseFallback && response.status !== 401 && !response.ok) {
+  const modern = await probePost(url, serverDiscoverRequest(), MODERN_PROTOCOL_VERSION, extra, options);
+  if (modern.status === 401 || modern.ok) return probeResult(modern);
+  const legacy = await probePost(url, initializeRequest(), LEGACY_PROTOCOL_VERSION, extra, options);
+  if (options.sseFallback && legacy.status !== 401 && !legacy.ok) {
     const stream = await httpRequest(
       url,
       { method: 'GET', headers: { ...extra, accept: 'text/event-stream' } },
@@ -284,7 +261,79 @@ export async function probeServer(serverUrl: string, options: ProbeOptions): Pro
     await discardBody(stream);
     return probeResult(stream);
   }
-  return probeResult(response);
+  return probeResult(legacy);
+}
+
+/** MCP 2026-07-28 `server/discover`, with the `_meta` every request of that revision carries. */
+function serverDiscoverRequest(): { method: string; body: unknown } {
+  return {
+    method: 'server/discover',
+    body: {
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'server/discover',
+      params: {
+        _meta: {
+          'io.modelcontextprotocol/protocolVersion': MODERN_PROTOCOL_VERSION,
+          'io.modelcontextprotocol/clientInfo': CLIENT_INFO,
+          'io.modelcontextprotocol/clientCapabilities': {},
+        },
+      },
+    },
+  };
+}
+
+/** The `initialize` request of the initialization-based revisions (2025-11-25 and earlier). */
+function initializeRequest(): { method: string; body: unknown } {
+  return {
+    method: 'initialize',
+    body: {
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: LEGACY_PROTOCOL_VERSION, capabilities: {}, clientInfo: CLIENT_INFO },
+    },
+  };
+}
+
+/** One unauthenticated POST of `request`; a session the server opened for it is closed. */
+async function probePost(
+  url: URL,
+  request: { method: string; body: unknown },
+  protocolVersion: string,
+  extra: Record<string, string>,
+  options: ProbeOptions,
+): Promise<Response> {
+  const modern = protocolVersion === MODERN_PROTOCOL_VERSION;
+  const response = await httpRequest(
+    url,
+    {
+      method: 'POST',
+      headers: {
+        ...extra,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        // 2026-07-28 Streamable HTTP "Request Metadata": both REQUIRED on every POST.
+        ...(modern ? { 'mcp-protocol-version': protocolVersion, 'mcp-method': request.method } : {}),
+      },
+      body: JSON.stringify(request.body),
+    },
+    options,
+    `unauthenticated probe (${request.method})`,
+  );
+  await discardBody(response);
+  const sessionId = response.headers.get('mcp-session-id');
+  if (response.ok && sessionId) {
+    await httpRequest(
+      url,
+      { method: 'DELETE', headers: { ...extra, 'mcp-session-id': sessionId, 'mcp-protocol-version': protocolVersion } },
+      options,
+      'close probe session',
+    )
+      .then(discardBody)
+      .catch(() => undefined);
+  }
+  return response;
 }
 
 function probeResult(response: Response): ProbeResult {

@@ -329,7 +329,7 @@ describe('probeServer', () => {
   after(async () => srv.close());
   beforeEach(() => srv.reset());
 
-  test('sends an unauthenticated initialize and reads the Bearer challenge', async () => {
+  test('sends an unauthenticated 2026-07-28 server/discover and reads the Bearer challenge', async () => {
     srv.on('POST', '/mcp', {
       status: 401,
       headers: {
@@ -343,13 +343,54 @@ describe('probeServer', () => {
       resourceMetadata: `${srv.url}/.well-known/oauth-protected-resource/mcp`,
       scope: 'files:read files:write',
     });
+    assert.deepEqual(srv.lines(), ['POST /mcp'], 'one request: the 401 decides');
     const [req] = srv.requests;
     assert.ok(req);
-    assert.equal(req.method, 'POST');
     assert.equal(req.headers.authorization, undefined);
     assert.match(String(req.headers.accept), /application\/json/);
     assert.match(String(req.headers.accept), /text\/event-stream/);
-    assert.equal((req.json as { method?: string }).method, 'initialize');
+    assert.equal(req.headers['mcp-protocol-version'], '2026-07-28');
+    assert.equal(req.headers['mcp-method'], 'server/discover');
+    const body = req.json as { method?: string; params?: { _meta?: Record<string, unknown> } };
+    assert.equal(body.method, 'server/discover');
+    assert.equal(body.params?._meta?.['io.modelcontextprotocol/protocolVersion'], '2026-07-28');
+  });
+
+  test('a 2026-07-28 server (initialize is refused with 400, server/discover needs a token): the challenge is found', async () => {
+    // The "Legacy client, Modern server" row of the 2026-07-28 compatibility matrix: a request
+    // without the revision's headers and _meta is refused with 400 before any auth check.
+    srv.on('POST', '/mcp', (req) =>
+      req.headers['mcp-protocol-version'] === '2026-07-28' &&
+      (req.json as { method?: string }).method === 'server/discover'
+        ? {
+            status: 401,
+            headers: { 'www-authenticate': `Bearer resource_metadata="${srv.url}/custom/prm.json", scope="mcp:basic"` },
+            body: '',
+          }
+        : { status: 400, json: { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'HeaderMismatch' } } },
+    );
+    const probe = await probeServer(`${srv.url}/mcp`, http);
+    assert.equal(probe.status, 401);
+    assert.deepEqual(probe.challenge, { resourceMetadata: `${srv.url}/custom/prm.json`, scope: 'mcp:basic' });
+  });
+
+  test('a legacy server refusing server/discover (400) is asked again with initialize', async () => {
+    srv.on('POST', '/mcp', (req) =>
+      (req.json as { method?: string }).method === 'initialize'
+        ? { status: 401, headers: { 'www-authenticate': 'Bearer scope="legacy:read"' }, body: '' }
+        : {
+            status: 400,
+            json: { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Bad Request: no session' } },
+          },
+    );
+    const probe = await probeServer(`${srv.url}/mcp`, http);
+    assert.equal(probe.status, 401);
+    assert.deepEqual(probe.challenge, { scope: 'legacy:read' });
+    assert.deepEqual(
+      srv.requests.map((r) => (r.json as { method?: string }).method),
+      ['server/discover', 'initialize'],
+    );
+    assert.equal(srv.requests[1]?.headers['mcp-method'], undefined, 'the legacy request carries no 2026-07-28 headers');
   });
 
   test('a 200 without challenge; a session it opened is closed', async () => {
