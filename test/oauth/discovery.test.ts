@@ -16,9 +16,11 @@ import {
 import { assertSecureUrl, describeRequest } from '../../src/oauth/http.js';
 import {
   discoverProtectedResource,
+  expectedResources,
+  type MetadataSource,
   probeServer,
   protectedResourceMetadataUrls,
-  resourceMatchesServer,
+  resourceIdentical,
 } from '../../src/oauth/protected-resource.js';
 import { scopeCovers, selectScope, unionScopes, withOfflineAccess } from '../../src/oauth/scope.js';
 import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
@@ -63,26 +65,42 @@ describe('well-known URL builders', () => {
   });
 });
 
-describe('resource match rule', () => {
-  const cases: Array<[string, string, boolean]> = [
-    ['https://h.example/mcp', 'https://h.example/mcp', true],
-    ['https://h.example', 'https://h.example/mcp', true], // root PRM (MCP extension)
-    ['https://h.example/', 'https://h.example/mcp', true],
-    ['https://H.EXAMPLE/mcp', 'https://h.example/mcp', true], // case-insensitive scheme/host
-    ['https://h.example:443/mcp', 'https://h.example/mcp', true],
-    ['https://h.example/public', 'https://h.example/public/mcp', true],
-    ['https://h.example/pub', 'https://h.example/public/mcp', false], // not a whole segment
-    ['https://h.example/other', 'https://h.example/mcp', false],
-    ['https://h.example/mcp/deeper', 'https://h.example/mcp', false],
-    ['https://evil.example.com/mcp', 'https://h.example/mcp', false],
-    ['http://h.example/mcp', 'https://h.example/mcp', false],
-    ['https://h.example:8443/mcp', 'https://h.example/mcp', false],
-    ['https://h.example/mcp#frag', 'https://h.example/mcp', false],
-    ['not a url', 'https://h.example/mcp', false],
+describe('resource match rule (RFC 9728 section 3.3: identical to the identifier the URL was built from)', () => {
+  const cases: Array<[string, string, MetadataSource, boolean]> = [
+    ['https://h.example/mcp', 'https://h.example/mcp', 'path', true],
+    ['https://h.example/mcp', 'https://h.example/mcp', 'resource_metadata', true],
+    ['https://h.example', 'https://h.example/mcp', 'root', true], // root well-known of a server with a path
+    ['https://h.example/', 'https://h.example/mcp', 'root', true],
+    ['https://h.example', 'https://h.example', 'root', true], // a server at the root
+    ['https://H.EXAMPLE/mcp', 'https://h.example/mcp', 'path', true], // case-insensitive scheme/host (MCP)
+    ['HTTPS://h.example/mcp', 'https://h.example/mcp', 'resource_metadata', true],
+    ['https://h.example:443/mcp', 'https://h.example/mcp', 'path', true],
+    ['https://h.example/mcp?tenant=a', 'https://h.example/mcp?tenant=a', 'path', true],
+    // not identical: a prefix, the origin where the server URL is expected, a trailing slash
+    ['https://h.example/public', 'https://h.example/public/mcp', 'path', false],
+    ['https://h.example/public', 'https://h.example/public/mcp', 'resource_metadata', false],
+    ['https://h.example', 'https://h.example/mcp', 'resource_metadata', false],
+    ['https://h.example', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/mcp', 'https://h.example/mcp', 'root', true], // or exactly the server URL
+    ['https://h.example/public', 'https://h.example/public/mcp', 'root', false],
+    ['https://h.example/mcp/', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/MCP', 'https://h.example/mcp', 'path', false], // the path is case-sensitive
+    ['https://h.example/mcp', 'https://h.example/mcp?tenant=a', 'path', false],
+    ['https://h.example/other', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/mcp/deeper', 'https://h.example/mcp', 'path', false],
+    ['https://evil.example.com/mcp', 'https://h.example/mcp', 'resource_metadata', false],
+    ['http://h.example/mcp', 'https://h.example/mcp', 'path', false],
+    ['https://h.example:8443/mcp', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/mcp#frag', 'https://h.example/mcp', 'path', false],
+    ['https://user@h.example/mcp', 'https://h.example/mcp', 'path', false],
+    ['not a url', 'https://h.example/mcp', 'path', false],
   ];
-  for (const [resource, server, expected] of cases) {
-    test(`${resource} ${expected ? 'matches' : 'does not match'} ${server}`, () => {
-      assert.equal(resourceMatchesServer(resource, server), expected);
+  for (const [resource, server, source, expected] of cases) {
+    test(`found via ${source}: ${resource} ${expected ? 'is' : 'is not'} the resource of ${server}`, () => {
+      assert.equal(
+        expectedResources(server, source).some((identifier) => resourceIdentical(resource, identifier)),
+        expected,
+      );
     });
   }
 });
@@ -166,6 +184,46 @@ describe('protected resource metadata discovery (real HTTP)', () => {
       'GET /.well-known/oauth-protected-resource/mcp',
       'GET /.well-known/oauth-protected-resource',
     ]);
+  });
+
+  test('a resource that is only a prefix of the server URL is refused, wherever the document was found', async () => {
+    rs.json('/custom/prm.json', prm(rs.url));
+    rs.json('/.well-known/oauth-protected-resource/mcp', prm(rs.url));
+    await assert.rejects(
+      discoverProtectedResource(`${rs.url}/mcp`, { ...http, resourceMetadataUrl: `${rs.url}/custom/prm.json` }),
+      (err: AuthkeepError) => {
+        assert.equal(err.code, 'resource_mismatch');
+        assert.equal(err.field, 'resource');
+        assert.equal(err.detail?.expected, `${rs.url}/mcp`);
+        assert.equal(err.detail?.actual, rs.url);
+        assert.equal(err.detail?.source, 'resource_metadata', 'the first mismatch is reported');
+        return true;
+      },
+    );
+    assert.deepEqual(
+      rs.lines(),
+      [
+        'GET /custom/prm.json',
+        'GET /.well-known/oauth-protected-resource/mcp',
+        'GET /.well-known/oauth-protected-resource',
+      ],
+      'each candidate was asked once; none had a usable document',
+    );
+  });
+
+  test('the challenge names the root document (resource = origin): not usable for that URL, used as the root one', async () => {
+    rs.json('/.well-known/oauth-protected-resource', prm(rs.url));
+    const found = await discoverProtectedResource(`${rs.url}/mcp`, {
+      ...http,
+      resourceMetadataUrl: `${rs.url}/.well-known/oauth-protected-resource`,
+    });
+    assert.equal(found?.metadata.resource, rs.url);
+    assert.equal(found?.url, `${rs.url}/.well-known/oauth-protected-resource`);
+    assert.deepEqual(
+      rs.lines(),
+      ['GET /.well-known/oauth-protected-resource', 'GET /.well-known/oauth-protected-resource/mcp'],
+      'the root document was fetched once',
+    );
   });
 
   test('undefined only when every candidate is absent; a 5xx is discovery_failed', async () => {
