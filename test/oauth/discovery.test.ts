@@ -359,14 +359,13 @@ describe('2025-03-26 back-compat', () => {
     assert.deepEqual(srv.lines(), ['GET /.well-known/oauth-authorization-server']);
   });
 
-  test('no metadata: default endpoints at the origin', async () => {
+  test('no metadata: default endpoints at the origin, and no PKCE support claimed for it', async () => {
     const record = await legacyAuthorizationServer(`${srv.url}/v1/mcp`, http);
     assert.deepEqual(record, {
       issuer: srv.url,
       authorization_endpoint: `${srv.url}/authorize`,
       token_endpoint: `${srv.url}/token`,
       registration_endpoint: `${srv.url}/register`,
-      code_challenge_methods_supported: ['S256'],
     });
   });
 
@@ -375,6 +374,31 @@ describe('2025-03-26 back-compat', () => {
     await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), {
       code: 'issuer_mismatch',
       field: 'issuer',
+    });
+  });
+
+  for (const issuer of ['ORIGIN/oauth', 'ORIGIN/']) {
+    test(`legacy metadata naming another issuer on the same origin (${issuer.replace('ORIGIN', 'origin')}) is refused`, async () => {
+      const named = issuer.replace('ORIGIN', srv.url);
+      srv.json('/.well-known/oauth-authorization-server', asMetadata(named, srv.url));
+      await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), (err: AuthkeepError) => {
+        assert.equal(err.code, 'issuer_mismatch');
+        assert.equal(err.field, 'issuer');
+        assert.equal(err.detail?.expected, srv.url);
+        assert.equal(err.detail?.actual, named);
+        return true;
+      });
+    });
+  }
+
+  test('legacy metadata that does not advertise PKCE is refused (pkce_unsupported), not completed with S256', async () => {
+    srv.json(
+      '/.well-known/oauth-authorization-server',
+      asMetadata(srv.url, srv.url, { code_challenge_methods_supported: undefined }),
+    );
+    await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), {
+      code: 'pkce_unsupported',
+      field: 'code_challenge_methods_supported',
     });
   });
 });
