@@ -121,7 +121,7 @@ export class KeeperAuthProvider implements OAuthClientProvider {
   ) {
     this.interactive = options.interactive !== false;
     this.gate = new SignInGate(async (scope) => {
-      const wanted = unionScopes(options.scope, scope);
+      const wanted = unionScopes(scope, options.scope);
       await keeper.login(serverUrl, wanted ? { scope: wanted } : {});
     });
   }
@@ -334,7 +334,7 @@ export class KeeperAuthProvider implements OAuthClientProvider {
       });
     }
     this.stepUps.set(wanted, tries + 1);
-    await this.signIn(unionScopes(status.scope, wanted));
+    await this.signIn(unionScopes(wanted, status.scope));
   }
 
   // --- internals ---------------------------------------------------------------------------------

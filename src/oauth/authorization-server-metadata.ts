@@ -304,11 +304,17 @@ export async function discoverAuthorizationServer(issuer: string, options: HttpO
 /**
  * The 2025-03-26 back-compat (that revision's "Server Metadata Discovery" and "Fallbacks for
  * Servers without Metadata Discovery"), for a server without protected resource metadata: the
- * authorization base URL is the server URL with its path discarded; metadata is at its
- * `/.well-known/oauth-authorization-server` (issuer must be that origin, with or without a
- * trailing "/"); when there is none (404 and the like), the default endpoints `/authorize`,
- * `/token` and `/register` at the origin. That revision requires PKCE of every client and
- * defines no way to advertise it without metadata, so the default record lists S256.
+ * authorization base URL is the server URL with its path discarded, and its metadata is at
+ * `<origin>/.well-known/oauth-authorization-server`.
+ * - Metadata there is held to every rule above, with the origin as the issuer it was built from
+ *   (RFC 8414 section 3.3: identical, so no other issuer, not even one on the same origin) and
+ *   PKCE advertised (`code_challenge_methods_supported` with S256, else pkce_unsupported).
+ * - No metadata there (404 and the like): the default endpoints `/authorize`, `/token` and
+ *   `/register` at the origin. Nothing then advertises PKCE, and nothing is claimed: the record
+ *   carries no `code_challenge_methods_supported`. The sign-in still uses S256, as it always does
+ *   (that revision requires PKCE of every client and defines no way to advertise it without
+ *   metadata); the MCP rule "refuse when PKCE support is not advertised" is about a metadata
+ *   document that omits it, and there is none.
  */
 export async function legacyAuthorizationServer(serverUrl: string, options: HttpOptions): Promise<AuthorizationServer> {
   const server = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
@@ -316,26 +322,11 @@ export async function legacyAuthorizationServer(serverUrl: string, options: Http
   const url = new URL(OAUTH_WELL_KNOWN, origin);
   const fetched = await fetchMetadata(url, options);
   if (fetched.kind === 'failed') throw fetched.error;
-  if (fetched.kind === 'json') {
-    // 2025-03-26 put the metadata at the server's origin whatever the issuer's path, so an issuer
-    // on the same origin is accepted here (and only here); any other origin is still a mismatch.
-    const published = isJsonObject(fetched.body) ? fetched.body.issuer : undefined;
-    const expected = typeof published === 'string' && sameOrigin(published, origin) ? published : origin;
-    return validateAuthorizationServerMetadata(fetched.body, expected, url.href, options);
-  }
+  if (fetched.kind === 'json') return validateAuthorizationServerMetadata(fetched.body, origin, url.href, options);
   return {
     issuer: origin,
     authorization_endpoint: `${origin}/authorize`,
     token_endpoint: `${origin}/token`,
     registration_endpoint: `${origin}/register`,
-    code_challenge_methods_supported: ['S256'],
   };
-}
-
-function sameOrigin(candidate: string, origin: string): boolean {
-  try {
-    return new URL(candidate).origin === origin;
-  } catch {
-    return false;
-  }
 }

@@ -1,9 +1,9 @@
 /**
  * authenticated-fetch: a `fetch` for one MCP server that adds the bearer token, answers a 401 by
  * parsing the challenge and getting another token once (adopting another process's or refreshing),
- * and a 403 `insufficient_scope` by re-authorizing with the union of the granted and demanded
- * scopes, a bounded number of times (MCP authorization spec, "Scope Challenge Handling";
- * RFC 6750 section 3.1).
+ * and a 403 `insufficient_scope` by re-authorizing with the union of the demanded (first) and
+ * granted scopes, a bounded number of times (MCP authorization spec, "Scope Challenge Handling",
+ * "Step-Up Authorization Flow" (SEP-2350); RFC 6750 section 3.1).
  *
  * A server is not trusted to drive loops: step-ups go through the keeper's sign-in gate (one at a
  * time, a cool-down after a failure, a per-server budget), and when a fresh token is refused too,
@@ -99,7 +99,9 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
       if (response.status !== 401 && response.status !== 403) return response;
       const challenge = safeBearerChallenge(response);
       if (challenge?.error === 'insufficient_scope') {
-        // MCP "Scope Challenge Handling": re-authorize with granted + demanded scopes, bounded.
+        // MCP "Step-Up Authorization Flow" (SEP-2350): re-authorize with the union of the
+        // challenge's scopes (first: they are what this request needs) and those already granted
+        // (the challenge need not repeat them), a bounded number of times.
         await response.body?.cancel();
         if (stepUps >= deps.maxStepUps) {
           throw new AuthkeepError(
@@ -109,7 +111,7 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
           );
         }
         stepUps++;
-        await deps.stepUp(unionScopes(await deps.grantedScope(), challenge.scope) ?? '');
+        await deps.stepUp(unionScopes(challenge.scope, await deps.grantedScope()) ?? '');
         token = await deps.getAccessToken();
       } else if (response.status === 401 && !recovered) {
         // RFC 6750 section 3.1 invalid_token, a bare 401 or an unreadable challenge: another

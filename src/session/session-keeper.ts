@@ -87,7 +87,7 @@ export interface AuthKeeperOptions {
 }
 
 export interface LoginOptions {
-  /** Scope to request; unioned with the scope the server's challenge or PRM asks for. */
+  /** Scope to request first; unioned with the scope the server's challenge or PRM asks for. */
   scope?: string;
   /**
    * How the user signs in. 'browser' (default): authorization code with PKCE through the browser.
@@ -156,7 +156,9 @@ export class SessionKeeper {
     const requestedAt = Date.now();
     const url = canonicalServerUrl(serverUrl);
     const server = await discoverServer(url, this.http());
-    const scope = unionScopes(server.scope, options.scope);
+    // The caller's scope first (a step-up's: the challenge's, then what was granted), then the
+    // one discovery chose (the probe's challenge, else the PRM's scopes_supported).
+    const scope = unionScopes(options.scope, server.scope);
     const record = await this.coordinator.signIn(
       server,
       scope,

@@ -16,9 +16,11 @@ import {
 import { assertSecureUrl, describeRequest } from '../../src/oauth/http.js';
 import {
   discoverProtectedResource,
+  expectedResources,
+  type MetadataSource,
   probeServer,
   protectedResourceMetadataUrls,
-  resourceMatchesServer,
+  resourceIdentical,
 } from '../../src/oauth/protected-resource.js';
 import { scopeCovers, selectScope, unionScopes, withOfflineAccess } from '../../src/oauth/scope.js';
 import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
@@ -64,26 +66,42 @@ describe('well-known URL builders', () => {
   });
 });
 
-describe('resource match rule', () => {
-  const cases: Array<[string, string, boolean]> = [
-    ['https://h.example/mcp', 'https://h.example/mcp', true],
-    ['https://h.example', 'https://h.example/mcp', true], // root PRM (MCP extension)
-    ['https://h.example/', 'https://h.example/mcp', true],
-    ['https://H.EXAMPLE/mcp', 'https://h.example/mcp', true], // case-insensitive scheme/host
-    ['https://h.example:443/mcp', 'https://h.example/mcp', true],
-    ['https://h.example/public', 'https://h.example/public/mcp', true],
-    ['https://h.example/pub', 'https://h.example/public/mcp', false], // not a whole segment
-    ['https://h.example/other', 'https://h.example/mcp', false],
-    ['https://h.example/mcp/deeper', 'https://h.example/mcp', false],
-    ['https://evil.example.com/mcp', 'https://h.example/mcp', false],
-    ['http://h.example/mcp', 'https://h.example/mcp', false],
-    ['https://h.example:8443/mcp', 'https://h.example/mcp', false],
-    ['https://h.example/mcp#frag', 'https://h.example/mcp', false],
-    ['not a url', 'https://h.example/mcp', false],
+describe('resource match rule (RFC 9728 section 3.3: identical to the identifier the URL was built from)', () => {
+  const cases: Array<[string, string, MetadataSource, boolean]> = [
+    ['https://h.example/mcp', 'https://h.example/mcp', 'path', true],
+    ['https://h.example/mcp', 'https://h.example/mcp', 'resource_metadata', true],
+    ['https://h.example', 'https://h.example/mcp', 'root', true], // root well-known of a server with a path
+    ['https://h.example/', 'https://h.example/mcp', 'root', true],
+    ['https://h.example', 'https://h.example', 'root', true], // a server at the root
+    ['https://H.EXAMPLE/mcp', 'https://h.example/mcp', 'path', true], // case-insensitive scheme/host (MCP)
+    ['HTTPS://h.example/mcp', 'https://h.example/mcp', 'resource_metadata', true],
+    ['https://h.example:443/mcp', 'https://h.example/mcp', 'path', true],
+    ['https://h.example/mcp?tenant=a', 'https://h.example/mcp?tenant=a', 'path', true],
+    // not identical: a prefix, the origin where the server URL is expected, a trailing slash
+    ['https://h.example/public', 'https://h.example/public/mcp', 'path', false],
+    ['https://h.example/public', 'https://h.example/public/mcp', 'resource_metadata', false],
+    ['https://h.example', 'https://h.example/mcp', 'resource_metadata', false],
+    ['https://h.example', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/mcp', 'https://h.example/mcp', 'root', true], // or exactly the server URL
+    ['https://h.example/public', 'https://h.example/public/mcp', 'root', false],
+    ['https://h.example/mcp/', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/MCP', 'https://h.example/mcp', 'path', false], // the path is case-sensitive
+    ['https://h.example/mcp', 'https://h.example/mcp?tenant=a', 'path', false],
+    ['https://h.example/other', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/mcp/deeper', 'https://h.example/mcp', 'path', false],
+    ['https://evil.example.com/mcp', 'https://h.example/mcp', 'resource_metadata', false],
+    ['http://h.example/mcp', 'https://h.example/mcp', 'path', false],
+    ['https://h.example:8443/mcp', 'https://h.example/mcp', 'path', false],
+    ['https://h.example/mcp#frag', 'https://h.example/mcp', 'path', false],
+    ['https://user@h.example/mcp', 'https://h.example/mcp', 'path', false],
+    ['not a url', 'https://h.example/mcp', 'path', false],
   ];
-  for (const [resource, server, expected] of cases) {
-    test(`${resource} ${expected ? 'matches' : 'does not match'} ${server}`, () => {
-      assert.equal(resourceMatchesServer(resource, server), expected);
+  for (const [resource, server, source, expected] of cases) {
+    test(`found via ${source}: ${resource} ${expected ? 'is' : 'is not'} the resource of ${server}`, () => {
+      assert.equal(
+        expectedResources(server, source).some((identifier) => resourceIdentical(resource, identifier)),
+        expected,
+      );
     });
   }
 });
@@ -167,6 +185,46 @@ describe('protected resource metadata discovery (real HTTP)', () => {
       'GET /.well-known/oauth-protected-resource/mcp',
       'GET /.well-known/oauth-protected-resource',
     ]);
+  });
+
+  test('a resource that is only a prefix of the server URL is refused, wherever the document was found', async () => {
+    rs.json('/custom/prm.json', prm(rs.url));
+    rs.json('/.well-known/oauth-protected-resource/mcp', prm(rs.url));
+    await assert.rejects(
+      discoverProtectedResource(`${rs.url}/mcp`, { ...http, resourceMetadataUrl: `${rs.url}/custom/prm.json` }),
+      (err: AuthkeepError) => {
+        assert.equal(err.code, 'resource_mismatch');
+        assert.equal(err.field, 'resource');
+        assert.equal(err.detail?.expected, `${rs.url}/mcp`);
+        assert.equal(err.detail?.actual, rs.url);
+        assert.equal(err.detail?.source, 'resource_metadata', 'the first mismatch is reported');
+        return true;
+      },
+    );
+    assert.deepEqual(
+      rs.lines(),
+      [
+        'GET /custom/prm.json',
+        'GET /.well-known/oauth-protected-resource/mcp',
+        'GET /.well-known/oauth-protected-resource',
+      ],
+      'each candidate was asked once; none had a usable document',
+    );
+  });
+
+  test('the challenge names the root document (resource = origin): not usable for that URL, used as the root one', async () => {
+    rs.json('/.well-known/oauth-protected-resource', prm(rs.url));
+    const found = await discoverProtectedResource(`${rs.url}/mcp`, {
+      ...http,
+      resourceMetadataUrl: `${rs.url}/.well-known/oauth-protected-resource`,
+    });
+    assert.equal(found?.metadata.resource, rs.url);
+    assert.equal(found?.url, `${rs.url}/.well-known/oauth-protected-resource`);
+    assert.deepEqual(
+      rs.lines(),
+      ['GET /.well-known/oauth-protected-resource', 'GET /.well-known/oauth-protected-resource/mcp'],
+      'the root document was fetched once',
+    );
   });
 
   test('undefined only when every candidate is absent; a 5xx is discovery_failed', async () => {
@@ -302,14 +360,13 @@ describe('2025-03-26 back-compat', () => {
     assert.deepEqual(srv.lines(), ['GET /.well-known/oauth-authorization-server']);
   });
 
-  test('no metadata: default endpoints at the origin', async () => {
+  test('no metadata: default endpoints at the origin, and no PKCE support claimed for it', async () => {
     const record = await legacyAuthorizationServer(`${srv.url}/v1/mcp`, http);
     assert.deepEqual(record, {
       issuer: srv.url,
       authorization_endpoint: `${srv.url}/authorize`,
       token_endpoint: `${srv.url}/token`,
       registration_endpoint: `${srv.url}/register`,
-      code_challenge_methods_supported: ['S256'],
     });
   });
 
@@ -318,6 +375,31 @@ describe('2025-03-26 back-compat', () => {
     await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), {
       code: 'issuer_mismatch',
       field: 'issuer',
+    });
+  });
+
+  for (const issuer of ['ORIGIN/oauth', 'ORIGIN/']) {
+    test(`legacy metadata naming another issuer on the same origin (${issuer.replace('ORIGIN', 'origin')}) is refused`, async () => {
+      const named = issuer.replace('ORIGIN', srv.url);
+      srv.json('/.well-known/oauth-authorization-server', asMetadata(named, srv.url));
+      await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), (err: AuthkeepError) => {
+        assert.equal(err.code, 'issuer_mismatch');
+        assert.equal(err.field, 'issuer');
+        assert.equal(err.detail?.expected, srv.url);
+        assert.equal(err.detail?.actual, named);
+        return true;
+      });
+    });
+  }
+
+  test('legacy metadata that does not advertise PKCE is refused (pkce_unsupported), not completed with S256', async () => {
+    srv.json(
+      '/.well-known/oauth-authorization-server',
+      asMetadata(srv.url, srv.url, { code_challenge_methods_supported: undefined }),
+    );
+    await assert.rejects(legacyAuthorizationServer(`${srv.url}/mcp`, http), {
+      code: 'pkce_unsupported',
+      field: 'code_challenge_methods_supported',
     });
   });
 });
@@ -330,7 +412,7 @@ describe('probeServer', () => {
   after(async () => srv.close());
   beforeEach(() => srv.reset());
 
-  test('sends an unauthenticated initialize and reads the Bearer challenge', async () => {
+  test('sends an unauthenticated 2026-07-28 server/discover and reads the Bearer challenge', async () => {
     srv.on('POST', '/mcp', {
       status: 401,
       headers: {
@@ -344,13 +426,54 @@ describe('probeServer', () => {
       resourceMetadata: `${srv.url}/.well-known/oauth-protected-resource/mcp`,
       scope: 'files:read files:write',
     });
+    assert.deepEqual(srv.lines(), ['POST /mcp'], 'one request: the 401 decides');
     const [req] = srv.requests;
     assert.ok(req);
-    assert.equal(req.method, 'POST');
     assert.equal(req.headers.authorization, undefined);
     assert.match(String(req.headers.accept), /application\/json/);
     assert.match(String(req.headers.accept), /text\/event-stream/);
-    assert.equal((req.json as { method?: string }).method, 'initialize');
+    assert.equal(req.headers['mcp-protocol-version'], '2026-07-28');
+    assert.equal(req.headers['mcp-method'], 'server/discover');
+    const body = req.json as { method?: string; params?: { _meta?: Record<string, unknown> } };
+    assert.equal(body.method, 'server/discover');
+    assert.equal(body.params?._meta?.['io.modelcontextprotocol/protocolVersion'], '2026-07-28');
+  });
+
+  test('a 2026-07-28 server (initialize is refused with 400, server/discover needs a token): the challenge is found', async () => {
+    // The "Legacy client, Modern server" row of the 2026-07-28 compatibility matrix: a request
+    // without the revision's headers and _meta is refused with 400 before any auth check.
+    srv.on('POST', '/mcp', (req) =>
+      req.headers['mcp-protocol-version'] === '2026-07-28' &&
+      (req.json as { method?: string }).method === 'server/discover'
+        ? {
+            status: 401,
+            headers: { 'www-authenticate': `Bearer resource_metadata="${srv.url}/custom/prm.json", scope="mcp:basic"` },
+            body: '',
+          }
+        : { status: 400, json: { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'HeaderMismatch' } } },
+    );
+    const probe = await probeServer(`${srv.url}/mcp`, http);
+    assert.equal(probe.status, 401);
+    assert.deepEqual(probe.challenge, { resourceMetadata: `${srv.url}/custom/prm.json`, scope: 'mcp:basic' });
+  });
+
+  test('a legacy server refusing server/discover (400) is asked again with initialize', async () => {
+    srv.on('POST', '/mcp', (req) =>
+      (req.json as { method?: string }).method === 'initialize'
+        ? { status: 401, headers: { 'www-authenticate': 'Bearer scope="legacy:read"' }, body: '' }
+        : {
+            status: 400,
+            json: { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Bad Request: no session' } },
+          },
+    );
+    const probe = await probeServer(`${srv.url}/mcp`, http);
+    assert.equal(probe.status, 401);
+    assert.deepEqual(probe.challenge, { scope: 'legacy:read' });
+    assert.deepEqual(
+      srv.requests.map((r) => (r.json as { method?: string }).method),
+      ['server/discover', 'initialize'],
+    );
+    assert.equal(srv.requests[1]?.headers['mcp-method'], undefined, 'the legacy request carries no 2026-07-28 headers');
   });
 
   test('a 200 without challenge; a session it opened is closed', async () => {

@@ -9,8 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AuthkeepError } from '../../src/index.js';
-import { callTool, startBed } from '../helpers/bed.js';
+import { AuthKeeper, AuthkeepError } from '../../src/index.js';
+import { callTool, startBed, tempHome } from '../helpers/bed.js';
+import { challenge401, forbidden403, type Policy, rpc, scopedWorld } from '../helpers/scoped-world.js';
 
 for (const maxStepUps of [undefined, 0, 1, 3]) {
   const bound = maxStepUps ?? 2;
@@ -102,4 +103,55 @@ test('a step-up the AS refuses (the registration does not allow the scope) ends 
   );
   assert.equal(bed.robotOpens(), 2, 'one sign-in, one refused re-authorization, no more');
   assert.equal(server.counts().forbidden, 1);
+});
+
+/**
+ * SEP-2350 against a server scripted like the MCP conformance suite's auth/scope-step-up:
+ * `initialize` needs no token, anything else without one is answered 401 scope="mcp:basic",
+ * tools/list needs mcp:basic and tools/call mcp:write, whose 403 names only mcp:write.
+ */
+const conformanceLikePolicy: Policy = (method, scopes, world) => {
+  if (method === 'initialize' || method.startsWith('notifications/')) return undefined;
+  if (scopes === undefined) return challenge401(world, 'mcp:basic');
+  const needed = method === 'tools/call' ? 'mcp:write' : 'mcp:basic';
+  return scopes.includes(needed) ? undefined : forbidden403(world, needed);
+};
+
+test('the first authorization asks for the scope of the 401 challenge, even where initialize needs no token (SEP-2350)', async (t) => {
+  const world = await scopedWorld(t, conformanceLikePolicy, { scopesSupported: ['mcp:profile'] });
+  const keeper = new AuthKeeper({
+    home: await tempHome(t),
+    allowInsecureLoopback: true,
+    openAuthorizationUrl: world.open,
+  });
+  await keeper.login(world.mcpUrl);
+  assert.deepEqual(world.authorizations, [
+    { issuer: world.ases[0]?.issuer, clientId: 'as1-client', scope: 'mcp:basic' },
+  ]);
+  const listed = await rpc(keeper.fetch(world.mcpUrl), world.mcpUrl, 'tools/list');
+  assert.equal(listed.status, 200, 'the granted scope is the one tools/list needs');
+  await listed.body?.cancel();
+});
+
+test('a step-up asks for the challenged scope first, then every scope already granted (SEP-2350 union)', async (t) => {
+  const world = await scopedWorld(t, conformanceLikePolicy, { scopesSupported: ['mcp:profile'] });
+  const keeper = new AuthKeeper({
+    home: await tempHome(t),
+    allowInsecureLoopback: true,
+    openAuthorizationUrl: world.open,
+  });
+  await keeper.login(world.mcpUrl);
+  const fetchFn = keeper.fetch(world.mcpUrl);
+  const called = await rpc(fetchFn, world.mcpUrl, 'tools/call');
+  assert.equal(called.status, 200, 'the request that needed more scope went through after one step-up');
+  await called.body?.cancel();
+  assert.deepEqual(
+    world.authorizations.map((a) => a.scope),
+    ['mcp:basic', 'mcp:write mcp:basic'],
+    'the challenge (mcp:write) first, then the granted mcp:basic the challenge did not repeat',
+  );
+  const listed = await rpc(fetchFn, world.mcpUrl, 'tools/list');
+  assert.equal(listed.status, 200, 'nothing granted before was lost');
+  await listed.body?.cancel();
+  assert.equal(world.authorizations.length, 2, 'no further authorization');
 });
