@@ -22,3 +22,4 @@ export type { CallbackOptions, StaticClient } from './session/sign-in.js';
 export type { ServerStatus } from './session/status.js';
 export type { CredentialStore } from './store/credential-store.js';
 export type { ServerRecord } from './store/record.js';
+export { USER_AGENT, VERSION } from './version.js';

@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import { TOKEN_ENDPOINT_AUTH_METHODS } from '../oauth/types.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
@@ -22,9 +22,9 @@ export type TransportStrategy = (typeof TRANSPORT_STRATEGIES)[number];
 
 /** mcp-remote's `--static-oauth-client-info`: a pre-registered client (RFC 7591 names); other members are ignored. */
 export const StaticOAuthClientInfoSchema = z.object({
-  client_id: z.string().min(1),
-  client_secret: z.string().exactOptional(),
-  token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).exactOptional(),
+  client_id: z.string().check(z.minLength(1)),
+  client_secret: z.exactOptional(z.string()),
+  token_endpoint_auth_method: z.exactOptional(z.enum(TOKEN_ENDPOINT_AUTH_METHODS)),
 });
 export type StaticOAuthClientInfo = z.infer<typeof StaticOAuthClientInfoSchema>;
 
@@ -33,8 +33,8 @@ export type StaticOAuthClientInfo = z.infer<typeof StaticOAuthClientInfoSchema>;
  * registration and `scope` is asked for; other members are kept and ignored.
  */
 export const StaticOAuthClientMetadataSchema = z.looseObject({
-  client_name: z.string().exactOptional(),
-  scope: z.string().exactOptional(),
+  client_name: z.exactOptional(z.string()),
+  scope: z.exactOptional(z.string()),
 });
 export type StaticOAuthClientMetadata = z.infer<typeof StaticOAuthClientMetadataSchema>;
 

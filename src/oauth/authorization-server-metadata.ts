@@ -17,7 +17,7 @@
  *   clients MUST refuse to proceed (for RFC 8414 and OIDC documents alike): pkce_unsupported.
  */
 import { processDiscoveryResponse } from 'oauth4webapi';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import {
   assertSecureUrl,
@@ -37,20 +37,20 @@ const OIDC_WELL_KNOWN = '/.well-known/openid-configuration';
 
 /** The metadata members we use (RFC 8414 section 2, RFC 9207 section 3, CIMD). */
 const MetadataSchema = z.object({
-  issuer: z.string().min(1),
-  authorization_endpoint: z.string().min(1),
-  token_endpoint: z.string().min(1),
-  registration_endpoint: z.string().min(1).optional(),
-  revocation_endpoint: z.string().min(1).optional(),
-  scopes_supported: z.array(z.string()).optional(),
-  response_types_supported: z.array(z.string()).optional(),
-  code_challenge_methods_supported: z.array(z.string()).optional(),
-  token_endpoint_auth_methods_supported: z.array(z.string()).optional(),
-  client_id_metadata_document_supported: z.boolean().optional(),
-  authorization_response_iss_parameter_supported: z.boolean().optional(),
+  issuer: z.string().check(z.minLength(1)),
+  authorization_endpoint: z.string().check(z.minLength(1)),
+  token_endpoint: z.string().check(z.minLength(1)),
+  registration_endpoint: z.optional(z.string().check(z.minLength(1))),
+  revocation_endpoint: z.optional(z.string().check(z.minLength(1))),
+  scopes_supported: z.optional(z.array(z.string())),
+  response_types_supported: z.optional(z.array(z.string())),
+  code_challenge_methods_supported: z.optional(z.array(z.string())),
+  token_endpoint_auth_methods_supported: z.optional(z.array(z.string())),
+  client_id_metadata_document_supported: z.optional(z.boolean()),
+  authorization_response_iss_parameter_supported: z.optional(z.boolean()),
   // Optional features: a malformed value disables the feature rather than failing discovery.
-  device_authorization_endpoint: z.string().min(1).optional().catch(undefined),
-  grant_types_supported: z.array(z.string()).optional().catch(undefined),
+  device_authorization_endpoint: z.catch(z.optional(z.string().check(z.minLength(1))), undefined),
+  grant_types_supported: z.catch(z.optional(z.array(z.string())), undefined),
 });
 
 /**

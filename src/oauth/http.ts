@@ -18,6 +18,7 @@ import {
   WWWAuthenticateChallengeError,
 } from 'oauth4webapi';
 import { AuthkeepError, type AuthkeepErrorCode } from '../errors.js';
+import { USER_AGENT } from '../version.js';
 
 export interface HttpOptions {
   /** Allow http:// for 127.0.0.1, localhost and [::1] (tests, local servers). Never other hosts. */
@@ -30,7 +31,7 @@ export interface HttpOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
-export const DEFAULT_USER_AGENT = 'authkeep/0.1.0';
+export const DEFAULT_USER_AGENT = USER_AGENT;
 /** Metadata, registration and token responses are small; a hostile server gets cut off here. */
 export const MAX_JSON_BYTES = 1024 * 1024;
 

@@ -25,8 +25,9 @@
  * any authorization request. The caller sends `resource` to the AS exactly as published (never
  * re-serialized through a URL parser, which would add a trailing "/").
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
+import { VERSION } from '../version.js';
 import {
   assertSecureUrl,
   describeRequest,
@@ -43,13 +44,13 @@ const WELL_KNOWN_PRM = '/.well-known/oauth-protected-resource';
 
 /** RFC 9728 section 2, the fields an MCP client uses; unknown members are dropped. */
 export const ProtectedResourceMetadataSchema = z.object({
-  resource: z.string().min(1),
+  resource: z.string().check(z.minLength(1)),
   /** Required non-empty by the MCP spec ("Authorization Server Location"). */
-  authorization_servers: z.array(z.string().min(1)).min(1),
-  scopes_supported: z.array(z.string()).optional(),
-  bearer_methods_supported: z.array(z.string()).optional(),
-  resource_name: z.string().optional(),
-  resource_documentation: z.string().optional(),
+  authorization_servers: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+  scopes_supported: z.optional(z.array(z.string())),
+  bearer_methods_supported: z.optional(z.array(z.string())),
+  resource_name: z.optional(z.string()),
+  resource_documentation: z.optional(z.string()),
 });
 export type ProtectedResourceMetadata = z.infer<typeof ProtectedResourceMetadataSchema>;
 
@@ -287,7 +288,7 @@ export interface ProbeOptions extends HttpOptions {
 const MODERN_PROTOCOL_VERSION = '2026-07-28';
 /** The wire revision of the legacy probe (the `initialize` handshake). */
 const LEGACY_PROTOCOL_VERSION = '2025-11-25';
-const CLIENT_INFO = { name: 'authkeep', version: '0.1.0' };
+const CLIENT_INFO = { name: 'authkeep', version: VERSION };
 
 /**
  * The MCP authorization flow's first step ("MCP request without token", answered "HTTP 401 with

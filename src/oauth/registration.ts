@@ -14,7 +14,7 @@
  * and validate the members we use with zod; a missing expiry means "does not expire".
  */
 import { dynamicClientRegistrationRequest } from 'oauth4webapi';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import {
   assertSecureUrl,
@@ -193,12 +193,12 @@ export function registrationMetadata(
 }
 
 const RegistrationResponseSchema = z.object({
-  client_id: z.string().min(1),
-  client_secret: z.string().min(1).optional(),
-  client_secret_expires_at: z.number().optional(),
-  token_endpoint_auth_method: z.string().optional(),
-  redirect_uris: z.array(z.string()).optional(),
-  grant_types: z.array(z.string()).optional().catch(undefined),
+  client_id: z.string().check(z.minLength(1)),
+  client_secret: z.optional(z.string().check(z.minLength(1))),
+  client_secret_expires_at: z.optional(z.number()),
+  token_endpoint_auth_method: z.optional(z.string()),
+  redirect_uris: z.optional(z.array(z.string())),
+  grant_types: z.catch(z.optional(z.array(z.string())), undefined),
 });
 
 const ERROR_FIELDS: Record<string, string> = {

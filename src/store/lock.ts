@@ -61,7 +61,7 @@ import { type FileHandle, open, readdir, unlink, utimes } from 'node:fs/promises
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, storeIoError } from './atomic-file.js';
 import { isProcessAlive } from './process-alive.js';
@@ -185,13 +185,13 @@ interface Observed {
 }
 
 /** A bound a holder promised: a positive number of milliseconds; anything else counts as not given. */
-const BoundSchema = z.number().positive().finite().optional().catch(undefined);
+const BoundSchema = z.catch(z.optional(z.number().check(z.positive())), undefined);
 
 /** What a lock (or claim) file must hold to say who holds it; validated, never cast. */
 const LockInfoSchema = z.object({
   pid: z.int(),
   hostname: z.string(),
-  nonce: z.string().regex(/^[0-9a-f]{8,64}$/),
+  nonce: z.string().check(z.regex(/^[0-9a-f]{8,64}$/)),
   acquiredAt: z.string(),
   purpose: z.string(),
   staleMs: BoundSchema,

@@ -8,7 +8,7 @@
  * (session/sign-in-coordinator.ts).
  * Holds no secret: `message` is an AuthkeepError message, which never carries one.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AuthkeepError, ERROR_CODES } from '../errors.js';
 import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
 import { recordKey, type StoreLayout } from './paths.js';
@@ -18,10 +18,10 @@ export const LoginOutcomeSchema = z.object({
   /** Epoch milliseconds at which the sign-in ended. */
   at: z.number(),
   /** The process that ran it. */
-  pid: z.number().int(),
+  pid: z.int(),
   /** The error code of a failed sign-in (an AuthkeepError's `code`, or `unexpected` for anything else). */
-  code: z.enum([...ERROR_CODES, 'unexpected']).optional(),
-  message: z.string().optional(),
+  code: z.optional(z.enum([...ERROR_CODES, 'unexpected'])),
+  message: z.optional(z.string()),
 });
 export type LoginOutcome = z.infer<typeof LoginOutcomeSchema>;
 

@@ -10,7 +10,7 @@
  * Not for: registering (oauth/registration.ts does it; it is handed in as `register`).
  */
 import { unlink } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
 import { DEFAULT_LOCK_POLICIES } from './credential-store.js';
@@ -19,7 +19,7 @@ import { recordKey, type StoreLayout } from './paths.js';
 import { RegistrationSchema } from './record.js';
 
 /** Registrations that must not be reused: a client_id, and when it was dropped. */
-const DroppedRegistrationsSchema = z.array(z.object({ clientId: z.string().min(1), at: z.string() }));
+const DroppedRegistrationsSchema = z.array(z.object({ clientId: z.string().check(z.minLength(1)), at: z.string() }));
 export type DroppedRegistration = z.infer<typeof DroppedRegistrationsSchema>[number];
 /** Dropped client_ids remembered per issuer (the newest). */
 const MAX_DROPPED = 50;

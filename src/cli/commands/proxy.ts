@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { AuthkeepError } from '../../errors.js';
 import { runProxy } from '../../mcp/proxy.js';
 import {
@@ -74,7 +74,7 @@ function problemOf(issue: z.core.$ZodIssue, value: Record<string, unknown>, fiel
 }
 
 /** A JSON object flag (inline or `@file`) validated by `schema`; a bad member is a usage error naming it. */
-function parseJsonFlag<T>(value: string, flag: string, schema: z.ZodType<T>): T {
+function parseJsonFlag<T>(value: string, flag: string, schema: z.ZodMiniType<T>): T {
   const object = readJsonArgument(value, flag);
   const parsed = schema.safeParse(object);
   if (parsed.success) return parsed.data;
