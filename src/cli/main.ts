@@ -27,12 +27,18 @@ function flush(stream: NodeJS.WriteStream): Promise<void> {
   });
 }
 
-let code: number;
-try {
-  code = await runCli(process.argv.slice(2), deps);
-} catch (err) {
-  code = reportError(err, { stderr: process.stderr, debug: process.argv.includes('--debug') });
+/** Run the command line, then exit with its code once stdout and stderr are flushed. */
+async function main(): Promise<never> {
+  let code: number;
+  try {
+    code = await runCli(process.argv.slice(2), deps);
+  } catch (err) {
+    code = reportError(err, { stderr: process.stderr, debug: process.argv.includes('--debug') });
+  }
+  // Exit explicitly: a finished command must not linger on a keep-alive socket or a stdin reader.
+  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  process.exit(code ?? ExitCode.Error);
 }
-// Exit explicitly: a finished command must not linger on a keep-alive socket or a stdin reader.
-await Promise.all([flush(process.stdout), flush(process.stderr)]);
-process.exit(code ?? ExitCode.Error);
+
+// Not a top-level await: the built CLI is CommonJS (scripts/build.ts), which has none.
+void main();

@@ -5,32 +5,51 @@
  *
  * Not for: any command's behaviour (commands/*.ts) or process wiring (main.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../version.js';
 import type { ExitSlot } from './command-helpers.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerLogin } from './commands/login.js';
-import { registerLogout } from './commands/logout.js';
-import { registerProxy } from './commands/proxy.js';
-import { registerSetup } from './commands/setup.js';
-import { registerStatus } from './commands/status.js';
-import { registerToken } from './commands/token.js';
 import type { CliDeps } from './deps.js';
 import { EXIT_CODES_HELP, ExitCode } from './exit-codes.js';
 
-/** The package version, from the package.json above src/ or dist/src/. */
-export function packageVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    const file = new URL(rel, import.meta.url);
-    if (!existsSync(file)) continue;
-    try {
-      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
-      if (pkg.name === 'authkeep' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // try the next candidate
-    }
+/** Adds one command (its flags, help and action) to the program. */
+type RegisterCommand = (program: Command, deps: CliDeps, exit: ExitSlot) => void;
+
+/**
+ * Every command's module, in the order help lists them. A module is loaded only when its command
+ * runs (or for help and errors, which list them all): `authkeep token` loads neither the sign-in
+ * flows' CLI, nor setup's config editors, nor the proxy and the MCP SDK.
+ */
+const COMMANDS: Record<string, () => Promise<RegisterCommand>> = {
+  login: async () => (await import('./commands/login.js')).registerLogin,
+  token: async () => (await import('./commands/token.js')).registerToken,
+  status: async () => (await import('./commands/status.js')).registerStatus,
+  logout: async () => (await import('./commands/logout.js')).registerLogout,
+  doctor: async () => (await import('./commands/doctor.js')).registerDoctor,
+  proxy: async () => (await import('./commands/proxy.js')).registerProxy,
+  setup: async () => (await import('./commands/setup.js')).registerSetup,
+};
+
+/** The global options that take a value: the word after them is not a command name. */
+const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--home']);
+
+/**
+ * The command `argv` runs: its first word that is neither an option nor a global option's value,
+ * when that word names a command. Undefined otherwise (no command, `help`, an unknown word).
+ */
+export function commandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (GLOBAL_OPTIONS_WITH_VALUE.has(arg)) i++;
+    else if (!arg.startsWith('-')) return Object.hasOwn(COMMANDS, arg) ? arg : undefined;
   }
-  return '0.0.0';
+  return undefined;
+}
+
+/** The command `argv` runs, or all of them when it names none (help, suggestions, errors). */
+function loadCommands(argv: readonly string[]): Promise<RegisterCommand[]> {
+  const name = commandOf(argv);
+  const load = name === undefined ? undefined : COMMANDS[name];
+  return Promise.all(load ? [load()] : Object.values(COMMANDS).map((l) => l()));
 }
 
 const TOP_HELP = `
@@ -50,11 +69,12 @@ Environment:
 ${EXIT_CODES_HELP}
 `;
 
-export function buildProgram(deps: CliDeps, exit: ExitSlot): Command {
+/** The program with `commands` registered (runCli loads the ones its argv needs). */
+export function buildProgram(deps: CliDeps, exit: ExitSlot, commands: readonly RegisterCommand[]): Command {
   const program = new Command('authkeep');
   program
     .description('OAuth 2.1 for remote MCP servers: sign in once, stay signed in, across many processes.')
-    .version(packageVersion(), '-V, --version', 'print the version')
+    .version(VERSION, '-V, --version', 'print the version')
     .addOption(
       new Option('--home <dir>', 'where credentials are stored (default: $AUTHKEEP_HOME, else the platform data dir)'),
     )
@@ -71,13 +91,7 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot): Command {
     })
     .exitOverride();
 
-  registerLogin(program, deps, exit);
-  registerToken(program, deps, exit);
-  registerStatus(program, deps, exit);
-  registerLogout(program, deps, exit);
-  registerDoctor(program, deps, exit);
-  registerProxy(program, deps, exit);
-  registerSetup(program, deps, exit);
+  for (const register of commands) register(program, deps, exit);
 
   for (const cmd of program.commands) {
     cmd.showHelpAfterError(`hint: run 'authkeep ${cmd.name()} --help' for usage`);
@@ -89,7 +103,7 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot): Command {
 /** Run the CLI on `argv` (without node and script); returns the exit code. */
 export async function runCli(argv: string[], deps: CliDeps): Promise<ExitCode> {
   const exit: ExitSlot = { code: ExitCode.Ok };
-  const program = buildProgram(deps, exit);
+  const program = buildProgram(deps, exit, await loadCommands(argv));
   if (argv.length === 0) {
     deps.stdout.write(program.helpInformation());
     deps.stdout.write(TOP_HELP);
@@ -100,6 +114,8 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<ExitCode> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.Ok;
+      // `authkeep help <command>` (commander's help command) is help asked for, not a usage error.
+      if (err.code === 'commander.help' && err.exitCode === 0) return ExitCode.Ok;
       return ExitCode.Usage;
     }
     throw err;

@@ -9,7 +9,7 @@
  * a pasted redirect URL alike), redeeming the code, or opening the browser. The code is a secret:
  * it is never echoed into a page or a message.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { displayText } from '../display-text.js';
 import { AuthkeepError } from '../errors.js';
@@ -51,6 +51,8 @@ const DEFAULT_TIMEOUT_MS = 5 * 60_000;
  */
 export async function startLoopbackCallback(options: LoopbackCallbackOptions): Promise<LoopbackCallback> {
   const { host, port, path, expectedState, timeoutMs, serverName } = checkedOptions(options);
+  // Loaded on the first sign-in, not with this module: `authkeep token` has no use for a server.
+  const { createServer } = await import('node:http');
   let resolveResult!: (params: URLSearchParams) => void;
   let rejectResult!: (err: AuthkeepError) => void;
   const result = new Promise<URLSearchParams>((resolve, reject) => {

@@ -9,7 +9,6 @@
  * hands them to `runProxy` in src/mcp/proxy.ts, which does the bridging, the logging (stderr and
  * `<home>/logs/`) and builds the AuthKeeper from these fields.
  */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type * as z from 'zod/mini';
 import { AuthkeepError } from '../../errors.js';
@@ -27,6 +26,7 @@ import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { GlobalOptions } from '../global-options.js';
+import { readJsonArgument } from '../json-argument.js';
 
 export interface ProxyCliOptions {
   global: GlobalOptions;
@@ -40,29 +40,6 @@ export interface ProxyFlags {
   host?: string;
   transport?: string;
   resource?: string;
-}
-
-/** A JSON object given inline or as `@file`. */
-export function readJsonArgument(value: string, flag: string): Record<string, unknown> {
-  let text = value;
-  if (value.startsWith('@')) {
-    try {
-      text = readFileSync(value.slice(1), 'utf8');
-    } catch (err) {
-      throw new UsageError(
-        `cannot read ${flag} file ${value.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new UsageError(`${flag} is not valid JSON`, `pass a JSON object or @path/to/file.json`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new UsageError(`${flag} must be a JSON object`);
-  return parsed as Record<string, unknown>;
 }
 
 /** Why `issue` refused the member `field` of `value`, in words; never the value itself (it may be a secret). */

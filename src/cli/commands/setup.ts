@@ -37,8 +37,8 @@ import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { GlobalOptions } from '../global-options.js';
+import { readJsonArgument } from '../json-argument.js';
 import { makeStyle, shellQuote } from '../output.js';
-import { readJsonArgument } from './proxy.js';
 
 export interface SetupOptions {
   global: GlobalOptions;
