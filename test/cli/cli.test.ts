@@ -1,5 +1,5 @@
 /**
- * The `authkeep` CLI as real child processes (bin/authkeep.js) against the real oidc-provider
+ * The `authkeep` CLI as real child processes (bin/authkeep.cjs) against the real oidc-provider
  * (rotation with reuse revocation) and a protected MCP server, with the robot browser as $BROWSER
  * and a temp AUTHKEEP_HOME: login, token, status --json, doctor, proxy, logout; login --no-browser; and
  * 16 concurrent `authkeep token` processes at an expiry refreshing exactly once at the AS.

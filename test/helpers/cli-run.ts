@@ -1,7 +1,8 @@
 /**
- * cli-run: runs the real `authkeep` command (bin/authkeep.js, from source through tsx) as a child
+ * cli-run: runs the real `authkeep` command (bin/authkeep.cjs, from source through tsx) as a child
  * process with its own AUTHKEEP_HOME and the robot browser as `$BROWSER`, and collects its exit
- * code, stdout and stderr. Shared by the CLI tests.
+ * code, stdout and stderr. Shared by the CLI tests. With AUTHKEEP_TEST_BIN set, the tests run that
+ * command instead: .ci/pack-check.sh points it at the one installed from the packed tarball.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,7 +12,9 @@ import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeRobotBrowserScript } from '../../arena/testbed/index.js';
 
-export const BIN = fileURLToPath(new URL('../../bin/authkeep.js', import.meta.url));
+/** The command under test: this checkout's, on its TypeScript source, unless AUTHKEEP_TEST_BIN names another. */
+export const BIN = process.env.AUTHKEEP_TEST_BIN || fileURLToPath(new URL('../../bin/authkeep.cjs', import.meta.url));
+const FROM_SOURCE = !process.env.AUTHKEEP_TEST_BIN;
 
 export interface CliResult {
   code: number | null;
@@ -41,12 +44,13 @@ export async function cliEnv(t: TestContext): Promise<CliEnv> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     AUTHKEEP_HOME: home,
-    AUTHKEEP_FROM_SOURCE: '1',
     BROWSER: browser,
     ROBOT_BROWSER_LOG: browserLog,
     NO_COLOR: '1',
   };
   delete env.AUTHKEEP_DEBUG;
+  if (FROM_SOURCE) env.AUTHKEEP_FROM_SOURCE = '1';
+  else delete env.AUTHKEEP_FROM_SOURCE;
   return { home, browser, browserLog, env };
 }
 
