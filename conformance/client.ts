@@ -35,7 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { AuthKeeper, isAuthkeepError, NeedsAuthError, type StaticClient } from '../src/index.js';
+import { AuthKeeper, isAuthkeepError, NeedsAuthError, type StaticClient, VERSION } from '../src/index.js';
 
 /** The URL the suite's auth/basic-cimd scenario expects as client_id (its AS never fetches it). */
 const SUITE_CIMD_URL = 'https://conformance-test.local/client-metadata.json';
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
   });
 
   const connect = async (): Promise<Client> => {
-    const client = new Client({ name: 'authkeep-conformance', version: '0.1.0' });
+    const client = new Client({ name: 'authkeep-conformance', version: VERSION });
     const transport = new StreamableHTTPClientTransport(new URL(serverUrl), { fetch: keeper.fetch(serverUrl) });
     await client.connect(transport);
     return client;
