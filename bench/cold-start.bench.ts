@@ -18,7 +18,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FileCredentialStore } from '../src/store/credential-store.js';
+import { FileCredentialStore } from '../src/store/file-credential-store.js';
 import { makeRecord } from '../test/helpers/store-fixtures.js';
 import { type BenchResult, RESULTS_FILE, recordResults } from './results.js';
 
