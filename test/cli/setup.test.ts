@@ -1,5 +1,5 @@
 /**
- * `authkeep setup <client> <url>` as a real child process (bin/authkeep.js) against sample config
+ * `authkeep setup <client> <url>` as a real child process (bin/authkeep.cjs) against sample config
  * files of every client format (test/fixtures/client-configs/): with --write --config <tmp file>
  * the new entry is right, every other byte of the original is kept, the backup equals the
  * original, a second run without --force fails and changes nothing, --force replaces only the
