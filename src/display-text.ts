@@ -52,11 +52,6 @@ export function displayText(value: string, max: number = DISPLAY_TEXT_MAX): stri
   return kept.replace(UNSAFE, escapeCodeUnit);
 }
 
-/** displayText for optional values. */
-export function displayOptional(value: string | undefined, max: number = DISPLAY_TEXT_MAX): string | undefined {
-  return value === undefined ? undefined : displayText(value, max);
-}
-
 /** JSON.stringify whose output is also safe on a terminal; JSON.parse gives back exactly `value`. */
 export function displayJson(value: unknown, space?: number): string {
   return (JSON.stringify(value, null, space) ?? 'null').replace(
