@@ -23,11 +23,9 @@ import {
   assertSecureUrl,
   classifyOauth4webapiError,
   describeRequest,
-  discardBody,
+  fetchMetadataDocument,
   type HttpOptions,
-  httpRequest,
   isJsonObject,
-  readJsonBody,
   safeUrl,
 } from './http.js';
 import type { AuthorizationServer } from './types.js';
@@ -222,48 +220,6 @@ function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServer {
   return record;
 }
 
-/** Statuses that mean "no metadata at this URL"; the next candidate is tried. */
-function isAbsent(status: number): boolean {
-  return (status >= 300 && status < 400) || [400, 401, 403, 404, 405, 406, 410].includes(status);
-}
-
-type Fetched =
-  | { kind: 'json'; body: unknown }
-  | { kind: 'absent'; status: number }
-  | { kind: 'failed'; error: AuthkeepError };
-
-async function fetchMetadata(url: URL, options: HttpOptions): Promise<Fetched> {
-  const purpose = 'authorization server metadata';
-  const description = describeRequest('GET', url, purpose);
-  const response = await httpRequest(url, { method: 'GET', headers: { accept: 'application/json' } }, options, purpose);
-  if (response.status !== 200) {
-    await discardBody(response);
-    if (isAbsent(response.status)) return { kind: 'absent', status: response.status };
-    return {
-      kind: 'failed',
-      error: new AuthkeepError('discovery_failed', `${description} answered HTTP ${response.status}`, {
-        field: 'status',
-        detail: { url: safeUrl(url), status: response.status, request: description },
-      }),
-    };
-  }
-  const body = await readJsonBody(response, description);
-  if (!body.ok) {
-    return {
-      kind: 'failed',
-      error: new AuthkeepError(
-        'metadata_invalid',
-        `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`,
-        {
-          field: 'body',
-          detail: { url: safeUrl(url), reason: body.reason },
-        },
-      ),
-    };
-  }
-  return { kind: 'json', body: body.value };
-}
-
 /**
  * RFC 8414 section 3 / OIDC Discovery section 4, in the MCP spec's order: the first URL that
  * answers 200 with JSON wins and is validated (a wrong issuer there is thrown, not skipped). URLs
@@ -284,7 +240,7 @@ export async function discoverAuthorizationServer(issuer: string, options: HttpO
   const urls = authorizationServerMetadataUrls(issuerUrl);
   let deferred: AuthkeepError | undefined;
   for (const url of urls) {
-    const fetched = await fetchMetadata(url, options);
+    const fetched = await fetchMetadataDocument(url, options, 'authorization server metadata');
     if (fetched.kind === 'json') return validateAuthorizationServerMetadata(fetched.body, issuer, url.href, options);
     if (fetched.kind === 'failed') deferred ??= fetched.error;
   }
@@ -320,7 +276,7 @@ export async function legacyAuthorizationServer(serverUrl: string, options: Http
   const server = assertSecureUrl(serverUrl, 'serverUrl', options.allowInsecureLoopback);
   const origin = server.origin;
   const url = new URL(OAUTH_WELL_KNOWN, origin);
-  const fetched = await fetchMetadata(url, options);
+  const fetched = await fetchMetadataDocument(url, options, 'authorization server metadata');
   if (fetched.kind === 'failed') throw fetched.error;
   if (fetched.kind === 'json') return validateAuthorizationServerMetadata(fetched.body, origin, url.href, options);
   return {

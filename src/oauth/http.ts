@@ -187,6 +187,54 @@ export async function readJsonBody(
   }
 }
 
+/** Statuses that mean "no metadata document at this URL" (the next candidate is tried). */
+function isAbsent(status: number): boolean {
+  return (status >= 300 && status < 400) || [400, 401, 403, 404, 405, 406, 410].includes(status);
+}
+
+export type MetadataDocument =
+  | { kind: 'json'; body: unknown }
+  | { kind: 'absent'; status: number }
+  | { kind: 'failed'; error: AuthkeepError };
+
+/**
+ * GET one candidate URL of a well-known metadata document (RFC 9728, RFC 8414, OIDC Discovery): a
+ * JSON 200, nothing there (404 and the like, a redirect), or a failure to report if no later
+ * candidate succeeds (discovery_failed for another status, metadata_invalid for a 200 that is not
+ * JSON). Validating the document is the caller's.
+ */
+export async function fetchMetadataDocument(
+  url: URL,
+  options: HttpOptions,
+  purpose: string,
+): Promise<MetadataDocument> {
+  const description = describeRequest('GET', url, purpose);
+  const response = await httpRequest(url, { method: 'GET', headers: { accept: 'application/json' } }, options, purpose);
+  if (response.status !== 200) {
+    await discardBody(response);
+    if (isAbsent(response.status)) return { kind: 'absent', status: response.status };
+    return {
+      kind: 'failed',
+      error: new AuthkeepError('discovery_failed', `${description} answered HTTP ${response.status}`, {
+        field: 'status',
+        detail: { url: safeUrl(url), status: response.status, request: description },
+      }),
+    };
+  }
+  const body = await readJsonBody(response, description);
+  if (!body.ok) {
+    return {
+      kind: 'failed',
+      error: new AuthkeepError(
+        'metadata_invalid',
+        `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`,
+        { field: 'body', detail: { url: safeUrl(url), reason: body.reason } },
+      ),
+    };
+  }
+  return { kind: 'json', body: body.value };
+}
+
 /** Discard a body we will not read, so the connection is released. */
 export async function discardBody(response: Response): Promise<void> {
   await response.body?.cancel().catch(() => undefined);

@@ -30,12 +30,12 @@ import { AuthkeepError } from '../errors.js';
 import { VERSION } from '../version.js';
 import {
   assertSecureUrl,
-  describeRequest,
   discardBody,
+  fetchMetadataDocument,
   type HttpOptions,
   httpRequest,
   isJsonObject,
-  readJsonBody,
+  type MetadataDocument,
   safeUrl,
 } from './http.js';
 import { bearerChallengeFromResponse } from './www-authenticate.js';
@@ -163,11 +163,6 @@ const SOURCE_TEXT: Record<MetadataSource, string> = {
   root: 'at the root well-known URI',
 };
 
-/** Statuses that mean "no metadata at this URL"; the next candidate is tried. */
-function isAbsent(status: number): boolean {
-  return (status >= 300 && status < 400) || [400, 401, 403, 404, 405, 406, 410].includes(status);
-}
-
 /**
  * RFC 9728 section 3 / MCP "Protected Resource Metadata Discovery Requirements": try the
  * challenge's `resource_metadata` URL, then the path-based and root well-known URIs. The first JSON
@@ -197,13 +192,13 @@ export async function discoverProtectedResource(
   if (first) candidates.push({ url: first, source: second ? 'path' : 'root' });
   if (second) candidates.push({ url: second, source: 'root' });
 
-  const fetched = new Map<string, FetchedMetadata>();
+  const fetched = new Map<string, MetadataDocument>();
   let deferred: AuthkeepError | undefined;
   let mismatch: AuthkeepError | undefined;
   for (const { url, source } of candidates) {
     let result = fetched.get(url.href);
     if (result === undefined) {
-      result = await fetchMetadataDocument(url, options);
+      result = await fetchMetadataDocument(url, options, 'protected resource metadata');
       fetched.set(url.href, result);
     }
     if (result.kind === 'absent') continue;
@@ -228,42 +223,6 @@ export async function discoverProtectedResource(
   if (mismatch) throw mismatch;
   if (deferred) throw deferred;
   return undefined;
-}
-
-type FetchedMetadata = { kind: 'json'; body: unknown } | { kind: 'absent' } | { kind: 'failed'; error: AuthkeepError };
-
-/** GET one candidate URL: a JSON 200, nothing there (404 and the like), or a failure to report. */
-async function fetchMetadataDocument(url: URL, options: HttpOptions): Promise<FetchedMetadata> {
-  const description = describeRequest('GET', url, 'protected resource metadata');
-  const response = await httpRequest(
-    url,
-    { method: 'GET', headers: { accept: 'application/json' } },
-    options,
-    'protected resource metadata',
-  );
-  if (response.status !== 200) {
-    await discardBody(response);
-    if (isAbsent(response.status)) return { kind: 'absent' };
-    return {
-      kind: 'failed',
-      error: new AuthkeepError('discovery_failed', `${description} answered HTTP ${response.status}`, {
-        field: 'status',
-        detail: { url: safeUrl(url), status: response.status, request: description },
-      }),
-    };
-  }
-  const body = await readJsonBody(response, description);
-  if (!body.ok) {
-    return {
-      kind: 'failed',
-      error: new AuthkeepError(
-        'metadata_invalid',
-        `${description} answered 200 with a body that is ${body.reason.replace('_', ' ')}`,
-        { field: 'body', detail: { url: safeUrl(url), reason: body.reason } },
-      ),
-    };
-  }
-  return { kind: 'json', body: body.value };
 }
 
 export interface ProbeResult {
