@@ -433,8 +433,8 @@ test('SDK v2: the code verifiers of two concurrent flows built by 2.x stay separ
   const [s1, s2] = [provider.state(), provider.state()];
   assert.notEqual(s1, s2);
   const [f1, f2] = await Promise.all([
-    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s1, metadata: undefined }),
-    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s2, metadata: undefined }),
+    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s1 }),
+    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s2 }),
   ]);
   assert.notEqual(f1.codeVerifier, f2.codeVerifier);
   provider.saveCodeVerifier(f1.codeVerifier);
