@@ -4,7 +4,7 @@
  * @modelcontextprotocol/sdk 1.x) with the 2.x contract's differences. Get one with
  * `authProviderV2(keeper, url)` from `authkeep/sdk-v2` and pass it as a transport's `authProvider`.
  *
- * How 2.x drives a provider (client dist: the transports in index.mjs, auth() in public-*.mjs):
+ * How 2.x drives a provider (read from 2.4.0: its StreamableHTTP and SSE transports and auth()):
  * - a transport's `authProvider` is either the minimal `AuthProvider` ({token, onUnauthorized}) or
  *   an `OAuthClientProvider` (recognised by tokens() and clientInformation()), which it adapts:
  *   token() is tokens()?.access_token before every request; a 401 runs auth(provider) and the
@@ -27,15 +27,22 @@
  * saveTokens() is compare-and-swap, verifiers are kept per flow, invalidateCredentials()
  * recovers instead of deleting. `fetch: keeper.fetch(url)` (a 2.x `FetchLike`) loses no request.
  *
- * What 2.x needs beyond 1.x, and this class adds:
+ * What 2.x needs beyond 1.x:
  * - tokens() carries the `issuer` stamp (SEP-2352; the record's issuer) so 2.x neither warns nor
  *   saves the token back, and the grant's `scope` so a 403's union starts from what is granted.
  *   Both are read from the record when the access token changes: the hot path stays a Map lookup.
- * - redirectUrl is always defined: without one 2.x would request tokens by itself.
+ *   (This class.)
+ * - the access token served, saved back stamped, is not written: a write of tokens without the
+ *   refresh token would drop it (KeeperAuthProvider.saveTokens, so a 1.x provider handed to a 2.x
+ *   transport is safe too).
+ * - redirectUrl is always defined (KeeperAuthProvider): without one 2.x requests tokens itself.
  * - the context argument ({issuer}) of the credential methods: one record per server has one
  *   registration at one issuer, so it selects nothing here; the SDK checks the stamps.
- * - the access token served, saved back stamped, is not written (KeeperAuthProvider.saveTokens).
  * dpop() is not implemented: the tokens are presented as Bearer.
+ *
+ * Why an OAuthClientProvider and not 2.x's minimal AuthProvider: with {token, onUnauthorized} a
+ * 401 would be recovered and the request retried in-band, but a 403 insufficient_scope would end
+ * in InsufficientScopeError with no step-up at all. `fetch: keeper.fetch(url)` does both in-band.
  *
  * Not for: the adapter's logic (auth-provider.ts) or 2.x's middleware (keeper.fetch is one).
  */
