@@ -29,8 +29,8 @@ export interface V2ChildSummary {
   /** Calls (and connects) that failed or returned another text: `<label>: <message>`. */
   failures: string[];
   transportErrors: string[];
-  /** Fingerprints of every distinct access token a request carried, connect included. */
-  served: string[];
+  /** Every distinct access token a request carried, connect included: fingerprint and JWT exp (s). */
+  served: Array<{ token: string; exp: number }>;
   /** How many of them were first carried after "go". */
   servedAfterGo: number;
   /** Tokens whose exp had passed when the SDK asked the provider for them: never allowed. */
@@ -85,13 +85,14 @@ async function main(): Promise<V2ChildSummary> {
     if (t && jwtExpiry(t.access_token) <= askedAt) summary.stale++;
     return t;
   };
-  const served = new Set<string>();
+  const served = new Map<string, number>();
   let afterGo: Set<string> | undefined;
   const recordingFetch = async (input: string | URL, init?: RequestInit): Promise<Response> => {
     const authorization = new Headers(init?.headers).get('authorization');
     if (authorization?.startsWith('Bearer ')) {
-      const token = fingerprint(authorization.slice('Bearer '.length));
-      served.add(token);
+      const raw = authorization.slice('Bearer '.length);
+      const token = fingerprint(raw);
+      served.set(token, jwtExpiry(raw) / 1000);
       afterGo?.add(token);
     }
     const response = await fetch(input, init);
@@ -155,7 +156,7 @@ async function main(): Promise<V2ChildSummary> {
     }
   }
   await connected.close();
-  summary.served = [...served];
+  summary.served = [...served].map(([token, exp]) => ({ token, exp }));
   summary.servedAfterGo = afterGo?.size ?? 0;
   return summary;
 }
