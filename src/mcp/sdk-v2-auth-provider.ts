@@ -51,7 +51,7 @@ import type {
   OAuthClientProvider,
   StoredOAuthTokens,
 } from '@modelcontextprotocol/client';
-import type { AuthKeeper } from '../session/auth-keeper.js';
+import type { SessionKeeper } from '../session/session-keeper.js';
 import { KeeperAuthProvider, type KeeperAuthProviderOptions } from './auth-provider.js';
 
 export type { KeeperAuthProviderOptions };
@@ -61,7 +61,7 @@ export class KeeperAuthProviderV2 extends KeeperAuthProvider implements OAuthCli
   private stamp: { accessToken: string; issuer: string | undefined; scope: string | undefined } | undefined;
 
   constructor(
-    private readonly session: AuthKeeper,
+    private readonly session: SessionKeeper,
     serverUrl: string,
     options: KeeperAuthProviderOptions = {},
   ) {

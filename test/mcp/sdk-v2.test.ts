@@ -516,7 +516,11 @@ test('SDK v2: the package root never imports @modelcontextprotocol/client (1.x u
   assert.deepEqual(reachesV2, []);
 
   const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
-  assert.deepEqual(pkg.exports['./sdk-v2'], { types: './dist/src/sdk-v2.d.ts', import: './dist/src/sdk-v2.js' });
+  // The subpath names what the library build emits for src/sdk-v2.ts (.ci/pack-check.sh imports it).
+  const build = JSON.parse(await readFile(path.join(ROOT, 'tsconfig.build.json'), 'utf8'));
+  const emitted = `./${path.posix.join(build.compilerOptions.outDir, 'sdk-v2')}`;
+  assert.equal(build.compilerOptions.rootDir, 'src');
+  assert.deepEqual(pkg.exports['./sdk-v2'], { types: `${emitted}.d.ts`, import: `${emitted}.js` });
   assert.equal(pkg.peerDependenciesMeta?.['@modelcontextprotocol/client']?.optional, true);
   assert.equal(pkg.devDependencies['@modelcontextprotocol/client'], '2.4.0', 'the tested version, pinned');
 });
