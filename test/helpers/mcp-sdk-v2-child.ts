@@ -33,10 +33,17 @@ export interface V2ChildSummary {
   served: Array<{ token: string; exp: number }>;
   /** How many of them were first carried after "go". */
   servedAfterGo: number;
-  /** Tokens whose exp had passed when the SDK asked the provider for them: never allowed. */
+  /**
+   * Tokens whose exp had passed when the SDK asked the provider for them. The token manager
+   * refreshes one server at most once a second (refresh-policy.ts, MIN_REFRESH_INTERVAL_MS), so
+   * a token a slow AS issued with less than that left is served until then. Reported, not judged.
+   */
   stale: number;
-  /** 401s the server answered `access token expired`: tokens that expired on their way to it. */
-  expiredInFlight: number;
+  /**
+   * 401s the server answered `access token expired`: a token that expired on its way to the
+   * server, or one served late as above.
+   */
+  expired401s: number;
   /** 401s for anything else (signature, issuer, audience, ...): never allowed. */
   otherRefusals: string[];
   capped: boolean;
@@ -71,7 +78,7 @@ async function main(): Promise<V2ChildSummary> {
     served: [],
     servedAfterGo: 0,
     stale: 0,
-    expiredInFlight: 0,
+    expired401s: 0,
     otherRefusals: [],
     capped: false,
   };
@@ -98,7 +105,7 @@ async function main(): Promise<V2ChildSummary> {
     const response = await fetch(input, init);
     if (response.status === 401) {
       const challenge = response.headers.get('www-authenticate') ?? '';
-      if (challenge.includes('access token expired')) summary.expiredInFlight++;
+      if (challenge.includes('access token expired')) summary.expired401s++;
       else summary.otherRefusals.push(challenge.replace(/resource_metadata="[^"]*"/, '').trim());
     }
     return response;
