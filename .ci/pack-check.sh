@@ -2,9 +2,11 @@
 # pack-check: the package as a user gets it. `npm pack` (whose prepack builds dist/ from scratch),
 # the tarball's file list checked against what must and must not ship, an install into an empty
 # prefix with only the runtime dependencies, and then, from that install: `authkeep --version`
-# (the package.json version), `authkeep status --json` on an empty home, `import('authkeep')`, the
-# separately bundled commands' help, and the end-to-end CLI tests (login, token, status, doctor,
-# proxy, logout; the real authorization server) run against the installed command.
+# (the package.json version), `authkeep status --json` on an empty home, `import('authkeep')`
+# without the optional peer @modelcontextprotocol/client, then `import('authkeep/sdk-v2')` once the
+# tested 2.x client is installed beside it, the separately bundled commands' help, and the
+# end-to-end CLI tests (login, token, status, doctor, proxy, logout; the real authorization server)
+# run against the installed command.
 # Every failure stops with "pack-check: FAILED: <what>".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ step "tarball contents"
 tar -tzf "$tarball" | sort >"$work/files"
 for required in package/package.json package/README.md package/bin/authkeep.cjs package/dist/index.js \
   package/dist/index.d.ts package/dist/version.js package/dist/cli/authkeep.cjs package/dist/cli/proxy.cjs \
-  package/dist/cli/setup.cjs; do
+  package/dist/cli/setup.cjs package/dist/sdk-v2.js package/dist/sdk-v2.d.ts; do
   grep -qx "$required" "$work/files" || fail "the tarball lacks $required"
 done
 unexpected=$(grep -Ev '^package/(package\.json|README\.md|LICENSE|bin/authkeep\.cjs|dist/.+\.(js|d\.ts|cjs))$' "$work/files" || true)
@@ -45,7 +47,7 @@ npm install --prefix "$prefix" --omit=dev --no-audit --no-fund "$tarball" >"$wor
   { cat "$work/install.log" >&2; fail "npm install of the tarball"; }
 bin="$prefix/node_modules/.bin/authkeep"
 [ -x "$bin" ] || fail "the install has no executable $bin"
-for dev in tsx typescript esbuild oidc-provider @biomejs/biome; do
+for dev in tsx typescript esbuild oidc-provider @biomejs/biome @modelcontextprotocol/client; do
   [ ! -e "$prefix/node_modules/$dev" ] || fail "the install holds the devDependency $dev"
 done
 
@@ -73,6 +75,18 @@ import('authkeep').then((m) => {
   if (typeof m.AuthKeeper !== 'function') throw new Error('no AuthKeeper export');
   if (m.VERSION !== '$version') throw new Error('VERSION is ' + m.VERSION + ', package.json says $version');
 })") || fail "import('authkeep') from the install"
+
+sdk_v2=$(node -p "require('$root/package.json').devDependencies['@modelcontextprotocol/client']")
+step "import('authkeep/sdk-v2') with @modelcontextprotocol/client $sdk_v2 installed beside it"
+npm install --prefix "$prefix" --no-save --no-audit --no-fund "@modelcontextprotocol/client@$sdk_v2" >"$work/install-v2.log" 2>&1 ||
+  { cat "$work/install-v2.log" >&2; fail "npm install of @modelcontextprotocol/client@$sdk_v2"; }
+(cd "$prefix" && node -e "
+Promise.all([import('authkeep'), import('authkeep/sdk-v2')]).then(([root, v2]) => {
+  const provider = v2.authProviderV2(new root.AuthKeeper({ home: '$work/home' }), 'https://mcp.example.com/mcp');
+  if (!(provider instanceof v2.KeeperAuthProviderV2)) throw new Error('authProviderV2 made no KeeperAuthProviderV2');
+  if (typeof provider.tokens !== 'function' || typeof provider.clientInformation !== 'function')
+    throw new Error('not an OAuthClientProvider');
+})") || fail "import('authkeep/sdk-v2') from the install"
 
 step "CLI end-to-end tests against the installed authkeep"
 cd "$root"

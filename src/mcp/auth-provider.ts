@@ -43,7 +43,9 @@
  *   registration (the SDK's issuer binding) and refuses any other: one record, one registration.
  * - saveTokens() (reached only when an app completes an SDK-driven flow itself with finishAuth)
  *   goes through keeper.storeTokens(): compare-and-swap against the access token the SDK last
- *   saw; usable tokens stored meanwhile by another process are kept, never overwritten.
+ *   saw; usable tokens stored meanwhile by another process are kept, never overwritten. The
+ *   access token tokens() served, saved back (the 2.x SDK stamps unstamped tokens with their
+ *   issuer and saves them), is not written: that write would drop the refresh token.
  * - invalidateCredentials() deletes nothing: 'tokens' / 'client' / 'all' mean "what you gave me
  *   was refused" and are answered by recoverFromRejection() (adopt newer, else refresh under the
  *   lock, else the token manager's own compare-and-swap needs-auth marker); 'verifier' (and
@@ -159,8 +161,14 @@ export class KeeperAuthProvider implements OAuthClientProvider {
     return { access_token: accessToken, token_type: 'Bearer' };
   }
 
-  /** Tokens from an SDK-run code exchange: stored compare-and-swap, never over newer ones. */
+  /**
+   * Tokens from an SDK-run code exchange: stored compare-and-swap, never over newer ones. The
+   * access token tokens() served coming back (an SDK stamping it with the issuer and saving it,
+   * as @modelcontextprotocol/client 2.x does with unstamped tokens) is nothing new: it is not
+   * written, since a write of tokens without the refresh token would drop it.
+   */
   async saveTokens(tokens: OAuthTokens): Promise<void> {
+    if (tokens.access_token === this.lastServed) return;
     const outcome = await this.keeper.storeTokens(
       this.serverUrl,
       {

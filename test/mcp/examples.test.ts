@@ -1,7 +1,8 @@
 /**
  * The examples in examples/ run as written against a real protected server: each connects an SDK
- * Client (one with keeper.authProvider(), one with keeper.fetch()), signs in through the robot
- * browser as $BROWSER when nothing is stored, lists the tools and calls one.
+ * Client (@modelcontextprotocol/sdk 1.x with keeper.authProvider() or keeper.fetch();
+ * @modelcontextprotocol/client 2.x with authProviderV2() or keeper.fetch()), signs in through the
+ * robot browser as $BROWSER when nothing is stored, lists the tools and calls one.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,7 +15,7 @@ import { HANG_TIMEOUT_MS } from '../helpers/cli-run.js';
 
 const run = promisify(execFile);
 
-for (const example of ['sdk-auth-provider', 'sdk-fetch'] as const) {
+for (const example of ['sdk-auth-provider', 'sdk-fetch', 'sdk-v2-auth-provider', 'sdk-v2-fetch'] as const) {
   test(`examples/${example}.ts connects an SDK Client to a protected server and calls a tool`, async (t) => {
     const bed = await startBed(t);
     const home = await tempHome(t);
