@@ -32,6 +32,11 @@ export interface StaticClient {
   clientId: string;
   clientSecret?: string;
   tokenEndpointAuthMethod?: 'none' | 'client_secret_basic' | 'client_secret_post';
+  /**
+   * The issuer of the authorization server this client is registered with. Keyed by server URL,
+   * a client without it is bound to the issuer it is first used at (static-client.ts).
+   */
+  issuer?: string;
 }
 
 export interface CallbackOptions {
