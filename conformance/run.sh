@@ -163,6 +163,8 @@ rm -rf "$BUILD"
 log "conformance: compiling conformance/client.ts into $BUILD"
 npx --no-install tsc -p conformance/tsconfig.client.json >&2 || die "tsc of the conformance client failed"
 [[ -f $BUILD/conformance/client.js ]] || die "tsc wrote no $BUILD/conformance/client.js"
+# src/version.ts reads the package.json one directory above it (here $BUILD/src/..).
+cp package.json "$BUILD/package.json" || die "cannot copy package.json into $BUILD"
 
 # ---- 4. run -----------------------------------------------------------------------------------
 rm -rf "$RESULTS"
