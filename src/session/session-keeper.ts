@@ -9,7 +9,6 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
-import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
@@ -469,7 +468,7 @@ export class SessionKeeper {
           },
         );
       }
-      if (tokens.issuer !== undefined && !sameIssuer(tokens.issuer, registration.issuer)) {
+      if (tokens.issuer !== undefined && tokens.issuer !== registration.issuer) {
         throw new AuthkeepError(
           'store_conflict',
           `tokens from issuer ${tokens.issuer} refused: the record's registration is at ${registration.issuer}`,
