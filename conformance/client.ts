@@ -13,11 +13,12 @@
  *      'manual', read the Location header (the suite's AS answers 302 straight to our redirect_uri
  *      with code and state), then GET that Location, which is authkeep's own loopback callback, so
  *      the sign-in completes exactly as it would after a browser;
- *   3. an MCP SDK Client over StreamableHTTPClientTransport with `fetch: keeper.fetch(url)`; when
- *      the first request fails with NeedsAuthError (nothing stored yet), `keeper.login(url)` and a
- *      fresh connection;
+ *   3. an MCP SDK Client over StreamableHTTPClientTransport with `fetch: keeper.fetch(url)`;
  *   4. tools/list, then tools/call of the first tool (the auth scenarios serve `test-tool`; the
- *      step-up scenario demands more scope for tools/call, which keeper.fetch handles).
+ *      step-up scenario demands more scope for tools/call, which keeper.fetch handles);
+ *   5. whenever a step fails with NeedsAuthError (nothing stored yet; the server moved to another
+ *      authorization server, `issuer_changed`), `keeper.login(url)` (fresh discovery every time)
+ *      and that step once more (connecting: with a fresh connection), as an application would.
  *
  * Exit 0 on success; otherwise 1 with ONE line on stderr: `authkeep-conformance: FAIL <reason>`.
  * Some scenarios expect a failure (auth/resource-mismatch, auth/scope-retry-limit): the suite
@@ -154,36 +155,39 @@ async function main(): Promise<void> {
     return client;
   };
 
-  let client: Client;
-  try {
-    client = await connect();
-  } catch (err) {
-    const missing = needsAuth(err);
-    if (!missing) return fail(`connect: ${describe(err)}`);
-    debug(`needs-auth (${missing.reason}); logging in`);
+  /** `step`, and after a NeedsAuthError one sign-in and `step` once more. */
+  const signedIn = async <T>(what: string, step: () => Promise<T>): Promise<T> => {
     try {
-      await keeper.login(serverUrl);
-    } catch (loginErr) {
-      return fail(`login: ${describe(loginErr)}`);
+      return await step();
+    } catch (err) {
+      const missing = needsAuth(err);
+      if (!missing) return fail(`${what}: ${describe(err)}`);
+      debug(`${what}: needs-auth (${missing.reason}); signing in`);
+      try {
+        await keeper.login(serverUrl);
+      } catch (loginErr) {
+        return fail(`login: ${describe(loginErr)}`);
+      }
+      try {
+        return await step();
+      } catch (retryErr) {
+        return fail(`${what} after login: ${describe(retryErr)}`);
+      }
     }
-    try {
-      client = await connect();
-    } catch (retryErr) {
-      return fail(`connect after login: ${describe(retryErr)}`);
-    }
-  }
+  };
 
+  const client = await signedIn('connect', connect);
   try {
-    const { tools } = await client.listTools();
+    const { tools } = await signedIn('tools/list', () => client.listTools());
     debug(`tools/list: ${tools.map((t) => t.name).join(', ') || '(none)'}`);
     const tool = tools[0];
     if (tool) {
-      const result = await client.callTool({ name: tool.name, arguments: {} });
+      const result = await signedIn(`tools/call ${tool.name}`, () =>
+        client.callTool({ name: tool.name, arguments: {} }),
+      );
       if (result.isError) fail(`tools/call ${tool.name} returned isError`);
       debug(`tools/call ${tool.name}: ok`);
     }
-  } catch (err) {
-    return fail(`mcp: ${describe(err)}`);
   } finally {
     await client.close().catch(() => undefined);
   }

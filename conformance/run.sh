@@ -7,9 +7,10 @@
 #   Only the suite runs on Node 22; the client it spawns runs on whatever `node` the caller has on
 #   PATH (Node 20 here), i.e. the supported runtime. An existing install is reused when the
 #   versions it holds are the pinned ones (checked by running them, not by a marker file).
-# - Compiles conformance/client.ts once (tsc, conformance/tsconfig.client.json, into
-#   conformance/.build/), so each scenario starts a plain `node` process instead of loading the
-#   TypeScript sources through tsx (seconds per scenario on a busy machine).
+# - Bundles conformance/client.ts once (esbuild, the project's pinned devDependency, as
+#   scripts/build.ts bundles the CLI) into conformance/.build/client.cjs, so each scenario starts a
+#   plain `node` on one CommonJS file instead of loading the TypeScript sources through tsx
+#   (seconds per scenario on a busy machine) or resolving hundreds of ES modules.
 # - Runs every scenario of the table below, each with its own --spec-version (and --force where
 #   the scenario is not on that revision's timeline) and its own results directory, a few at a time.
 # - Prints "scenario: pass|fail (required|reported)", writes it to conformance/last-summary.txt, and
@@ -22,9 +23,10 @@
 #   CONFORMANCE_SKIP       scenarios to skip, each with a reason, separated by ';' or newlines:
 #                            CONFORMANCE_SKIP='auth/foo=why it cannot pass; auth/bar=why'
 #   CONFORMANCE_ONLY       space-separated subset of the table to run (debugging).
-#   CONFORMANCE_JOBS       scenarios run at once (default 3; each is its own servers and client).
+#   CONFORMANCE_JOBS       scenarios run at once (default 2; each is its own servers and client).
 #   CONFORMANCE_CACHE      cache directory (default: ${XDG_CACHE_HOME:-~/.cache}/authkeep-conformance).
-#   CONFORMANCE_TIMEOUT    per-scenario client timeout in ms (default 30000, the suite's default).
+#   CONFORMANCE_TIMEOUT    per-scenario client timeout in ms (default 60000; the suite's own default,
+#                          30000, is short for a machine where other work competes for the cores).
 #   CONFORMANCE_VERBOSE=1  print the suite's full per-check output for every scenario.
 #   AUTHKEEP_CONFORMANCE_DEBUG=1  the client logs its steps and authkeep's events (stderr.txt).
 set -uo pipefail
@@ -36,10 +38,10 @@ CACHE=${CONFORMANCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/authkeep-conformance}
 RESULTS="$ROOT/conformance/results"
 SUMMARY="$ROOT/conformance/last-summary.txt"
 BUILD="conformance/.build"
-TIMEOUT=${CONFORMANCE_TIMEOUT:-30000}
-JOBS=${CONFORMANCE_JOBS:-3}
+TIMEOUT=${CONFORMANCE_TIMEOUT:-60000}
+JOBS=${CONFORMANCE_JOBS:-2}
 # Relative to $ROOT (the suite splits the command on spaces, so no absolute path with spaces).
-CLIENT_COMMAND="node $BUILD/conformance/client.js"
+CLIENT_COMMAND="node $BUILD/client.cjs"
 
 # The scenarios, one a line: <required|reported> <scenario> <--spec-version> [force].
 # The MCP TypeScript SDKs speak the MCP wire up to 2025-11-25, so the 2026-07-28 scenarios run at
@@ -157,12 +159,16 @@ if [[ -n ${CONFORMANCE_ONLY:-} ]]; then
   done
 fi
 
-# ---- 3. the client, compiled once -------------------------------------------------------------
+# ---- 3. the client, bundled once ---------------------------------------------------------------
 cd "$ROOT" || die "cannot cd to $ROOT"
 rm -rf "$BUILD"
-log "conformance: compiling conformance/client.ts into $BUILD"
-npx --no-install tsc -p conformance/tsconfig.client.json >&2 || die "tsc of the conformance client failed"
-[[ -f $BUILD/conformance/client.js ]] || die "tsc wrote no $BUILD/conformance/client.js"
+version=$(node -p 'require("./package.json").version') || die "cannot read the version from package.json"
+log "conformance: bundling conformance/client.ts into $BUILD/client.cjs"
+# AUTHKEEP_BUNDLED_VERSION: a bundle has no package.json above it (src/version.ts).
+npx --no-install esbuild conformance/client.ts --bundle --platform=node --format=cjs --target=node20 \
+    --supported:dynamic-import=false "--define:AUTHKEEP_BUNDLED_VERSION=\"$version\"" \
+    --outfile="$BUILD/client.cjs" --log-level=warning >&2 \
+  || die "esbuild could not bundle the conformance client"
 
 # ---- 4. run -----------------------------------------------------------------------------------
 rm -rf "$RESULTS"

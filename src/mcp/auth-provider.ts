@@ -52,8 +52,10 @@
  *   'all') drop this provider's open flows; 'discovery' has nothing cached here.
  * - Code verifiers are per flow, never one slot: saveCodeVerifier() files a verifier under its
  *   S256 challenge, redirectToAuthorization() moves it under the URL's `state` (the URL carries
- *   both, so concurrent flows cannot be crossed), and codeVerifier() answers for the flow that
- *   completeAuthorization(state, fn) selects (or the only open one).
+ *   both, so concurrent flows cannot be crossed), with the issuer the URL goes to, and
+ *   codeVerifier() answers for the flow that completeAuthorization(callback, finish) selects (or
+ *   the only open one). completeAuthorization() checks the redirect back (state, RFC 9207 `iss`
+ *   exactly, error, code) before the code is handed to `finish` (the SDK's finishAuth).
  *
  * Not for: the OAuth steps themselves (session/, oauth/) or the stdio proxy (proxy.ts).
  */
@@ -67,7 +69,7 @@ import type {
   OAuthTokens,
 } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
-import { sameIssuer } from '../oauth/authorization-server-metadata.js';
+import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
 import { scopeCovers, unionScopes } from '../oauth/scope.js';
 import type { SessionKeeper } from '../session/session-keeper.js';
 import { CURABLE, SignInGate } from '../session/sign-in-gate.js';
@@ -99,6 +101,12 @@ const MAX_FLOWS = 64;
 interface Flow {
   verifier: string;
   at: number;
+  /**
+   * The issuer recorded when the flow was sent to the authorization server (MCP "Authorization
+   * Response Validation"), and whether its metadata advertises `iss` (RFC 9207 section 3).
+   * Undefined when its authorize URL did not go to the stored authorization server.
+   */
+  issuer?: { issuer: string; issParameterSupported: boolean };
 }
 
 export class KeeperAuthProvider implements OAuthClientProvider {
@@ -262,8 +270,8 @@ export class KeeperAuthProvider implements OAuthClientProvider {
   /** Accepts the stored registration (the SDK binding it to its issuer); refuses any other. */
   async saveClientInformation(info: { client_id: string; issuer?: string | undefined }): Promise<void> {
     const registration = (await this.keeper.storedServer(this.serverUrl))?.registration;
-    const issuerOk =
-      info.issuer === undefined || (registration !== undefined && sameIssuer(info.issuer, registration.issuer));
+    // Exactly the registration's issuer: the SDK stamps what discoveryState() gave it.
+    const issuerOk = info.issuer === undefined || (registration !== undefined && info.issuer === registration.issuer);
     if (registration && registration.clientId === info.client_id && issuerOk) return;
     throw new AuthkeepError(
       'store_conflict',
@@ -297,19 +305,46 @@ export class KeeperAuthProvider implements OAuthClientProvider {
     if (open.length === 1 && open[0]) return open[0].verifier;
     throw new AuthkeepError(
       'state_mismatch',
-      `${open.length} authorization flows are open: complete the callback inside completeAuthorization(state, ...)`,
+      `${open.length} authorization flows are open: complete the callback inside completeAuthorization(callback, ...)`,
       { field: 'state' },
     );
   }
 
   /**
-   * Run `fn` (e.g. `() => transport.finishAuth(code)`) for the flow whose authorize URL carried
-   * `state` (the callback's state): codeVerifier() answers that flow's verifier. The flow is
-   * closed afterwards (a verifier is used once).
+   * Completes an SDK-driven authorization with the redirect back from the authorization server
+   * (`callback`: the URL the browser was sent to, or its query), validated before its code goes
+   * anywhere, as AuthKeeper's own sign-in does (authorization-response.ts): its `state` must be
+   * one of this provider's open flows; RFC 9207 `iss` is compared with the issuer recorded for
+   * that flow by simple string comparison (a mismatch, or no `iss` where the AS advertises it, is
+   * iss_mismatch, and nothing else the response says is acted on); an error response is
+   * authorization_denied; a code is required. Only then `finish(code)` runs (e.g.
+   * `(code) => transport.finishAuth(code)`), with codeVerifier() answering that flow's verifier.
+   * The flow is closed afterwards, whatever happened (a verifier is used once).
    */
-  async completeAuthorization<T>(state: string, fn: () => Promise<T>): Promise<T> {
+  async completeAuthorization<T>(callback: URL | URLSearchParams, finish: (code: string) => Promise<T>): Promise<T> {
+    const params = callback instanceof URL ? callback.searchParams : callback;
+    const states = params.getAll('state');
+    const state = states.length === 1 ? states[0] : undefined;
+    const flow = state === undefined ? undefined : this.flows.get(state);
+    if (state === undefined || flow === undefined) {
+      throw new AuthkeepError('state_mismatch', 'the authorization response belongs to no open authorization flow', {
+        field: 'state',
+      });
+    }
     try {
-      return await this.selectedFlow.run(state, fn);
+      if (flow.issuer === undefined) {
+        throw new AuthkeepError(
+          'iss_mismatch',
+          'the authorization request of this flow did not go to the stored authorization server, so its response cannot be checked (RFC 9207)',
+          { field: 'iss' },
+        );
+      }
+      const { code } = validateAuthorizationResponse(params, {
+        state,
+        issuer: flow.issuer.issuer,
+        issParameterSupported: flow.issuer.issParameterSupported,
+      });
+      return await this.selectedFlow.run(state, () => finish(code));
     } finally {
       this.flows.delete(state);
     }
@@ -326,7 +361,15 @@ export class KeeperAuthProvider implements OAuthClientProvider {
     const pending = challenge === null ? undefined : this.pendingByChallenge.get(challenge);
     if (state !== null && pending && challenge !== null) {
       this.pendingByChallenge.delete(challenge);
-      this.flows.set(state, pending);
+      // MCP "Authorization Response Validation": record the issuer before redirecting, with the
+      // verifier, when the URL goes to the stored authorization server's endpoint.
+      const as = (await this.keeper.storedServer(this.serverUrl))?.authorizationServer;
+      const endpoint = `${authorizationUrl.origin}${authorizationUrl.pathname}`;
+      const issuer =
+        as?.authorization_endpoint !== undefined && endpoint === as.authorization_endpoint
+          ? { issuer: as.issuer, issParameterSupported: as.authorization_response_iss_parameter_supported === true }
+          : undefined;
+      this.flows.set(state, issuer === undefined ? pending : { ...pending, issuer });
     }
     const wanted = authorizationUrl.searchParams.get('scope') ?? undefined;
     if (!wanted) return;

@@ -52,16 +52,6 @@ const MetadataSchema = z.object({
 });
 
 /**
- * Do two issuer identifiers name the same authorization server, tolerating one trailing slash (as
- * the MCP SDK does when it stamps an issuer)? For issuers handed in by other code; a document
- * fetched for an issuer must match it exactly (validateAuthorizationServerMetadata, RFC 8414 section 3.3).
- */
-export function sameIssuer(a: string, b: string): boolean {
-  const strip = (s: string) => (s.endsWith('/') ? s.slice(0, -1) : s);
-  return strip(a) === strip(b);
-}
-
-/**
  * MCP "Authorization Server Metadata Discovery" priority order. With a path
  * (`https://as/tenant1`): OAuth path-inserted, OIDC path-inserted, OIDC path-appended. Without:
  * OAuth, then OIDC. A terminating "/" is removed before inserting (RFC 8414 section 3.1).

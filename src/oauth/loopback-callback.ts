@@ -13,6 +13,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { displayText } from '../display-text.js';
 import { AuthkeepError } from '../errors.js';
+import { checkIssuer } from './authorization-response.js';
 
 export interface LoopbackCallbackOptions {
   /** Host name written in the redirect URI; the server binds 127.0.0.1 either way. Default 127.0.0.1. */
@@ -27,6 +28,14 @@ export interface LoopbackCallbackOptions {
   timeoutMs?: number;
   /** Shown on the success page ("Signed in to ..."). Default: "the server". */
   serverName?: string;
+  /**
+   * The issuer recorded for this sign-in and whether its metadata advertises
+   * `authorization_response_iss_parameter_supported` (RFC 9207): the response's `iss` is checked
+   * before anything it says is shown. An error response from elsewhere (an `iss` mismatch) is
+   * neither acted on nor displayed (MCP "Authorization Response Validation"). Without it, an
+   * error response is shown without the authorization server's words.
+   */
+  expectedIssuer?: { issuer: string; issParameterSupported: boolean };
 }
 
 export interface LoopbackCallback {
@@ -51,6 +60,7 @@ const DEFAULT_TIMEOUT_MS = 5 * 60_000;
  */
 export async function startLoopbackCallback(options: LoopbackCallbackOptions): Promise<LoopbackCallback> {
   const { host, port, path, expectedState, timeoutMs, serverName } = checkedOptions(options);
+  const { expectedIssuer } = options;
   // Loaded on the first sign-in, not with this module: `authkeep token` has no use for a server.
   const { createServer } = await import('node:http');
   let resolveResult!: (params: URLSearchParams) => void;
@@ -66,7 +76,7 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
   let forgedStates = 0;
 
   const server = createServer((req, res) => {
-    const verdict = judgeRequest(req, { path, expectedState, settled });
+    const verdict = judgeRequest(req, { path, expectedState, expectedIssuer, settled });
     if (verdict.kind === 'refuse') {
       if (verdict.wrongState) forgedStates++;
       sendPage(res, verdict.status, verdict.page);
@@ -139,7 +149,7 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
 
 function checkedOptions(
   options: LoopbackCallbackOptions,
-): Required<Omit<LoopbackCallbackOptions, 'serverName'>> & { serverName: string } {
+): Required<Omit<LoopbackCallbackOptions, 'serverName' | 'expectedIssuer'>> & { serverName: string } {
   const host = options.host ?? BIND_ADDRESS;
   const port = options.port ?? 0;
   const path = options.path ?? '/callback';
@@ -203,15 +213,32 @@ function listen(server: Server, port: number): Promise<AddressInfo> {
   });
 }
 
+/** Why an accepted response is not a success, as the page tells it. */
+type Failure =
+  /** RFC 9207: `iss` is not the issuer of this sign-in; nothing else in it is looked at. */
+  | { kind: 'iss' }
+  /** RFC 6749 section 4.1.2.1, from the issuer checked; `said` is false when none was given to check. */
+  | { kind: 'as_error'; error: string; description?: string; said: boolean }
+  | { kind: 'no_code' };
+
 type Verdict =
   | { kind: 'refuse'; status: number; page: string; wrongState?: boolean }
-  | { kind: 'accept'; params: URLSearchParams; failure?: { error: string; description?: string } };
+  | { kind: 'accept'; params: URLSearchParams; failure?: Failure };
 
 /**
  * Decides what one request is: the authorization response of this login (the callback path, a
  * GET, exactly one `state` equal to the expected one, nothing accepted before) or anything else.
+ * Of an accepted response, the issuer is checked before its error is read (RFC 9207 section 2.4).
  */
-function judgeRequest(req: IncomingMessage, ctx: { path: string; expectedState: string; settled: boolean }): Verdict {
+function judgeRequest(
+  req: IncomingMessage,
+  ctx: {
+    path: string;
+    expectedState: string;
+    expectedIssuer: LoopbackCallbackOptions['expectedIssuer'];
+    settled: boolean;
+  },
+): Verdict {
   if (req.method !== 'GET')
     return {
       kind: 'refuse',
@@ -244,13 +271,26 @@ function judgeRequest(req: IncomingMessage, ctx: { path: string; expectedState: 
     };
   }
   const params = url.searchParams;
+  if (ctx.expectedIssuer !== undefined) {
+    try {
+      checkIssuer(params, ctx.expectedIssuer.issuer, ctx.expectedIssuer.issParameterSupported);
+    } catch {
+      // Settled all the same: the sign-in then fails with iss_mismatch (authorization-response.ts).
+      return { kind: 'accept', params, failure: { kind: 'iss' } };
+    }
+  }
   const error = params.get('error');
   if (error !== null) {
     const description = params.get('error_description');
-    return { kind: 'accept', params, failure: description === null ? { error } : { error, description } };
+    const said = ctx.expectedIssuer !== undefined;
+    return {
+      kind: 'accept',
+      params,
+      failure:
+        description === null ? { kind: 'as_error', error, said } : { kind: 'as_error', error, description, said },
+    };
   }
-  if (!params.get('code'))
-    return { kind: 'accept', params, failure: { error: 'the authorization server sent no authorization code' } };
+  if (!params.get('code')) return { kind: 'accept', params, failure: { kind: 'no_code' } };
   return { kind: 'accept', params };
 }
 
@@ -272,8 +312,33 @@ function successPage(serverName: string): string {
   return page('Signed in', `Signed in to ${escapeHtml(serverName)}.`, 'You can close this tab.');
 }
 
-/** The AS's error and description: made safe to show (display-text.ts), then HTML-escaped. */
-function failurePage(failure: { error: string; description?: string }): string {
+/**
+ * Why the sign-in failed. The AS's error and description only from a response whose issuer was
+ * checked: made safe to show (display-text.ts), then HTML-escaped. A response from another issuer
+ * shows nothing of what it carries.
+ */
+function failurePage(failure: Failure): string {
+  if (failure.kind === 'iss') {
+    return page(
+      'Sign-in failed',
+      'Sign-in failed.',
+      'This response did not come from the authorization server this sign-in was started with, so it was ignored. You can close this tab and try again.',
+    );
+  }
+  if (failure.kind === 'no_code') {
+    return page(
+      'Sign-in failed',
+      'Sign-in failed.',
+      'The authorization server sent no authorization code. You can close this tab and try again.',
+    );
+  }
+  if (!failure.said) {
+    return page(
+      'Sign-in failed',
+      'Sign-in failed.',
+      'The authorization server answered with an error. You can close this tab and try again.',
+    );
+  }
   const error = displayText(failure.error, 100);
   const reason = failure.description === undefined ? error : `${error}: ${displayText(failure.description)}`;
   return page(

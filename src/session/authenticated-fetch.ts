@@ -12,9 +12,9 @@
  *
  * Not for: deciding when to refresh (token-manager.ts) or running a sign-in (sign-in.ts).
  */
-import { AuthkeepError } from '../errors.js';
+import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import { unionScopes } from '../oauth/scope.js';
-import { bearerChallengeFromResponse } from '../oauth/www-authenticate.js';
+import { type BearerChallenge, bearerChallengeFromResponse } from '../oauth/www-authenticate.js';
 
 export interface AuthenticatedFetchDeps {
   serverUrl: string;
@@ -29,10 +29,11 @@ export interface AuthenticatedFetchDeps {
   maxStepUps: number;
   fetch: typeof fetch;
   /**
-   * The server still answers 401 after a fresh token: find out whether it moved to another
-   * authorization server (throws NeedsAuthError `issuer_changed` if so).
+   * The server refused a token and no other one helped (still 401 after a fresh token, or none to
+   * be had): find out whether it moved to another authorization server, starting from the 401's
+   * challenge (throws NeedsAuthError `issuer_changed` if so).
    */
-  checkAuthorizationServer?: () => Promise<void>;
+  checkAuthorizationServer?: (challenge: BearerChallenge | undefined) => Promise<void>;
   /** The server's refusals of fresh tokens (shared by every fetch of that server). */
   refusals?: RefusalBackoff;
 }
@@ -127,14 +128,14 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         } else {
           await response.body?.cancel();
           refreshed = true;
-          token = await deps.recoverFromRejection(token);
+          token = await recoverOrExplain(deps, token, challenge);
         }
       } else {
         // Still 401 with a fresh token: back off, and throw needs-auth issuer_changed if the
         // server moved to another AS; otherwise the caller sees the server's own answer.
         if (response.status === 401 && refreshed) {
           deps.refusals?.refused();
-          await deps.checkAuthorizationServer?.();
+          await deps.checkAuthorizationServer?.(challenge);
         }
         return response;
       }
@@ -142,6 +143,25 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
     }
   };
   return authenticatedFetch as typeof fetch;
+}
+
+/**
+ * Another token after the server refused `token`. When none can be had (no refresh token, the
+ * refresh refused), the server may have moved to another authorization server (SEP-2352): then
+ * the needs-auth reason is `issuer_changed`, naming both issuers, so the sign-in that follows
+ * registers at the new one; otherwise the recovery's own reason.
+ */
+async function recoverOrExplain(
+  deps: AuthenticatedFetchDeps,
+  token: string,
+  challenge: BearerChallenge | undefined,
+): Promise<string> {
+  try {
+    return await deps.recoverFromRejection(token);
+  } catch (err) {
+    if (err instanceof NeedsAuthError) await deps.checkAuthorizationServer?.(challenge);
+    throw err;
+  }
 }
 
 /** The Bearer challenge of a 401/403, or undefined when absent or malformed (never throws). */

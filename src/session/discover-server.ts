@@ -12,6 +12,7 @@ import type { HttpOptions } from '../oauth/http.js';
 import { discoverProtectedResource, probeServer } from '../oauth/protected-resource.js';
 import { selectScope } from '../oauth/scope.js';
 import type { AuthorizationServer } from '../oauth/types.js';
+import type { BearerChallenge } from '../oauth/www-authenticate.js';
 
 export interface DiscoveredServer {
   serverUrl: string;
@@ -25,8 +26,17 @@ export interface DiscoveredServer {
   resourceScopes?: string[];
 }
 
-export async function discoverServer(serverUrl: string, http: HttpOptions): Promise<DiscoveredServer> {
-  const probe = await probeServer(serverUrl, http);
+/**
+ * Discovery from scratch. `challenge` is the Bearer challenge of a 401 the server just answered
+ * (authenticated-fetch's rediscovery): it stands in for the probe, so no unauthenticated request
+ * is sent to learn what the server already said.
+ */
+export async function discoverServer(
+  serverUrl: string,
+  http: HttpOptions,
+  challenge?: BearerChallenge,
+): Promise<DiscoveredServer> {
+  const probe = challenge === undefined ? await probeServer(serverUrl, http) : { challenge };
   const prm = await discoverProtectedResource(serverUrl, {
     ...http,
     ...(probe.challenge?.resourceMetadata ? { resourceMetadataUrl: probe.challenge.resourceMetadata } : {}),

@@ -9,11 +9,11 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
-import { sameIssuer } from '../oauth/authorization-server-metadata.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
+import type { BearerChallenge } from '../oauth/www-authenticate.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import { FileCredentialStore } from '../store/file-credential-store.js';
 import { defaultHome } from '../store/paths.js';
@@ -30,6 +30,7 @@ import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { SignInGate } from './sign-in-gate.js';
 import { stampTokens } from './stamp-tokens.js';
+import { staticClientFor } from './static-client.js';
 import { type ServerStatus, serverStatus } from './status.js';
 import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 
@@ -40,7 +41,10 @@ export interface AuthKeeperOptions {
   clientName?: string;
   /** A client ID metadata document URL, used when the AS advertises support for it. */
   clientMetadataUrl?: string;
-  /** Pre-registered clients, keyed by issuer or by MCP server URL. */
+  /**
+   * Pre-registered clients, keyed by issuer or by MCP server URL. One keyed by server URL is bound
+   * to one issuer (its `issuer`, else the first it is used at) and never presented to another.
+   */
   staticClients?: Record<string, StaticClient>;
   /** How the user is sent to the AS. Default: `$BROWSER`, else the platform opener. */
   openAuthorizationUrl?: OpenAuthorizationUrl;
@@ -163,11 +167,20 @@ export class SessionKeeper {
       server,
       scope,
       async (current) => {
-        const staticClient =
-          this.options.staticClients?.[server.authorizationServer.issuer] ?? this.options.staticClients?.[url];
-        // The record's registration when it may still be used (not dropped: refused by the AS, its
-        // secret expired, or its last server logged out), else another server's for the issuer.
-        const reusable = await this.store.findRegistrationsByIssuer(server.authorizationServer.issuer);
+        const issuer = server.authorizationServer.issuer;
+        if (current && current.authorizationServer.issuer !== issuer) {
+          // SEP-2352: the server moved; its new AS gets a registration of its own (below).
+          this.logger.emit('warn', 'login.issuer_changed', `the server now names ${issuer}`, {
+            serverUrl: url,
+            issuer,
+            previousIssuer: current.authorizationServer.issuer,
+          });
+        }
+        const staticClient = staticClientFor(this.options.staticClients, url, issuer, current?.registration);
+        // Credentials are keyed by issuer: the record's registration when it is one of this
+        // issuer's that may still be used (not dropped: refused by the AS, its secret expired, or
+        // its last server logged out), else another server's for the issuer.
+        const reusable = await this.store.findRegistrationsByIssuer(issuer);
         const stored =
           reusable.find((m) => current !== undefined && sameRegistration(m.registration, current.registration))
             ?.registration ?? reusable[0]?.registration;
@@ -289,19 +302,21 @@ export class SessionKeeper {
       },
       maxStepUps: this.options.maxStepUps ?? 2,
       fetch: this.options.fetch ?? globalThis.fetch,
-      checkAuthorizationServer: () => this.checkAuthorizationServer(url),
+      checkAuthorizationServer: (challenge) => this.checkAuthorizationServer(url, challenge),
     });
   }
 
   /**
-   * A server that keeps refusing fresh tokens may have moved to another authorization server.
-   * Rediscover it; if its issuer differs from the record's, mark needs-auth `issuer_changed`
-   * (the next login re-registers at the new issuer) instead of refreshing at the old one forever.
+   * A server that refuses our tokens and no other token helps (a fresh one refused too, or none to
+   * be had) may have moved to another authorization server (SEP-2352). Rediscover it from the
+   * 401's challenge (no extra probe); if its issuer differs from the record's, mark needs-auth
+   * `issuer_changed`, naming both issuers (the next login registers at the new one) instead of
+   * refreshing at the old one forever or reporting the grant as merely revoked.
    */
-  private async checkAuthorizationServer(url: string): Promise<void> {
+  private async checkAuthorizationServer(url: string, challenge: BearerChallenge | undefined): Promise<void> {
     let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
-      discovered = await discoverServer(url, this.http());
+      discovered = await discoverServer(url, this.http(), challenge);
     } catch {
       return; // discovery failing says nothing about a move; the caller sees the 401
     }
@@ -453,7 +468,7 @@ export class SessionKeeper {
           },
         );
       }
-      if (tokens.issuer !== undefined && !sameIssuer(tokens.issuer, registration.issuer)) {
+      if (tokens.issuer !== undefined && tokens.issuer !== registration.issuer) {
         throw new AuthkeepError(
           'store_conflict',
           `tokens from issuer ${tokens.issuer} refused: the record's registration is at ${registration.issuer}`,

@@ -22,7 +22,7 @@ import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import { exchangeAuthorizationCode, TokenEndpointError } from '../oauth/token-endpoint.js';
-import type { Registration } from '../oauth/types.js';
+import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
 import type { Logger } from './log.js';
@@ -32,6 +32,11 @@ export interface StaticClient {
   clientId: string;
   clientSecret?: string;
   tokenEndpointAuthMethod?: 'none' | 'client_secret_basic' | 'client_secret_post';
+  /**
+   * The issuer of the authorization server this client is registered with. Keyed by server URL,
+   * a client without it is bound to the issuer it is first used at (static-client.ts).
+   */
+  issuer?: string;
 }
 
 export interface CallbackOptions {
@@ -73,12 +78,17 @@ function loopbackPort(uri: string | undefined): number | undefined {
 }
 
 /** Opens the callback on the configured port, else on the port of the registered redirect URI, else an ephemeral one. */
-async function openCallback(ctx: SignInContext, state: string) {
+async function openCallback(ctx: SignInContext, state: string, as: AuthorizationServer) {
   const base = {
     host: ctx.callback.host ?? '127.0.0.1',
     path: ctx.callback.path ?? '/callback',
     expectedState: state,
     timeoutMs: ctx.timeoutMs,
+    // RFC 9207: the page shows nothing of a response from another issuer.
+    expectedIssuer: {
+      issuer: as.issuer,
+      issParameterSupported: as.authorization_response_iss_parameter_supported === true,
+    },
   } as const;
   if (ctx.callback.port !== undefined) return startLoopbackCallback({ ...base, port: ctx.callback.port });
   const registered = loopbackPort(ctx.knownRegistration?.redirectUris[0]);
@@ -105,7 +115,7 @@ export async function signIn(
   }
   const scope = withOfflineAccess(requestedScope, as.scopes_supported);
   const state = generateRandomState();
-  const callback = await openCallback(ctx, state);
+  const callback = await openCallback(ctx, state, as);
   try {
     // 1. Registration (kept per issuer; re-registered when the issuer changes). DCR asks for every
     // scope the resource publishes, not only today's, so a later step-up is not refused as

@@ -42,21 +42,29 @@ export interface ScopedWorld {
   ases: ScopedAs[];
   /** The PRM names this AS from now on (a migration). */
   moveTo(as: ScopedAs): void;
+  /** The AS the PRM names now. */
+  current(): ScopedAs;
   /** Authorization requests, in order. */
   authorizations: AuthorizeSeen[];
   /** An openAuthorizationUrl that approves at once. */
   open: (url: string) => Promise<void>;
-  /** The scope a token carries, if it is one this world issued (at whichever AS). */
-  scopeOf(token: string | undefined): string[] | undefined;
+  /** The issuer and scope of a token this world issued (at whichever AS), else undefined. */
+  grantOf(token: string | undefined): Grant | undefined;
   /** The JSON-RPC methods the MCP server received, with the token each carried. */
   calls: Array<{ method: string; token: string | undefined }>;
 }
 
+/** What a token this world issued stands for. */
+export interface Grant {
+  issuer: string;
+  scopes: string[];
+}
+
 /**
- * What the MCP server answers to a JSON-RPC `method` with `scopes` (undefined: no or unknown
+ * What the MCP server answers to a JSON-RPC `method` carrying `grant` (undefined: no or unknown
  * token). Return undefined to answer the call with an empty result.
  */
-export type Policy = (method: string, scopes: string[] | undefined, world: ScopedWorld) => Reply | undefined;
+export type Policy = (method: string, grant: Grant | undefined, world: ScopedWorld) => Reply | undefined;
 
 /** A 401 with a Bearer challenge naming `scope` (and the PRM). */
 export function challenge401(world: ScopedWorld, scope?: string, error = 'invalid_token'): Reply {
@@ -134,12 +142,13 @@ export async function scopedWorld(
     moveTo: (as) => {
       current = as;
     },
+    current: () => current,
     authorizations: [],
     calls: [],
-    scopeOf: (token) => {
+    grantOf: (token) => {
       for (const as of ases) {
         const found = as.issued.find((i) => i.token === token);
-        if (found) return found.scope.split(' ').filter(Boolean);
+        if (found) return { issuer: as.issuer, scopes: found.scope.split(' ').filter(Boolean) };
       }
       return undefined;
     },
@@ -173,7 +182,7 @@ export async function scopedWorld(
       const header = req.headers.authorization;
       const token = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
       world.calls.push({ method, token });
-      const reply = policy(method, world.scopeOf(token), world);
+      const reply = policy(method, world.grantOf(token), world);
       if (reply) return reply;
       if (body?.id === undefined) return { status: 202, body: '' };
       return { json: { jsonrpc: '2.0', id: body.id, result: {} } };

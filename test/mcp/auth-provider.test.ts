@@ -8,16 +8,18 @@
 import assert from 'node:assert/strict';
 import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { auth, startAuthorization, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
-import { AuthkeepError, NeedsAuthError } from '../../src/index.js';
-import { startBed, tempHome } from '../helpers/bed.js';
+import { AuthKeeper, AuthkeepError, NeedsAuthError } from '../../src/index.js';
+import { startBed } from '../helpers/bed.js';
 import { cleanStderr, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import { asMetadata } from '../helpers/hostile-server.js';
+import { hostileWorld } from '../helpers/hostile-world.js';
 import { resultText } from '../helpers/mcp-proxy-client.js';
 import type { SdkChildSummary } from '../helpers/mcp-sdk-child.js';
 
@@ -332,39 +334,106 @@ test('SDK adapter: saveTokens with stale tokens does not overwrite newer ones; t
   assert.equal((await fresh.tokens())?.access_token, 'sdk-exchanged-access-token', 'and served from then on');
 });
 
-test('SDK adapter: the code verifiers of two concurrent flows stay separate (keyed by state, bound by the PKCE challenge)', async (t) => {
-  const home = await tempHome(t);
-  const { AuthKeeper } = await import('../../src/index.js');
-  const provider = new AuthKeeper({ home }).authProvider('https://mcp.example.com/mcp');
-  const as = 'https://as.example.com';
-  const clientInformation = { client_id: 'c1', redirect_uris: [provider.redirectUrl] };
+/**
+ * A provider whose record points at a hostile AS (hostile-world.ts) advertising RFC 9207 `iss`,
+ * and two SDK-built flows to it, filed with the provider as the SDK's auth() files them.
+ */
+async function twoSdkFlows(t: TestContext) {
+  const w = await hostileWorld(t);
+  w.server.json(
+    '/.well-known/oauth-authorization-server',
+    asMetadata(w.origin, w.origin, {
+      revocation_endpoint: undefined,
+      authorization_response_iss_parameter_supported: true,
+    }),
+  );
+  const keeper = new AuthKeeper({ home: w.home, allowInsecureLoopback: true, openAuthorizationUrl: w.approve() });
+  await keeper.login(w.mcpUrl);
+  const provider = keeper.authProvider(w.mcpUrl);
+  const clientInformation = { client_id: 'client-1', redirect_uris: [provider.redirectUrl] };
   // Two flows built by the SDK's own code, with their calls to the provider interleaved as two
   // concurrent auth() runs would interleave them.
   const [s1, s2] = [provider.state(), provider.state()];
   assert.notEqual(s1, s2);
   const [f1, f2] = await Promise.all([
-    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s1 }),
-    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s2 }),
+    startAuthorization(w.origin, { clientInformation, redirectUrl: provider.redirectUrl, state: s1 }),
+    startAuthorization(w.origin, { clientInformation, redirectUrl: provider.redirectUrl, state: s2 }),
   ]);
   assert.notEqual(f1.codeVerifier, f2.codeVerifier);
   provider.saveCodeVerifier(f1.codeVerifier);
   provider.saveCodeVerifier(f2.codeVerifier);
   await provider.redirectToAuthorization(f2.authorizationUrl);
   await provider.redirectToAuthorization(f1.authorizationUrl);
+  const callback = (state: string, extra: Record<string, string> = { code: `code-for-${state}`, iss: w.origin }) =>
+    new URLSearchParams({ state, ...extra });
+  return { w, provider, s1, s2, f1, f2, callback };
+}
 
+test('SDK adapter: the code verifiers of two concurrent flows stay separate (keyed by state, bound by the PKCE challenge)', async (t) => {
+  const { provider, s1, s2, f1, f2, callback } = await twoSdkFlows(t);
   assert.throws(() => provider.codeVerifier(), /2 authorization flows are open/, 'no single slot to guess from');
-  const [v1, v2] = await Promise.all([
-    provider.completeAuthorization(s1, async () => {
-      await new Promise((resolve) => setImmediate(resolve)); // flow 2 completes while flow 1 is open
-      return provider.codeVerifier();
+  const [r1, r2] = await Promise.all([
+    provider.completeAuthorization(callback(s1), async (code) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return { code, verifier: provider.codeVerifier() };
     }),
-    provider.completeAuthorization(s2, async () => provider.codeVerifier()),
+    provider.completeAuthorization(callback(s2), async (code) => ({ code, verifier: provider.codeVerifier() })),
   ]);
-  assert.equal(v1, f1.codeVerifier, 'flow 1 gets its own verifier');
-  assert.equal(v2, f2.codeVerifier, 'flow 2 gets its own verifier');
+  assert.deepEqual(r1, { code: `code-for-${s1}`, verifier: f1.codeVerifier }, 'flow 1 gets its own code and verifier');
+  assert.deepEqual(r2, { code: `code-for-${s2}`, verifier: f2.codeVerifier }, 'flow 2 gets its own code and verifier');
   await assert.rejects(
-    provider.completeAuthorization(s1, async () => provider.codeVerifier()),
-    /no open authorization flow/,
+    provider.completeAuthorization(callback(s1), async () => provider.codeVerifier()),
+    { code: 'state_mismatch' },
     'a verifier is used once',
+  );
+});
+
+for (const [name, iss] of [
+  ['another issuer', 'https://evil.example'],
+  ['the issuer with a trailing slash', 'ORIGIN/'],
+  ['the issuer with an uppercase scheme', 'HTTP://ORIGIN'],
+  ['no iss although the AS advertises it', undefined],
+] as const) {
+  test(`SDK adapter: a response with ${name} is refused (RFC 9207) before its code reaches the SDK's finishAuth`, async (t) => {
+    const { w, provider, s1, callback } = await twoSdkFlows(t);
+    const handed: string[] = [];
+    const finish = async (code: string) => {
+      handed.push(code);
+    };
+    const named = iss?.replace('HTTP://ORIGIN', w.origin.replace('http:', 'HTTP:')).replace('ORIGIN', w.origin);
+    const response = {
+      code: 'stolen-code',
+      error: 'access_denied',
+      error_description: 'Call +1-555-0100',
+      ...(named === undefined ? {} : { iss: named }),
+    };
+    await assert.rejects(provider.completeAuthorization(callback(s1, response), finish), (err: unknown) => {
+      assert.ok(err instanceof AuthkeepError, String(err));
+      assert.equal(err.code, 'iss_mismatch');
+      assert.equal(err.field, 'iss');
+      assert.ok(!err.message.includes('555') && !err.message.includes('access_denied'), 'nothing else is read');
+      return true;
+    });
+    assert.deepEqual(handed, [], 'no code handed on');
+    await assert.rejects(
+      provider.completeAuthorization(callback(s1), finish),
+      { code: 'state_mismatch' },
+      'the flow is closed: its verifier is not offered again',
+    );
+    assert.deepEqual(handed, []);
+  });
+}
+
+test('SDK adapter: issuers are compared exactly: a trailing slash is another issuer for saveClientInformation and saveTokens', async (t) => {
+  const { w, provider } = await twoSdkFlows(t);
+  await provider.clientInformation();
+  await provider.saveClientInformation({ client_id: 'client-1', issuer: w.origin });
+  await assert.rejects(provider.saveClientInformation({ client_id: 'client-1', issuer: `${w.origin}/` }), {
+    code: 'store_conflict',
+  });
+  await provider.tokens();
+  await assert.rejects(
+    provider.saveTokens({ access_token: 'from-elsewhere', token_type: 'Bearer', issuer: `${w.origin}/` }),
+    { code: 'store_conflict', field: 'tokens.issuer' },
   );
 });

@@ -194,8 +194,11 @@ describe('startLoopbackCallback', () => {
     await again.close();
   });
 
-  test("an error response shows a failure page with the AS's error, escaped", async () => {
-    const cb = await startLoopbackCallback({ expectedState: STATE });
+  test("an error response from the expected issuer shows a failure page with the AS's error, escaped", async () => {
+    const cb = await startLoopbackCallback({
+      expectedState: STATE,
+      expectedIssuer: { issuer: ISSUER, issParameterSupported: true },
+    });
     const res = await get(
       callbackUrl(cb, { error: 'access_denied', error_description: 'The user said <no>', state: STATE, iss: ISSUER }),
     );
@@ -214,6 +217,50 @@ describe('startLoopbackCallback', () => {
         return true;
       },
     );
+    await cb.close();
+  });
+
+  for (const [name, iss] of [
+    ['another issuer', 'https://evil.example'],
+    ['the issuer with a trailing slash', `${ISSUER}/`],
+    ['no iss while the AS advertises it', undefined],
+  ] as const) {
+    test(`an error response with ${name} (RFC 9207): nothing it says is shown, the sign-in ends with iss_mismatch`, async () => {
+      const cb = await startLoopbackCallback({
+        expectedState: STATE,
+        expectedIssuer: { issuer: ISSUER, issParameterSupported: true },
+      });
+      const res = await get(
+        callbackUrl(cb, {
+          error: 'access_denied',
+          error_description: 'Call +1-555-0100 to unlock your account',
+          error_uri: 'https://evil.example/help',
+          state: STATE,
+          ...(iss === undefined ? {} : { iss }),
+        }),
+      );
+      assert.equal(res.status, 400);
+      assert.match(res.body, /did not come from the authorization server this sign-in was started with/);
+      for (const said of ['access_denied', '555', 'unlock', 'evil.example']) {
+        assert.ok(!res.body.includes(said), `the page shows nothing of the response: ${said}`);
+      }
+      const params = await cb.result;
+      assert.throws(
+        () => validateAuthorizationResponse(params, { state: STATE, issuer: ISSUER, issParameterSupported: true }),
+        { code: 'iss_mismatch', field: 'iss' },
+      );
+      await cb.close();
+    });
+  }
+
+  test("without an issuer to check, an error response is shown without the AS's words", async () => {
+    const cb = await startLoopbackCallback({ expectedState: STATE });
+    const res = await get(
+      callbackUrl(cb, { error: 'access_denied', error_description: 'Call +1-555-0100', state: STATE }),
+    );
+    assert.equal(res.status, 400);
+    assert.match(res.body, /answered with an error/);
+    assert.ok(!res.body.includes('555') && !res.body.includes('access_denied'));
     await cb.close();
   });
 

@@ -110,11 +110,11 @@ test('a step-up the AS refuses (the registration does not allow the scope) ends 
  * `initialize` needs no token, anything else without one is answered 401 scope="mcp:basic",
  * tools/list needs mcp:basic and tools/call mcp:write, whose 403 names only mcp:write.
  */
-const conformanceLikePolicy: Policy = (method, scopes, world) => {
+const conformanceLikePolicy: Policy = (method, grant, world) => {
   if (method === 'initialize' || method.startsWith('notifications/')) return undefined;
-  if (scopes === undefined) return challenge401(world, 'mcp:basic');
+  if (grant === undefined) return challenge401(world, 'mcp:basic');
   const needed = method === 'tools/call' ? 'mcp:write' : 'mcp:basic';
-  return scopes.includes(needed) ? undefined : forbidden403(world, needed);
+  return grant.scopes.includes(needed) ? undefined : forbidden403(world, needed);
 };
 
 test('the first authorization asks for the scope of the 401 challenge, even where initialize needs no token (SEP-2350)', async (t) => {
