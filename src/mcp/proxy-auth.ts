@@ -29,12 +29,17 @@ export class ProxyAuth {
     private readonly log: ProxyLog,
     private readonly http: HttpOptions,
     scope: string | undefined,
+    /** 'auto' where no browser can open: the device grant when the AS offers it (proxy-sign-in.ts). */
+    mode: 'browser' | 'auto' = 'browser',
   ) {
     this.keeperFetch = keeper.fetch(url);
     this.gate = new SignInGate(async () => {
-      this.log.info(`authorization needed (${this.reason}): opening the browser to sign in to ${this.url}`);
+      this.log.info(`authorization needed (${this.reason}): signing in to ${this.url}`);
       try {
-        const status = await this.keeper.login(this.url, scope ? { scope } : {});
+        const status = await this.keeper.login(this.url, {
+          ...(scope ? { scope } : {}),
+          ...(mode === 'auto' ? { mode } : {}),
+        });
         this.log.info(`signed in (issuer ${status.issuer ?? '?'}, client ${status.clientId ?? '?'})`);
       } catch (err) {
         this.log.error(`sign-in failed: ${describeError(err)}`);

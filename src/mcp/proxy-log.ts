@@ -59,7 +59,8 @@ export class ProxyLog {
     // Messages quote what the server and its AS said: terminal-safe JSON in the file, displayText on stderr.
     this.stream?.write(`${displayJson({ at, pid: process.pid, level, message, ...fields })}\n`);
     const event = typeof fields.event === 'string' ? ` [${fields.event}]` : '';
-    this.stderr.write(`[authkeep proxy ${process.pid}] ${level}: ${displayText(`${message}${event}`, 2000)}\n`);
+    // Bounded, but long enough for a sign-in URL (PKCE challenge, state, redirect URI, resource).
+    this.stderr.write(`[authkeep proxy ${process.pid}] ${level}: ${displayText(`${message}${event}`, 8000)}\n`);
   }
 
   close(): Promise<void> {

@@ -155,8 +155,16 @@ export function logFilePath(options: ProxyOptions, home: string): string | undef
   return options.logFile ?? path.join(home, 'logs', `proxy-${process.pid}.log`);
 }
 
-/** The AuthKeeper options the proxy's fields imply; every event also goes to `proxyLog`. */
-export function keeperOptionsFor(options: ProxyOptions, home: string, proxyLog: LogSink): AuthKeeperOptions {
+/**
+ * The AuthKeeper options the proxy's fields imply; every event also goes to `proxyLog`. `prompts`
+ * (how a sign-in is shown) apply unless `options.keeperOptions` brings its own.
+ */
+export function keeperOptionsFor(
+  options: ProxyOptions,
+  home: string,
+  proxyLog: LogSink,
+  prompts: Pick<AuthKeeperOptions, 'openAuthorizationUrl' | 'showDeviceCode'> = {},
+): AuthKeeperOptions {
   const info = options.staticClientInfo;
   const staticClient: StaticClient | undefined = info && {
     clientId: info.client_id,
@@ -180,6 +188,7 @@ export function keeperOptionsFor(options: ProxyOptions, home: string, proxyLog: 
     ...(Object.keys(callback).length ? { callback } : {}),
     ...(staticClient ? { staticClients: { [canonicalServerUrl(options.serverUrl)]: staticClient } } : {}),
     ...(typeof clientName === 'string' ? { clientName } : {}),
+    ...prompts,
     ...given,
     log: sink,
   };

@@ -10,8 +10,10 @@
  *   gets another token once and the same request is re-sent, a 403 insufficient_scope steps up. So
  *   a refresh mid-session never drops or fails a message. When only a sign-in helps (no
  *   credentials at start-up, a refresh token refused mid-session), the proxy runs keeper.login()
- *   (browser via $BROWSER; coordinated with every other authkeep process) and the request that
- *   needed it waits and is then sent. A server that does not ask for OAuth (no 401) is spoken to
+ *   (coordinated with every other authkeep process) and the request that needed it waits and is
+ *   then sent. The sign-in URL, or the device code, is written to stderr and the log file, and the
+ *   browser is tried on top (proxy-sign-in.ts): where none can open, the device grant is used when
+ *   the authorization server offers it. A server that does not ask for OAuth (no 401) is spoken to
  *   without it, and an `Authorization` given with `--header` disables authkeep's sign-in.
  * - Transport: 'http-first' (default) sends the client's first message (initialize) over
  *   Streamable HTTP and falls back to SSE on 400/404/405, as the MCP spec's backwards-compatibility
@@ -49,6 +51,7 @@ import {
   parseRemoteUrl,
   TRANSPORT_STRATEGIES,
 } from './proxy-options.js';
+import { proxySignInPrompts } from './proxy-sign-in.js';
 
 /**
  * Run the proxy until the client closes stdin. Resolves with an exit code (PROXY_EXIT). Throws
@@ -65,7 +68,16 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
   const home = options.home ?? options.keeperOptions?.home ?? options.keeper?.home ?? defaultHome();
   const log = new ProxyLog(options.stderr ?? process.stderr, logFilePath(options, home), options.debug === true);
   try {
-    const keeper = options.keeper ?? new SessionKeeper(keeperOptionsFor(options, home, (event) => log.event(event)));
+    // The sign-in URL or device code goes to stderr and the log file whatever the browser does.
+    const prompts = proxySignInPrompts(log, url.href);
+    const keeper =
+      options.keeper ??
+      new SessionKeeper(
+        keeperOptionsFor(options, home, (event) => log.event(event), {
+          openAuthorizationUrl: prompts.openAuthorizationUrl,
+          showDeviceCode: prompts.showDeviceCode,
+        }),
+      );
     log.info(`authkeep proxy for ${url.href} (${strategy}); log file ${log.file ?? 'none'}`);
     if (options.resource !== undefined) {
       log.info(
@@ -74,7 +86,12 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
     }
     const scope = options.staticClientMetadata?.scope || undefined;
     const http: HttpOptions = { allowInsecureLoopback: options.allowHttp === true };
-    const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, http, scope);
+    if (prompts.noBrowser !== undefined && options.keeper === undefined) {
+      log.info(
+        `no browser can be opened here (${prompts.noBrowser}): a sign-in uses a code entered on any device when the authorization server offers it, else prints the URL to open`,
+      );
+    }
+    const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, http, scope, prompts.mode);
     await auth.prepare();
     const bridge = new Bridge({
       url,

@@ -7,9 +7,18 @@
  * and https URLs are opened, as one argv element in their WHATWG serialisation (no spaces, quotes
  * or controls, so no platform re-quotes or splits it).
  *
- * Not for: building the URL (see oauth/authorize-url.ts).
+ * A command that starts is not a page that opened: `xdg-open` on a machine without a desktop
+ * starts and exits 3. The opener resolves once the command started (a browser may run until the
+ * user closes it, so its end cannot be awaited); a command that then exits with a non-zero status
+ * or a signal is reported to `onFailure`. `browserUnavailable` says beforehand when no browser can
+ * open here at all (no `$BROWSER` command, no opener, no display), for callers that then prefer a
+ * flow that needs none.
+ *
+ * Not for: building the URL (see oauth/authorize-url.ts) or showing it to the user (the CLI and
+ * the proxy print it whatever the opener does).
  */
 import { type ChildProcess, spawn as nodeSpawn, type SpawnOptions } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 
@@ -22,6 +31,14 @@ export type SpawnBrowser = (
   options: SpawnOptions,
 ) => Pick<ChildProcess, 'once' | 'unref'>;
 
+/** A browser command that started and then failed: nothing was opened. */
+export interface BrowserFailure {
+  /** The command (its first argv element). */
+  command: string;
+  /** `exit status 3`, `killed by SIGTERM`. */
+  reason: string;
+}
+
 export interface BrowserOpenerOptions {
   /** Where `$BROWSER` and `SystemRoot` are read. Default process.env. */
   env?: NodeJS.ProcessEnv;
@@ -29,6 +46,8 @@ export interface BrowserOpenerOptions {
   platform?: NodeJS.Platform;
   /** Default child_process.spawn. */
   spawn?: SpawnBrowser;
+  /** Called when the command started but exited with a non-zero status or a signal. */
+  onFailure?: (failure: BrowserFailure) => void;
 }
 
 /** The URL to hand to a browser: http(s) only, serialised by the WHATWG URL parser. */
@@ -103,7 +122,55 @@ export function createBrowserOpener(options: BrowserOpenerOptions = {}): OpenAut
         child.unref();
         resolve();
       });
+      child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+        if (code === 0) return;
+        options.onFailure?.({ command, reason: signal ? `killed by ${signal}` : `exit status ${code}` });
+      });
     });
+}
+
+/** An executable file at `file`. */
+function isExecutable(file: string, platform: NodeJS.Platform): boolean {
+  try {
+    if (!statSync(file).isFile()) return false;
+    if (platform !== 'win32') accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where `command` would be found: itself when it has a directory part, else on PATH. */
+function resolvable(command: string, env: NodeJS.ProcessEnv, platform: NodeJS.Platform): boolean {
+  const paths = platform === 'win32' ? path.win32 : path.posix;
+  if (command.includes('/') || (platform === 'win32' && command.includes('\\'))) {
+    return isExecutable(command, platform);
+  }
+  const dirs = (env.PATH ?? env.Path ?? '').split(platform === 'win32' ? ';' : ':').filter((d) => d !== '');
+  const suffixes = platform === 'win32' ? ['', '.exe', '.cmd', '.bat'] : [''];
+  return dirs.some((dir) => suffixes.some((suffix) => isExecutable(paths.join(dir, command + suffix), platform)));
+}
+
+/**
+ * Why no browser can be opened on this machine, or undefined when one may be: `$BROWSER` names a
+ * command that cannot be found; or, without `$BROWSER`, on Linux and the other Unixes there is no
+ * `xdg-open` or no display (`DISPLAY`, `WAYLAND_DISPLAY`: an SSH session, a container, a service).
+ * A prediction, not a promise: a command found here may still fail (see `onFailure`).
+ */
+export function browserUnavailable(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): string | undefined {
+  const configured = env.BROWSER?.trim();
+  if (configured) {
+    const command = configured.split(/\s+/)[0] as string;
+    return resolvable(command, env, platform) ? undefined : `the BROWSER command ${command} was not found`;
+  }
+  if (platform === 'darwin' || platform === 'win32') return undefined;
+  if (!resolvable('xdg-open', env, platform)) return 'no BROWSER is set and xdg-open was not found';
+  if (!env.DISPLAY && !env.WAYLAND_DISPLAY)
+    return 'no BROWSER is set and there is no display (DISPLAY, WAYLAND_DISPLAY)';
+  return undefined;
 }
 
 /** The default opener: `$BROWSER` or the platform's, for this process. */

@@ -26,7 +26,9 @@ import {
 import { fingerprint, robotBrowserCommand } from '../../arena/testbed/index.js';
 import { AuthkeepError, NeedsAuthError } from '../../src/index.js';
 import { authProviderV2 } from '../../src/sdk-v2.js';
-import { startBed, tempHome } from '../helpers/bed.js';
+import { startBed } from '../helpers/bed.js';
+import { asMetadata } from '../helpers/hostile-server.js';
+import { hostileWorld } from '../helpers/hostile-world.js';
 import { resultText } from '../helpers/mcp-proxy-client.js';
 import type { V2ChildSummary } from '../helpers/mcp-sdk-v2-child.js';
 
@@ -465,35 +467,46 @@ test('SDK v2: fetch: keeper.fetch(url) on a 2.x transport carries a new token af
 });
 
 test('SDK v2: the code verifiers of two concurrent flows built by 2.x stay separate (keyed by state, bound by the PKCE challenge)', async (t) => {
-  const home = await tempHome(t);
+  // A record pointing at a hostile AS that advertises RFC 9207 `iss`, and two flows built by 2.x's
+  // own code, filed with the provider as two concurrent auth() runs would interleave them.
+  const w = await hostileWorld(t);
+  w.server.json(
+    '/.well-known/oauth-authorization-server',
+    asMetadata(w.origin, w.origin, {
+      revocation_endpoint: undefined,
+      authorization_response_iss_parameter_supported: true,
+    }),
+  );
   const { AuthKeeper } = await import('../../src/index.js');
-  const provider = authProviderV2(new AuthKeeper({ home }), 'https://mcp.example.com/mcp');
-  const as = 'https://as.example.com';
-  const clientInformation = { client_id: 'c1', redirect_uris: [provider.redirectUrl] };
+  const keeper = new AuthKeeper({ home: w.home, allowInsecureLoopback: true, openAuthorizationUrl: w.approve() });
+  await keeper.login(w.mcpUrl);
+  const provider = authProviderV2(keeper, w.mcpUrl);
+  const clientInformation = { client_id: 'client-1', redirect_uris: [provider.redirectUrl] };
   const [s1, s2] = [provider.state(), provider.state()];
   assert.notEqual(s1, s2);
   const [f1, f2] = await Promise.all([
-    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s1 }),
-    startAuthorization(as, { clientInformation, redirectUrl: provider.redirectUrl, state: s2 }),
+    startAuthorization(w.origin, { clientInformation, redirectUrl: provider.redirectUrl, state: s1 }),
+    startAuthorization(w.origin, { clientInformation, redirectUrl: provider.redirectUrl, state: s2 }),
   ]);
   assert.notEqual(f1.codeVerifier, f2.codeVerifier);
   provider.saveCodeVerifier(f1.codeVerifier);
   provider.saveCodeVerifier(f2.codeVerifier);
   await provider.redirectToAuthorization(f2.authorizationUrl);
   await provider.redirectToAuthorization(f1.authorizationUrl);
+  const callback = (state: string) => new URLSearchParams({ state, code: `code-for-${state}`, iss: w.origin });
 
   assert.throws(() => provider.codeVerifier(), /2 authorization flows are open/, 'no single slot to guess from');
   const [v1, v2] = await Promise.all([
-    provider.completeAuthorization(s1, async () => {
+    provider.completeAuthorization(callback(s1), async () => {
       await new Promise((resolve) => setImmediate(resolve));
       return provider.codeVerifier();
     }),
-    provider.completeAuthorization(s2, async () => provider.codeVerifier()),
+    provider.completeAuthorization(callback(s2), async () => provider.codeVerifier()),
   ]);
   assert.equal(v1, f1.codeVerifier, 'flow 1 gets its own verifier');
   assert.equal(v2, f2.codeVerifier, 'flow 2 gets its own verifier');
   await assert.rejects(
-    provider.completeAuthorization(s1, async () => provider.codeVerifier()),
+    provider.completeAuthorization(callback(s1), async () => provider.codeVerifier()),
     /no open authorization flow/,
     'a verifier is used once',
   );

@@ -99,20 +99,35 @@ export interface LoginResult extends ServerStatus {
 export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<ExitCode> {
   const spinner = createSpinner(deps.stderr, deps.env);
   const host = new URL(options.serverUrl).host;
-  const openInBrowser = createBrowserOpener({ env: deps.env });
+  const waiting = `Waiting for you to finish signing in for ${host} in the browser...`;
+  let settled = false;
+  const openByHand =
+    'open the URL above in a browser on this machine (on another machine: ' +
+    `authkeep login ${options.serverUrl} --no-browser)`;
+  // The command starting is not the page opening: xdg-open without a desktop starts, then exits 3.
+  const openInBrowser = createBrowserOpener({
+    env: deps.env,
+    onFailure: (failure) => {
+      if (settled) return; // the sign-in is over: what became of the browser no longer matters
+      spinner.stop();
+      deps.stderr.write(
+        `The browser command ${displayText(failure.command, 200)} failed (${failure.reason}); ${openByHand}.\n`,
+      );
+      spinner.start(waiting);
+    },
+  });
+  // The URL is always printed (as gh does): whether a browser shows it is beyond what we can know.
   const browserOpener: OpenAuthorizationUrl = async (url) => {
+    deps.stderr.write(`Open this URL to continue in your browser:\n\n  ${displayText(url, URL_MAX)}\n\n`);
     try {
       await openInBrowser(url);
-      deps.stderr.write(`Opened the sign-in page in your browser (${new URL(url).host}).\n`);
     } catch (err) {
       // Not an http(s) URL: nobody should open it, by hand or otherwise.
       if (err instanceof AuthkeepError && err.field === 'authorization_endpoint') throw err;
       // No browser here (SSH, container): the user can still open it elsewhere on this machine.
-      deps.stderr.write(
-        `Could not open a browser (${displayText((err as Error).message, 2000)}).\nOpen this URL to sign in:\n\n  ${displayText(url, URL_MAX)}\n\n`,
-      );
+      deps.stderr.write(`Could not open a browser (${displayText((err as Error).message, 2000)}); ${openByHand}.\n`);
     }
-    spinner.start(`Waiting for you to finish signing in for ${host} in the browser...`);
+    spinner.start(waiting);
   };
   const opener = options.browser ? browserOpener : pasteRedirectOpener(deps);
 
@@ -150,6 +165,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
       ...(options.device ? { requireDevice: true } : {}),
     });
   } finally {
+    settled = true;
     spinner.stop();
   }
   const recordPath = keeper.store.locate(status.serverUrl);
