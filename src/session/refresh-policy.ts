@@ -3,8 +3,9 @@
  * scales with the token's lifetime, so 2-second test tokens and 1-hour real tokens both refresh
  * ahead of expiry without refreshing constantly: a quarter of the lifetime, at most 5 minutes, at
  * least 50 ms, minus up to 10% jitter per process so processes do not all arrive at the lock at
- * the same millisecond. Whatever the authorization server says (expires_in 0, an `exp` in the
- * past), one server is refreshed at most once per MIN_REFRESH_INTERVAL_MS.
+ * the same millisecond. A token is never served past its due instant, with one exception: a
+ * token already due when it arrived (expires_in 0, an `exp` a moment away, a slow AS) is served
+ * for MIN_REFRESH_INTERVAL_MS, so a broken or hostile AS cannot turn every call into a refresh.
  *
  * Not for: the refresh itself (see token-manager.ts).
  */
@@ -15,9 +16,9 @@ const MIN_SKEW_MS = 50;
 /** Tokens without expires_in are re-validated by the server (a 401 triggers refresh); serve them this long. */
 const NO_EXPIRY_SERVE_MS = 60 * 60_000;
 /**
- * Tokens are served at least this long after they were obtained, so a broken or hostile AS whose
- * tokens are due at once cannot turn every call into a refresh. Healthy tokens (a lifetime over
- * 1.4 s) are due later than this anyway.
+ * A token already due when it arrived is served this long after it arrived, so a broken or
+ * hostile AS whose tokens are due at once cannot turn every call into a refresh (the resource
+ * server's 401 is then the judge). Every other token is due before it expires, however short.
  */
 export const MIN_REFRESH_INTERVAL_MS = 1_000;
 /**
@@ -40,8 +41,9 @@ export type RefreshMode = 'on-demand' | 'keep-fresh';
 const KEEP_FRESH = { share: 0.015, min: 20, max: 2 * 60_000 };
 
 /**
- * The instant after which `tokens` should be refreshed rather than served; never earlier than
- * MIN_REFRESH_INTERVAL_MS after `notBefore` (default: when they were obtained).
+ * The instant after which `tokens` should be refreshed rather than served: before they expire,
+ * or, for tokens already due when they arrived at `notBefore` (default: when they were obtained;
+ * a refresh's answer arrives later than that), MIN_REFRESH_INTERVAL_MS after their arrival.
  */
 export function refreshDueAt(
   tokens: Pick<Tokens, 'expiresAt' | 'obtainedAt'>,
@@ -49,14 +51,15 @@ export function refreshDueAt(
   mode: RefreshMode = 'on-demand',
   notBefore: number = tokens.obtainedAt,
 ): number {
-  const floor = Math.max(tokens.obtainedAt, notBefore) + MIN_REFRESH_INTERVAL_MS;
-  if (tokens.expiresAt === undefined) return Math.max(floor, tokens.obtainedAt + NO_EXPIRY_SERVE_MS);
+  if (tokens.expiresAt === undefined) return tokens.obtainedAt + NO_EXPIRY_SERVE_MS;
   const lifetime = Math.max(0, tokens.expiresAt - tokens.obtainedAt);
   const skew =
     mode === 'keep-fresh'
       ? Math.min(KEEP_FRESH.max, Math.max(KEEP_FRESH.min, lifetime * KEEP_FRESH.share))
       : Math.min(MAX_SKEW_MS, Math.max(MIN_SKEW_MS, lifetime / 4));
-  return Math.max(floor, tokens.expiresAt - skew * (1 + 0.1 * jitter));
+  const due = tokens.expiresAt - skew * (1 + 0.1 * jitter);
+  const arrived = Math.max(tokens.obtainedAt, notBefore);
+  return due > arrived ? due : arrived + MIN_REFRESH_INTERVAL_MS;
 }
 
 /** True while the access token can still be presented (it has not expired). */

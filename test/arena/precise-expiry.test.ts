@@ -21,6 +21,7 @@ async function accessToken(
   t: TestContext,
   as: RunningAuthorizationServer,
   mcp: RunningMcpServer,
+  ttlSeconds: number,
 ): Promise<{ token: string; requestedAt: number; receivedAt: number }> {
   const reg = await fetch(as.endpoints.registration, {
     method: 'POST',
@@ -63,7 +64,7 @@ async function accessToken(
     }),
   });
   const json = (await res.json()) as { access_token: string; expires_in: number };
-  assert.equal(json.expires_in, 1);
+  assert.equal(json.expires_in, ttlSeconds);
   return { token: json.access_token, requestedAt, receivedAt: Date.now() };
 }
 
@@ -95,7 +96,7 @@ test('preciseExpiry: exp is issuance + TTL to the millisecond, and the server re
   t.after(() => as.close());
   const mcp = await startProtectedMcpServer({ authorizationServer: as, preciseExpiry: true });
   t.after(() => mcp.close());
-  const { token, requestedAt, receivedAt } = await accessToken(t, as, mcp);
+  const { token, requestedAt, receivedAt } = await accessToken(t, as, mcp, ttlMs / 1000);
   const expMs = exp(token) * 1000;
   assert.ok(
     expMs >= requestedAt + ttlMs && expMs <= receivedAt + ttlMs,
@@ -116,6 +117,6 @@ test("without preciseExpiry, exp stays oidc-provider's whole seconds", async (t)
   t.after(() => as.close());
   const mcp = await startProtectedMcpServer({ authorizationServer: as });
   t.after(() => mcp.close());
-  const { token } = await accessToken(t, as, mcp);
+  const { token } = await accessToken(t, as, mcp, 1);
   assert.ok(Number.isInteger(exp(token)));
 });
