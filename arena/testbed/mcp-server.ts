@@ -93,6 +93,8 @@ export interface McpServerCounts {
   requests: number;
   /** 401 answers (no/invalid token). */
   unauthorized: number;
+  /** Of those, requests with no Authorization header (a client's unauthenticated probe). */
+  unauthenticated: number;
   /** Of those, tokens refused only for their age: signed by the AS for this server, but expired. */
   expiredTokens: number;
   /** Of those, tokens refused for anything else (signature, issuer, audience, type, malformed). */
@@ -178,6 +180,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
   const counts: McpServerCounts = {
     requests: 0,
     unauthorized: 0,
+    unauthenticated: 0,
     expiredTokens: 0,
     invalidTokens: 0,
     forbidden: 0,
@@ -233,6 +236,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     const match = header ? /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
     if (!match?.[1]) {
       await drain(req);
+      if (!header) counts.unauthenticated += 1;
       return unauthorized(
         res,
         header ? { code: 'invalid_request', description: 'malformed Authorization header' } : undefined,

@@ -68,7 +68,17 @@ function run(events: TimedSessionEvent[], entries: HttpAuditEntry[], durationMs:
     stoppedAt: T0 + durationMs,
     events,
     audits: [{ issuer: server.issuer, entries }],
-    mcpCounts: [{ requests: 0, unauthorized: 3, expiredTokens: 0, invalidTokens: 0, forbidden: 0, toolCalls: 0 }],
+    mcpCounts: [
+      {
+        requests: 0,
+        unauthorized: 3,
+        unauthenticated: 0,
+        expiredTokens: 0,
+        invalidTokens: 0,
+        forbidden: 0,
+        toolCalls: 0,
+      },
+    ],
     findings: { malformed: [], crossClient: [], refreshReuses: [], codeReuses: [], revokedGrants: [] },
     sessionErrors: [],
     wallMs: durationMs,

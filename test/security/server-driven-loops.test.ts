@@ -121,7 +121,9 @@ test('a server refusing every token, fresh ones too: ten requests cost one refre
   }));
   const refreshes = () =>
     s.w.server.requestsTo('POST', '/token').filter((r) => r.form.get('grant_type') === 'refresh_token').length;
-  const rediscoveries = () => s.w.server.requestsTo('GET', '/prm').length;
+  // A rediscovery starts from the 401's challenge (no resource_metadata here), so it asks the
+  // path-based well-known URI for the protected resource metadata (RFC 9728 section 3.1).
+  const rediscoveries = () => s.w.server.requestsTo('GET', '/.well-known/oauth-protected-resource/mcp').length;
   const prmBefore = rediscoveries();
   for (let i = 0; i < 10; i++) {
     const r = await s.request();
