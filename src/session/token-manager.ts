@@ -6,6 +6,8 @@
  * runs the transaction, which reads like the protocol:
  *   1. read the record without a lock; if another process already refreshed, adopt its tokens;
  *   2. otherwise take the server's refresh lock and re-read (the pre-lock read is only a hint);
+ *      while another process holds the lock, watch the record lock-free and adopt the holder's
+ *      tokens as soon as they land (waiters do not queue on the lock only to adopt);
  *   3. check drift: tokens stamped with another client_id or issuer are never sent;
  *   4. adopt if, under the lock, the record now holds tokens that are not due;
  *   5. a registration whose client secret expired is not used: needs-auth, registration dropped;
@@ -266,11 +268,70 @@ export class TokenManager {
       }
     }
 
-    // 2. Take the per-server refresh lock and re-read under it.
+    // 2. Take the per-server refresh lock and re-read under it. While another process holds it,
+    //    watch the record: its tokens are adopted the moment they land, without queueing on the lock.
+    const watch = new AbortController();
+    let watching: Promise<void> | undefined;
+    try {
+      return await this.lockedRefresh(serverUrl, cause, {
+        signal: watch.signal,
+        onWait: () => {
+          watching ??= this.watchForAdoptable(serverUrl, cause, watch);
+        },
+        onLocked: () => {
+          if (!watch.signal.aborted) watch.abort(new LockTaken());
+        },
+      });
+    } catch (err) {
+      // acquireLock throws the abort's reason itself: only then was the wait given up for adoption.
+      if (err instanceof AdoptedWhileWaiting) {
+        const adopted = err;
+        logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored while waiting for its lock', {
+          serverUrl,
+          generation: adopted.generation,
+        });
+        return this.remember(serverUrl, adopted.tokens).accessToken;
+      }
+      throw err;
+    } finally {
+      if (!watch.signal.aborted) watch.abort(new LockTaken());
+      await watching;
+    }
+  }
+
+  /**
+   * While this process waits for the refresh lock, read the record lock-free (backing off from
+   * 5 ms to 25 ms) until it holds tokens this manager may adopt, then abort the lock wait with
+   * them. Ends when the lock is taken or the wait failed (the controller is aborted either way).
+   */
+  private async watchForAdoptable(serverUrl: string, cause: RefreshCause, watch: AbortController): Promise<void> {
+    let delay = 5;
+    while (!watch.signal.aborted) {
+      await sleep(delay);
+      delay = Math.min(25, delay * 1.5);
+      if (watch.signal.aborted) return;
+      const read = await this.deps.store.read(serverUrl).catch(() => undefined);
+      if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
+      const fresh = this.adoptable(read.record, cause);
+      if (fresh !== undefined && !watch.signal.aborted) {
+        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation));
+        return;
+      }
+    }
+  }
+
+  /** Steps 2 to 7, under the server's refresh lock. */
+  private lockedRefresh(
+    serverUrl: string,
+    cause: RefreshCause,
+    waiting: { signal: AbortSignal; onWait: () => void; onLocked: () => void },
+  ): Promise<string> {
+    const { store, logger } = this.deps;
     return store.transaction(
       serverUrl,
       'refresh',
       async (tx) => {
+        waiting.onLocked();
         const record = await this.readRecord(serverUrl, () => tx.read());
         const marker = needsAuthFromRecord(record);
         if (marker) throw marker;
@@ -341,11 +402,14 @@ export class TokenManager {
       },
       {
         ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
-        onWait: (holder) =>
+        signal: waiting.signal,
+        onWait: (holder) => {
           logger.emit('debug', 'refresh.waiting', 'waiting for another process refreshing this server', {
             serverUrl,
             holderPid: holder.info?.pid,
-          }),
+          });
+          waiting.onWait();
+        },
       },
     );
   }
@@ -491,3 +555,14 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
     updatedAt: new Date().toISOString(),
   };
 }
+
+/** The reason a lock wait is aborted when the record came to hold adoptable tokens meanwhile. */
+class AdoptedWhileWaiting {
+  constructor(
+    readonly tokens: Tokens,
+    readonly generation: number,
+  ) {}
+}
+
+/** The reason the record watch stops once the lock wait ended (taken, timed out or failed). */
+class LockTaken {}
