@@ -14,6 +14,9 @@ import { selectScope } from '../oauth/scope.js';
 import type { AuthorizationServer } from '../oauth/types.js';
 import type { BearerChallenge } from '../oauth/www-authenticate.js';
 
+/** Answers to the probe that mean no MCP endpoint is at the URL (not found, method not allowed, gone). */
+const NOT_AN_ENDPOINT = new Set([404, 405, 410]);
+
 export interface DiscoveredServer {
   serverUrl: string;
   /** RFC 8707 resource exactly as the PRM publishes it (the server URL without PRM). */
@@ -65,6 +68,15 @@ export async function discoverServer(
       ...(scope ? { scope } : {}),
       ...(prm.metadata.scopes_supported?.length ? { resourceScopes: [...prm.metadata.scopes_supported] } : {}),
     };
+  }
+  // Not found (or no such method) and no metadata: this URL is not an MCP endpoint. Going on to
+  // the 2025-03-26 default endpoints would only end in a registration refused with 404.
+  if ('status' in probe && NOT_AN_ENDPOINT.has(probe.status)) {
+    throw new AuthkeepError(
+      'discovery_failed',
+      `${serverUrl} is not an MCP server: it answered HTTP ${probe.status} to an MCP request and publishes no protected resource metadata (RFC 9728)`,
+      { field: 'serverUrl', detail: { status: probe.status } },
+    );
   }
   // 2025-03-26 back-compat: no PRM; the server's origin is the authorization base URL.
   const authorizationServer = await legacyAuthorizationServer(serverUrl, http);

@@ -89,9 +89,9 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitSlot):
     .command('status')
     .summary('show each stored server: registration, token expiry, state')
     .description(
-      'Show one row per stored server (or only <url>): issuer, client_id, how the client was\n' +
-        'registered, access-token expiry, refresh-token age, last refresh, and state. A server\n' +
-        'that needs a sign-in shows the reason, the last error and the command that fixes it.\n' +
+      'Show one row per stored server (or only <url>): issuer, client_id, how the client was ' +
+        'registered, access-token expiry, refresh-token age, last refresh, and state. A server ' +
+        'that needs a sign-in shows the reason, the last error and the command that fixes it. ' +
         'Reads the local store only. Exits 0 whatever the states; --json for scripts.',
     )
     .argument('[url]', 'only this MCP server')
