@@ -164,6 +164,7 @@ test('global flags: --home, $AUTHKEEP_HOME, --allow-http reach the keeper, befor
 
 test('status prints a table with needs-auth reason and fix, or the ServerStatus array as JSON', async () => {
   const deps = fakeDeps({ status: async () => [okStatus, needsAuthStatus] });
+  deps.env = { ...deps.env, COLUMNS: '200' }; // every column (80, the default, leaves some out)
   assert.equal(await runCli(['status'], deps), 0);
   const out = deps.stdout.text;
   assert.match(
