@@ -6,7 +6,7 @@
  *
  * Not for: registration or the authorization request (sign-in.ts).
  */
-import { AuthkeepError } from '../errors.js';
+import { AuthkeepError, unreachableParty } from '../errors.js';
 import { discoverAuthorizationServer, legacyAuthorizationServer } from '../oauth/authorization-server-metadata.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { discoverProtectedResource, probeServer } from '../oauth/protected-resource.js';
@@ -39,11 +39,15 @@ export async function discoverServer(
   http: HttpOptions,
   challenge?: BearerChallenge,
 ): Promise<DiscoveredServer> {
-  const probe = challenge === undefined ? await probeServer(serverUrl, http) : { challenge };
+  // A network failure says whom it failed to reach: the MCP server here, its AS further down.
+  const atServer = (err: unknown) => {
+    throw unreachableParty(err, { serverUrl });
+  };
+  const probe = challenge === undefined ? await probeServer(serverUrl, http).catch(atServer) : { challenge };
   const prm = await discoverProtectedResource(serverUrl, {
     ...http,
     ...(probe.challenge?.resourceMetadata ? { resourceMetadataUrl: probe.challenge.resourceMetadata } : {}),
-  });
+  }).catch(atServer);
   if (prm) {
     const issuer = prm.metadata.authorization_servers?.[0];
     if (!issuer) {
@@ -55,7 +59,9 @@ export async function discoverServer(
         },
       );
     }
-    const authorizationServer = await discoverAuthorizationServer(issuer, http);
+    const authorizationServer = await discoverAuthorizationServer(issuer, http).catch((err: unknown) => {
+      throw unreachableParty(err, { issuer });
+    });
     const scope = selectScope({
       challengeScope: probe.challenge?.scope,
       resourceScopesSupported: prm.metadata.scopes_supported,
@@ -79,7 +85,9 @@ export async function discoverServer(
     );
   }
   // 2025-03-26 back-compat: no PRM; the server's origin is the authorization base URL.
-  const authorizationServer = await legacyAuthorizationServer(serverUrl, http);
+  const authorizationServer = await legacyAuthorizationServer(serverUrl, http).catch((err: unknown) => {
+    throw unreachableParty(err, { issuer: new URL(serverUrl).origin });
+  });
   const scope = selectScope({ challengeScope: probe.challenge?.scope });
   return { serverUrl, resource: serverUrl, authorizationServer, ...(scope ? { scope } : {}) };
 }

@@ -132,7 +132,10 @@ test('other failures exit 1 with one line and a hint, and a stack trace only wit
     lines[0] ?? '',
     /^authkeep: POST https:\/\/as\.example\.com\/token failed: ECONNREFUSED \[as_unreachable\]$/,
   );
-  assert.match(lines[1] ?? '', /^hint: check the network.*authkeep doctor https:\/\/mcp\.example\.com\/mcp$/);
+  assert.match(
+    lines[1] ?? '',
+    /^hint: check the network.*authkeep doctor https:\/\/mcp\.example\.com\/mcp checks both servers$/,
+  );
   assert.equal(plain.stdout.text, '');
 
   const debug = failing();
