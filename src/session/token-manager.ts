@@ -479,6 +479,7 @@ export class TokenManager {
           if (isUnexpired(tokens, this.clock.now())) return 'unreachable-but-valid';
           throw new NeedsAuthError(
             needsAuthInfo(serverUrl, 'as_unreachable', {
+              issuer: record.authorizationServer.issuer,
               error: err.oauthError,
               errorDescription: err.message,
               request: err.request,
