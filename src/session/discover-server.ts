@@ -27,6 +27,12 @@ export interface DiscoveredServer {
   scope?: string;
   /** Every scope the PRM says the resource uses: registered up front so step-up stays possible. */
   resourceScopes?: string[];
+  /**
+   * The server takes DPoP-bound tokens only (RFC 9449): its PRM says
+   * `dpop_bound_access_tokens_required` (RFC 9728 section 2), or its 401 challenged with `DPoP`
+   * and not `Bearer` (RFC 9449 section 7.1).
+   */
+  dpopRequired?: boolean;
 }
 
 /**
@@ -37,13 +43,16 @@ export interface DiscoveredServer {
 export async function discoverServer(
   serverUrl: string,
   http: HttpOptions,
-  challenge?: BearerChallenge,
+  challenge?: BearerChallenge & { scheme?: 'bearer' | 'dpop' },
 ): Promise<DiscoveredServer> {
   // A network failure says whom it failed to reach: the MCP server here, its AS further down.
   const atServer = (err: unknown) => {
     throw unreachableParty(err, { serverUrl });
   };
-  const probe = challenge === undefined ? await probeServer(serverUrl, http).catch(atServer) : { challenge };
+  const probe =
+    challenge === undefined
+      ? await probeServer(serverUrl, http).catch(atServer)
+      : { challenge, dpopOnly: challenge.scheme === 'dpop' };
   const prm = await discoverProtectedResource(serverUrl, {
     ...http,
     ...(probe.challenge?.resourceMetadata ? { resourceMetadataUrl: probe.challenge.resourceMetadata } : {}),
@@ -73,6 +82,9 @@ export async function discoverServer(
       authorizationServer,
       ...(scope ? { scope } : {}),
       ...(prm.metadata.scopes_supported?.length ? { resourceScopes: [...prm.metadata.scopes_supported] } : {}),
+      ...(prm.metadata.dpop_bound_access_tokens_required === true || probe.dpopOnly === true
+        ? { dpopRequired: true }
+        : {}),
     };
   }
   // Not found (or no such method) and no metadata: this URL is not an MCP endpoint. Going on to
@@ -89,5 +101,11 @@ export async function discoverServer(
     throw unreachableParty(err, { issuer: new URL(serverUrl).origin });
   });
   const scope = selectScope({ challengeScope: probe.challenge?.scope });
-  return { serverUrl, resource: serverUrl, authorizationServer, ...(scope ? { scope } : {}) };
+  return {
+    serverUrl,
+    resource: serverUrl,
+    authorizationServer,
+    ...(scope ? { scope } : {}),
+    ...(probe.dpopOnly === true ? { dpopRequired: true } : {}),
+  };
 }

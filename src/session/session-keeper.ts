@@ -9,6 +9,7 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { DpopKeyring } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
@@ -121,6 +122,8 @@ export class SessionKeeper {
   private readonly stepUpGates = new Map<string, SignInGate>();
   /** Per server: refusals of fresh tokens, shared by every fetch. */
   private readonly refusals = new Map<string, RefusalBackoff>();
+  /** DPoP handles per stored key (RFC 9449): proofs and the nonces each server last sent. */
+  private readonly dpopKeyring = new DpopKeyring();
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
@@ -136,6 +139,7 @@ export class SessionKeeper {
       ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
       ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
       clock: this.clock,
+      dpopKeyring: this.dpopKeyring,
     });
     this.coordinator = new SignInCoordinator({
       store: this.store,
@@ -197,6 +201,7 @@ export class SessionKeeper {
           ...(knownRegistration ? { knownRegistration } : {}),
           dropRegistration: (registration: Registration) =>
             this.store.dropRegistration(registration.issuer, registration.clientId),
+          dpopKeyring: this.dpopKeyring,
         };
         if (options.mode === 'device' || options.mode === 'auto') {
           const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
@@ -291,8 +296,9 @@ export class SessionKeeper {
     const stepUpGate = gate;
     return createAuthenticatedFetch({
       serverUrl: url,
-      getAccessToken: () => this.tokens.getAccessToken(url),
-      recoverFromRejection: (rejected) => this.tokens.recoverFromRejection(url, rejected),
+      getCredential: () => this.tokens.getCredential(url),
+      recoverFromRejection: (rejected) => this.tokens.recoverCredential(url, rejected),
+      dpopHandle: (key) => this.dpopKeyring.handle(key),
       adoptNewer: (rejected) => this.tokens.adoptNewer(url, rejected),
       refusals,
       stepUp: (scope) => stepUpGate.signIn(scope),
@@ -493,7 +499,7 @@ export class SessionKeeper {
       const next = stampTokens(
         {
           accessToken: tokens.accessToken,
-          tokenType: tokens.tokenType ?? 'Bearer',
+          tokenType: tokens.tokenType !== undefined && /^dpop$/i.test(tokens.tokenType) ? 'DPoP' : 'Bearer',
           ...(tokens.expiresIn !== undefined ? { expiresIn: tokens.expiresIn } : {}),
           ...(tokens.refreshToken !== undefined ? { refreshToken: tokens.refreshToken } : {}),
           ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),

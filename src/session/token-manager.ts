@@ -22,6 +22,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { displayNeedsAuthInfo, NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import { type DpopKey, DpopKeyring } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
@@ -33,9 +34,15 @@ import type { Logger } from './log.js';
 import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
 import { stampTokens } from './stamp-tokens.js';
 
-interface CachedToken {
+/** An access token as a request presents it: Bearer, or DPoP with the key it is bound to (RFC 9449). */
+export interface Credential {
   accessToken: string;
   tokenType: string;
+  /** The record's DPoP key, when the token is DPoP-bound (tokenType `DPoP`). */
+  dpop?: DpopKey;
+}
+
+interface CachedToken extends Credential {
   refreshAt: number;
   expiresAt: number | undefined;
 }
@@ -57,6 +64,8 @@ export interface TokenManagerDeps {
   refreshMode?: RefreshMode;
   /** Time and timers. Default the system's. */
   clock?: Clock;
+  /** DPoP handles for refreshes of DPoP-bound grants (RFC 9449 section 5). Default: its own. */
+  dpopKeyring?: DpopKeyring;
 }
 
 const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
@@ -85,22 +94,31 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
 
 export class TokenManager {
   private readonly cache = new Map<string, CachedToken>();
-  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly inflight = new Map<string, Promise<CachedToken>>();
   /** Cancels the keep-fresh timer of each server. */
   private readonly timers = new Map<string, () => void>();
   private readonly retryDelays: number[];
   private readonly clock: Clock;
+  private readonly keyring: DpopKeyring;
   private closed = false;
 
   constructor(private readonly deps: TokenManagerDeps) {
     this.retryDelays = deps.transientRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
     this.clock = deps.clock ?? systemClock;
+    this.keyring = deps.dpopKeyring ?? new DpopKeyring();
   }
 
   /** A valid access token for `serverUrl` (canonical). The hot path touches no disk and no lock. */
   getAccessToken(serverUrl: string): Promise<string> {
     const cached = this.cache.get(serverUrl);
     if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    return this.singleFlight(serverUrl, { kind: 'due' }).then(accessTokenOf);
+  }
+
+  /** getAccessToken with how to present the token: Bearer, or DPoP with its key. */
+  getCredential(serverUrl: string): Promise<Credential> {
+    const cached = this.cache.get(serverUrl);
+    if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached);
     return this.singleFlight(serverUrl, { kind: 'due' });
   }
 
@@ -112,9 +130,14 @@ export class TokenManager {
 
   /** The server rejected `rejectedAccessToken` (401): get another one, adopting or refreshing. */
   recoverFromRejection(serverUrl: string, rejectedAccessToken: string): Promise<string> {
+    return this.recoverCredential(serverUrl, rejectedAccessToken).then(accessTokenOf);
+  }
+
+  /** recoverFromRejection with how to present the token. */
+  recoverCredential(serverUrl: string, rejectedAccessToken: string): Promise<Credential> {
     const cached = this.cache.get(serverUrl);
     if (cached?.accessToken === rejectedAccessToken) this.cache.delete(serverUrl);
-    else if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    else if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached);
     return this.singleFlight(serverUrl, { kind: 'rejected', rejectedAccessToken });
   }
 
@@ -122,17 +145,17 @@ export class TokenManager {
    * The server rejected `rejectedAccessToken` while refreshing for it is backed off: a token
    * another process stored since, if any. Reads the record without a lock; never refreshes.
    */
-  async adoptNewer(serverUrl: string, rejectedAccessToken: string): Promise<string | undefined> {
+  async adoptNewer(serverUrl: string, rejectedAccessToken: string): Promise<Credential | undefined> {
     const read = await this.deps.store.read(serverUrl);
     if (read.kind !== 'ok' || detectDrift(read.record) !== undefined) return undefined;
     const fresh = this.adoptable(read.record, { kind: 'rejected', rejectedAccessToken });
-    return fresh === undefined ? undefined : this.remember(serverUrl, fresh).accessToken;
+    return fresh === undefined ? undefined : this.remember(serverUrl, fresh, read.record.dpop);
   }
 
   /** Make the manager serve the tokens of a record just written (after login). */
   adopt(record: ServerRecord): void {
     if (record.tokens && !record.needsAuth && detectDrift(record) === undefined)
-      this.remember(record.serverUrl, record.tokens);
+      this.remember(record.serverUrl, record.tokens, record.dpop);
   }
 
   forget(serverUrl: string): void {
@@ -154,7 +177,7 @@ export class TokenManager {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
   }
 
-  private singleFlight(serverUrl: string, cause: RefreshCause): Promise<string> {
+  private singleFlight(serverUrl: string, cause: RefreshCause): Promise<CachedToken> {
     const running = this.inflight.get(serverUrl);
     if (running !== undefined) return running;
     const flight = this.refreshTransaction(serverUrl, cause).finally(() => {
@@ -169,11 +192,12 @@ export class TokenManager {
    * just refreshed them, and the next refresh waits at least MIN_REFRESH_INTERVAL_MS from then
    * (a slow AS answering with a token already due must not start the next refresh at once).
    */
-  private remember(serverUrl: string, tokens: Tokens, refreshedAt?: number): CachedToken {
+  private remember(serverUrl: string, tokens: Tokens, dpop: DpopKey | undefined, refreshedAt?: number): CachedToken {
     const mode = this.deps.refreshMode ?? 'on-demand';
     const entry: CachedToken = {
       accessToken: tokens.accessToken,
       tokenType: tokens.tokenType,
+      ...(tokens.tokenType === 'DPoP' && dpop ? { dpop } : {}),
       refreshAt: refreshDueAt(tokens, Math.random(), mode, refreshedAt),
       expiresAt: tokens.expiresAt,
     };
@@ -250,7 +274,7 @@ export class TokenManager {
     return result.record;
   }
 
-  private async refreshTransaction(serverUrl: string, cause: RefreshCause): Promise<string> {
+  private async refreshTransaction(serverUrl: string, cause: RefreshCause): Promise<CachedToken> {
     const { store, logger } = this.deps;
 
     // 1. Lock-free read: the common case after another process refreshed is a plain adoption.
@@ -264,7 +288,7 @@ export class TokenManager {
           serverUrl,
           generation: hint.generation,
         });
-        return this.remember(serverUrl, fresh).accessToken;
+        return this.remember(serverUrl, fresh, hint.dpop);
       }
     }
 
@@ -352,7 +376,7 @@ export class TokenManager {
             serverUrl,
             generation: record.generation,
           });
-          return this.remember(serverUrl, fresh).accessToken;
+          return this.remember(serverUrl, fresh, record.dpop);
         }
 
         const tokens = record.tokens;
@@ -360,9 +384,9 @@ export class TokenManager {
         if (!tokens.refreshToken) {
           if (cause.kind === 'due' && isUnexpired(tokens, this.clock.now())) {
             // Nothing to refresh with; serve the token until it expires, then needs-auth `expired`.
-            const entry = this.remember(serverUrl, tokens);
+            const entry = this.remember(serverUrl, tokens, record.dpop);
             entry.refreshAt = tokens.expiresAt ?? entry.refreshAt;
-            return tokens.accessToken;
+            return entry;
           }
           const info = needsAuthInfo(serverUrl, cause.kind === 'rejected' ? 'revoked' : 'expired');
           await tx.write(markNeedsAuth(record, info));
@@ -389,7 +413,7 @@ export class TokenManager {
             await tx.write(markNeedsAuth(record, info));
           },
         );
-        if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens);
+        if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens, record.dpop);
         const written = await tx.write(next);
         const refreshedAt = next.lastRefreshAt;
         logger.emit('info', 'refresh.ok', 'refreshed access token', {
@@ -398,7 +422,7 @@ export class TokenManager {
           rotated: next.tokens?.refreshToken !== tokens.refreshToken,
         });
         // 7. Expose only what is persisted.
-        return this.remember(serverUrl, next.tokens as Tokens, refreshedAt).accessToken;
+        return this.remember(serverUrl, next.tokens as Tokens, next.dpop, refreshedAt);
       },
       {
         ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
@@ -429,12 +453,12 @@ export class TokenManager {
     });
   }
 
-  private serveUntilExpiry(serverUrl: string, tokens: Tokens): string {
-    const entry = this.remember(serverUrl, tokens);
+  private serveUntilExpiry(serverUrl: string, tokens: Tokens, dpop: DpopKey | undefined): CachedToken {
+    const entry = this.remember(serverUrl, tokens, dpop);
     // Retry the refresh soon rather than at the normal due time, but keep serving the valid token.
     const now = this.clock.now();
     entry.refreshAt = Math.min(tokens.expiresAt ?? now + 5000, now + 1000);
-    return tokens.accessToken;
+    return entry;
   }
 
   /**
@@ -453,6 +477,8 @@ export class TokenManager {
       let response: TokenSet;
       const sentAt = this.clock.now();
       try {
+        // RFC 9449 section 5: a DPoP-bound grant is refreshed with a proof of the same key.
+        const dpop = record.dpop ? await this.keyring.handle(record.dpop) : undefined;
         response = await refreshAccessToken(
           record.authorizationServer,
           record.registration,
@@ -460,6 +486,7 @@ export class TokenManager {
             refreshToken: tokens.refreshToken,
             resource: record.resource,
             ...(tokens.scope ? { scope: tokens.scope } : {}),
+            ...(dpop ? { dpop } : {}),
           },
           this.deps.http(),
         );
@@ -533,6 +560,10 @@ export class TokenManager {
       return { ...rest, tokens: nextTokens, lastRefreshAt: now, updatedAt: new Date(now).toISOString() };
     }
   }
+}
+
+function accessTokenOf(credential: Credential): string {
+  return credential.accessToken;
 }
 
 /**
