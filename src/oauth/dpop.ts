@@ -35,6 +35,13 @@ export interface DpopKey {
   };
 }
 
+/**
+ * `auto`: DPoP wherever the AS supports it (a stolen refresh token is then worthless);
+ * `when-required`: only where the server requires it (the tokens stay usable as Bearer elsewhere,
+ * e.g. what `authkeep token` prints for curl).
+ */
+export type DpopMode = 'auto' | 'when-required';
+
 /** What a sign-in does about DPoP for one server. */
 export type DpopPolicy = { use: false } | { use: true; alg: DpopAlg; required: boolean };
 
@@ -50,12 +57,15 @@ const GENERATE: Record<DpopAlg, EcKeyGenParams> = {
  * says `dpop_bound_access_tokens_required` or its 401 challenged with the `DPoP` scheme and not
  * `Bearer` (section 7.1). Required with no advertised algorithm: ES256 (the AS may support DPoP
  * without saying so; if it does not, the server cannot be used anyway). Required while the AS
- * advertises only algorithms authkeep cannot sign with: `dpop_unsupported`.
+ * advertises only algorithms authkeep cannot sign with: `dpop_unsupported`. `when-required`
+ * leaves servers that do not require it on Bearer.
  */
 export function dpopPolicy(
   as: Pick<AuthorizationServer, 'issuer' | 'dpop_signing_alg_values_supported'>,
   resource: { dpopRequired: boolean },
+  mode: DpopMode = 'auto',
 ): DpopPolicy {
+  if (!resource.dpopRequired && mode === 'when-required') return { use: false };
   const advertised = as.dpop_signing_alg_values_supported;
   const alg = DPOP_ALGS.find((candidate) => advertised?.includes(candidate));
   if (alg !== undefined) return { use: true, alg, required: resource.dpopRequired };

@@ -162,7 +162,7 @@ export async function deviceSignIn(
     ctx.timeoutMs,
   );
   timer.unref?.();
-  const dpop = await prepareDpop(server, ctx.dpopKeyring);
+  const dpop = await prepareDpop(server, ctx);
   let tokenSet: Awaited<ReturnType<typeof pollDeviceToken>>;
   try {
     tokenSet = await refusedClientDropped(ctx, registration, () =>

@@ -9,7 +9,7 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
-import { DpopKeyring } from '../oauth/dpop.js';
+import { DpopKeyring, type DpopMode } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
@@ -89,6 +89,13 @@ export interface AuthKeeperOptions {
   showDeviceCode?: ShowDeviceCode;
   /** Time and timers (tests). Default the system's. */
   clock?: Clock;
+  /**
+   * DPoP (RFC 9449) at sign-in. `auto` (default): tokens are bound to a key of this machine
+   * wherever the authorization server supports DPoP (a refresh token taken from the store is
+   * worthless elsewhere), and wherever the server requires it. `when-required`: only where the
+   * server requires it, so tokens stay usable as Bearer tokens (e.g. `authkeep token` for curl).
+   */
+  dpop?: DpopMode;
 }
 
 export interface LoginOptions {
@@ -202,6 +209,7 @@ export class SessionKeeper {
           dropRegistration: (registration: Registration) =>
             this.store.dropRegistration(registration.issuer, registration.clientId),
           dpopKeyring: this.dpopKeyring,
+          ...(this.options.dpop ? { dpopMode: this.options.dpop } : {}),
         };
         if (options.mode === 'device' || options.mode === 'auto') {
           const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {

@@ -18,7 +18,7 @@ import { generateRandomState } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
 import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
-import { type DpopKey, DpopKeyring, dpopPolicy, generateDpopKey } from '../oauth/dpop.js';
+import { type DpopKey, DpopKeyring, type DpopMode, dpopPolicy, generateDpopKey } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
@@ -65,6 +65,8 @@ export interface SignInContext {
   registerOnce?: (issuer: string, register: () => Promise<Registration>) => Promise<Registration>;
   /** DPoP handles (and the nonces they remember) of this keeper. Default: one for this sign-in. */
   dpopKeyring?: DpopKeyring;
+  /** When to bind tokens to a key (oauth/dpop.ts). Default `auto`. */
+  dpopMode?: DpopMode;
 }
 
 export interface SignInResult {
@@ -87,12 +89,12 @@ export interface SignInDpop {
  */
 export async function prepareDpop(
   server: DiscoveredServer,
-  keyring: DpopKeyring | undefined,
+  ctx: Pick<SignInContext, 'dpopKeyring' | 'dpopMode'>,
 ): Promise<SignInDpop | undefined> {
-  const policy = dpopPolicy(server.authorizationServer, { dpopRequired: server.dpopRequired === true });
+  const policy = dpopPolicy(server.authorizationServer, { dpopRequired: server.dpopRequired === true }, ctx.dpopMode);
   if (!policy.use) return undefined;
   const key = await generateDpopKey(policy.alg);
-  return { key, handle: await (keyring ?? new DpopKeyring()).handle(key), required: policy.required };
+  return { key, handle: await (ctx.dpopKeyring ?? new DpopKeyring()).handle(key), required: policy.required };
 }
 
 /**
@@ -217,7 +219,7 @@ export async function signIn(
     });
 
     // 5. Redeem the code with the same client, redirect URI and resource (and a DPoP proof).
-    const dpop = await prepareDpop(server, ctx.dpopKeyring);
+    const dpop = await prepareDpop(server, ctx);
     const sentAt = Date.now();
     const tokenSet = await refusedClientDropped(ctx, registration, () =>
       exchangeAuthorizationCode(
