@@ -314,7 +314,7 @@ export class TokenManager {
           serverUrl,
           generation: adopted.generation,
         });
-        return this.remember(serverUrl, adopted.tokens).accessToken;
+        return this.remember(serverUrl, adopted.tokens, adopted.dpop);
       }
       throw err;
     } finally {
@@ -338,7 +338,7 @@ export class TokenManager {
       if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
       const fresh = this.adoptable(read.record, cause);
       if (fresh !== undefined && !watch.signal.aborted) {
-        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation));
+        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop));
         return;
       }
     }
@@ -349,7 +349,7 @@ export class TokenManager {
     serverUrl: string,
     cause: RefreshCause,
     waiting: { signal: AbortSignal; onWait: () => void; onLocked: () => void },
-  ): Promise<string> {
+  ): Promise<CachedToken> {
     const { store, logger } = this.deps;
     return store.transaction(
       serverUrl,
@@ -593,6 +593,7 @@ class AdoptedWhileWaiting {
   constructor(
     readonly tokens: Tokens,
     readonly generation: number,
+    readonly dpop: DpopKey | undefined,
   ) {}
 }
 
