@@ -17,7 +17,7 @@ import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { BearerChallenge } from '../oauth/www-authenticate.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import { FileCredentialStore } from '../store/file-credential-store.js';
-import { defaultHome } from '../store/paths.js';
+import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
 import { createAuthenticatedFetch, RefusalBackoff } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
@@ -38,6 +38,11 @@ import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 export interface AuthKeeperOptions {
   /** Where records live. Default: `$AUTHKEEP_HOME`, else the platform's per-user data directory. */
   home?: string;
+  /**
+   * Which identity to use at every server: each account keeps its own records, locks and client
+   * registrations (`<home>/accounts/<name>`; the default account, `default`, is home itself).
+   */
+  account?: string;
   /** `client_name` sent in dynamic client registration. Default `authkeep`. */
   clientName?: string;
   /** A client ID metadata document URL, used when the AS advertises support for it. */
@@ -113,7 +118,10 @@ export interface LoginOptions {
 }
 
 export class SessionKeeper {
+  /** The store's directory: home, or the named account's directory inside it. */
   readonly home: string;
+  /** The account this keeper signs in and refreshes as (`default` unless named). */
+  readonly account: string;
   /**
    * The store the records live in (`options.store`, else files under `home`). For inspection
    * (`authkeep doctor`) and embedders; every change of a record goes through this class.
@@ -134,7 +142,8 @@ export class SessionKeeper {
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
-    this.home = options.home ?? defaultHome();
+    this.account = options.account ?? DEFAULT_ACCOUNT;
+    this.home = accountHome(options.home ?? defaultHome(), this.account);
     this.store = options.store ?? new FileCredentialStore({ home: this.home });
     this.logger = new Logger(options.log);
     this.clock = options.clock ?? systemClock;

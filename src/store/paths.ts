@@ -3,7 +3,8 @@
  *
  * For: `defaultHome()` (the per-user data directory), `canonicalServerUrl` / `recordKey` (one
  * stable key per server URL), and `storeLayout(home)` (the directory layout under home:
- * `servers/<key>.json`, `locks/<key>.<purpose>.lock`, `quarantine/`).
+ * `servers/<key>.json`, `locks/<key>.<purpose>.lock`, `quarantine/`), and `accountHome` (where
+ * a named account keeps its own store inside home).
  * Not for: touching the file system (see atomic-file.ts) or deciding which URL is canonical for a
  * server in the OAuth sense (the session layer passes the URL it means; we only normalise syntax).
  */
@@ -53,6 +54,27 @@ export function canonicalServerUrl(serverUrl: string): string {
   }
   url.hash = '';
   return url.href;
+}
+
+/** The account used when none is named; its store is home itself. */
+export const DEFAULT_ACCOUNT = 'default';
+/** What an account name may be: it becomes a directory name. */
+export const ACCOUNT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * Where `account` keeps its store: home itself for the default account, else
+ * `<home>/accounts/<account>` with its own records, locks and client registrations, so two
+ * identities at one server (a work and a personal tenant) never share a grant or a client.
+ */
+export function accountHome(home: string, account: string = DEFAULT_ACCOUNT): string {
+  if (!ACCOUNT_PATTERN.test(account) || account.endsWith('.')) {
+    throw new AuthkeepError(
+      'invalid_argument',
+      `account name ${JSON.stringify(account.slice(0, 80))} is not allowed: use letters, digits, ".", "_" and "-" (at most 64, starting with a letter or digit)`,
+      { field: 'account' },
+    );
+  }
+  return account === DEFAULT_ACCOUNT ? home : path.join(home, 'accounts', account);
 }
 
 const SLUG_MAX = 48;

@@ -10,7 +10,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { PermissionFinding, StoreInspection } from './credential-store.js';
 import { listLocks } from './lock.js';
-import { recordKey, type StoreLayout } from './paths.js';
+import { ACCOUNT_PATTERN, DEFAULT_ACCOUNT, recordKey, type StoreLayout } from './paths.js';
 import type { RecordFiles } from './record-files.js';
 
 async function statOrUndefined(p: string) {
@@ -59,6 +59,22 @@ async function checkPermissions(
 }
 
 /** The store's health, or only `serverUrl`'s files and locks. */
+/**
+ * The accounts (accountHome) that hold at least one record under `home`, sorted, `default` first
+ * when it does.
+ */
+export async function listAccounts(home: string): Promise<string[]> {
+  const hasRecords = async (dir: string) =>
+    (await listFiles(path.join(dir, 'servers'))).some((f) => f.endsWith('.json'));
+  const named = (await listFiles(path.join(home, 'accounts'))).filter(
+    (name) => ACCOUNT_PATTERN.test(name) && name !== DEFAULT_ACCOUNT,
+  );
+  const found: string[] = [];
+  if (await hasRecords(home)) found.push(DEFAULT_ACCOUNT);
+  for (const name of named) if (await hasRecords(path.join(home, 'accounts', name))) found.push(name);
+  return found;
+}
+
 export async function inspectFileStore(
   layout: StoreLayout,
   files: RecordFiles,
