@@ -203,7 +203,7 @@ function safeChallenge(response: Response, presented: 'bearer' | 'dpop'): AuthCh
  * origin, for the next requests too). Any other challenge is returned as the server's response,
  * for the caller's 401/403 handling. The URL's scheme was checked where the server was discovered.
  */
-async function sendWithProof(
+export async function sendWithProof(
   fetchImpl: typeof fetch,
   url: string,
   method: string,

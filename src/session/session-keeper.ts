@@ -9,7 +9,7 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
-import { DpopKeyring, type DpopMode } from '../oauth/dpop.js';
+import { type DpopKeyPair, DpopKeyring, type DpopMode } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
@@ -19,7 +19,7 @@ import type { CredentialStore } from '../store/credential-store.js';
 import { FileCredentialStore } from '../store/file-credential-store.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
-import { createAuthenticatedFetch, RefusalBackoff } from './authenticated-fetch.js';
+import { createAuthenticatedFetch, RefusalBackoff, sendWithProof } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
 import { type Clock, systemClock } from './clock.js';
@@ -265,6 +265,61 @@ export class SessionKeeper {
   /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */
   getAccessToken(serverUrl: string): Promise<string> {
     return this.tokens.getAccessToken(this.canonical(serverUrl));
+  }
+
+  /**
+   * getAccessToken, with the scheme the token is presented with: `Bearer`, or `DPoP` when it is
+   * bound to this machine's key (RFC 9449); a DPoP-bound token goes out only with a proof
+   * (`fetch()`, `dpopFetch()`).
+   */
+  async getToken(serverUrl: string): Promise<{ accessToken: string; tokenType: 'Bearer' | 'DPoP' }> {
+    const credential = await this.tokens.getCredential(this.canonical(serverUrl));
+    return {
+      accessToken: credential.accessToken,
+      tokenType: credential.tokenType === 'DPoP' && credential.dpop ? 'DPoP' : 'Bearer',
+    };
+  }
+
+  /**
+   * A fetch for callers that write `Authorization` themselves (the MCP SDK transports, which
+   * always write `Bearer <token>`): a request to `serverUrl`'s origin whose Authorization carries
+   * a DPoP-bound access token this keeper serves for it, and no `DPoP` header yet, is sent as RFC
+   * 9449 wants: `Authorization: DPoP <token>` and a fresh proof of the stored key (oauth4webapi),
+   * once more with the server's nonce when it asks for one. Every other request goes out as it is.
+   */
+  dpopFetch(serverUrl: string, base: typeof fetch = this.options.fetch ?? globalThis.fetch): typeof fetch {
+    const url = canonicalServerUrl(serverUrl);
+    const origin = new URL(url).origin;
+    const dpopFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const request = input instanceof Request ? input : undefined;
+      const target = request ? request.url : input instanceof URL ? input.href : (input as string);
+      const headers = new Headers(request?.headers);
+      new Headers(init?.headers).forEach((value, key) => {
+        headers.set(key, value);
+      });
+      const presented = /^(?:Bearer|DPoP) +(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
+      const credential =
+        presented !== undefined && !headers.has('dpop') && new URL(target).origin === origin
+          ? await this.tokens.credentialFor(url, presented)
+          : undefined;
+      if (credential?.tokenType !== 'DPoP' || credential.dpop === undefined) return base(input, init);
+      const body = init?.body ?? (request?.body ? await request.arrayBuffer() : undefined);
+      const handle = await this.dpopKeyring.handle(credential.dpop);
+      const method = init?.method ?? request?.method ?? 'GET';
+      return sendWithProof(base, target, method, headers, body, init, credential.accessToken, handle);
+    };
+    return dpopFetch as typeof fetch;
+  }
+
+  /**
+   * The DPoP key pair `serverUrl`'s current tokens are bound to, as Web Crypto keys (the private one
+   * not extractable), with its algorithm, public JWK and RFC 7638 thumbprint: what an SDK's own
+   * DPoP support signs with. Undefined when the tokens are not DPoP-bound. As cheap as
+   * getAccessToken (no disk on the hot path).
+   */
+  async dpopKeyPair(serverUrl: string): Promise<DpopKeyPair | undefined> {
+    const credential = await this.tokens.getCredential(this.canonical(serverUrl));
+    return credential.dpop ? this.dpopKeyring.keyPair(credential.dpop) : undefined;
   }
 
   /**

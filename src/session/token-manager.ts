@@ -152,6 +152,19 @@ export class TokenManager {
     return fresh === undefined ? undefined : this.remember(serverUrl, fresh, read.record.dpop);
   }
 
+  /**
+   * How `accessToken` (one this manager served for `serverUrl`) is presented: the cache's entry, else
+   * the stored record's tokens when they are that token. Undefined for a token neither holds.
+   */
+  async credentialFor(serverUrl: string, accessToken: string): Promise<Credential | undefined> {
+    const cached = this.cache.get(serverUrl);
+    if (cached?.accessToken === accessToken) return cached;
+    const read = await this.deps.store.read(serverUrl);
+    if (read.kind !== 'ok' || read.record.tokens?.accessToken !== accessToken) return undefined;
+    const { tokens, dpop } = read.record;
+    return { accessToken, tokenType: tokens.tokenType, ...(tokens.tokenType === 'DPoP' && dpop ? { dpop } : {}) };
+  }
+
   /** Make the manager serve the tokens of a record just written (after login). */
   adopt(record: ServerRecord): void {
     if (record.tokens && !record.needsAuth && detectDrift(record) === undefined)
