@@ -11,7 +11,6 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
-import { TOKEN_ENDPOINT_AUTH_METHODS } from '../oauth/types.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { LogSink } from '../session/log.js';
 import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
@@ -24,7 +23,7 @@ export type TransportStrategy = (typeof TRANSPORT_STRATEGIES)[number];
 export const StaticOAuthClientInfoSchema = z.object({
   client_id: z.string().check(z.minLength(1)),
   client_secret: z.exactOptional(z.string()),
-  token_endpoint_auth_method: z.exactOptional(z.enum(TOKEN_ENDPOINT_AUTH_METHODS)),
+  token_endpoint_auth_method: z.exactOptional(z.enum(['none', 'client_secret_basic', 'client_secret_post'])),
 });
 export type StaticOAuthClientInfo = z.infer<typeof StaticOAuthClientInfoSchema>;
 

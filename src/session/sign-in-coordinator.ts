@@ -54,7 +54,7 @@ export class SignInCoordinator {
   ): Promise<ServerRecord> {
     const key = server.serverUrl;
     const running = this.inflight.get(key);
-    if (running) return running;
+    if (running !== undefined) return running;
     const flight = this.coordinate(server, scope, run, requestedAt).finally(() => this.inflight.delete(key));
     this.inflight.set(key, flight);
     return flight;

@@ -16,6 +16,7 @@ import { generateRandomState } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
 import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
+import type { MachineGrant } from '../oauth/grants.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
@@ -65,6 +66,8 @@ export interface SignInContext {
 export interface SignInResult {
   registration: Registration;
   tokens: Tokens;
+  /** A machine grant signed in (machine-grant.ts): stored, so renewals use it. */
+  grant?: MachineGrant;
 }
 
 function loopbackPort(uri: string | undefined): number | undefined {
@@ -220,6 +223,7 @@ export function recordFromSignIn(
     authorizationServer: server.authorizationServer,
     registration: result.registration,
     tokens: result.tokens,
+    ...(result.grant ? { grant: result.grant } : {}),
     updatedAt: new Date().toISOString(),
   };
 }

@@ -16,6 +16,7 @@ import {
   type Registration,
   TOKEN_ENDPOINT_AUTH_METHODS,
 } from '../oauth/types.js';
+import { MachineGrantSchema } from './grant-schema.js';
 
 export const RECORD_VERSION = 1 as const;
 
@@ -93,6 +94,8 @@ export const ServerRecordSchema = z.object({
   authorizationServer: AuthorizationServerSchema,
   registration: RegistrationSchema,
   tokens: z.optional(TokensSchema),
+  /** A machine grant: the next token comes from it, not from a refresh token (grant-schema.ts). */
+  grant: z.exactOptional(MachineGrantSchema),
   /** Set when the server needs an interactive sign-in; cleared by a successful login. */
   needsAuth: z.optional(NeedsAuthStateSchema),
   lastRefreshAt: z.optional(z.number()),
