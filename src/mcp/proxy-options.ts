@@ -13,6 +13,7 @@ import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { LogSink } from '../session/log.js';
+import type { MachineGrantOptions } from '../session/machine-grant.js';
 import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
 import type { StaticClient } from '../session/sign-in.js';
 
@@ -68,6 +69,11 @@ export interface ProxyOptions {
   debug?: boolean | undefined;
   /** Store home. Default `$AUTHKEEP_HOME` or the platform's data directory. */
   home?: string | undefined;
+  /**
+   * `--client-credentials` / `--assertion-*` with `--client-id` and the credential's source: sign
+   * in with this machine grant, never a browser (a CI job's proxy).
+   */
+  machineGrant?: MachineGrantOptions | undefined;
   /** Ready-made AuthKeeper options (the CLI's); they override what the fields above imply. */
   keeperOptions?: AuthKeeperOptions | undefined;
   /** An AuthKeeper (or SessionKeeper) to use instead of building one (embedding, tests). */
@@ -186,6 +192,9 @@ export function keeperOptionsFor(
     allowInsecureLoopback: options.allowHttp === true,
     ...(Object.keys(callback).length ? { callback } : {}),
     ...(staticClient ? { staticClients: { [canonicalServerUrl(options.serverUrl)]: staticClient } } : {}),
+    ...(options.machineGrant
+      ? { machineGrants: { [canonicalServerUrl(options.serverUrl)]: options.machineGrant } }
+      : {}),
     ...(typeof clientName === 'string' ? { clientName } : {}),
     ...prompts,
     ...given,

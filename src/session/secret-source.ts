@@ -25,12 +25,15 @@ export const processSecretReader: SecretReader = {
   readFile: (file) => readFile(file, 'utf8'),
 };
 
-/** The secret at `source`, without a trailing newline. `what` names it in errors (e.g. `assertion`). */
+const NAMES: Record<string, string> = { clientSecret: 'client secret', privateKey: 'private key' };
+
+/** The secret at `source`, without a trailing newline. `field` names it in errors (e.g. `assertion`). */
 export async function readSecret(
   source: SecretSource,
-  what: string,
+  field: string,
   reader: SecretReader = processSecretReader,
 ): Promise<string> {
+  const what = NAMES[field] ?? field;
   let text: string | undefined;
   if ('env' in source) {
     text = reader.env[source.env];
@@ -39,7 +42,7 @@ export async function readSecret(
         'credential_unavailable',
         `the ${what} is read from ${describeSource(source)}, which is not set`,
         {
-          field: what,
+          field,
         },
       );
     }
@@ -49,14 +52,14 @@ export async function readSecret(
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
       throw new AuthkeepError('credential_unavailable', `the ${what} is read from ${describeSource(source)}: ${code}`, {
-        field: what,
+        field,
       });
     }
   }
   const secret = text.replace(/\r?\n$/, '');
   if (secret.trim() === '') {
     throw new AuthkeepError('credential_unavailable', `the ${what} read from ${describeSource(source)} is empty`, {
-      field: what,
+      field,
     });
   }
   return secret;

@@ -7,6 +7,7 @@
  */
 import { displayText } from '../display-text.js';
 import { displayNeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import type { SecretSource } from '../oauth/grants.js';
 import type { ServerRecord } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import { describeGrant, machineLoginFlags } from './machine-grant.js';
@@ -30,7 +31,12 @@ export interface ServerStatus {
    * secret is read from (a variable's name, a file's path), e.g. `client credentials
    * (client_secret_basic, secret from environment variable CI_SECRET)`. Never a secret.
    */
-  grant?: { type: 'client_credentials' | 'jwt_bearer'; description: string };
+  grant?: {
+    type: 'client_credentials' | 'jwt_bearer';
+    description: string;
+    /** Where each secret of the next request is read (`authkeep doctor` checks they are readable here). */
+    sources: Array<{ what: 'clientSecret' | 'privateKey' | 'assertion'; from: SecretSource }>;
+  };
   needsAuth?: {
     reason: NeedsAuthReason;
     error?: string;
@@ -82,7 +88,18 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
     clientId: record.registration.clientId,
     registration: record.registration.method,
     generation: record.generation,
-    ...(grant ? { grant: { type: grant.type, description: describeGrant(grant, record.registration) } } : {}),
+    ...(grant
+      ? {
+          grant: {
+            type: grant.type,
+            description: describeGrant(grant, record.registration),
+            sources: (['clientSecret', 'privateKey', 'assertion'] as const).flatMap((what) => {
+              const from = grant[what];
+              return from ? [{ what, from }] : [];
+            }),
+          },
+        }
+      : {}),
     ...(record.lastRefreshAt ? { lastRefreshAt: new Date(record.lastRefreshAt).toISOString() } : {}),
   };
   if (tokens) {
