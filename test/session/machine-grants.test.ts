@@ -91,6 +91,7 @@ test('client credentials: client_secret_basic from an environment variable, clie
   assert.deepEqual(basic.grant, {
     type: 'client_credentials',
     description: 'client credentials (client_secret_basic, secret from environment variable CI_SECRET)',
+    sources: [{ what: 'clientSecret', from: { env: 'CI_SECRET' } }],
   });
   assert.equal(basic.hasRefreshToken, false);
   assert.equal((await callTool(keeper.fetch(basicServer.url), basicServer.url)).status, 200);
