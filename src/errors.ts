@@ -26,6 +26,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'invalid_argument', // the caller passed something unusable (a bad URL, an unknown option)
   'insecure_url', // an http URL that is not loopback, without allowInsecureLoopback
   'www_authenticate_malformed', // a WWW-Authenticate value that RFC 9110 section 11.6.1 rejects
+  'server_unreachable', // the MCP server itself could not be reached (connection refused, timeout, DNS)
   'discovery_failed', // no protected-resource or authorization-server metadata could be found
   'metadata_invalid', // metadata that fails validation (names the field)
   'resource_mismatch', // PRM `resource` does not match the server URL (RFC 9728 section 3.3)
@@ -45,6 +46,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'lock_timeout', // a lock could not be taken within its bound
   'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
   'credential_unavailable', // a machine grant's secret, key or assertion could not be read here (names the variable or file, never the value)
+  'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
 ] as const;
 export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
 
@@ -83,6 +85,24 @@ export interface AuthkeepErrorOptions {
   cause?: unknown;
 }
 
+/**
+ * A network failure or timeout (`as_unreachable` from oauth/http.ts, which cannot tell whom it
+ * was talking to) re-said as the party's: the MCP server `serverUrl` (`server_unreachable`), or
+ * the authorization server `issuer` (still `as_unreachable`). Anything else passes through.
+ */
+export function unreachableParty(err: unknown, party: { serverUrl: string } | { issuer: string }): unknown {
+  if (!(err instanceof AuthkeepError) || err.code !== 'as_unreachable') return err;
+  const [code, who] =
+    'serverUrl' in party
+      ? (['server_unreachable', `the MCP server ${party.serverUrl}`] as const)
+      : (['as_unreachable', `the authorization server ${party.issuer}`] as const);
+  return new AuthkeepError(code, `could not reach ${who}: ${err.message}`, {
+    field: 'serverUrl' in party ? 'serverUrl' : 'issuer',
+    ...(err.detail ? { detail: err.detail } : {}),
+    cause: err,
+  });
+}
+
 /** Base class of every error authkeep throws on purpose. */
 export class AuthkeepError extends Error {
   readonly code: ErrorCode;
@@ -118,6 +138,8 @@ export interface NeedsAuthInfo {
   request?: string | undefined;
   /** The MCP server concerned. */
   serverUrl: string;
+  /** The authorization server concerned (its issuer), when known. */
+  issuer?: string | undefined;
 }
 
 const HINTS: Record<NeedsAuthReason, string> = {

@@ -108,6 +108,16 @@ export interface AuthorizationServerOptions {
    * (same resource and scope rules). Refusals are invalid_grant.
    */
   jwtBearer?: { publicKey: CryptoKey | KeyObject; audience?: string };
+  /**
+   * DPoP (RFC 9449, oidc-provider's `features.dPoP`): the metadata lists
+   * `dpop_signing_alg_values_supported`, a token request with a proof gets tokens bound to its key
+   * (`token_type: DPoP`, JWT access tokens with `cnf.jkt`; a public client's refresh token is bound
+   * too, and its refresh must prove the same key). `requireNonce`: every proof must carry the AS's
+   * nonce (section 8: 400 `use_dpop_nonce` with a `DPoP-Nonce` header otherwise). Default off:
+   * oidc-provider enables DPoP by default, and the test bed's servers that take Bearer tokens only
+   * would refuse tokens bound to a key.
+   */
+  dpop?: { requireNonce?: boolean };
 }
 
 export interface RunningAuthorizationServer {
@@ -203,6 +213,13 @@ export function createAuthorizationServer(
       revocation: { enabled: true },
       ...(options.deviceFlow ? { deviceFlow: { enabled: true } } : {}),
       ...(options.clientCredentials || options.jwtBearer ? { clientCredentials: { enabled: true } } : {}),
+      dPoP: options.dpop
+        ? {
+            enabled: true,
+            nonceSecret: randomBytes(32),
+            requireNonce: () => options.dpop?.requireNonce === true,
+          }
+        : { enabled: false },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf ?? options.defaultResource,

@@ -27,14 +27,32 @@
  * - 'legacy-default-endpoints' (2025-03-26): no PRM and no metadata at all; the embedded AS
  *   answers /authorize, /token, /register (and /token/revocation, /jwks) at this origin.
  *
+ * DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is accepted only as `Authorization: DPoP`
+ * with a valid proof (section 7.1; checked here with jose, independently of any client library):
+ * typ dpop+jwt, an asymmetric alg, a public `jwk` whose thumbprint is the token's `cnf.jkt`, the
+ * signature, htm = the method, htu = this endpoint (no query or fragment), `ath` = the token's
+ * hash, `iat` within a minute, a `jti` never seen before (replays are refused), and with
+ * `dpop.nonce` the server's current nonce (else 401 `use_dpop_nonce` with a `DPoP-Nonce`, section
+ * 9). A bound token presented as Bearer is refused. `dpop.required`: Bearer tokens are refused
+ * altogether, the PRM says `dpop_bound_access_tokens_required`, and challenges use `DPoP`.
+ *
  * Not for: the SDK's mcpAuthMetadataRouter (it copies AS metadata onto the resource origin and
  * would hide discovery bugs); sessions (stateless: GET/DELETE on the MCP path answer 405).
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
+import {
+  calculateJwkThumbprint,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  importJWK,
+  type JWK,
+  type JWTPayload,
+  jwtVerify,
+} from 'jose';
 import { z } from 'zod';
 
 import {
@@ -86,6 +104,8 @@ export interface ProtectedMcpServerOptions {
    * whole seconds, which could accept a 1-second token for up to a second too long. Default false.
    */
   preciseExpiry?: boolean;
+  /** DPoP-bound tokens (see the header): `required` refuses Bearer, `nonce` demands the server's nonce. */
+  dpop?: { required?: boolean; nonce?: boolean };
 }
 
 export interface McpServerCounts {
@@ -105,6 +125,16 @@ export interface McpServerCounts {
   toolCalls: number;
 }
 
+/** What the server saw of DPoP (RFC 9449). */
+export interface DpopCounts {
+  /** Requests that presented a DPoP-bound token with a valid proof (nonce challenges excluded). */
+  dpopAccepted: number;
+  /** 401 `use_dpop_nonce` answers (RFC 9449 section 9). */
+  dpopNonceChallenges: number;
+  /** Proofs refused, by reason (`replay`, `ath`, `htu`, `jkt`, `signature`, `bearer-bound`, ...). */
+  dpopRefused: Record<string, number>;
+}
+
 export interface RunningMcpServer {
   /** The MCP endpoint URL, e.g. http://127.0.0.1:PORT/mcp */
   url: string;
@@ -120,6 +150,9 @@ export interface RunningMcpServer {
   switchAuthorizationServer(next: RunningAuthorizationServer): void;
   toolCalls(): number;
   counts(): McpServerCounts;
+  dpopCounts(): DpopCounts;
+  /** A new DPoP nonce (RFC 9449 section 9): proofs carrying the old one are challenged again. */
+  rotateDpopNonce(): void;
   close(): Promise<void>;
 }
 
@@ -174,6 +207,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     scopes_supported: scopes,
     bearer_methods_supported: ['header'],
     resource_name: name,
+    ...(options.dpop?.required ? { dpop_bound_access_tokens_required: true } : {}),
   };
 
   let jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
@@ -186,13 +220,59 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     forbidden: 0,
     toolCalls: 0,
   };
+  const dpopCounts: DpopCounts = { dpopAccepted: 0, dpopNonceChallenges: 0, dpopRefused: {} };
+  const dpopRequired = options.dpop?.required === true;
+  let dpopNonce = randomBytes(16).toString('base64url');
+  /** Proof `jti`s seen (RFC 9449 section 11.1: a replayed proof is refused). */
+  const seenJtis = new Set<string>();
 
   /** The WWW-Authenticate field(s) for a 401 or 403. */
   function challenge(params: Array<[string, string]>): string | string[] {
     const all = [...params];
     if (headerNamesPrm && prmUrl) all.push(['resource_metadata', prmUrl]);
-    const bearer = all.length ? `Bearer ${all.map(([k, v]) => `${k}="${quote(v)}"`).join(', ')}` : 'Bearer';
+    const scheme = dpopRequired ? 'DPoP' : 'Bearer';
+    const fields = dpopRequired ? [['algs', 'ES256 ES384 ES512'] as [string, string], ...all] : all;
+    const bearer = fields.length ? `${scheme} ${fields.map(([k, v]) => `${k}="${quote(v)}"`).join(', ')}` : scheme;
     return discovery === 'two-challenges' ? ['DPoP algs="ES256", error="invalid_token"', bearer] : bearer;
+  }
+
+  function refuseProof(reason: string): void {
+    dpopCounts.dpopRefused[reason] = (dpopCounts.dpopRefused[reason] ?? 0) + 1;
+  }
+
+  /**
+   * RFC 9449 section 4.3 checks of the proof for a request presenting `token` bound to `jkt`;
+   * 'nonce' when only the server's nonce is missing or stale (section 9).
+   */
+  async function checkProof(req: IncomingMessage, token: string, jkt: string): Promise<'ok' | 'nonce' | string> {
+    const proof = req.headers.dpop;
+    if (typeof proof !== 'string' || proof.includes(',')) return 'missing';
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(proof);
+    } catch {
+      return 'malformed';
+    }
+    const jwk = header.jwk as JWK | undefined;
+    if (header.typ !== 'dpop+jwt' || !jwk || jwk.d !== undefined) return 'header';
+    if (!header.alg || !['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'RS256'].includes(header.alg))
+      return 'alg';
+    let claims: JWTPayload;
+    try {
+      claims = (await jwtVerify(proof, await importJWK(jwk, header.alg), { typ: 'dpop+jwt' })).payload;
+    } catch {
+      return 'signature';
+    }
+    if ((await calculateJwkThumbprint(jwk, 'sha256')) !== jkt) return 'jkt';
+    if (claims.htm !== req.method) return 'htm';
+    if (claims.htu !== resource) return 'htu';
+    if (claims.ath !== createHash('sha256').update(token).digest('base64url')) return 'ath';
+    if (typeof claims.iat !== 'number' || Math.abs(Date.now() / 1000 - claims.iat) > 60) return 'iat';
+    if (typeof claims.jti !== 'string' || claims.jti.length < 8) return 'jti';
+    if (seenJtis.has(claims.jti)) return 'replay';
+    seenJtis.add(claims.jti);
+    if (options.dpop?.nonce && claims.nonce !== dpopNonce) return 'nonce';
+    return 'ok';
   }
 
   function unauthorized(res: ServerResponse, error?: { code: string; description: string }): void {
@@ -233,8 +313,9 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
   async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     counts.requests += 1;
     const header = req.headers.authorization;
-    const match = header ? /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
-    if (!match?.[1]) {
+    const match = header ? /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
+    const presentedDpop = match?.[1]?.toLowerCase() === 'dpop';
+    if (!match?.[2] || (dpopRequired && !presentedDpop)) {
       await drain(req);
       if (!header) counts.unauthenticated += 1;
       return unauthorized(
@@ -242,7 +323,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
         header ? { code: 'invalid_request', description: 'malformed Authorization header' } : undefined,
       );
     }
-    const token = match[1];
+    const token = match[2];
     let payload: JWTPayload;
     try {
       payload = await verify(token);
@@ -255,6 +336,38 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
         code: 'invalid_token',
         description: expired ? 'access token expired' : 'access token invalid',
       });
+    }
+    // RFC 9449 section 7: a token bound to a key needs the DPoP scheme and a proof of that key.
+    const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
+    if (typeof jkt === 'string' || presentedDpop) {
+      const verdict =
+        typeof jkt === 'string' && presentedDpop
+          ? await checkProof(req, token, jkt)
+          : presentedDpop
+            ? 'unbound'
+            : 'bearer-bound';
+      if (verdict === 'nonce') {
+        await drain(req);
+        counts.unauthorized += 1;
+        dpopCounts.dpopNonceChallenges += 1;
+        return sendJson(
+          res,
+          401,
+          { error: 'use_dpop_nonce' },
+          {
+            'WWW-Authenticate':
+              'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"',
+            'DPoP-Nonce': dpopNonce,
+          },
+        );
+      }
+      if (verdict !== 'ok') {
+        await drain(req);
+        refuseProof(verdict);
+        counts.invalidTokens += 1;
+        return unauthorized(res, { code: 'invalid_token', description: `DPoP proof refused (${verdict})` });
+      }
+      dpopCounts.dpopAccepted += 1;
     }
     const granted = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
 
@@ -325,6 +438,10 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     },
     toolCalls: () => counts.toolCalls,
     counts: () => ({ ...counts }),
+    dpopCounts: () => ({ ...dpopCounts, dpopRefused: { ...dpopCounts.dpopRefused } }),
+    rotateDpopNonce: () => {
+      dpopNonce = randomBytes(16).toString('base64url');
+    },
     close: async () => {
       await closeServer(server);
       if (legacy) await as.close();

@@ -11,6 +11,8 @@ export interface Writer {
   write(chunk: string): unknown;
   /** True when a human is looking at it (spinners, colors). */
   readonly isTTY?: boolean;
+  /** The terminal's width, when it is one (process.stdout.columns). */
+  readonly columns?: number;
 }
 
 /** The part of SessionKeeper the commands use. */

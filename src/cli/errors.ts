@@ -8,6 +8,7 @@
  */
 import { displayText } from '../display-text.js';
 import { AuthkeepError, type ErrorCode, NeedsAuthError, type NeedsAuthInfo, needsAuthHint } from '../errors.js';
+import { describeNetworkFailure } from '../oauth/http.js';
 import type { Writer } from './deps.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -65,7 +66,10 @@ const HINTS: Partial<Record<ErrorCode, (err: AuthkeepError, serverUrl: string | 
     `finish signing in within the time limit, or on a machine without a browser use: authkeep login ${url ?? '<url>'} --no-browser`,
   token_response_invalid: () => 'the authorization server answered with an invalid token response; rerun with --debug',
   as_error: () => 'the authorization server refused the request; rerun with --debug for its answer',
-  as_unreachable: (_e, url) => `check the network, VPN or proxy; then run: authkeep doctor ${url ?? ''}`.trimEnd(),
+  as_unreachable: (_e, url) =>
+    `check the network, VPN or proxy, then try again; authkeep doctor ${url ?? '<url>'} checks both servers`,
+  server_unreachable: (_e, url) =>
+    `check that the MCP server is up and the URL is right (network, VPN, proxy); authkeep doctor ${url ?? '<url>'} checks both servers`,
   store_conflict: () => 'another authkeep process changed the record at the same moment; run the command again',
   store_corrupt: (_e, url) => `sign in again: authkeep login ${url ?? '<url>'}`,
   store_io: () => 'check that the authkeep home directory exists and is writable; run: authkeep doctor',
@@ -89,7 +93,17 @@ export function reportError(err: unknown, ctx: ReportContext): ExitCode {
   const { stderr } = ctx;
   const line = (text: string) => displayText(text, LINE_MAX);
   let code: ExitCode = ExitCode.Error;
-  if (err instanceof NeedsAuthError) {
+  if (err instanceof NeedsAuthError && err.reason === 'as_unreachable') {
+    // Not a needs-auth for scripts: a sign-in cannot succeed while the AS is down, and the stored
+    // grant is still good (status says ok). Exit 1, naming the authorization server.
+    const info = err.info;
+    const who = `the authorization server${info.issuer ? ` ${info.issuer}` : ''}`;
+    const why = info.errorDescription ?? info.request ?? 'no answer';
+    stderr.write(`authkeep: ${line(`could not reach ${who}: ${why} [as_unreachable]`)}\n`);
+    stderr.write(
+      `hint: ${line(`the access token has expired and could not be refreshed; the sign-in is kept, no login needed. ${HINTS.as_unreachable?.(err, ctx.serverUrl ?? info.serverUrl)}`)}\n`,
+    );
+  } else if (err instanceof NeedsAuthError) {
     stderr.write(`${needsAuthLine(err.info)}\n`);
     code = ExitCode.NeedsAuth;
   } else if (err instanceof UsageError) {
@@ -102,6 +116,11 @@ export function reportError(err: unknown, ctx: ReportContext): ExitCode {
     );
     const hint = HINTS[err.code]?.(err, ctx.serverUrl) ?? 'rerun with --debug for details';
     stderr.write(`hint: ${line(hint)}\n`);
+  } else if (describeNetworkFailure(err) !== undefined) {
+    // A bare fetch failure: say what it was, in words, and where when the command knows.
+    const where = ctx.serverUrl ? ` talking to ${ctx.serverUrl}` : '';
+    stderr.write(`authkeep: ${line(`network failure${where}: ${describeNetworkFailure(err)}`)}\n`);
+    stderr.write('hint: check the network, VPN or proxy, then try again\n');
   } else {
     const message = err instanceof Error ? err.message : String(err);
     stderr.write(`authkeep: unexpected error: ${line(message.split('\n')[0] ?? '')}\n`);

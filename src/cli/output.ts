@@ -49,6 +49,66 @@ export function renderTable(header: string[], rows: string[][], style?: Style): 
   return `${[style ? style.bold(head) : head, ...rows.map(line)].join('\n')}\n`;
 }
 
+/**
+ * The columns output must fit: the terminal's width when `writer` is one, else `$COLUMNS` (set by
+ * shells, and by whoever pipes the output and wants another width), else 80.
+ */
+export function outputWidth(writer: Writer, env: NodeJS.ProcessEnv): number {
+  if (writer.isTTY === true && writer.columns !== undefined && writer.columns > 0) return writer.columns;
+  const fromEnv = env.COLUMNS !== undefined && /^\d+$/.test(env.COLUMNS) ? Number(env.COLUMNS) : 0;
+  return fromEnv > 0 ? fromEnv : 80;
+}
+
+/** `text` cut to `width` characters with `…` in the middle (both ends of a URL say the most). */
+export function truncateMiddle(text: string, width: number): string {
+  if (text.length <= width) return text;
+  if (width <= 1) return text.slice(0, width);
+  const head = Math.ceil((width - 1) / 2);
+  return `${text.slice(0, head)}…${text.slice(text.length - (width - 1 - head))}`;
+}
+
+/** A table cut to a width: the columns kept, the rows' cells for them, and the headers left out. */
+export interface FittedTable {
+  header: string[];
+  rows: string[][];
+  hidden: string[];
+}
+
+/**
+ * Fit a table of plain (uncoloured) cells into `width` columns as renderTable lays it out: drop
+ * columns in `dropOrder` (indexes, least needed first) until it fits, then cut the cells of the
+ * `shrinkable` columns in the middle, down to `minShrunk` characters. Colour cells afterwards:
+ * a cut through a colour code would leave the colour running on.
+ */
+export function fitTable(
+  header: string[],
+  rows: string[][],
+  width: number,
+  dropOrder: number[],
+  shrinkable: number[],
+  minShrunk = 20,
+): FittedTable {
+  let kept = header.map((_, i) => i);
+  const widthOf = (i: number) => Math.max(...[header, ...rows].map((row) => (row[i] ?? '').length));
+  const total = (cols: number[], w: (i: number) => number) =>
+    cols.reduce((sum, i) => sum + w(i), 0) + 2 * Math.max(0, cols.length - 1);
+  const hidden: string[] = [];
+  for (const drop of dropOrder) {
+    if (total(kept, widthOf) <= width) break;
+    kept = kept.filter((i) => i !== drop);
+    hidden.push(header[drop] ?? '');
+  }
+  const widths = new Map(kept.map((i) => [i, widthOf(i)]));
+  for (const i of shrinkable) {
+    const over = total(kept, (k) => widths.get(k) ?? 0) - width;
+    const current = widths.get(i);
+    if (over <= 0 || current === undefined) continue;
+    widths.set(i, Math.max(Math.min(current, minShrunk), current - over));
+  }
+  const cut = (row: string[]) => kept.map((i) => truncateMiddle(row[i] ?? '', widths.get(i) ?? 0));
+  return { header: kept.map((i) => header[i] ?? ''), rows: rows.map(cut), hidden };
+}
+
 /** "3m", "2h 5m", "4d 3h": the two largest units. */
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(Math.abs(ms) / 1000));

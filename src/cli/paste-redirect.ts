@@ -19,20 +19,40 @@ export interface PasteRedirectDeps {
   fetch: typeof fetch;
 }
 
-/** One line from `input`; rejects when it ends first. */
-export function readLine(input: NodeJS.ReadableStream): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input, terminal: false });
-    let done = false;
-    rl.once('line', (line) => {
-      done = true;
-      rl.close();
-      resolve(line);
-    });
-    rl.once('close', () => {
-      if (!done) reject(new AuthkeepError('authorization_denied', 'no redirect URL was pasted (stdin closed)'));
-    });
+/** Lines of `input`, one per `next()`; `next()` rejects once the input has ended. */
+export interface LineReader {
+  next(): Promise<string>;
+  close(): void;
+}
+
+/**
+ * One reader for the whole prompt: a line typed (or pasted) ahead of the question is kept for the
+ * next `next()`, not lost with a closed interface.
+ */
+export function lineReader(input: NodeJS.ReadableStream): LineReader {
+  const rl = createInterface({ input, terminal: false });
+  const lines: string[] = [];
+  const waiting: Array<{ resolve(line: string): void; reject(err: Error): void }> = [];
+  let ended = false;
+  const closed = () => new AuthkeepError('authorization_denied', 'no redirect URL was pasted (stdin closed)');
+  rl.on('line', (line) => {
+    const waiter = waiting.shift();
+    if (waiter) waiter.resolve(line);
+    else lines.push(line);
   });
+  rl.once('close', () => {
+    ended = true;
+    for (const waiter of waiting.splice(0)) waiter.reject(closed());
+  });
+  return {
+    next() {
+      const line = lines.shift();
+      if (line !== undefined) return Promise.resolve(line);
+      if (ended) return Promise.reject(closed());
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+    close: () => rl.close(),
+  };
 }
 
 /**
@@ -91,8 +111,25 @@ export function pasteRedirectOpener(deps: PasteRedirectDeps): (authorizeUrl: str
         `The browser then goes to ${new URL(redirectUri).origin}${new URL(redirectUri).pathname}?code=... ` +
         '(the page may fail to load; that is expected).\nPaste that whole address here and press Enter:\n',
     );
-    const line = await readLine(deps.stdin);
-    const target = deliveryUrl(line, redirectUri);
+    // Not the redirect URL (a typo, half an address, the wrong tab): say why and ask again. Only
+    // the end of stdin or the sign-in's own time limit ends the wait.
+    const reader = lineReader(deps.stdin);
+    let target: URL;
+    try {
+      for (;;) {
+        const line = await reader.next();
+        if (line.trim() === '') continue;
+        try {
+          target = deliveryUrl(line, redirectUri);
+          break;
+        } catch (err) {
+          if (!(err instanceof AuthkeepError) || err.code !== 'invalid_argument') throw err;
+          deps.stderr.write(`${displayText(err.message, 2000)}.\nPaste the address again and press Enter:\n`);
+        }
+      }
+    } finally {
+      reader.close();
+    }
     const response = await deps.fetch(target, { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
     await response.arrayBuffer().catch(() => undefined);
     // A 400 means our listener refused it (wrong state: another sign-in's URL) or the AS answered

@@ -82,6 +82,8 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot, commands: readonly R
     .addOption(new Option('--allow-http', 'allow http for servers on this machine only (127.0.0.1, localhost, [::1])'))
     .helpOption('-h, --help', 'show help')
     .helpCommand('help [command]', 'show help for a command')
+    // Every command's --help lists --home, --debug and --allow-http too: they apply to all.
+    .configureHelp({ showGlobalOptions: true })
     .addHelpText('after', TOP_HELP)
     .showSuggestionAfterError(true)
     .configureOutput({

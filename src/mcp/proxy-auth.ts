@@ -7,7 +7,7 @@
  *
  * Not for: the transports (proxy-bridge.ts) or the OAuth steps (session/, oauth/).
  */
-import { NeedsAuthError, type NeedsAuthReason } from '../errors.js';
+import { NeedsAuthError, type NeedsAuthReason, unreachableParty } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { probeServer } from '../oauth/protected-resource.js';
 import type { SessionKeeper } from '../session/session-keeper.js';
@@ -84,7 +84,11 @@ export class ProxyAuth {
    * initialize, then GET like an SSE client), with the user's --header values.
    */
   private async serverAsksForAuth(): Promise<boolean> {
-    const probe = await probeServer(this.url, { ...this.http, headers: this.headers, sseFallback: true });
+    const probe = await probeServer(this.url, { ...this.http, headers: this.headers, sseFallback: true }).catch(
+      (err: unknown) => {
+        throw unreachableParty(err, { serverUrl: this.url });
+      },
+    );
     return probe.status === 401;
   }
 

@@ -7,16 +7,16 @@
  */
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { describeNetworkFailure } from '../oauth/http.js';
 
 /** The two MCP transports the proxy speaks to the remote server. */
 export type TransportKind = 'http' | 'sse';
 
-/** A failure in one line: its message and, for a network error, the system code. Never a body. */
+/** A failure in one line: its message and, for a network error, what failed in words. Never a body. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
-    const cause = (err as { cause?: { code?: unknown } }).cause;
-    const code = cause && typeof cause.code === 'string' ? ` (${cause.code})` : '';
-    return `${err.message}${code}`;
+    const network = describeNetworkFailure(err);
+    return network === undefined || err.message.endsWith(network) ? err.message : `${err.message}: ${network}`;
   }
   return String(err);
 }
@@ -48,7 +48,7 @@ export function isAbort(err: unknown): boolean {
 /** No point retrying the connection: authorization that failed, options that are wrong, or a 4xx answer. */
 export function isFatal(err: unknown): boolean {
   if (err instanceof NeedsAuthError) return true;
-  if (err instanceof AuthkeepError) return err.code !== 'as_unreachable';
+  if (err instanceof AuthkeepError) return err.code !== 'as_unreachable' && err.code !== 'server_unreachable';
   const code = (err as { code?: unknown }).code;
   return typeof code === 'number' && code >= 400 && code < 500 && code !== 408 && code !== 429;
 }

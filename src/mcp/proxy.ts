@@ -37,7 +37,7 @@
  * arguments), the OAuth steps (session/).
  */
 import { AuthkeepError } from '../errors.js';
-import type { HttpOptions } from '../oauth/http.js';
+import { describeNetworkFailure, type HttpOptions } from '../oauth/http.js';
 import { SessionKeeper } from '../session/session-keeper.js';
 import { defaultHome } from '../store/paths.js';
 import { ProxyAuth } from './proxy-auth.js';
@@ -105,7 +105,16 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
       reconnectDelayMs: options.reconnect?.initialDelayMs ?? 250,
     });
     return await bridge.run();
-  } catch (err) {
+  } catch (caught) {
+    // The SDK's transports fail with a bare `fetch failed`: name the server it could not reach.
+    const network = caught instanceof AuthkeepError ? undefined : describeNetworkFailure(caught);
+    const err =
+      network === undefined
+        ? caught
+        : new AuthkeepError('server_unreachable', `could not reach the MCP server ${url.href}: ${network}`, {
+            field: 'serverUrl',
+            cause: caught,
+          });
     log.error(`proxy stopped: ${describeError(err)}`);
     throw err;
   } finally {

@@ -49,6 +49,7 @@ const MetadataSchema = z.object({
   // Optional features: a malformed value disables the feature rather than failing discovery.
   device_authorization_endpoint: z.catch(z.optional(z.string().check(z.minLength(1))), undefined),
   grant_types_supported: z.catch(z.optional(z.array(z.string())), undefined),
+  dpop_signing_alg_values_supported: z.catch(z.optional(z.array(z.string())), undefined),
 });
 
 /**
@@ -207,6 +208,8 @@ function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServer {
   if (m.device_authorization_endpoint !== undefined)
     record.device_authorization_endpoint = m.device_authorization_endpoint;
   if (m.grant_types_supported !== undefined) record.grant_types_supported = m.grant_types_supported;
+  if (m.dpop_signing_alg_values_supported !== undefined)
+    record.dpop_signing_alg_values_supported = m.dpop_signing_alg_values_supported;
   return record;
 }
 

@@ -9,7 +9,7 @@
  * detail or cause carries the device_code, a token or a client secret; the user_code is shown to
  * the user by the caller and is not a credential on its own, but is kept out of messages too.
  */
-import { deviceAuthorizationRequest, processDeviceAuthorizationResponse } from 'oauth4webapi';
+import { type DPoPHandle, deviceAuthorizationRequest, processDeviceAuthorizationResponse } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import {
   assertSecureUrl,
@@ -177,6 +177,8 @@ export interface PollOptions {
   /** Seconds until the device code expires, from the device authorization response. */
   expiresIn: number;
   resource: string;
+  /** RFC 9449: sign each poll with this key (the tokens come bound to it). */
+  dpop?: DPoPHandle;
   /** Stops polling early (the caller's own deadline, Ctrl-C). */
   signal?: AbortSignal;
   /** Test hook: how to wait. Default setTimeout. */
@@ -209,7 +211,12 @@ export async function pollDeviceToken(
     const requestedAt = Date.now();
     try {
       return {
-        ...(await exchangeDeviceCode(as, registration, { deviceCode, resource: poll.resource }, options)),
+        ...(await exchangeDeviceCode(
+          as,
+          registration,
+          { deviceCode, resource: poll.resource, ...(poll.dpop ? { dpop: poll.dpop } : {}) },
+          options,
+        )),
         requestedAt,
       };
     } catch (err) {

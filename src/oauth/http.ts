@@ -102,21 +102,56 @@ function isTimeout(err: unknown): boolean {
   return err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
 }
 
-/** The network-level reason of a failed fetch (ECONNREFUSED, ENOTFOUND, timeout), never a body. */
-function networkReason(err: unknown): string {
+/** System error codes of failed connections, as people say them. */
+const NETWORK_FAILURES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  UND_ERR_SOCKET: 'connection closed',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed (temporary)',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ECONNABORTED: 'connection aborted',
+  CERT_HAS_EXPIRED: 'TLS certificate expired',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed TLS certificate',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not trusted',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'TLS certificate is for another host',
+};
+
+/** The system error code under a failed fetch (`fetch failed` with cause ECONNREFUSED, ...). */
+export function networkErrorCode(err: unknown): string | undefined {
+  const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
+  return cause && typeof cause.code === 'string' ? cause.code : undefined;
+}
+
+/**
+ * The network-level reason of a failed fetch in words ("connection refused", "host name not
+ * found", "timeout"), never a body; undefined when `err` is no network failure.
+ */
+export function describeNetworkFailure(err: unknown): string | undefined {
   if (isTimeout(err)) return 'timeout';
-  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
-  if (cause && typeof cause.code === 'string') return cause.code;
-  if (err instanceof Error) return err.message;
-  return 'network error';
+  const code = networkErrorCode(err);
+  if (code !== undefined) return NETWORK_FAILURES[code] ?? code;
+  // undici's own refusals (`fetch failed` with cause "bad port", ...) carry no code.
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  if (err instanceof TypeError && err.message === 'fetch failed' && cause instanceof Error) return cause.message;
+  return undefined;
+}
+
+function networkReason(err: unknown): string {
+  return describeNetworkFailure(err) ?? (err instanceof Error ? err.message : 'network error');
 }
 
 /** Wrap a network failure or timeout as as_unreachable; pass AuthkeepErrors through. */
 export function unreachable(err: unknown, description: string): AuthkeepError {
   if (err instanceof AuthkeepError) return err;
   const reason = networkReason(err);
+  const code = networkErrorCode(err);
   return new AuthkeepError('as_unreachable', `${description} failed: ${reason}`, {
-    detail: { request: description, reason },
+    detail: { request: description, reason, ...(code !== undefined ? { code } : {}) },
   });
 }
 

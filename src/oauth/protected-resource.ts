@@ -38,7 +38,7 @@ import {
   type MetadataDocument,
   safeUrl,
 } from './http.js';
-import { bearerChallengeFromResponse } from './www-authenticate.js';
+import { authChallengeFromResponse } from './www-authenticate.js';
 
 const WELL_KNOWN_PRM = '/.well-known/oauth-protected-resource';
 
@@ -49,6 +49,8 @@ export const ProtectedResourceMetadataSchema = z.object({
   authorization_servers: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
   scopes_supported: z.optional(z.array(z.string())),
   bearer_methods_supported: z.optional(z.array(z.string())),
+  /** RFC 9728 section 2: the resource takes DPoP-bound access tokens only (RFC 9449). */
+  dpop_bound_access_tokens_required: z.catch(z.optional(z.boolean()), undefined),
   resource_name: z.optional(z.string()),
   resource_documentation: z.optional(z.string()),
 });
@@ -229,6 +231,11 @@ export interface ProbeResult {
   /** Status of the answer that decided: a POST's, or the GET's when the GET fallback ran. */
   status: number;
   challenge?: { resourceMetadata?: string; scope?: string; error?: string; errorDescription?: string };
+  /**
+   * The 401 challenged with the `DPoP` scheme and not `Bearer` (RFC 9449 section 7.1): the server
+   * takes DPoP-bound tokens only.
+   */
+  dpopOnly?: boolean;
   /** The WWW-Authenticate field was present but malformed (RFC 9110 section 11.6.1); ignored. */
   challengeMalformed?: boolean;
 }
@@ -363,8 +370,12 @@ async function probePost(
 function probeResult(response: Response): ProbeResult {
   const result: ProbeResult = { status: response.status };
   try {
-    const challenge = bearerChallengeFromResponse(response);
-    if (challenge) result.challenge = challenge;
+    const challenge = authChallengeFromResponse(response);
+    if (challenge) {
+      const { scheme, algs: _algs, ...fields } = challenge;
+      result.challenge = fields;
+      if (scheme === 'dpop') result.dpopOnly = true;
+    }
   } catch (err) {
     if (!(err instanceof AuthkeepError) || err.code !== 'www_authenticate_malformed') throw err;
     result.challengeMalformed = true;

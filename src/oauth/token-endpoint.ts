@@ -6,6 +6,11 @@
  * use (malformed). oauth4webapi builds the requests and validates 200 bodies; we read error bodies
  * ourselves (it would throw on a 401's WWW-Authenticate before reading the body's `error`).
  *
+ * DPoP (RFC 9449 section 5): given a DPoPHandle, every token request carries a fresh proof signed
+ * by oauth4webapi, which also remembers the AS's `DPoP-Nonce`; a `use_dpop_nonce` refusal (section
+ * 8) is answered by sending the request once more, with a new proof carrying that nonce. The token
+ * type is then `DPoP` (or `Bearer`, when the AS does not bind: the caller decides if that will do).
+ *
  * Not for: deciding when to refresh or storing tokens (session/, store/). No message, detail or
  * cause of a TokenEndpointError carries a token, code, verifier or client secret; the AS's
  * error_description is scrubbed of them too.
@@ -13,8 +18,10 @@
 import {
   type ClientAuth,
   ClientSecretPost,
+  type DPoPHandle,
   deviceCodeGrantRequest,
   genericTokenEndpointRequest,
+  isDPoPNonceError,
   None,
   processAuthorizationCodeResponse,
   processDeviceCodeResponse,
@@ -36,8 +43,8 @@ import type { AuthorizationServer, Registration } from './types.js';
 
 export interface TokenSet {
   accessToken: string;
-  /** Always `Bearer`: any other token_type is refused. */
-  tokenType: string;
+  /** `Bearer`, or `DPoP` when the request carried a DPoP proof and the AS bound the token to its key. */
+  tokenType: 'Bearer' | 'DPoP';
   /** Seconds, as the AS sent it (RFC 6749 section 5.1). */
   expiresIn?: number;
   /** Absent when the AS issued none (keep the old one on refresh). */
@@ -162,7 +169,9 @@ function scrub(text: string | undefined, secrets: readonly (string | undefined)[
 /** One token request: what it is for (named in descriptions), how to send it, how to read a 200, its secrets. */
 export interface Exchange {
   grant: 'authorization_code' | 'refresh_token' | 'device_code' | 'client_credentials' | 'jwt-bearer';
-  send: (options: ReturnType<typeof oauthRequestOptions>) => Promise<Response>;
+  send: (options: ReturnType<typeof oauthRequestOptions> & { DPoP?: DPoPHandle }) => Promise<Response>;
+  /** Sign each request with this key (RFC 9449 section 5). */
+  dpop?: DPoPHandle | undefined;
   process: (response: Response) => Promise<TokenEndpointResponse>;
   secrets: readonly (string | undefined)[];
 }
@@ -196,7 +205,14 @@ async function classifyErrorResponse(
     ...(oauthErrorDescription ? { oauthErrorDescription } : {}),
   };
 
-  if (oauthError === 'temporarily_unavailable' || status >= 500 || status === 429 || status === 408) {
+  if (
+    oauthError === 'temporarily_unavailable' ||
+    // RFC 9449 section 8: a nonce the AS changed again after the one retry; a later attempt signs with it.
+    oauthError === 'use_dpop_nonce' ||
+    status >= 500 ||
+    status === 429 ||
+    status === 408
+  ) {
     return new TokenEndpointError(`${request} failed, retry later: ${said}`, {
       ...base,
       kind: 'transient',
@@ -254,9 +270,19 @@ export async function tokenRequest(
   );
   const request = describeRequest('POST', endpoint, exchange.grant);
 
+  const send = () =>
+    exchange.send({
+      ...oauthRequestOptions(endpoint, options, exchange.grant),
+      ...(exchange.dpop ? { DPoP: exchange.dpop } : {}),
+    });
   let response: Response;
   try {
-    response = await exchange.send(oauthRequestOptions(endpoint, options, exchange.grant));
+    response = await send();
+    if (exchange.dpop && (await demandsDpopNonce(response, exchange.process))) {
+      // RFC 9449 section 8: oauth4webapi kept the DPoP-Nonce it sent; a new proof carries it.
+      await response.body?.cancel().catch(() => undefined);
+      response = await send();
+    }
   } catch (err) {
     const failure = classifyOauth4webapiError(err, request);
     if (failure.kind === 'unreachable') {
@@ -304,22 +330,38 @@ export async function tokenRequest(
     }
     throw malformed(request, 'body', 'message' in failure ? failure.message : failure.kind);
   }
-  // oauth4webapi lowercases token_type and also admits DPoP; we hold Bearer tokens only.
-  if (result.token_type !== 'bearer') {
+  // oauth4webapi lowercases token_type and admits Bearer and DPoP; DPoP only for a request that
+  // carried a proof (RFC 9449 section 5: the token is bound to that proof's key).
+  if (result.token_type !== 'bearer' && !(result.token_type === 'dpop' && exchange.dpop)) {
     const got = String(json.token_type);
     throw malformed(
       request,
       'token_type',
-      `expected Bearer, got ${/^[A-Za-z_-]{1,20}$/.test(got) ? got : 'another value'}`,
+      `expected ${exchange.dpop ? 'DPoP or Bearer' : 'Bearer'}, got ${/^[A-Za-z_-]{1,20}$/.test(got) ? got : 'another value'}`,
     );
   }
   return {
     accessToken: result.access_token,
-    tokenType: 'Bearer',
+    tokenType: result.token_type === 'dpop' ? 'DPoP' : 'Bearer',
     ...(result.expires_in !== undefined ? { expiresIn: result.expires_in } : {}),
     ...(result.refresh_token !== undefined ? { refreshToken: result.refresh_token } : {}),
     ...(result.scope !== undefined ? { scope: result.scope } : {}),
   };
+}
+
+/**
+ * RFC 9449 section 8: the AS refused the proof for want of its nonce (400 `use_dpop_nonce`, or a
+ * 401 `DPoP` challenge saying so), as oauth4webapi's own processor and isDPoPNonceError judge it;
+ * the processor reads a clone, so the body stays for the error path.
+ */
+async function demandsDpopNonce(response: Response, process: Exchange['process']): Promise<boolean> {
+  if (response.status === 200) return false;
+  try {
+    await process(response.clone());
+    return false;
+  } catch (err) {
+    return isDPoPNonceError(err);
+  }
 }
 
 function clientOf(registration: Registration): { client_id: string } {
@@ -334,7 +376,7 @@ function clientOf(registration: Registration): { client_id: string } {
 export async function exchangeAuthorizationCode(
   as: AuthorizationServer,
   registration: Registration,
-  params: { code: string; codeVerifier: string; redirectUri: string; resource: string },
+  params: { code: string; codeVerifier: string; redirectUri: string; resource: string; dpop?: DPoPHandle },
   options: HttpOptions,
 ): Promise<TokenSet> {
   const client = clientOf(registration);
@@ -359,6 +401,7 @@ export async function exchangeAuthorizationCode(
         ),
       process: (response) => processAuthorizationCodeResponse(as, client, response),
       secrets: [params.code, params.codeVerifier, registration.clientSecret],
+      dpop: params.dpop,
     },
     options,
   );
@@ -371,7 +414,7 @@ export async function exchangeAuthorizationCode(
 export async function refreshAccessToken(
   as: AuthorizationServer,
   registration: Registration,
-  params: { refreshToken: string; resource: string; scope?: string },
+  params: { refreshToken: string; resource: string; scope?: string; dpop?: DPoPHandle },
   options: HttpOptions,
 ): Promise<TokenSet> {
   const client = clientOf(registration);
@@ -387,6 +430,7 @@ export async function refreshAccessToken(
         }),
       process: (response) => processRefreshTokenResponse(as, client, response),
       secrets: [params.refreshToken, registration.clientSecret],
+      dpop: params.dpop,
     },
     options,
   );
@@ -401,7 +445,7 @@ export async function refreshAccessToken(
 export async function exchangeDeviceCode(
   as: AuthorizationServer,
   registration: Registration,
-  params: { deviceCode: string; resource: string },
+  params: { deviceCode: string; resource: string; dpop?: DPoPHandle },
   options: HttpOptions,
 ): Promise<TokenSet> {
   const client = clientOf(registration);
@@ -417,6 +461,7 @@ export async function exchangeDeviceCode(
         }),
       process: (response) => processDeviceCodeResponse(as, client, response),
       secrets: [params.deviceCode, registration.clientSecret],
+      dpop: params.dpop,
     },
     options,
   );

@@ -44,6 +44,8 @@ export type AuthorizationServer = {
   device_authorization_endpoint?: string;
   /** RFC 8414 section 2. */
   grant_types_supported?: string[];
+  /** RFC 9449 section 5.1: the JWS algorithms the AS accepts in DPoP proofs (present: it supports DPoP). */
+  dpop_signing_alg_values_supported?: string[];
 };
 
 /** A client registration, and the issuer it is valid at (RFC 7591 section 3.2.1 values). */

@@ -74,6 +74,49 @@ export function bearerChallengeFromResponse(response: Response): BearerChallenge
   return result;
 }
 
+/** A Bearer challenge, or a DPoP one (RFC 9449 section 7.1: the same parameters, plus `algs`). */
+export interface AuthChallenge extends BearerChallenge {
+  scheme: 'bearer' | 'dpop';
+  /** RFC 9449 section 7.1 `algs`: the proof algorithms the resource server accepts. */
+  algs?: string[];
+}
+
+/**
+ * The challenge an MCP client acts on: the first Bearer challenge, else the first DPoP challenge
+ * (RFC 9449 section 7.1: a server that accepts only DPoP-bound tokens challenges with `DPoP`
+ * alone, carrying `resource_metadata`, `scope` and `error` as a Bearer challenge would). With
+ * `prefer: 'dpop'` (the request presented a DPoP-bound token) the DPoP challenge comes first.
+ * Undefined when neither is present; throws `www_authenticate_malformed` like
+ * bearerChallengeFromResponse.
+ */
+export function authChallengeFromResponse(
+  response: Response,
+  prefer: 'bearer' | 'dpop' = 'bearer',
+): AuthChallenge | undefined {
+  const header = response.headers.get('www-authenticate');
+  if (header === null) return undefined;
+  const challenges = parseWwwAuthenticate(header);
+  const other = prefer === 'bearer' ? 'dpop' : 'bearer';
+  const chosen =
+    challenges.find((challenge) => challenge.scheme === prefer) ??
+    challenges.find((challenge) => challenge.scheme === other);
+  if (chosen === undefined) return undefined;
+  const result: AuthChallenge = { scheme: chosen.scheme === 'dpop' ? 'dpop' : 'bearer' };
+  const fields = [
+    ['resource_metadata', 'resourceMetadata'],
+    ['scope', 'scope'],
+    ['error', 'error'],
+    ['error_description', 'errorDescription'],
+  ] as const;
+  for (const [name, key] of fields) {
+    const value = ownParameter(chosen, name);
+    if (value !== undefined) result[key] = value;
+  }
+  const algs = ownParameter(chosen, 'algs');
+  if (result.scheme === 'dpop' && algs !== undefined) result.algs = algs.split(' ').filter(Boolean);
+  return result;
+}
+
 function ownParameter(challenge: Challenge, name: string): string | undefined {
   return Object.hasOwn(challenge.parameters, name) ? challenge.parameters[name] : undefined;
 }

@@ -1,5 +1,7 @@
 /**
- * authenticated-fetch: a `fetch` for one MCP server that adds the bearer token, answers a 401 by
+ * authenticated-fetch: a `fetch` for one MCP server that adds the access token (Bearer, or DPoP:
+ * `Authorization: DPoP` and a fresh proof per request, RFC 9449 section 7, signed by oauth4webapi,
+ * one retry when the server asks for its nonce, section 9), answers a 401 by
  * parsing the challenge and getting another token once (adopting another process's or refreshing),
  * and a 403 `insufficient_scope` by re-authorizing with the union of the demanded (first) and
  * granted scopes, a bounded number of times (MCP authorization spec, "Scope Challenge Handling",
@@ -12,16 +14,30 @@
  *
  * Not for: deciding when to refresh (token-manager.ts) or running a sign-in (sign-in.ts).
  */
+import {
+  allowInsecureRequests,
+  type CustomFetchOptions,
+  customFetch,
+  type DPoPHandle,
+  isDPoPNonceError,
+  type ProtectedResourceRequestBody,
+  protectedResourceRequest,
+  WWWAuthenticateChallengeError,
+} from 'oauth4webapi';
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import type { DpopKey } from '../oauth/dpop.js';
 import { unionScopes } from '../oauth/scope.js';
-import { type BearerChallenge, bearerChallengeFromResponse } from '../oauth/www-authenticate.js';
+import { type AuthChallenge, authChallengeFromResponse } from '../oauth/www-authenticate.js';
+import type { Credential } from './token-manager.js';
 
 export interface AuthenticatedFetchDeps {
   serverUrl: string;
-  getAccessToken: () => Promise<string>;
-  recoverFromRejection: (rejected: string) => Promise<string>;
+  getCredential: () => Promise<Credential>;
+  recoverFromRejection: (rejected: string) => Promise<Credential>;
   /** A token other than `rejected` that another process stored, if any (no refresh, no lock). */
-  adoptNewer?: (rejected: string) => Promise<string | undefined>;
+  adoptNewer?: (rejected: string) => Promise<Credential | undefined>;
+  /** The DPoP handle of a stored key (RFC 9449): signs the proofs, remembers the server's nonce. */
+  dpopHandle: (key: DpopKey) => Promise<DPoPHandle>;
   /** Interactive re-authorization with `scope`; resolves when new tokens are stored. */
   stepUp: (scope: string) => Promise<void>;
   /** The scope of the current grant, if known. */
@@ -33,7 +49,7 @@ export interface AuthenticatedFetchDeps {
    * be had): find out whether it moved to another authorization server, starting from the 401's
    * challenge (throws NeedsAuthError `issuer_changed` if so).
    */
-  checkAuthorizationServer?: (challenge: BearerChallenge | undefined) => Promise<void>;
+  checkAuthorizationServer?: (challenge: AuthChallenge | undefined) => Promise<void>;
   /** The server's refusals of fresh tokens (shared by every fetch of that server). */
   refusals?: RefusalBackoff;
 }
@@ -79,26 +95,27 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
     new Headers(init?.headers).forEach((value, key) => {
       baseHeaders.set(key, value);
     });
-    const send = (token: string): Promise<Response> => {
+    const method = init?.method ?? request?.method ?? 'GET';
+    const send = async (credential: Credential): Promise<Response> => {
       const headers = new Headers(baseHeaders);
-      headers.set('authorization', `Bearer ${token}`);
-      return deps.fetch(url, {
-        ...init,
-        method: init?.method ?? request?.method ?? 'GET',
-        headers,
-        body: body ?? null,
-      });
+      if (credential.tokenType === 'DPoP' && credential.dpop) {
+        const handle = await deps.dpopHandle(credential.dpop);
+        return sendWithProof(deps.fetch, url as string, method, headers, body, init, credential.accessToken, handle);
+      }
+      headers.set('authorization', `Bearer ${credential.accessToken}`);
+      return deps.fetch(url, { ...init, method, headers, body: body ?? null });
     };
 
-    let token = await deps.getAccessToken();
-    let response = await send(token);
+    let credential = await deps.getCredential();
+    let token = credential.accessToken;
+    let response = await send(credential);
     let recovered = false;
     let refreshed = false;
     let stepUps = 0;
     for (;;) {
       if (response.status !== 401) deps.refusals?.accepted();
       if (response.status !== 401 && response.status !== 403) return response;
-      const challenge = safeBearerChallenge(response);
+      const challenge = safeChallenge(response, credential.tokenType === 'DPoP' ? 'dpop' : 'bearer');
       if (challenge?.error === 'insufficient_scope') {
         // MCP "Step-Up Authorization Flow" (SEP-2350): re-authorize with the union of the
         // challenge's scopes (first: they are what this request needs) and those already granted
@@ -113,7 +130,7 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         }
         stepUps++;
         await deps.stepUp(unionScopes(challenge.scope, await deps.grantedScope()) ?? '');
-        token = await deps.getAccessToken();
+        credential = await deps.getCredential();
       } else if (response.status === 401 && !recovered) {
         // RFC 6750 section 3.1 invalid_token, a bare 401 or an unreadable challenge: another
         // token once (adopting another process's, else refreshing), then let the caller see it.
@@ -124,11 +141,11 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
           const newer = await deps.adoptNewer?.(token);
           if (newer === undefined) return response;
           await response.body?.cancel();
-          token = newer;
+          credential = newer;
         } else {
           await response.body?.cancel();
           refreshed = true;
-          token = await recoverOrExplain(deps, token, challenge);
+          credential = await recoverOrExplain(deps, token, challenge);
         }
       } else {
         // Still 401 with a fresh token: back off, and throw needs-auth issuer_changed if the
@@ -139,7 +156,8 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         }
         return response;
       }
-      response = await send(token);
+      token = credential.accessToken;
+      response = await send(credential);
     }
   };
   return authenticatedFetch as typeof fetch;
@@ -154,8 +172,8 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
 async function recoverOrExplain(
   deps: AuthenticatedFetchDeps,
   token: string,
-  challenge: BearerChallenge | undefined,
-): Promise<string> {
+  challenge: AuthChallenge | undefined,
+): Promise<Credential> {
   try {
     return await deps.recoverFromRejection(token);
   } catch (err) {
@@ -164,11 +182,73 @@ async function recoverOrExplain(
   }
 }
 
-/** The Bearer challenge of a 401/403, or undefined when absent or malformed (never throws). */
-function safeBearerChallenge(response: Response): ReturnType<typeof bearerChallengeFromResponse> {
+/**
+ * The challenge of a 401/403 (the scheme the token was presented with first: a DPoP-bound token's
+ * refusal is a `DPoP` challenge, RFC 9449 section 7.1), or undefined when absent or malformed
+ * (never throws).
+ */
+function safeChallenge(response: Response, presented: 'bearer' | 'dpop'): AuthChallenge | undefined {
   try {
-    return bearerChallengeFromResponse(response);
+    return authChallengeFromResponse(response, presented);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * RFC 9449 section 7.1: a DPoP-bound token as `Authorization: DPoP <token>` with a proof of
+ * possession for this request (htm, htu, ath; a fresh jti), built by oauth4webapi's
+ * protectedResourceRequest. Section 9: a 401 `use_dpop_nonce` (isDPoPNonceError) is sent once
+ * more, with a new proof carrying the `DPoP-Nonce` the server just gave (the handle keeps it, per
+ * origin, for the next requests too). Any other challenge is returned as the server's response,
+ * for the caller's 401/403 handling. The URL's scheme was checked where the server was discovered.
+ */
+async function sendWithProof(
+  fetchImpl: typeof fetch,
+  url: string,
+  method: string,
+  headers: Headers,
+  body: BodyInit | ArrayBuffer | undefined,
+  init: RequestInit | undefined,
+  accessToken: string,
+  handle: DPoPHandle,
+): Promise<Response> {
+  const payload = await proofRequestBody(body);
+  headers.delete('authorization');
+  headers.delete('dpop');
+  const ownUserAgent = headers.has('user-agent');
+  const options = {
+    DPoP: handle,
+    [allowInsecureRequests]: true,
+    [customFetch]: (target: string, request: CustomFetchOptions<string, ProtectedResourceRequestBody>) => {
+      const sent = { ...request.headers };
+      // oauth4webapi names itself as the User-Agent; a request keeps its own (or none).
+      if (!ownUserAgent) delete sent['user-agent'];
+      return fetchImpl(target, { ...init, ...(request as RequestInit), headers: sent });
+    },
+    ...(init?.signal ? { signal: init.signal } : {}),
+  };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await protectedResourceRequest(accessToken, method, new URL(url), headers, payload, options);
+    } catch (err) {
+      if (!(err instanceof WWWAuthenticateChallengeError)) throw err;
+      if (attempt === 0 && isDPoPNonceError(err)) {
+        await err.response.body?.cancel().catch(() => undefined);
+        continue;
+      }
+      return err.response;
+    }
+  }
+}
+
+type ProofRequestBody = string | ArrayBuffer | Uint8Array | URLSearchParams | ReadableStream | null;
+
+/** A request body in a form protectedResourceRequest sends (a Blob or FormData read into bytes). */
+async function proofRequestBody(body: BodyInit | ArrayBuffer | undefined): Promise<ProofRequestBody> {
+  if (body === undefined || body === null) return null;
+  if (typeof body === 'string' || body instanceof ArrayBuffer || body instanceof URLSearchParams) return body;
+  if (body instanceof ReadableStream) return body;
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  return new Response(body).arrayBuffer();
 }

@@ -22,7 +22,7 @@ import { DEVICE_CODE_GRANT_TYPE, offersDeviceGrant, registerClient } from '../oa
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { DiscoveredServer } from './discover-server.js';
-import { refusedClientDropped, type SignInContext, type SignInResult } from './sign-in.js';
+import { dpopOutcome, prepareDpop, refusedClientDropped, type SignInContext, type SignInResult } from './sign-in.js';
 import { stampTokens } from './stamp-tokens.js';
 
 /** What the user must be shown to complete a device sign-in (RFC 8628 section 3.3). */
@@ -162,6 +162,7 @@ export async function deviceSignIn(
     ctx.timeoutMs,
   );
   timer.unref?.();
+  const dpop = await prepareDpop(server, ctx);
   let tokenSet: Awaited<ReturnType<typeof pollDeviceToken>>;
   try {
     tokenSet = await refusedClientDropped(ctx, registration, () =>
@@ -174,6 +175,7 @@ export async function deviceSignIn(
           expiresIn: device.expiresIn,
           resource: server.resource,
           signal: controller.signal,
+          ...(dpop ? { dpop: dpop.handle } : {}),
         },
         ctx.http,
       ),
@@ -185,5 +187,6 @@ export async function deviceSignIn(
   return {
     registration,
     tokens: stampTokens(tokenSet, { sentAt: tokenSet.requestedAt, registration, requestedScope: scope }),
+    ...dpopOutcome(tokenSet, dpop, as.issuer),
   };
 }

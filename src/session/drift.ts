@@ -4,13 +4,15 @@
  * presented with another registration's client_id" into a local needs-auth with reason `drift`,
  * before any request reaches the authorization server.
  *
+ * Tokens bound to a DPoP key (RFC 9449) the record does not hold are drift too.
+ *
  * Not for: detecting that the server moved to another authorization server (session-keeper.ts,
  * needs-auth `issuer_changed`).
  */
 import type { ServerRecord } from '../store/record.js';
 
 export interface Drift {
-  field: 'tokens.clientId' | 'tokens.issuer' | 'registration.issuer';
+  field: 'tokens.clientId' | 'tokens.issuer' | 'registration.issuer' | 'dpop';
   /** Non-secret description: client ids and issuers are public identifiers. */
   description: string;
 }
@@ -35,6 +37,10 @@ export function detectDrift(record: ServerRecord): Drift | undefined {
       field: 'tokens.issuer',
       description: `tokens were issued by ${tokens.issuer}, registration is at ${registration.issuer}`,
     };
+  }
+  if (tokens.tokenType === 'DPoP' && record.dpop === undefined) {
+    // RFC 9449: a DPoP-bound token is useless, and its refresh refused, without its key.
+    return { field: 'dpop', description: 'the tokens are DPoP-bound and the record holds no key for them' };
   }
   return undefined;
 }

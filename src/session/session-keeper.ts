@@ -9,6 +9,7 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { DpopKeyring, type DpopMode } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
@@ -98,6 +99,13 @@ export interface AuthKeeperOptions {
   machineGrants?: Record<string, MachineGrantOptions>;
   /** Where machine grants read secrets from (tests). Default this process's environment and files. */
   secretReader?: SecretReader;
+  /**
+   * DPoP (RFC 9449) at sign-in. `auto` (default): tokens are bound to a key of this machine
+   * wherever the authorization server supports DPoP (a refresh token taken from the store is
+   * worthless elsewhere), and wherever the server requires it. `when-required`: only where the
+   * server requires it, so tokens stay usable as Bearer tokens (e.g. `authkeep token` for curl).
+   */
+  dpop?: DpopMode;
 }
 
 export interface LoginOptions {
@@ -133,6 +141,8 @@ export class SessionKeeper {
   private readonly stepUpGates = new Map<string, SignInGate>();
   /** Per server: refusals of fresh tokens, shared by every fetch. */
   private readonly refusals = new Map<string, RefusalBackoff>();
+  /** DPoP handles per stored key (RFC 9449): proofs and the nonces each server last sent. */
+  private readonly dpopKeyring = new DpopKeyring();
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
@@ -149,6 +159,7 @@ export class SessionKeeper {
       ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
       clock: this.clock,
       ...(options.secretReader ? { secretReader: options.secretReader } : {}),
+      dpopKeyring: this.dpopKeyring,
     });
     this.coordinator = new SignInCoordinator({
       store: this.store,
@@ -218,6 +229,8 @@ export class SessionKeeper {
           ...(knownRegistration ? { knownRegistration } : {}),
           dropRegistration: (registration: Registration) =>
             this.store.dropRegistration(registration.issuer, registration.clientId),
+          dpopKeyring: this.dpopKeyring,
+          ...(this.options.dpop ? { dpopMode: this.options.dpop } : {}),
         };
         if (options.mode === 'device' || options.mode === 'auto') {
           const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
@@ -312,8 +325,9 @@ export class SessionKeeper {
     const stepUpGate = gate;
     return createAuthenticatedFetch({
       serverUrl: url,
-      getAccessToken: () => this.tokens.getAccessToken(url),
-      recoverFromRejection: (rejected) => this.tokens.recoverFromRejection(url, rejected),
+      getCredential: () => this.tokens.getCredential(url),
+      recoverFromRejection: (rejected) => this.tokens.recoverCredential(url, rejected),
+      dpopHandle: (key) => this.dpopKeyring.handle(key),
       adoptNewer: (rejected) => this.tokens.adoptNewer(url, rejected),
       refusals,
       stepUp: (scope) => stepUpGate.signIn(scope),
@@ -514,7 +528,7 @@ export class SessionKeeper {
       const next = stampTokens(
         {
           accessToken: tokens.accessToken,
-          tokenType: tokens.tokenType ?? 'Bearer',
+          tokenType: tokens.tokenType !== undefined && /^dpop$/i.test(tokens.tokenType) ? 'DPoP' : 'Bearer',
           ...(tokens.expiresIn !== undefined ? { expiresIn: tokens.expiresIn } : {}),
           ...(tokens.refreshToken !== undefined ? { refreshToken: tokens.refreshToken } : {}),
           ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),

@@ -8,7 +8,9 @@
  *   2. open the loopback callback (RFC 8252 section 7.3);
  *   3. PKCE S256 and state; build the authorize URL once, parse it back and compare;
  *   4. send the user to it and wait for the callback; check state and RFC 9207 iss;
- *   5. redeem the code (with resource, RFC 8707) and stamp the tokens with client_id and issuer.
+ *   5. redeem the code (with resource, RFC 8707) and stamp the tokens with client_id and issuer;
+ *      where DPoP applies (RFC 9449, oauth/dpop.ts), with a proof of a key pair generated for this
+ *      sign-in, which the record then keeps beside the tokens bound to it.
  *
  * Not for: coordinating concurrent sign-ins (sign-in-coordinator.ts) or writing the record.
  */
@@ -16,13 +18,14 @@ import { generateRandomState } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
 import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
+import { type DpopKey, DpopKeyring, type DpopMode, dpopPolicy, generateDpopKey } from '../oauth/dpop.js';
 import type { MachineGrant } from '../oauth/grants.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import { exchangeAuthorizationCode, TokenEndpointError } from '../oauth/token-endpoint.js';
+import { exchangeAuthorizationCode, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
@@ -61,6 +64,10 @@ export interface SignInContext {
   dropRegistration?: (registration: Registration) => Promise<void>;
   /** Machine-wide one-registration-per-issuer (the store's registerOnce); else register directly. */
   registerOnce?: (issuer: string, register: () => Promise<Registration>) => Promise<Registration>;
+  /** DPoP handles (and the nonces they remember) of this keeper. Default: one for this sign-in. */
+  dpopKeyring?: DpopKeyring;
+  /** When to bind tokens to a key (oauth/dpop.ts). Default `auto`. */
+  dpopMode?: DpopMode;
 }
 
 export interface SignInResult {
@@ -68,6 +75,47 @@ export interface SignInResult {
   tokens: Tokens;
   /** A machine grant signed in (machine-grant.ts): stored, so renewals use it. */
   grant?: MachineGrant;
+  /** The key the tokens are bound to (tokenType `DPoP`), stored with them. */
+  dpop?: DpopKey;
+}
+
+/** A sign-in's DPoP key and its handle, when DPoP applies to this server (RFC 9449 section 5). */
+export interface SignInDpop {
+  key: DpopKey;
+  handle: Awaited<ReturnType<DpopKeyring['handle']>>;
+  required: boolean;
+}
+
+/**
+ * RFC 9449 for one sign-in: a fresh key pair when the AS supports DPoP or the server requires it
+ * (dpopPolicy), so a new grant never shares a key with an old one.
+ */
+export async function prepareDpop(
+  server: DiscoveredServer,
+  ctx: Pick<SignInContext, 'dpopKeyring' | 'dpopMode'>,
+): Promise<SignInDpop | undefined> {
+  const policy = dpopPolicy(server.authorizationServer, { dpopRequired: server.dpopRequired === true }, ctx.dpopMode);
+  if (!policy.use) return undefined;
+  const key = await generateDpopKey(policy.alg);
+  return { key, handle: await (ctx.dpopKeyring ?? new DpopKeyring()).handle(key), required: policy.required };
+}
+
+/**
+ * The token response of a sign-in, judged against its DPoP: a server that takes DPoP-bound tokens
+ * only cannot use a Bearer token (the AS ignored the proof), so the sign-in fails saying so. The
+ * key is kept only with tokens bound to it.
+ */
+export function dpopOutcome(tokenSet: TokenSet, dpop: SignInDpop | undefined, issuer: string): { dpop?: DpopKey } {
+  if (dpop === undefined) return {};
+  if (tokenSet.tokenType === 'DPoP') return { dpop: dpop.key };
+  if (dpop.required) {
+    throw new AuthkeepError(
+      'dpop_unsupported',
+      `the server takes DPoP-bound tokens only, and authorization server ${issuer} issued a Bearer token`,
+      { field: 'token_type' },
+    );
+  }
+  return {};
 }
 
 function loopbackPort(uri: string | undefined): number | undefined {
@@ -173,17 +221,28 @@ export async function signIn(
       issParameterSupported: as.authorization_response_iss_parameter_supported === true,
     });
 
-    // 5. Redeem the code with the same client, redirect URI and resource.
+    // 5. Redeem the code with the same client, redirect URI and resource (and a DPoP proof).
+    const dpop = await prepareDpop(server, ctx);
     const sentAt = Date.now();
     const tokenSet = await refusedClientDropped(ctx, registration, () =>
       exchangeAuthorizationCode(
         as,
         registration,
-        { code, codeVerifier: pkce.verifier, redirectUri: callback.redirectUri, resource: server.resource },
+        {
+          code,
+          codeVerifier: pkce.verifier,
+          redirectUri: callback.redirectUri,
+          resource: server.resource,
+          ...(dpop ? { dpop: dpop.handle } : {}),
+        },
         ctx.http,
       ),
     );
-    return { registration, tokens: stampTokens(tokenSet, { sentAt, registration, requestedScope: scope }) };
+    return {
+      registration,
+      tokens: stampTokens(tokenSet, { sentAt, registration, requestedScope: scope }),
+      ...dpopOutcome(tokenSet, dpop, as.issuer),
+    };
   } finally {
     await callback.close();
   }
@@ -224,6 +283,7 @@ export function recordFromSignIn(
     registration: result.registration,
     tokens: result.tokens,
     ...(result.grant ? { grant: result.grant } : {}),
+    ...(result.dpop ? { dpop: result.dpop } : {}),
     updatedAt: new Date().toISOString(),
   };
 }

@@ -6,6 +6,8 @@
  * runs the transaction, which reads like the protocol:
  *   1. read the record without a lock; if another process already refreshed, adopt its tokens;
  *   2. otherwise take the server's refresh lock and re-read (the pre-lock read is only a hint);
+ *      while another process holds the lock, watch the record lock-free and adopt the holder's
+ *      tokens as soon as they land (waiters do not queue on the lock only to adopt);
  *   3. check drift: tokens stamped with another client_id or issuer are never sent;
  *   4. adopt if, under the lock, the record now holds tokens that are not due;
  *   5. a registration whose client secret expired is not used: needs-auth, registration dropped;
@@ -20,6 +22,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { displayNeedsAuthInfo, NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import { type DpopKey, DpopKeyring } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
@@ -33,9 +36,15 @@ import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js
 import type { SecretReader } from './secret-source.js';
 import { stampTokens } from './stamp-tokens.js';
 
-interface CachedToken {
+/** An access token as a request presents it: Bearer, or DPoP with the key it is bound to (RFC 9449). */
+export interface Credential {
   accessToken: string;
   tokenType: string;
+  /** The record's DPoP key, when the token is DPoP-bound (tokenType `DPoP`). */
+  dpop?: DpopKey;
+}
+
+interface CachedToken extends Credential {
   refreshAt: number;
   expiresAt: number | undefined;
 }
@@ -59,6 +68,8 @@ export interface TokenManagerDeps {
   clock?: Clock;
   /** Where machine grants read their secrets (environment, files). Default this process's. */
   secretReader?: SecretReader;
+  /** DPoP handles for refreshes of DPoP-bound grants (RFC 9449 section 5). Default: its own. */
+  dpopKeyring?: DpopKeyring;
 }
 
 const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
@@ -87,22 +98,31 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
 
 export class TokenManager {
   private readonly cache = new Map<string, CachedToken>();
-  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly inflight = new Map<string, Promise<CachedToken>>();
   /** Cancels the keep-fresh timer of each server. */
   private readonly timers = new Map<string, () => void>();
   private readonly retryDelays: number[];
   private readonly clock: Clock;
+  private readonly keyring: DpopKeyring;
   private closed = false;
 
   constructor(private readonly deps: TokenManagerDeps) {
     this.retryDelays = deps.transientRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
     this.clock = deps.clock ?? systemClock;
+    this.keyring = deps.dpopKeyring ?? new DpopKeyring();
   }
 
   /** A valid access token for `serverUrl` (canonical). The hot path touches no disk and no lock. */
   getAccessToken(serverUrl: string): Promise<string> {
     const cached = this.cache.get(serverUrl);
     if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    return this.singleFlight(serverUrl, { kind: 'due' }).then(accessTokenOf);
+  }
+
+  /** getAccessToken with how to present the token: Bearer, or DPoP with its key. */
+  getCredential(serverUrl: string): Promise<Credential> {
+    const cached = this.cache.get(serverUrl);
+    if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached);
     return this.singleFlight(serverUrl, { kind: 'due' });
   }
 
@@ -114,9 +134,14 @@ export class TokenManager {
 
   /** The server rejected `rejectedAccessToken` (401): get another one, adopting or refreshing. */
   recoverFromRejection(serverUrl: string, rejectedAccessToken: string): Promise<string> {
+    return this.recoverCredential(serverUrl, rejectedAccessToken).then(accessTokenOf);
+  }
+
+  /** recoverFromRejection with how to present the token. */
+  recoverCredential(serverUrl: string, rejectedAccessToken: string): Promise<Credential> {
     const cached = this.cache.get(serverUrl);
     if (cached?.accessToken === rejectedAccessToken) this.cache.delete(serverUrl);
-    else if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached.accessToken);
+    else if (cached !== undefined && this.clock.now() < cached.refreshAt) return Promise.resolve(cached);
     return this.singleFlight(serverUrl, { kind: 'rejected', rejectedAccessToken });
   }
 
@@ -124,17 +149,17 @@ export class TokenManager {
    * The server rejected `rejectedAccessToken` while refreshing for it is backed off: a token
    * another process stored since, if any. Reads the record without a lock; never refreshes.
    */
-  async adoptNewer(serverUrl: string, rejectedAccessToken: string): Promise<string | undefined> {
+  async adoptNewer(serverUrl: string, rejectedAccessToken: string): Promise<Credential | undefined> {
     const read = await this.deps.store.read(serverUrl);
     if (read.kind !== 'ok' || detectDrift(read.record) !== undefined) return undefined;
     const fresh = this.adoptable(read.record, { kind: 'rejected', rejectedAccessToken });
-    return fresh === undefined ? undefined : this.remember(serverUrl, fresh).accessToken;
+    return fresh === undefined ? undefined : this.remember(serverUrl, fresh, read.record.dpop);
   }
 
   /** Make the manager serve the tokens of a record just written (after login). */
   adopt(record: ServerRecord): void {
     if (record.tokens && !record.needsAuth && detectDrift(record) === undefined)
-      this.remember(record.serverUrl, record.tokens);
+      this.remember(record.serverUrl, record.tokens, record.dpop);
   }
 
   forget(serverUrl: string): void {
@@ -156,7 +181,7 @@ export class TokenManager {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
   }
 
-  private singleFlight(serverUrl: string, cause: RefreshCause): Promise<string> {
+  private singleFlight(serverUrl: string, cause: RefreshCause): Promise<CachedToken> {
     const running = this.inflight.get(serverUrl);
     if (running !== undefined) return running;
     const flight = this.refreshTransaction(serverUrl, cause).finally(() => {
@@ -171,11 +196,12 @@ export class TokenManager {
    * just refreshed them, and the next refresh waits at least MIN_REFRESH_INTERVAL_MS from then
    * (a slow AS answering with a token already due must not start the next refresh at once).
    */
-  private remember(serverUrl: string, tokens: Tokens, refreshedAt?: number): CachedToken {
+  private remember(serverUrl: string, tokens: Tokens, dpop: DpopKey | undefined, refreshedAt?: number): CachedToken {
     const mode = this.deps.refreshMode ?? 'on-demand';
     const entry: CachedToken = {
       accessToken: tokens.accessToken,
       tokenType: tokens.tokenType,
+      ...(tokens.tokenType === 'DPoP' && dpop ? { dpop } : {}),
       refreshAt: refreshDueAt(tokens, Math.random(), mode, refreshedAt),
       expiresAt: tokens.expiresAt,
     };
@@ -252,7 +278,7 @@ export class TokenManager {
     return result.record;
   }
 
-  private async refreshTransaction(serverUrl: string, cause: RefreshCause): Promise<string> {
+  private async refreshTransaction(serverUrl: string, cause: RefreshCause): Promise<CachedToken> {
     const { store, logger } = this.deps;
 
     // 1. Lock-free read: the common case after another process refreshed is a plain adoption.
@@ -266,15 +292,74 @@ export class TokenManager {
           serverUrl,
           generation: hint.generation,
         });
-        return this.remember(serverUrl, fresh).accessToken;
+        return this.remember(serverUrl, fresh, hint.dpop);
       }
     }
 
-    // 2. Take the per-server refresh lock and re-read under it.
+    // 2. Take the per-server refresh lock and re-read under it. While another process holds it,
+    //    watch the record: its tokens are adopted the moment they land, without queueing on the lock.
+    const watch = new AbortController();
+    let watching: Promise<void> | undefined;
+    try {
+      return await this.lockedRefresh(serverUrl, cause, {
+        signal: watch.signal,
+        onWait: () => {
+          watching ??= this.watchForAdoptable(serverUrl, cause, watch);
+        },
+        onLocked: () => {
+          if (!watch.signal.aborted) watch.abort(new LockTaken());
+        },
+      });
+    } catch (err) {
+      // acquireLock throws the abort's reason itself: only then was the wait given up for adoption.
+      if (err instanceof AdoptedWhileWaiting) {
+        const adopted = err;
+        logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored while waiting for its lock', {
+          serverUrl,
+          generation: adopted.generation,
+        });
+        return this.remember(serverUrl, adopted.tokens, adopted.dpop);
+      }
+      throw err;
+    } finally {
+      if (!watch.signal.aborted) watch.abort(new LockTaken());
+      await watching;
+    }
+  }
+
+  /**
+   * While this process waits for the refresh lock, read the record lock-free (backing off from
+   * 5 ms to 25 ms) until it holds tokens this manager may adopt, then abort the lock wait with
+   * them. Ends when the lock is taken or the wait failed (the controller is aborted either way).
+   */
+  private async watchForAdoptable(serverUrl: string, cause: RefreshCause, watch: AbortController): Promise<void> {
+    let delay = 5;
+    while (!watch.signal.aborted) {
+      await sleep(delay);
+      delay = Math.min(25, delay * 1.5);
+      if (watch.signal.aborted) return;
+      const read = await this.deps.store.read(serverUrl).catch(() => undefined);
+      if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
+      const fresh = this.adoptable(read.record, cause);
+      if (fresh !== undefined && !watch.signal.aborted) {
+        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop));
+        return;
+      }
+    }
+  }
+
+  /** Steps 2 to 7, under the server's refresh lock. */
+  private lockedRefresh(
+    serverUrl: string,
+    cause: RefreshCause,
+    waiting: { signal: AbortSignal; onWait: () => void; onLocked: () => void },
+  ): Promise<CachedToken> {
+    const { store, logger } = this.deps;
     return store.transaction(
       serverUrl,
       'refresh',
       async (tx) => {
+        waiting.onLocked();
         const record = await this.readRecord(serverUrl, () => tx.read());
         const marker = needsAuthFromRecord(record);
         if (marker) throw marker;
@@ -295,7 +380,7 @@ export class TokenManager {
             serverUrl,
             generation: record.generation,
           });
-          return this.remember(serverUrl, fresh).accessToken;
+          return this.remember(serverUrl, fresh, record.dpop);
         }
 
         // A machine grant (machine-grant.ts): the next token comes from the grant, not a refresh token.
@@ -309,14 +394,16 @@ export class TokenManager {
               await tx.write(markNeedsAuth(record, info));
             },
           );
-          if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, record.tokens as Tokens);
+          if (next === 'unreachable-but-valid')
+            return this.serveUntilExpiry(serverUrl, record.tokens as Tokens, undefined);
           const written = await tx.write(next);
           logger.emit('info', 'refresh.ok', `obtained a new access token (${record.grant.type})`, {
             serverUrl,
             generation: written.generation,
             grant: record.grant.type,
           });
-          return this.remember(serverUrl, next.tokens as Tokens, next.lastRefreshAt).accessToken;
+          // Bearer tokens: a machine grant's requests carry no DPoP proof (its record holds no key).
+          return this.remember(serverUrl, next.tokens as Tokens, undefined, next.lastRefreshAt);
         }
 
         const tokens = record.tokens;
@@ -324,9 +411,9 @@ export class TokenManager {
         if (!tokens.refreshToken) {
           if (cause.kind === 'due' && isUnexpired(tokens, this.clock.now())) {
             // Nothing to refresh with; serve the token until it expires, then needs-auth `expired`.
-            const entry = this.remember(serverUrl, tokens);
+            const entry = this.remember(serverUrl, tokens, record.dpop);
             entry.refreshAt = tokens.expiresAt ?? entry.refreshAt;
-            return tokens.accessToken;
+            return entry;
           }
           const info = needsAuthInfo(serverUrl, cause.kind === 'rejected' ? 'revoked' : 'expired');
           await tx.write(markNeedsAuth(record, info));
@@ -350,18 +437,26 @@ export class TokenManager {
         const next = await this.refreshWithRetry(
           record,
           tokens,
-          () =>
-            refreshAccessToken(
+          async () => {
+            // RFC 9449 section 5: a DPoP-bound grant is refreshed with a proof of the same key.
+            const dpop = record.dpop ? await this.keyring.handle(record.dpop) : undefined;
+            return refreshAccessToken(
               record.authorizationServer,
               record.registration,
-              { refreshToken, resource: record.resource, ...(tokens.scope ? { scope: tokens.scope } : {}) },
+              {
+                refreshToken,
+                resource: record.resource,
+                ...(tokens.scope ? { scope: tokens.scope } : {}),
+                ...(dpop ? { dpop } : {}),
+              },
               this.deps.http(),
-            ),
+            );
+          },
           async (info) => {
             await tx.write(markNeedsAuth(record, info));
           },
         );
-        if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens);
+        if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens, record.dpop);
         const written = await tx.write(next);
         const refreshedAt = next.lastRefreshAt;
         logger.emit('info', 'refresh.ok', 'refreshed access token', {
@@ -370,15 +465,18 @@ export class TokenManager {
           rotated: next.tokens?.refreshToken !== tokens.refreshToken,
         });
         // 7. Expose only what is persisted.
-        return this.remember(serverUrl, next.tokens as Tokens, refreshedAt).accessToken;
+        return this.remember(serverUrl, next.tokens as Tokens, next.dpop, refreshedAt);
       },
       {
         ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
-        onWait: (holder) =>
+        signal: waiting.signal,
+        onWait: (holder) => {
           logger.emit('debug', 'refresh.waiting', 'waiting for another process refreshing this server', {
             serverUrl,
             holderPid: holder.info?.pid,
-          }),
+          });
+          waiting.onWait();
+        },
       },
     );
   }
@@ -398,12 +496,12 @@ export class TokenManager {
     });
   }
 
-  private serveUntilExpiry(serverUrl: string, tokens: Tokens): string {
-    const entry = this.remember(serverUrl, tokens);
+  private serveUntilExpiry(serverUrl: string, tokens: Tokens, dpop: DpopKey | undefined): CachedToken {
+    const entry = this.remember(serverUrl, tokens, dpop);
     // Retry the refresh soon rather than at the normal due time, but keep serving the valid token.
     const now = this.clock.now();
     entry.refreshAt = Math.min(tokens.expiresAt ?? now + 5000, now + 1000);
-    return tokens.accessToken;
+    return entry;
   }
 
   /**
@@ -441,6 +539,7 @@ export class TokenManager {
           if (tokens !== undefined && isUnexpired(tokens, this.clock.now())) return 'unreachable-but-valid';
           throw new NeedsAuthError(
             needsAuthInfo(serverUrl, 'as_unreachable', {
+              issuer: record.authorizationServer.issuer,
               error: err.oauthError,
               errorDescription: err.message,
               request: err.request,
@@ -500,6 +599,10 @@ export class TokenManager {
   }
 }
 
+function accessTokenOf(credential: Credential): string {
+  return credential.accessToken;
+}
+
 /**
  * The record with a needs-auth marker; tokens the AS refused are dropped, the registration kept.
  * The marker is printed again by `status`, so the AS's words are stored made safe to print.
@@ -521,3 +624,15 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
     updatedAt: new Date().toISOString(),
   };
 }
+
+/** The reason a lock wait is aborted when the record came to hold adoptable tokens meanwhile. */
+class AdoptedWhileWaiting {
+  constructor(
+    readonly tokens: Tokens,
+    readonly generation: number,
+    readonly dpop: DpopKey | undefined,
+  ) {}
+}
+
+/** The reason the record watch stops once the lock wait ended (taken, timed out or failed). */
+class LockTaken {}

@@ -473,6 +473,18 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
   }
 }
 
+/** Every lock this process holds now, for releaseHeldLocks. */
+const heldLocks = new Set<LockHandle>();
+
+/**
+ * Release every lock this process holds (each as its own `release()` does). For a process about to
+ * exit on a signal (Ctrl-C during a sign-in): its finally blocks will never run, and a lock file
+ * left behind makes the next process wait for the takeover and `authkeep doctor` report it.
+ */
+export async function releaseHeldLocks(): Promise<void> {
+  await Promise.all([...heldLocks].map((handle) => handle.release()));
+}
+
 function startHolding(
   file: string,
   name: string,
@@ -513,7 +525,7 @@ function startHolding(
   }, heartbeatMs);
   timer.unref();
 
-  return {
+  const handle: LockHandle = {
     name,
     path: file,
     holder,
@@ -524,6 +536,7 @@ function startHolding(
     async release() {
       if (released) return;
       released = true;
+      heldLocks.delete(handle);
       clearInterval(timer);
       const ours: Observed = { id: holder.nonce, info: holder, mtimeMs: 0, ino: -1 };
       const giveUpAt = Date.now() + 2_000;
@@ -538,6 +551,8 @@ function startHolding(
       wakeWaiters(file);
     },
   };
+  heldLocks.add(handle);
+  return handle;
 }
 
 /**

@@ -10,6 +10,7 @@
  */
 import * as z from 'zod/mini';
 import { NEEDS_AUTH_REASONS } from '../errors.js';
+import { DPOP_ALGS, type DpopKey } from '../oauth/dpop.js';
 import {
   type AuthorizationServer,
   REGISTRATION_METHODS,
@@ -53,7 +54,24 @@ export const AuthorizationServerSchema = z.object({
   authorization_response_iss_parameter_supported: z.exactOptional(z.boolean()),
   device_authorization_endpoint: z.exactOptional(z.string()),
   grant_types_supported: z.exactOptional(z.array(z.string())),
+  dpop_signing_alg_values_supported: z.exactOptional(z.array(z.string())),
 } satisfies Record<keyof AuthorizationServer, z.ZodMiniType>) satisfies z.ZodMiniType<AuthorizationServer>;
+
+/**
+ * The server's DPoP key pair (RFC 9449), generated at sign-in and written with the tokens bound to
+ * it, in the same record: a token and its key are never apart. `privateJwk.d` is a secret: no
+ * status, inspection or log shows it.
+ */
+export const DpopKeySchema = z.object({
+  alg: z.enum(DPOP_ALGS),
+  privateJwk: z.object({
+    kty: z.literal('EC'),
+    crv: z.string().check(z.minLength(1)),
+    x: z.string().check(z.minLength(1)),
+    y: z.string().check(z.minLength(1)),
+    d: z.string().check(z.minLength(1)),
+  }),
+}) satisfies z.ZodMiniType<DpopKey>;
 
 /** Tokens, stamped with the registration and issuer they were issued to (invariant 5). */
 export const TokensSchema = z.object({
@@ -96,6 +114,8 @@ export const ServerRecordSchema = z.object({
   tokens: z.optional(TokensSchema),
   /** A machine grant: the next token comes from it, not from a refresh token (grant-schema.ts). */
   grant: z.exactOptional(MachineGrantSchema),
+  /** Present when the tokens are DPoP-bound (tokenType `DPoP`): the key they are bound to. */
+  dpop: z.optional(DpopKeySchema),
   /** Set when the server needs an interactive sign-in; cleared by a successful login. */
   needsAuth: z.optional(NeedsAuthStateSchema),
   lastRefreshAt: z.optional(z.number()),

@@ -101,7 +101,7 @@ test('login, token, status --json, doctor, proxy, logout and token again, as rea
   assert.equal(statuses[0]?.registration, 'dynamic');
   assertNoSecrets([status.stdout, status.stderr], witness.secrets(), 'status --json');
 
-  const table = await runCliProcess(cli, ['status']);
+  const table = await runCliProcess(cli, ['status'], { env: { COLUMNS: '200' } }); // wide enough for every column
   ok(table, 'status');
   assert.match(
     table.stdout,

@@ -132,7 +132,10 @@ test('other failures exit 1 with one line and a hint, and a stack trace only wit
     lines[0] ?? '',
     /^authkeep: POST https:\/\/as\.example\.com\/token failed: ECONNREFUSED \[as_unreachable\]$/,
   );
-  assert.match(lines[1] ?? '', /^hint: check the network.*authkeep doctor https:\/\/mcp\.example\.com\/mcp$/);
+  assert.match(
+    lines[1] ?? '',
+    /^hint: check the network.*authkeep doctor https:\/\/mcp\.example\.com\/mcp checks both servers$/,
+  );
   assert.equal(plain.stdout.text, '');
 
   const debug = failing();
@@ -164,6 +167,7 @@ test('global flags: --home, $AUTHKEEP_HOME, --allow-http reach the keeper, befor
 
 test('status prints a table with needs-auth reason and fix, or the ServerStatus array as JSON', async () => {
   const deps = fakeDeps({ status: async () => [okStatus, needsAuthStatus] });
+  deps.env = { ...deps.env, COLUMNS: '200' }; // every column (80, the default, leaves some out)
   assert.equal(await runCli(['status'], deps), 0);
   const out = deps.stdout.text;
   assert.match(

@@ -6,6 +6,8 @@
  *     expiries, however slow the machine). Checks each token had not expired when it was asked
  *     for (JWT exp), and now and then that the server accepts it; a refusal is classified from the
  *     server's own answer (see `Rejection`). Prints one JSON summary line (never a token).
+ *     With SESSION_CHILD_PROBE=keeper the probe goes through keeper.fetch (DPoP-bound tokens need
+ *     its proof), which answers a 401 itself: then any answer other than 200 is a rejection.
  *   login <home> <url>  calls keeper.login (browser: $BROWSER), printing the sign-in's log events
  *     as `{"event": name}` lines (the test synchronises on them), then a fingerprint of the access
  *     token it ends up holding.
@@ -68,11 +70,12 @@ function errorDescription(header: string | null): string {
   return /error_description="([^"]*)"/.exec(header ?? '')?.[1] ?? header ?? '';
 }
 
-async function probe(url: string, token: string): Promise<Response> {
-  const res = await fetch(url, {
+async function probe(url: string, token: string, keeper: AuthKeeper): Promise<Response> {
+  const viaKeeper = process.env.SESSION_CHILD_PROBE === 'keeper';
+  const res = await (viaKeeper ? keeper.fetch(url) : fetch)(url, {
     method: 'POST',
     headers: {
-      authorization: `Bearer ${token}`,
+      ...(viaKeeper ? {} : { authorization: `Bearer ${token}` }),
       'content-type': 'application/json',
       accept: 'application/json, text/event-stream',
     },
@@ -120,8 +123,15 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
         if (exp <= askedAt) summary.stale++;
         if (i % 25 === 0) {
           summary.probes++;
-          const res = await probe(url, token);
-          if (res.status === 401 || res.status === 403) {
+          const res = await probe(url, token, keeper);
+          if (res.status !== 200 && process.env.SESSION_CHILD_PROBE === 'keeper') {
+            summary.rejected.push({
+              status: res.status,
+              description: errorDescription(res.headers.get('www-authenticate')),
+              msLeftWhenAsked: exp - askedAt,
+              msLeftAtAnswer: exp - Date.now(),
+            });
+          } else if (res.status === 401 || res.status === 403) {
             const answeredAt = Date.now();
             const description = errorDescription(res.headers.get('www-authenticate'));
             // The server checks exp when the probe arrives: a token with less life left than the

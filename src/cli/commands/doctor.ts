@@ -354,9 +354,9 @@ export function registerDoctor(program: Command, deps: CliDeps, exit: ExitSlot):
     .command('doctor')
     .summary('check the store, file modes, drift, locks and reachability')
     .description(
-      'Check what can silently break sign-in for every stored server (or only <url>): records that\n' +
-        'do not parse and quarantined files, file modes (0600 files, 0700 directories), drift and\n' +
-        'needs-auth states, stale locks, and whether the server and its authorization server answer.\n' +
+      'Check what can silently break sign-in for every stored server (or only <url>): records that ' +
+        'do not parse and quarantined files, file modes (0600 files, 0700 directories), drift and ' +
+        'needs-auth states, stale locks, and whether the server and its authorization server answer. ' +
         'Each problem comes with the command that fixes it. Exits 0 when all is well, 1 otherwise.',
     )
     .argument('[url]', 'only this MCP server')

@@ -232,8 +232,8 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
     .command('login')
     .summary('sign in to a server and store its credentials')
     .description(
-      'Sign in to the MCP server at <url>: discover its authorization server, register a client\n' +
-        '(or use --client-id), open the sign-in page in the browser ($BROWSER, else the system\n' +
+      'Sign in to the MCP server at <url>: discover its authorization server, register a client ' +
+        '(or use --client-id), open the sign-in page in the browser ($BROWSER, else the system ' +
         'opener), and store the tokens. Prints where it stored what; never prints a token.',
     )
     .argument('<url>', 'the MCP server URL')

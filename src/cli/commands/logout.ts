@@ -59,8 +59,8 @@ export function registerLogout(program: Command, deps: CliDeps, exit: ExitSlot):
     .command('logout')
     .summary("revoke a server's tokens, then delete them")
     .description(
-      'Revoke the tokens for <url> at its authorization server (when it offers revocation), then\n' +
-        'delete the stored record. Deletes even when the authorization server cannot be reached,\n' +
+      'Revoke the tokens for <url> at its authorization server (when it offers revocation), then ' +
+        'delete the stored record. Deletes even when the authorization server cannot be reached, ' +
         'and says whether it revoked.',
     )
     .argument('<url>', 'the MCP server URL')

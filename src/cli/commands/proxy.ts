@@ -154,9 +154,9 @@ export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): 
     .command('proxy')
     .summary('run a stdio MCP server that forwards to <url> with authkeep auth (mcp-remote compatible)')
     .description(
-      'Bridge stdio JSON-RPC to the remote MCP server at <url> (Streamable HTTP, or SSE), signing in\n' +
-        "and refreshing with authkeep. Put it in an MCP client's config instead of mcp-remote:\n" +
-        '  "command": "npx", "args": ["authkeep", "proxy", "https://mcp.example.com/mcp"]\n' +
+      'Bridge stdio JSON-RPC to the remote MCP server at <url> (Streamable HTTP, or SSE), signing in ' +
+        "and refreshing with authkeep. Put it in an MCP client's config instead of mcp-remote " +
+        '("command": "npx", "args": ["authkeep", "proxy", "https://mcp.example.com/mcp"]). ' +
         'stdout carries the protocol only; logs go to stderr and <home>/logs/proxy-<pid>.log.',
     )
     .argument('<url>', 'the MCP server URL')

@@ -15,7 +15,7 @@ import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { type GlobalOptions, keeperOptions } from '../global-options.js';
-import { formatDuration, makeStyle, relativeTime, renderTable, type Style } from '../output.js';
+import { fitTable, formatDuration, makeStyle, outputWidth, relativeTime, renderTable, type Style } from '../output.js';
 
 export interface StatusOptions {
   global: GlobalOptions;
@@ -42,7 +42,9 @@ export async function runStatus(deps: CliDeps, options: StatusOptions): Promise<
     deps.stdout.write(`No servers signed in (home: ${keeper.home}).\nRun: authkeep login <url>\n`);
     return ExitCode.Ok;
   }
-  deps.stdout.write(renderStatusTable(statuses, deps.now(), makeStyle(deps.stdout, deps.env)));
+  deps.stdout.write(
+    renderStatusTable(statuses, deps.now(), makeStyle(deps.stdout, deps.env), outputWidth(deps.stdout, deps.env)),
+  );
   return ExitCode.Ok;
 }
 
@@ -52,12 +54,37 @@ function accessExpiry(s: ServerStatus, now: number): string {
   return at >= now ? `in ${formatDuration(at - now)}` : `expired ${formatDuration(now - at)} ago`;
 }
 
-/** Every cell and line goes through displayText: the record holds the AS's words (issuer, client_id, error_description). */
-export function renderStatusTable(statuses: ServerStatus[], now: number, style: Style): string {
+const HEADER = [
+  'SERVER',
+  'ISSUER',
+  'CLIENT ID',
+  'REGISTRATION',
+  'ACCESS EXPIRES',
+  'REFRESH AGE',
+  'LAST REFRESH',
+  'STATE',
+];
+/** Columns left out first when the table is wider than the terminal: LAST REFRESH ... ISSUER. */
+const DROP_ORDER = [6, 3, 5, 2, 1];
+/** Then the SERVER cells are cut in the middle. */
+const SHRINKABLE = [0];
+
+/** A client ID as the table shows it: its first characters (`--json` has it whole). */
+export function shortClientId(clientId: string): string {
+  return clientId.length > 12 ? `${clientId.slice(0, 8)}…` : clientId;
+}
+
+/**
+ * The table, fitted to `width` columns (outputWidth), and the needs-auth details under it. Every
+ * cell and line goes through displayText: the record holds the AS's words (issuer, client_id,
+ * error_description). Only the STATE cells and the details' first word are coloured, after the
+ * fitting, so no cut ever falls inside a colour code.
+ */
+export function renderStatusTable(statuses: ServerStatus[], now: number, style: Style, width = 80): string {
   const rows = statuses.map((s) => [
     displayText(s.serverUrl),
     displayText(s.issuer ?? '-'),
-    displayText(s.clientId ?? '-'),
+    shortClientId(displayText(s.clientId ?? '-')),
     displayText(s.grant?.type ?? s.registration ?? '-'),
     accessExpiry(s, now),
     s.refreshTokenAgeSeconds !== undefined
@@ -68,15 +95,19 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
           ? 'none'
           : '-',
     relativeTime(s.lastRefreshAt, now),
-    s.state === 'ok'
-      ? style.green('ok')
-      : style.red(`needs-auth (${displayText(s.needsAuth?.reason ?? 'unknown', 40)})`),
+    s.state === 'ok' ? 'ok' : `needs-auth (${displayText(s.needsAuth?.reason ?? 'unknown', 40)})`,
   ]);
-  let out = renderTable(
-    ['SERVER', 'ISSUER', 'CLIENT ID', 'REGISTRATION', 'ACCESS EXPIRES', 'REFRESH AGE', 'LAST REFRESH', 'STATE'],
-    rows,
-    style,
-  );
+  const fitted = fitTable(HEADER, rows, width, DROP_ORDER, SHRINKABLE);
+  const coloured = fitted.rows.map((row, r) => {
+    const last = row.length - 1;
+    const paint = statuses[r]?.state === 'ok' ? style.green : style.red;
+    return row.map((cell, i) => (i === last ? paint(cell) : cell));
+  });
+  let out = renderTable(fitted.header, coloured, style);
+  if (fitted.hidden.length > 0) {
+    const n = fitted.hidden.length;
+    out += `(${n} column${n === 1 ? '' : 's'} left out to fit ${width}; authkeep status --json shows all)\n`;
+  }
   for (const s of statuses) {
     // Where the next token comes from: the grant and its sources (names and paths, never values).
     if (s.grant) out += `\ngrant ${displayText(s.serverUrl)}: ${displayText(s.grant.description, 1000)}\n`;
@@ -96,9 +127,9 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitSlot):
     .command('status')
     .summary('show each stored server: registration, token expiry, state')
     .description(
-      'Show one row per stored server (or only <url>): issuer, client_id, how the client was\n' +
-        'registered, access-token expiry, refresh-token age, last refresh, and state. A server\n' +
-        'that needs a sign-in shows the reason, the last error and the command that fixes it.\n' +
+      'Show one row per stored server (or only <url>): issuer, client_id, how the client was ' +
+        'registered, access-token expiry, refresh-token age, last refresh, and state. A server ' +
+        'that needs a sign-in shows the reason, the last error and the command that fixes it. ' +
         'Reads the local store only. Exits 0 whatever the states; --json for scripts.',
     )
     .argument('[url]', 'only this MCP server')

@@ -37,8 +37,8 @@ export function registerToken(program: Command, deps: CliDeps, exit: ExitSlot): 
     .command('token')
     .summary('print a valid access token for a server (stdout: the token only)')
     .description(
-      'Print a valid access token for <url> on stdout, followed by a newline, and nothing else.\n' +
-        'Refreshes it first when due; concurrent invocations refresh once, machine-wide.\n' +
+      'Print a valid access token for <url> on stdout, followed by a newline, and nothing else. ' +
+        'Refreshes it first when due; concurrent invocations refresh once, machine-wide. ' +
         'When the server needs a sign-in, prints the reason on stderr and exits 4.',
     )
     .argument('<url>', 'the MCP server URL')

@@ -1,0 +1,96 @@
+/**
+ * Refresh-storm benchmark: N processes (8, 32) meet one expiry of one server against the real
+ * strict authorization server (rotation, reuse revocation). The figure is the time from "go" (all
+ * processes loaded, the stored token due) until the last of them holds the fresh token, divided
+ * by the same measure for one process alone (one refresh round trip), measured in the same run,
+ * rounds alternating. Goal: <= 1.5x at 32. Each round must make exactly one refresh at the AS and
+ * hand every process the same token, or its time means nothing and the run fails.
+ *
+ *   node --import tsx bench/refresh-storm.bench.ts      (STORM_ROUNDS=5, STORM_SIZES=8,32)
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Bed, startBed } from '../test/helpers/bed.js';
+import { type Child, spawnTsx, startTogether } from '../test/helpers/child-process.js';
+import { expireStoredTokens } from '../test/helpers/records.js';
+import { type BenchResult, RESULTS_FILE, recordResults } from './results.js';
+
+const CHILD = fileURLToPath(new URL('./storm-child.ts', import.meta.url));
+const ROUNDS = Number(process.env.STORM_ROUNDS ?? 5);
+const SIZES = (process.env.STORM_SIZES ?? '8,32').split(',').map(Number);
+const GOAL = 1.5;
+
+/** A TestContext stand-in: the bed registers its teardown here. */
+const teardown: Array<() => unknown> = [];
+const context = { after: (fn: () => unknown) => teardown.push(fn) } as unknown as Parameters<typeof startBed>[0];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** One expiry met by `n` processes: milliseconds from go until the last holds the fresh token. */
+async function storm(bed: Bed, url: string, n: number): Promise<number> {
+  await expireStoredTokens(bed.home, url);
+  const before = bed.as.audit.counts();
+  const children: Child[] = Array.from({ length: n }, () => spawnTsx(CHILD, [bed.home, url]));
+  try {
+    const goAt = await startTogether(children);
+    const lines = await Promise.all(children.map((child) => child.waitForLine(/^\{/)));
+    const results = lines.map((line) => JSON.parse(line) as { doneAt: number; fingerprint: string });
+    const after = bed.as.audit.counts();
+    const refreshes = after.refreshGrants - before.refreshGrants;
+    if (refreshes !== 1) throw new Error(`${n} processes made ${refreshes} refreshes at one expiry, not 1`);
+    if (after.refreshReuses !== before.refreshReuses) throw new Error('a refresh token was reused');
+    if (new Set(results.map((r) => r.fingerprint)).size !== 1) throw new Error('the processes hold different tokens');
+    return Math.max(...results.map((r) => r.doneAt)) - goAt;
+  } finally {
+    for (const child of children) child.proc.kill();
+    await Promise.all(children.map((child) => child.exited));
+  }
+}
+
+async function main(): Promise<void> {
+  const bed = await startBed(context);
+  const url = (bed.servers[0] as Bed['servers'][number]).url;
+  await bed.keeper().login(url);
+  const lone: number[] = [];
+  const stormed = new Map<number, number[]>(SIZES.map((n) => [n, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    lone.push(await storm(bed, url, 1));
+    for (const n of SIZES) stormed.get(n)?.push(await storm(bed, url, n));
+  }
+  const loneMs = median(lone);
+  const results: BenchResult[] = SIZES.map((n) => {
+    const ms = median(stormed.get(n) ?? []);
+    const ratio = ms / loneMs;
+    return {
+      name: `refresh storm: ${n} processes at one expiry`,
+      ratio,
+      goal: { ratio: GOAL, compare: '<=' },
+      goalMet: ratio <= GOAL,
+      processes: n,
+      rounds: ROUNDS,
+      medianAllFreshMs: Math.round(ms),
+      medianLoneRefreshMs: Math.round(loneMs),
+      refreshesPerExpiry: 1,
+    };
+  });
+  console.log(`refresh storm (${ROUNDS} rounds; one refresh alone: median ${Math.round(loneMs)} ms)`);
+  for (const r of results) {
+    console.log(
+      `  ${String(r.processes).padStart(3)} processes: all fresh after ${r.medianAllFreshMs} ms = ${r.ratio.toFixed(2)}x (goal <= ${GOAL}x${r.goalMet ? '' : ', NOT MET'})`,
+    );
+  }
+  recordResults(results);
+  console.log(`written to ${path.relative(process.cwd(), RESULTS_FILE)}`);
+}
+
+try {
+  await main();
+} finally {
+  for (const fn of teardown.reverse()) await fn();
+}
