@@ -53,11 +53,9 @@ test('8 processes at one expiry on client credentials: exactly one token request
   const witness = witnessSecrets(bed.as);
   const server = bed.servers[0]!;
   const env = { CI_SECRET: SECRET };
-  await bed
-    .keeper({ secretReader: { env, readFile: async () => '' } })
-    .login(server.url, {
-      grant: { type: 'client_credentials', clientId: 'ci-fleet', clientSecret: { env: 'CI_SECRET' } },
-    });
+  await bed.keeper({ secretReader: { env, readFile: async () => '' } }).login(server.url, {
+    grant: { type: 'client_credentials', clientId: 'ci-fleet', clientSecret: { env: 'CI_SECRET' } },
+  });
   await expireStoredTokens(bed.home, server.url);
   const before = bed.as.audit.counts().clientCredentialsGrants;
 
@@ -80,11 +78,9 @@ test('8 processes racing 4+ expiries of 2 s client-credentials tokens: one token
   const bed = await fleetBed(t, 2);
   const server = bed.servers[0]!;
   const env = { CI_SECRET: SECRET };
-  await bed
-    .keeper({ secretReader: { env, readFile: async () => '' } })
-    .login(server.url, {
-      grant: { type: 'client_credentials', clientId: 'ci-fleet', clientSecret: { env: 'CI_SECRET' } },
-    });
+  await bed.keeper({ secretReader: { env, readFile: async () => '' } }).login(server.url, {
+    grant: { type: 'client_credentials', clientId: 'ci-fleet', clientSecret: { env: 'CI_SECRET' } },
+  });
   const before = bed.as.audit.counts().clientCredentialsGrants;
 
   const children = spawnChildren(t, 8, ['token-loop', bed.home, String(lifetimes), server.url], env);
