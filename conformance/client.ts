@@ -27,16 +27,25 @@
  * Environment:
  *   MCP_CONFORMANCE_SCENARIO   set by the suite: the scenario name (only logged).
  *   MCP_CONFORMANCE_CONTEXT    set by the suite for some scenarios: JSON {name, client_id,
- *                              client_secret, ...} (auth/pre-registration).
+ *                              client_secret, ...} (auth/pre-registration); the machine-identity
+ *                              scenarios add private_key_pem (client-credentials-jwt) or valid_jwt
+ *                              (wif-jwt-bearer), and configure a machine grant (machineGrantsFor).
  *   AUTHKEEP_CONFORMANCE_CIMD_URL  override the client ID metadata document URL ('' = none).
  *   AUTHKEEP_CONFORMANCE_DEBUG=1   authkeep's structured log (never secrets) on stderr.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { AuthKeeper, isAuthkeepError, NeedsAuthError, type StaticClient, VERSION } from '../src/index.js';
+import {
+  AuthKeeper,
+  isAuthkeepError,
+  type MachineGrantOptions,
+  NeedsAuthError,
+  type StaticClient,
+  VERSION,
+} from '../src/index.js';
 
 /** The URL the suite's auth/basic-cimd scenario expects as client_id (its AS never fetches it). */
 const SUITE_CIMD_URL = 'https://conformance-test.local/client-metadata.json';
@@ -108,6 +117,57 @@ function describe(err: unknown): string {
   return String(err);
 }
 
+const home = mkdtempSync(join(tmpdir(), 'authkeep-conformance-'));
+process.on('exit', () => rmSync(home, { recursive: true, force: true }));
+
+/** A secret the suite handed over, put where a machine grant reads it: a 0600 file in the home. */
+function secretFile(name: string, value: string): { file: string } {
+  const file = join(home, name);
+  writeFileSync(file, value, { mode: 0o600 });
+  return { file };
+}
+
+/**
+ * The machine identity an operator would configure for this scenario (`authkeep login
+ * --client-credentials ...`): the extension scenarios test a client set up for a grant without a
+ * browser, which nothing in the server's metadata selects. The secrets go to files, as the CLI
+ * would be given them.
+ */
+function machineGrantsFor(
+  scenario: string,
+  serverUrl: string,
+  context: SuiteContext,
+): Record<string, MachineGrantOptions> | undefined {
+  const clientId = typeof context.client_id === 'string' ? context.client_id : undefined;
+  if (!clientId) return undefined;
+  if (typeof context.private_key_pem === 'string') {
+    // auth/client-credentials-jwt: private_key_jwt (RFC 7523 section 2.2).
+    return {
+      [serverUrl]: {
+        type: 'client_credentials',
+        clientId,
+        privateKey: secretFile('client-key.pem', context.private_key_pem),
+      },
+    };
+  }
+  if (typeof context.valid_jwt === 'string') {
+    // auth/wif-jwt-bearer: the workload's token, as a platform would mount it.
+    return {
+      [serverUrl]: { type: 'jwt_bearer', clientId, assertion: secretFile('workload-token', context.valid_jwt) },
+    };
+  }
+  if (scenario === 'auth/client-credentials-basic' && typeof context.client_secret === 'string') {
+    return {
+      [serverUrl]: {
+        type: 'client_credentials',
+        clientId,
+        clientSecret: secretFile('client-secret', context.client_secret),
+      },
+    };
+  }
+  return undefined;
+}
+
 async function main(): Promise<void> {
   const serverUrl = process.argv[process.argv.length - 1];
   if (!serverUrl || process.argv.length < 3 || !/^https?:\/\//.test(serverUrl)) {
@@ -127,17 +187,17 @@ async function main(): Promise<void> {
     };
   }
 
+  const machineGrants = machineGrantsFor(scenario, serverUrl, context);
+
   // Empty AUTHKEEP_CONFORMANCE_CIMD_URL: no CIMD, so DCR is used even where the AS offers CIMD.
   const cimdUrl = process.env.AUTHKEEP_CONFORMANCE_CIMD_URL ?? SUITE_CIMD_URL;
-
-  const home = mkdtempSync(join(tmpdir(), 'authkeep-conformance-'));
-  process.on('exit', () => rmSync(home, { recursive: true, force: true }));
 
   const keeper = new AuthKeeper({
     home,
     clientName: 'authkeep-conformance',
     ...(cimdUrl ? { clientMetadataUrl: cimdUrl } : {}),
     ...(Object.keys(staticClients).length ? { staticClients } : {}),
+    ...(machineGrants ? { machineGrants } : {}),
     openAuthorizationUrl: headlessAuthorize,
     callback: { host: '127.0.0.1' },
     allowInsecureLoopback: true,

@@ -45,6 +45,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'store_io', // the file system refused a store operation
   'lock_timeout', // a lock could not be taken within its bound
   'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
+  'credential_unavailable', // a machine grant's secret, key or assertion could not be read here (names the variable or file, never the value)
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
 ] as const;
 export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];

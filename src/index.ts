@@ -15,8 +15,10 @@ export {
 export { KeeperAuthProvider, type KeeperAuthProviderOptions } from './mcp/auth-provider.js';
 export { runProxy } from './mcp/proxy.js';
 export { type ProxyOptions, parseHeaderArgs } from './mcp/proxy-options.js';
+export type { MachineGrant, MachineGrantType, SecretSource } from './oauth/grants.js';
 export { type Challenge, parseWwwAuthenticate } from './oauth/www-authenticate.js';
 export type { LogEvent, LogLevel, LogSink } from './session/log.js';
+export type { MachineGrantOptions } from './session/machine-grant.js';
 export type { AuthKeeperOptions, LoginOptions } from './session/session-keeper.js';
 export type { CallbackOptions, StaticClient } from './session/sign-in.js';
 export type { ServerStatus } from './session/status.js';

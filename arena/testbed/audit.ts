@@ -66,7 +66,7 @@ export interface HttpAuditEntry {
   /** client_id presented: from HTTP Basic, else the body, else the query. */
   clientId?: string;
   /** How the client authenticated at the token/revocation endpoint. */
-  clientAuth?: 'client_secret_basic' | 'client_secret_post' | 'none';
+  clientAuth?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
   grantType?: string;
   /** Resource indicators: requested, or for a refresh without one, the refresh token's. */
   resources: string[];
@@ -110,6 +110,10 @@ export interface AuditCounts {
   codeExchanges: number;
   /** Token requests with grant_type=refresh_token (any outcome). */
   refreshGrants: number;
+  /** Token requests with grant_type=client_credentials (any outcome). */
+  clientCredentialsGrants: number;
+  /** Token requests with the RFC 7523 jwt-bearer grant_type (any outcome). */
+  jwtBearerGrants: number;
   /** grant.error whose error_detail is `refresh token already used` (reuse of a rotated token). */
   refreshReuses: number;
   /** grant.error whose error_detail is `authorization code already consumed`. */
@@ -230,6 +234,11 @@ export class AuditLog {
       authorizationRequests: http.filter((e) => e.endpoint === 'authorization').length,
       codeExchanges: http.filter((e) => e.endpoint === 'token' && e.grantType === 'authorization_code').length,
       refreshGrants: http.filter((e) => e.endpoint === 'token' && e.grantType === 'refresh_token').length,
+      clientCredentialsGrants: http.filter((e) => e.endpoint === 'token' && e.grantType === 'client_credentials')
+        .length,
+      jwtBearerGrants: http.filter(
+        (e) => e.endpoint === 'token' && e.grantType === 'urn:ietf:params:oauth:grant-type:jwt-bearer',
+      ).length,
       refreshReuses: grantErrors.filter((e) => e.errorDetail === REFRESH_REUSE_DETAIL).length,
       codeReuses: grantErrors.filter((e) => e.errorDetail === CODE_REUSE_DETAIL).length,
       revokedGrants: events.filter((e) => e.event === 'grant.revoked').length,

@@ -14,9 +14,12 @@
  * Time is not simulated here: TTLs are plain seconds (the arena passes compressed values).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import Provider, { type ClientMetadata, type Configuration, errors } from 'oidc-provider';
+import { jwtVerify } from 'jose';
+import Provider, { type ClientMetadata, type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { handler as clientCredentialsHandler } from 'oidc-provider/lib/actions/grants/client_credentials.js';
+import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
 
 import { type AuditEntry, AuditLog, type HttpAuditEntry } from './audit.js';
 import { closeServer, listenEphemeral, sendText } from './http-util.js';
@@ -92,6 +95,19 @@ export interface AuthorizationServerOptions {
    * started with `preciseExpiry` check this `exp` to the millisecond.
    */
   preciseExpiry?: boolean;
+  /**
+   * Enable the client credentials grant (RFC 6749 section 4.4, `features.clientCredentials`) for
+   * static clients whose `grant_types` list it; with resource indicators, the token's `aud` is
+   * the requested resource. Default off.
+   */
+  clientCredentials?: boolean;
+  /**
+   * Register the RFC 7523 section 2.1 JWT bearer grant (workload identity federation): the
+   * `assertion` must verify with `publicKey` (the workload platform's key), name `audience`
+   * (default the issuer) and not be expired; then a token is issued as for client credentials
+   * (same resource and scope rules). Refusals are invalid_grant.
+   */
+  jwtBearer?: { publicKey: CryptoKey | KeyObject; audience?: string };
   /**
    * DPoP (RFC 9449, oidc-provider's `features.dPoP`): the metadata lists
    * `dpop_signing_alg_values_supported`, a token request with a proof gets tokens bound to its key
@@ -196,6 +212,7 @@ export function createAuthorizationServer(
       registration: { enabled: true, initialAccessToken: false },
       revocation: { enabled: true },
       ...(options.deviceFlow ? { deviceFlow: { enabled: true } } : {}),
+      ...(options.clientCredentials || options.jwtBearer ? { clientCredentials: { enabled: true } } : {}),
       dPoP: options.dpop
         ? {
             enabled: true,
@@ -261,6 +278,7 @@ export function createAuthorizationServer(
   const provider = new Provider(issuer, configuration);
   // No reverse proxy in front: trust nothing forwarded.
   provider.proxy = false;
+  if (options.jwtBearer) registerJwtBearerGrant(provider, issuer, options.jwtBearer);
 
   /** HTTP entries of requests in flight, by request object (events attach to them). */
   const inFlight = new WeakMap<IncomingMessage, HttpAuditEntry>();
@@ -391,4 +409,35 @@ function withClientDefaults(client: ClientMetadata): ClientMetadata {
     response_types: ['code'],
     ...client,
   };
+}
+
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/**
+ * RFC 7523 section 2.1 at oidc-provider: section 3's checks on the assertion (signature by the
+ * workload platform's key, `aud`, `exp`), then the provider's own client credentials handler
+ * issues the token (resource indicators, client scope), so both grants' tokens are alike.
+ */
+function registerJwtBearerGrant(
+  provider: Provider,
+  issuer: string,
+  options: { publicKey: CryptoKey | KeyObject; audience?: string },
+): void {
+  const helpers = Object.fromEntries(
+    Object.entries(grantHelpers).map(([name, helper]) => [
+      name,
+      (helper as (...args: unknown[]) => unknown).bind(undefined, provider),
+    ]),
+  );
+  const handle = async (ctx: KoaContextWithOIDC): Promise<void> => {
+    const assertion = (ctx.oidc.params as { assertion?: unknown }).assertion;
+    if (typeof assertion !== 'string' || assertion === '') throw new errors.InvalidRequest('missing assertion');
+    try {
+      await jwtVerify(assertion, options.publicKey, { audience: options.audience ?? issuer });
+    } catch (err) {
+      throw new errors.InvalidGrant(`assertion refused: ${(err as Error).name}`);
+    }
+    await clientCredentialsHandler(provider, helpers, ctx);
+  };
+  provider.registerGrantType(JWT_BEARER_GRANT, handle, ['assertion', 'scope', 'resource'], ['resource']);
 }

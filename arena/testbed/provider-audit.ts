@@ -90,7 +90,9 @@ export function installRequestAudit(provider: Provider, inFlight: WeakMap<Incomi
             ? 'client_secret_basic'
             : params.client_secret
               ? 'client_secret_post'
-              : 'none';
+              : params.client_assertion
+                ? 'private_key_jwt'
+                : 'none';
       }
     }
     if (entry.resources.length === 0) {

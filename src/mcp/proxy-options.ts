@@ -11,9 +11,9 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
-import { TOKEN_ENDPOINT_AUTH_METHODS } from '../oauth/types.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { LogSink } from '../session/log.js';
+import type { MachineGrantOptions } from '../session/machine-grant.js';
 import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
 import type { StaticClient } from '../session/sign-in.js';
 
@@ -24,7 +24,7 @@ export type TransportStrategy = (typeof TRANSPORT_STRATEGIES)[number];
 export const StaticOAuthClientInfoSchema = z.object({
   client_id: z.string().check(z.minLength(1)),
   client_secret: z.exactOptional(z.string()),
-  token_endpoint_auth_method: z.exactOptional(z.enum(TOKEN_ENDPOINT_AUTH_METHODS)),
+  token_endpoint_auth_method: z.exactOptional(z.enum(['none', 'client_secret_basic', 'client_secret_post'])),
 });
 export type StaticOAuthClientInfo = z.infer<typeof StaticOAuthClientInfoSchema>;
 
@@ -69,6 +69,11 @@ export interface ProxyOptions {
   debug?: boolean | undefined;
   /** Store home. Default `$AUTHKEEP_HOME` or the platform's data directory. */
   home?: string | undefined;
+  /**
+   * `--client-credentials` / `--assertion-*` with `--client-id` and the credential's source: sign
+   * in with this machine grant, never a browser (a CI job's proxy).
+   */
+  machineGrant?: MachineGrantOptions | undefined;
   /** Ready-made AuthKeeper options (the CLI's); they override what the fields above imply. */
   keeperOptions?: AuthKeeperOptions | undefined;
   /** An AuthKeeper (or SessionKeeper) to use instead of building one (embedding, tests). */
@@ -187,6 +192,9 @@ export function keeperOptionsFor(
     allowInsecureLoopback: options.allowHttp === true,
     ...(Object.keys(callback).length ? { callback } : {}),
     ...(staticClient ? { staticClients: { [canonicalServerUrl(options.serverUrl)]: staticClient } } : {}),
+    ...(options.machineGrant
+      ? { machineGrants: { [canonicalServerUrl(options.serverUrl)]: options.machineGrant } }
+      : {}),
     ...(typeof clientName === 'string' ? { clientName } : {}),
     ...prompts,
     ...given,

@@ -119,6 +119,15 @@ export function clientAuthentication(registration: Registration): ClientAuth {
       return registration.tokenEndpointAuthMethod === 'client_secret_basic'
         ? clientSecretBasic(registration.clientSecret)
         : ClientSecretPost(registration.clientSecret);
+    case 'private_key_jwt':
+      // The key is a machine grant's (oauth/client-assertion.ts), read when its request is made.
+      throw new AuthkeepError(
+        'invalid_argument',
+        'the registration uses private_key_jwt, which needs its signing key',
+        {
+          field: 'registration.tokenEndpointAuthMethod',
+        },
+      );
   }
 }
 
@@ -157,8 +166,9 @@ function scrub(text: string | undefined, secrets: readonly (string | undefined)[
   return Array.from(out).slice(0, AS_TEXT_MAX).join('');
 }
 
-interface Exchange {
-  grant: 'authorization_code' | 'refresh_token' | 'device_code';
+/** One token request: what it is for (named in descriptions), how to send it, how to read a 200, its secrets. */
+export interface Exchange {
+  grant: 'authorization_code' | 'refresh_token' | 'device_code' | 'client_credentials' | 'jwt-bearer';
   send: (options: ReturnType<typeof oauthRequestOptions> & { DPoP?: DPoPHandle }) => Promise<Response>;
   /** Sign each request with this key (RFC 9449 section 5). */
   dpop?: DPoPHandle | undefined;
@@ -246,7 +256,12 @@ function malformed(request: string, field: string, why: string, status = 200): T
   });
 }
 
-async function tokenRequest(as: AuthorizationServer, exchange: Exchange, options: HttpOptions): Promise<TokenSet> {
+/** Send `exchange` to the token endpoint and read its answer (the machine grants use it too). */
+export async function tokenRequest(
+  as: AuthorizationServer,
+  exchange: Exchange,
+  options: HttpOptions,
+): Promise<TokenSet> {
   const endpoint = assertSecureUrl(
     as.token_endpoint,
     'token_endpoint',

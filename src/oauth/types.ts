@@ -11,8 +11,16 @@ export const REGISTRATION_METHODS = ['pre_registered', 'client_id_metadata_docum
 /** How the client got its client_id (MCP "Client Registration": in that order of preference). */
 export type RegistrationMethod = (typeof REGISTRATION_METHODS)[number];
 
-export const TOKEN_ENDPOINT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'] as const;
-/** RFC 7591 section 2 `token_endpoint_auth_method` values authkeep can use. */
+export const TOKEN_ENDPOINT_AUTH_METHODS = [
+  'none',
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+] as const;
+/**
+ * RFC 7591 section 2 `token_endpoint_auth_method` values authkeep can use (`private_key_jwt`, RFC
+ * 7523 section 2.2, only with a machine grant, which says where its key is: oauth/grants.ts).
+ */
 export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
 
 /**

@@ -26,7 +26,9 @@ import { type Clock, systemClock } from './clock.js';
 import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
 import { discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
+import { type MachineGrantOptions, machineSignIn } from './machine-grant.js';
 import type { RefreshMode } from './refresh-policy.js';
+import type { SecretReader } from './secret-source.js';
 import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { SignInGate } from './sign-in-gate.js';
@@ -95,6 +97,14 @@ export interface AuthKeeperOptions {
   /** Time and timers (tests). Default the system's. */
   clock?: Clock;
   /**
+   * Machine identities (no browser, no person): a client credentials or JWT bearer grant per MCP
+   * server URL or per issuer, used by `login()` (and so by the proxy's sign-ins) instead of the
+   * browser. The record then stores the grant, and each renewal uses it (docs/MACHINE-IDENTITIES.md).
+   */
+  machineGrants?: Record<string, MachineGrantOptions>;
+  /** Where machine grants read secrets from (tests). Default this process's environment and files. */
+  secretReader?: SecretReader;
+  /**
    * DPoP (RFC 9449) at sign-in. `auto` (default): tokens are bound to a key of this machine
    * wherever the authorization server supports DPoP (a refresh token taken from the store is
    * worthless elsewhere), and wherever the server requires it. `when-required`: only where the
@@ -115,6 +125,8 @@ export interface LoginOptions {
   mode?: 'browser' | 'device' | 'auto';
   /** With mode 'device': throw `device_flow_unavailable` instead of falling back to the browser. */
   requireDevice?: boolean;
+  /** Sign in with this machine grant (overrides `machineGrants`); no browser. */
+  grant?: MachineGrantOptions;
 }
 
 export class SessionKeeper {
@@ -155,6 +167,7 @@ export class SessionKeeper {
       ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
       ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
       clock: this.clock,
+      ...(options.secretReader ? { secretReader: options.secretReader } : {}),
       dpopKeyring: this.dpopKeyring,
     });
     this.coordinator = new SignInCoordinator({
@@ -194,6 +207,14 @@ export class SessionKeeper {
             serverUrl: url,
             issuer,
             previousIssuer: current.authorizationServer.issuer,
+          });
+        }
+        const machine = options.grant ?? this.options.machineGrants?.[url] ?? this.options.machineGrants?.[issuer];
+        if (machine) {
+          return machineSignIn(server, machine, scope, {
+            http: this.http(),
+            logger: this.logger,
+            secretReader: this.options.secretReader,
           });
         }
         const staticClient = staticClientFor(this.options.staticClients, url, issuer, current?.registration);

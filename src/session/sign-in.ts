@@ -19,6 +19,7 @@ import { AuthkeepError } from '../errors.js';
 import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
 import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
 import { type DpopKey, DpopKeyring, type DpopMode, dpopPolicy, generateDpopKey } from '../oauth/dpop.js';
+import type { MachineGrant } from '../oauth/grants.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
@@ -72,6 +73,8 @@ export interface SignInContext {
 export interface SignInResult {
   registration: Registration;
   tokens: Tokens;
+  /** A machine grant signed in (machine-grant.ts): stored, so renewals use it. */
+  grant?: MachineGrant;
   /** The key the tokens are bound to (tokenType `DPoP`), stored with them. */
   dpop?: DpopKey;
 }
@@ -279,6 +282,7 @@ export function recordFromSignIn(
     authorizationServer: server.authorizationServer,
     registration: result.registration,
     tokens: result.tokens,
+    ...(result.grant ? { grant: result.grant } : {}),
     ...(result.dpop ? { dpop: result.dpop } : {}),
     updatedAt: new Date().toISOString(),
   };

@@ -7,8 +7,10 @@
  */
 import { displayText } from '../display-text.js';
 import { displayNeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import type { SecretSource } from '../oauth/grants.js';
 import type { ServerRecord } from '../store/record.js';
 import { detectDrift } from './drift.js';
+import { describeGrant, machineLoginFlags } from './machine-grant.js';
 import { isUnexpired } from './refresh-policy.js';
 
 export interface ServerStatus {
@@ -24,6 +26,17 @@ export interface ServerStatus {
   refreshTokenAgeSeconds?: number;
   lastRefreshAt?: string;
   generation?: number;
+  /**
+   * A machine grant (no person signs in): its type, how the client authenticates and where each
+   * secret is read from (a variable's name, a file's path), e.g. `client credentials
+   * (client_secret_basic, secret from environment variable CI_SECRET)`. Never a secret.
+   */
+  grant?: {
+    type: 'client_credentials' | 'jwt_bearer';
+    description: string;
+    /** Where each secret of the next request is read (`authkeep doctor` checks they are readable here). */
+    sources: Array<{ what: 'clientSecret' | 'privateKey' | 'assertion'; from: SecretSource }>;
+  };
   needsAuth?: {
     reason: NeedsAuthReason;
     error?: string;
@@ -42,7 +55,11 @@ type ReadLike =
 export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?: string): ServerStatus {
   const now = Date.now();
   const url = read.kind === 'ok' ? read.record.serverUrl : (serverUrl ?? read.serverUrl ?? '(unknown)');
-  const fix = `authkeep login ${url}`;
+  const grant = read.kind === 'ok' ? read.record.grant : undefined;
+  const fix =
+    read.kind === 'ok' && grant
+      ? `authkeep login ${url} ${machineLoginFlags(grant, read.record.registration).map(shellWord).join(' ')}`
+      : `authkeep login ${url}`;
   if (read.kind === 'missing') {
     return {
       serverUrl: url,
@@ -71,6 +88,18 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
     clientId: record.registration.clientId,
     registration: record.registration.method,
     generation: record.generation,
+    ...(grant
+      ? {
+          grant: {
+            type: grant.type,
+            description: describeGrant(grant, record.registration),
+            sources: (['clientSecret', 'privateKey', 'assertion'] as const).flatMap((what) => {
+              const from = grant[what];
+              return from ? [{ what, from }] : [];
+            }),
+          },
+        }
+      : {}),
     ...(record.lastRefreshAt ? { lastRefreshAt: new Date(record.lastRefreshAt).toISOString() } : {}),
   };
   if (tokens) {
@@ -104,9 +133,14 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
   } else if (!tokens) {
     base.state = 'needs-auth';
     base.needsAuth = { reason: 'no_credentials', at: new Date(now).toISOString(), fix };
-  } else if (!tokens.refreshToken && !isUnexpired(tokens, now)) {
+  } else if (!tokens.refreshToken && !grant && !isUnexpired(tokens, now)) {
     base.state = 'needs-auth';
     base.needsAuth = { reason: 'expired', at: new Date(tokens.expiresAt ?? now).toISOString(), fix };
   }
   return base;
+}
+
+/** `word` as one shell word: as it is when it is plain, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
 }

@@ -31,7 +31,9 @@ import type { ServerRecord, Tokens } from '../store/record.js';
 import { type Clock, systemClock } from './clock.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
+import { nextMachineToken } from './machine-grant.js';
 import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
+import type { SecretReader } from './secret-source.js';
 import { stampTokens } from './stamp-tokens.js';
 
 /** An access token as a request presents it: Bearer, or DPoP with the key it is bound to (RFC 9449). */
@@ -64,6 +66,8 @@ export interface TokenManagerDeps {
   refreshMode?: RefreshMode;
   /** Time and timers. Default the system's. */
   clock?: Clock;
+  /** Where machine grants read their secrets (environment, files). Default this process's. */
+  secretReader?: SecretReader;
   /** DPoP handles for refreshes of DPoP-bound grants (RFC 9449 section 5). Default: its own. */
   dpopKeyring?: DpopKeyring;
 }
@@ -392,6 +396,29 @@ export class TokenManager {
           return this.remember(serverUrl, fresh, record.dpop);
         }
 
+        // A machine grant (machine-grant.ts): the next token comes from the grant, not a refresh token.
+        if (record.grant !== undefined) {
+          const machine = { ...record, grant: record.grant };
+          const next = await this.refreshWithRetry(
+            record,
+            record.tokens,
+            (sentAt) => nextMachineToken(machine, this.deps.http(), sentAt, this.deps.secretReader),
+            async (info) => {
+              await tx.write(markNeedsAuth(record, info));
+            },
+          );
+          if (next === 'unreachable-but-valid')
+            return this.serveUntilExpiry(serverUrl, record.tokens as Tokens, undefined);
+          const written = await tx.write(next);
+          logger.emit('info', 'refresh.ok', `obtained a new access token (${record.grant.type})`, {
+            serverUrl,
+            generation: written.generation,
+            grant: record.grant.type,
+          });
+          // Bearer tokens: a machine grant's requests carry no DPoP proof (its record holds no key).
+          return this.remember(serverUrl, next.tokens as Tokens, undefined, next.lastRefreshAt);
+        }
+
         const tokens = record.tokens;
         if (!tokens) throw new NeedsAuthError(needsAuthInfo(serverUrl, 'no_credentials'));
         if (!tokens.refreshToken) {
@@ -419,9 +446,25 @@ export class TokenManager {
         }
 
         // 6. Refresh, persist with compare-and-swap, then expose.
+        const refreshToken = tokens.refreshToken;
         const next = await this.refreshWithRetry(
           record,
-          { ...tokens, refreshToken: tokens.refreshToken },
+          tokens,
+          async () => {
+            // RFC 9449 section 5: a DPoP-bound grant is refreshed with a proof of the same key.
+            const dpop = record.dpop ? await this.keyring.handle(record.dpop) : undefined;
+            return refreshAccessToken(
+              record.authorizationServer,
+              record.registration,
+              {
+                refreshToken,
+                resource: record.resource,
+                ...(tokens.scope ? { scope: tokens.scope } : {}),
+                ...(dpop ? { dpop } : {}),
+              },
+              this.deps.http(),
+            );
+          },
           async (info) => {
             await tx.write(markNeedsAuth(record, info));
           },
@@ -482,7 +525,9 @@ export class TokenManager {
    */
   private async refreshWithRetry(
     record: ServerRecord,
-    tokens: Tokens & { refreshToken: string },
+    tokens: Tokens | undefined,
+    /** The token request: a refresh, or a machine grant's next token (record.grant). */
+    request: (sentAt: number) => Promise<TokenSet>,
     markNeedsAuth: (info: NeedsAuthInfo) => Promise<void>,
   ): Promise<ServerRecord | 'unreachable-but-valid'> {
     const { serverUrl } = record;
@@ -490,19 +535,7 @@ export class TokenManager {
       let response: TokenSet;
       const sentAt = this.clock.now();
       try {
-        // RFC 9449 section 5: a DPoP-bound grant is refreshed with a proof of the same key.
-        const dpop = record.dpop ? await this.keyring.handle(record.dpop) : undefined;
-        response = await refreshAccessToken(
-          record.authorizationServer,
-          record.registration,
-          {
-            refreshToken: tokens.refreshToken,
-            resource: record.resource,
-            ...(tokens.scope ? { scope: tokens.scope } : {}),
-            ...(dpop ? { dpop } : {}),
-          },
-          this.deps.http(),
-        );
+        response = await request(sentAt);
       } catch (err) {
         if (!(err instanceof TokenEndpointError)) throw err;
         if (err.kind === 'transient') {
@@ -516,7 +549,7 @@ export class TokenManager {
             await sleep(delay);
             continue;
           }
-          if (isUnexpired(tokens, this.clock.now())) return 'unreachable-but-valid';
+          if (tokens !== undefined && isUnexpired(tokens, this.clock.now())) return 'unreachable-but-valid';
           throw new NeedsAuthError(
             needsAuthInfo(serverUrl, 'as_unreachable', {
               issuer: record.authorizationServer.issuer,
@@ -550,8 +583,11 @@ export class TokenManager {
           request: err.request,
         });
         await markNeedsAuth(info);
-        // The AS refused the client itself (an AS purging idle dynamic clients): never reuse it.
-        if (reason === 'client_mismatch') await this.dropRegistration(serverUrl, record.registration, reason);
+        // The AS refused the client itself (an AS purging idle dynamic clients): never reuse it. A
+        // machine grant's client is the user's configuration: it stays, for the user to correct.
+        if (reason === 'client_mismatch' && record.grant === undefined) {
+          await this.dropRegistration(serverUrl, record.registration, reason);
+        }
         this.deps.logger.emit('warn', 'needs_auth', `refresh failed: ${reason}`, {
           serverUrl,
           reason,
@@ -562,12 +598,13 @@ export class TokenManager {
       }
       const now = this.clock.now();
       // Stamped with the record's registration; the old refresh token stays when none came back.
+      // A machine grant's tokens replace the old ones whole (it has no refresh token to keep).
       const nextTokens = stampTokens(response, {
         registration: record.registration,
         sentAt,
         receivedAt: now,
-        previous: tokens,
-        requestedScope: tokens.scope,
+        ...(record.grant === undefined && tokens ? { previous: tokens } : {}),
+        requestedScope: record.grant === undefined ? tokens?.scope : record.grant.scope,
       });
       const { needsAuth: _cleared, ...rest } = record;
       return { ...rest, tokens: nextTokens, lastRefreshAt: now, updatedAt: new Date(now).toISOString() };

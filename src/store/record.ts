@@ -17,6 +17,7 @@ import {
   type Registration,
   TOKEN_ENDPOINT_AUTH_METHODS,
 } from '../oauth/types.js';
+import { MachineGrantSchema } from './grant-schema.js';
 
 export const RECORD_VERSION = 1 as const;
 
@@ -111,6 +112,8 @@ export const ServerRecordSchema = z.object({
   authorizationServer: AuthorizationServerSchema,
   registration: RegistrationSchema,
   tokens: z.optional(TokensSchema),
+  /** A machine grant: the next token comes from it, not from a refresh token (grant-schema.ts). */
+  grant: z.exactOptional(MachineGrantSchema),
   /** Present when the tokens are DPoP-bound (tokenType `DPoP`): the key they are bound to. */
   dpop: z.optional(DpopKeySchema),
   /** Set when the server needs an interactive sign-in; cleared by a successful login. */

@@ -8,6 +8,7 @@
  *     server's own answer (see `Rejection`). Prints one JSON summary line (never a token).
  *     With SESSION_CHILD_PROBE=keeper the probe goes through keeper.fetch (DPoP-bound tokens need
  *     its proof), which answers a 401 itself: then any answer other than 200 is a rejection.
+ *   token <home> <url>  one getAccessToken, then the token's fingerprint as {"token": ...}.
  *   login <home> <url>  calls keeper.login (browser: $BROWSER), printing the sign-in's log events
  *     as `{"event": name}` lines (the test synchronises on them), then a fingerprint of the access
  *     token it ends up holding.
@@ -191,7 +192,22 @@ async function login(url: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ pid: process.pid, token: fingerprint(token) })}\n`);
 }
 
-if (mode === 'token-loop') {
+/** One getAccessToken once "go" arrives; prints the token's fingerprint (never the token). */
+async function tokenOnce(url: string): Promise<void> {
+  const keeper = new AuthKeeper({ home: home as string, allowInsecureLoopback: true });
+  await readyForGo();
+  try {
+    const token = await keeper.getAccessToken(url);
+    process.stdout.write(`${JSON.stringify({ pid: process.pid, token: fingerprint(token) })}\n`);
+  } catch (err) {
+    process.stdout.write(`${JSON.stringify({ pid: process.pid, failed: (err as { code?: string }).code })}\n`);
+    process.exitCode = 3;
+  }
+}
+
+if (mode === 'token') {
+  await tokenOnce(rest[0] as string);
+} else if (mode === 'token-loop') {
   const [lifetimes, ...urls] = rest;
   await tokenLoop(Number(lifetimes), urls);
 } else if (mode === 'login') {

@@ -5,6 +5,8 @@
  *     needs a sign-in); quarantined files are listed;
  *   - file modes: records and sign-in outcomes 0600, the store's directories 0700;
  *   - state and drift: each server's status (needs-auth with its reason, drift included);
+ *   - machine grants: where the next token comes from, and whether each secret's source (an
+ *     environment variable, a file) is present here (never its value);
  *   - locks: stale lock files (dead, silent or over-long holders), with who held them;
  *   - reachability: the server and its authorization server answer HTTP within a short timeout.
  * Exit 0 when nothing failed (warnings allowed), 1 otherwise.
@@ -12,6 +14,8 @@
  * Not for: repairing anything itself; it prints the commands and the user runs them. It sees the
  * store only through its interface (`keeper.store.inspect()`), never its files.
  */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import type { ServerStatus } from '../../session/status.js';
@@ -44,7 +48,7 @@ export function parseDoctorOptions(
   };
 }
 
-export type CheckKind = 'store' | 'file_mode' | 'quarantine' | 'state' | 'lock' | 'reachability';
+export type CheckKind = 'store' | 'file_mode' | 'quarantine' | 'state' | 'credential' | 'lock' | 'reachability';
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface DoctorCheck {
@@ -129,7 +133,9 @@ function stateCheck(s: ServerStatus, now: number): DoctorCheck {
       check: 'state',
       status: 'ok',
       subject: s.serverUrl,
-      message: `${s.serverUrl}: signed in (${access}${s.hasRefreshToken ? ', refresh token stored' : ', no refresh token'})`,
+      message: s.grant
+        ? `${s.serverUrl}: machine grant (${access}); the next token comes from ${s.grant.description}`
+        : `${s.serverUrl}: signed in (${access}${s.hasRefreshToken ? ', refresh token stored' : ', no refresh token'})`,
     };
   }
   const n = s.needsAuth;
@@ -141,6 +147,51 @@ function stateCheck(s: ServerStatus, now: number): DoctorCheck {
     message: `${s.serverUrl}: needs-auth (${reason}): ${n ? describeNeedsAuth(n) : 'no stored credentials'}`,
     fix: n?.fix ?? `authkeep login ${s.serverUrl}`,
   };
+}
+
+const SOURCE_TEXT = { clientSecret: 'client secret', privateKey: 'private key', assertion: 'assertion' } as const;
+
+/**
+ * A machine grant's sources, checked from this process: each variable set, each file readable.
+ * Another process (a CI job, the proxy) may have another environment: a warning, not a failure.
+ * Only presence is checked; nothing is read into the report.
+ */
+async function grantSourceChecks(s: ServerStatus, env: NodeJS.ProcessEnv): Promise<DoctorCheck[]> {
+  if (!s.grant) return [];
+  const checks: DoctorCheck[] = [];
+  for (const { what, from } of s.grant.sources) {
+    const name = SOURCE_TEXT[what];
+    if ('env' in from) {
+      const set = env[from.env] !== undefined && env[from.env] !== '';
+      checks.push({
+        check: 'credential',
+        status: set ? 'ok' : 'warn',
+        subject: s.serverUrl,
+        message: set
+          ? `${s.serverUrl}: the ${name} comes from environment variable ${from.env}, which is set here`
+          : `${s.serverUrl}: the ${name} comes from environment variable ${from.env}, which is not set here`,
+        ...(set ? {} : { fix: `set ${from.env} in the environment of the processes that use ${s.serverUrl}` }),
+      });
+      continue;
+    }
+    const readable = await access(from.file, constants.R_OK).then(
+      () => undefined,
+      (err: NodeJS.ErrnoException) => err.code ?? 'unreadable',
+    );
+    checks.push({
+      check: 'credential',
+      status: readable === undefined ? 'ok' : 'warn',
+      subject: s.serverUrl,
+      message:
+        readable === undefined
+          ? `${s.serverUrl}: the ${name} comes from file ${from.file}, which is readable`
+          : `${s.serverUrl}: the ${name} comes from file ${from.file}, which cannot be read here (${readable})`,
+      ...(readable === undefined
+        ? {}
+        : { fix: `make ${shellQuote(from.file)} readable by the processes that use ${s.serverUrl}` }),
+    });
+  }
+  return checks;
 }
 
 /** A lock as the store's inspection reports it. */
@@ -233,6 +284,8 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   if (statuses.length === 0) checks.push({ check: 'state', status: 'ok', subject: home, message: 'no servers stored' });
   const now = deps.now();
   checks.push(...statuses.map((s) => stateCheck(s, now)));
+
+  for (const s of statuses) checks.push(...(await grantSourceChecks(s, deps.env)));
 
   for (const file of inspection.quarantined) {
     checks.push({

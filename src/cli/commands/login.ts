@@ -13,6 +13,7 @@ import { displayJson, displayText } from '../../display-text.js';
 import { AuthkeepError } from '../../errors.js';
 import { createBrowserOpener, type OpenAuthorizationUrl } from '../../session/browser.js';
 import type { ShowDeviceCode } from '../../session/device-sign-in.js';
+import type { MachineGrantOptions } from '../../session/machine-grant.js';
 import type { AuthKeeperOptions } from '../../session/session-keeper.js';
 import type { ServerStatus } from '../../session/status.js';
 import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
@@ -20,6 +21,7 @@ import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { type GlobalOptions, keeperOptions } from '../global-options.js';
+import { addMachineFlags, type MachineFlags, parseMachineFlags } from '../machine-flags.js';
 import { createSpinner, formatDuration, makeStyle } from '../output.js';
 import { pasteRedirectOpener } from '../paste-redirect.js';
 
@@ -39,12 +41,12 @@ export interface LoginOptions {
   /** `--device`: the device authorization grant (RFC 8628), or an error when the AS lacks it. */
   device: boolean;
   json: boolean;
+  /** A machine identity (`--client-credentials`, `--assertion-*`): no browser (machine-flags.ts). */
+  grant?: MachineGrantOptions | undefined;
 }
 
-export interface LoginFlags {
+export interface LoginFlags extends MachineFlags {
   scope?: string;
-  clientId?: string;
-  clientSecretFile?: string;
   callbackPort?: string;
   browser?: boolean;
   device?: boolean;
@@ -63,9 +65,11 @@ export function parseLoginOptions(url: string, flags: LoginFlags, global: Global
       `--scope ${JSON.stringify(flags.scope)} is not a space-separated list of scopes (RFC 6749 section 3.3)`,
     );
   }
+  const grant = parseMachineFlags(flags);
   return {
     global,
     serverUrl: parseServerUrl(url),
+    grant,
     scope: flags.scope,
     clientId: flags.clientId,
     clientSecretFile: flags.clientSecretFile,
@@ -146,7 +150,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     showDeviceCode,
     ...(options.callbackPort !== undefined ? { callback: { port: options.callbackPort } } : {}),
   };
-  if (options.clientId !== undefined) {
+  if (options.clientId !== undefined && options.grant === undefined) {
     const clientSecret =
       options.clientSecretFile === undefined ? undefined : await readSecretFile(options.clientSecretFile);
     extra.staticClients = {
@@ -154,15 +158,20 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     };
   }
   const keeper = deps.createKeeper(keeperOptions(options.global, deps, extra));
-  if (!options.json) deps.stderr.write(`Signing in to ${options.serverUrl}...\n`);
+  if (!options.json) {
+    deps.stderr.write(
+      `${options.grant ? `Getting a token for ${options.serverUrl} (${options.grant.type === 'jwt_bearer' ? 'JWT bearer' : 'client credentials'} grant, no browser)` : `Signing in to ${options.serverUrl}`}...\n`,
+    );
+  }
   let status: ServerStatus;
   try {
     // --no-browser: the device grant when the AS offers it, else the paste flow; --device: only it.
     const mode = options.device ? 'device' : options.browser ? 'browser' : 'auto';
     status = await keeper.login(options.serverUrl, {
       ...(options.scope !== undefined ? { scope: options.scope } : {}),
-      ...(mode !== 'browser' ? { mode } : {}),
-      ...(options.device ? { requireDevice: true } : {}),
+      ...(options.grant ? { grant: options.grant } : {}),
+      ...(mode !== 'browser' && !options.grant ? { mode } : {}),
+      ...(options.device && !options.grant ? { requireDevice: true } : {}),
     });
   } finally {
     settled = true;
@@ -201,18 +210,25 @@ export function loginSummary(status: ServerStatus, home: string, recordPath: str
     ],
     ['scope', displayText(status.scope ?? '(none granted)')],
     ['access token', `expires ${expires}`],
-    [
-      'refresh token',
-      status.hasRefreshToken
-        ? 'stored; authkeep refreshes the access token when due'
-        : 'none; sign in again when the access token expires',
-    ],
+    ...(status.grant
+      ? ([
+          ['grant', displayText(status.grant.description, 1000)],
+          ['next token', 'from the grant when this one is due (no refresh token, no browser)'],
+        ] as Array<[string, string]>)
+      : ([
+          [
+            'refresh token',
+            status.hasRefreshToken
+              ? 'stored; authkeep refreshes the access token when due'
+              : 'none; sign in again when the access token expires',
+          ],
+        ] as Array<[string, string]>)),
   ];
   return `${check} Signed in to ${status.serverUrl}\n${rows.map(([k, v]) => `  ${k.padEnd(13)} ${v}`).join('\n')}\n`;
 }
 
 export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): void {
-  program
+  const command = program
     .command('login')
     .summary('sign in to a server and store its credentials')
     .description(
@@ -223,7 +239,10 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
     .argument('<url>', 'the MCP server URL')
     .option('--scope <scopes>', 'scopes to request, space-separated (added to what the server asks for)')
     .option('--client-id <id>', 'use this pre-registered client instead of registering one')
-    .option('--client-secret-file <file>', "read the pre-registered client's secret from this file (with --client-id)")
+    .option(
+      '--client-secret-file <file>',
+      "the pre-registered client's secret is in this file (with --client-id; with --client-credentials it is read at each token request)",
+    )
     .option('--callback-port <port>', 'port of the loopback redirect URI (default: any free port)')
     .option(
       '--no-browser',
@@ -233,7 +252,8 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
       '--device',
       'sign in with a code on another device (OAuth device authorization grant); fails if the server lacks it',
     )
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print the result as JSON');
+  addMachineFlags(command, false)
     .addHelpText(
       'after',
       helpEpilogue([
@@ -242,6 +262,9 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
         'authkeep login https://mcp.example.com/mcp --client-id my-app --client-secret-file ~/.secrets/my-app',
         'authkeep login https://mcp.example.com/mcp --no-browser    # over SSH: a code to enter elsewhere, or paste the redirect URL',
         'authkeep login https://mcp.example.com/mcp --device        # only the device code flow',
+        'authkeep login https://mcp.example.com/mcp --client-credentials --client-id ci-bot --client-secret-env CI_BOT_SECRET',
+        'authkeep login https://mcp.example.com/mcp --client-credentials --client-id ci-bot --private-key ./ci-bot.pem',
+        'authkeep login https://mcp.example.com/mcp --client-id workload --assertion-file /var/run/secrets/tokens/mcp',
         'BROWSER=firefox authkeep login https://mcp.example.com/mcp',
       ]),
     )

@@ -28,13 +28,14 @@ import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { GlobalOptions } from '../global-options.js';
 import { readJsonArgument } from '../json-argument.js';
+import { addMachineFlags, type MachineFlags, parseMachineFlags } from '../machine-flags.js';
 
 export interface ProxyCliOptions {
   global: GlobalOptions;
   proxy: ProxyOptions;
 }
 
-export interface ProxyFlags {
+export interface ProxyFlags extends MachineFlags {
   header?: string[];
   staticOauthClientInfo?: string;
   staticOauthClientMetadata?: string;
@@ -103,6 +104,23 @@ export function parseProxyOptions(
           StaticOAuthClientMetadataSchema,
         );
   if (flags.resource !== undefined) parseServerUrl(flags.resource);
+  if (
+    flags.clientSecretFile !== undefined &&
+    flags.clientCredentials !== true &&
+    flags.assertionFile === undefined &&
+    flags.assertionEnv === undefined
+  ) {
+    throw new UsageError(
+      '--client-secret-file is for a machine identity here',
+      'add --client-credentials (or use --static-oauth-client-info)',
+    );
+  }
+  const machineGrant = parseMachineFlags(flags);
+  if (machineGrant && staticClientInfo) {
+    throw new UsageError(
+      '--static-oauth-client-info and a machine identity (--client-credentials, --assertion-*) exclude each other',
+    );
+  }
 
   return {
     global,
@@ -115,6 +133,7 @@ export function parseProxyOptions(
       host: flags.host as ProxyOptions['host'],
       transport,
       resource: flags.resource,
+      ...(machineGrant ? { machineGrant } : {}),
       allowHttp: global.allowHttp,
       debug: global.debug,
       home: accountHome(global.home, global.account),
@@ -132,7 +151,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): void {
-  program
+  const command = program
     .command('proxy')
     .summary('run a stdio MCP server that forwards to <url> with authkeep auth (mcp-remote compatible)')
     .description(
@@ -159,7 +178,8 @@ export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): 
     )
     .option('--host <host>', 'host name of the redirect URI: localhost or 127.0.0.1')
     .option('--transport <strategy>', `${TRANSPORT_STRATEGIES.join(' | ')}`, 'http-first')
-    .option('--resource <url>', 'isolate this sign-in from others to the same server (mcp-remote --resource)')
+    .option('--resource <url>', 'isolate this sign-in from others to the same server (mcp-remote --resource)');
+  addMachineFlags(command, true)
     .addHelpText(
       'after',
       helpEpilogue([
@@ -168,6 +188,7 @@ export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): 
         'authkeep proxy https://mcp.example.com/mcp 3334 --header "X-Api-Key: ${API_KEY}"',
         'authkeep proxy https://mcp.example.com/sse --transport sse-only',
         'authkeep proxy http://127.0.0.1:8080/mcp --allow-http --debug',
+        'authkeep proxy https://mcp.example.com/mcp --client-credentials --client-id ci-bot --client-secret-env CI_BOT_SECRET',
       ]),
     )
     .action(

@@ -1,6 +1,7 @@
 /**
  * status: `authkeep status [url]`: one row per stored server (or for <url>): issuer, client_id,
- * how it registered, access-token expiry, refresh-token age, last refresh, and state: ok, or
+ * how it registered (or its machine grant, whose sources are listed below the table),
+ * access-token expiry, refresh-token age, last refresh, and state: ok, or
  * needs-auth with its reason, the last error and the command that fixes it. Reads the store only
  * (no network), and shows no secret.
  *
@@ -102,13 +103,15 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
     displayText(s.serverUrl),
     displayText(s.issuer ?? '-'),
     shortClientId(displayText(s.clientId ?? '-')),
-    displayText(s.registration ?? '-'),
+    displayText(s.grant?.type ?? s.registration ?? '-'),
     accessExpiry(s, now),
     s.refreshTokenAgeSeconds !== undefined
       ? formatDuration(s.refreshTokenAgeSeconds * 1000)
-      : s.hasRefreshToken === false
-        ? 'none'
-        : '-',
+      : s.grant
+        ? 'none (grant)'
+        : s.hasRefreshToken === false
+          ? 'none'
+          : '-',
     relativeTime(s.lastRefreshAt, now),
     s.state === 'ok' ? 'ok' : `needs-auth (${displayText(s.needsAuth?.reason ?? 'unknown', 40)})`,
   ]);
@@ -122,6 +125,10 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
   if (fitted.hidden.length > 0) {
     const n = fitted.hidden.length;
     out += `(${n} column${n === 1 ? '' : 's'} left out to fit ${width}; authkeep status --json shows all)\n`;
+  }
+  for (const s of statuses) {
+    // Where the next token comes from: the grant and its sources (names and paths, never values).
+    if (s.grant) out += `\ngrant ${displayText(s.serverUrl)}: ${displayText(s.grant.description, 1000)}\n`;
   }
   for (const s of statuses) {
     const n = s.state === 'needs-auth' ? s.needsAuth : undefined;
