@@ -46,6 +46,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'lock_timeout', // a lock could not be taken within its bound
   'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
+  'origin_mismatch', // a request carrying credentials was aimed outside the MCP server's origin (names the field)
 ] as const;
 export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
 
