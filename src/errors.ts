@@ -43,6 +43,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'token_response_invalid', // the token endpoint answered something unusable (names the field)
   'store_conflict', // compare-and-swap refused a write against a newer generation
   'store_io', // the file system refused a store operation
+  'store_untrusted', // a store directory or file is not the user's own, is writable by others, or is a symbolic link (names the path and the fix)
   'lock_timeout', // a lock could not be taken within its bound
   'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
