@@ -66,7 +66,13 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
   }
   const url = parseRemoteUrl(options.serverUrl, options.allowHttp === true);
   const home = options.home ?? options.keeperOptions?.home ?? options.keeper?.home ?? defaultHome();
-  const log = new ProxyLog(options.stderr ?? process.stderr, logFilePath(options, home), options.debug === true);
+  const log = new ProxyLog(
+    options.stderr ?? process.stderr,
+    logFilePath(options, home),
+    options.debug === true,
+    // The default log file is in the store: its home and logs/ must be the user's own.
+    options.logFile === undefined ? home : undefined,
+  );
   try {
     // The sign-in URL or device code goes to stderr and the log file whatever the browser does.
     const prompts = proxySignInPrompts(log, url.href);

@@ -3,8 +3,9 @@
  *
  * For: `defaultHome()` (the per-user data directory), `canonicalServerUrl` / `recordKey` (one
  * stable key per server URL), and `storeLayout(home)` (the directory layout under home:
- * `servers/<key>.json`, `locks/<key>.<purpose>.lock`, `quarantine/`), and `accountHome` (where
- * a named account keeps its own store inside home).
+ * `servers/<key>.json`, `locks/<key>.<purpose>.lock`, `quarantine/`, `outcomes/`,
+ * `registrations/`, `logs/`), and `accountHome` (where a named account keeps its own store
+ * inside home).
  * Not for: touching the file system (see atomic-file.ts) or deciding which URL is canonical for a
  * server in the OAuth sense (the session layer passes the URL it means; we only normalise syntax).
  */
@@ -110,6 +111,8 @@ export interface StoreLayout {
   outcomesDir: string;
   /** One client registration per issuer, kept from the moment it is made (credential-store.ts). */
   registrationsDir: string;
+  /** The proxy's log files (mcp/proxy-log.ts). */
+  logsDir: string;
   registrationPath(issuerKey: string): string;
   /** The client_ids dropped at an issuer, never to be reused (credential-store.ts dropRegistration). */
   droppedRegistrationsPath(issuerKey: string): string;
@@ -125,6 +128,7 @@ export function storeLayout(home: string): StoreLayout {
   const quarantineDir = path.join(home, 'quarantine');
   const outcomesDir = path.join(home, 'outcomes');
   const registrationsDir = path.join(home, 'registrations');
+  const logsDir = path.join(home, 'logs');
   return {
     home,
     serversDir,
@@ -134,6 +138,7 @@ export function storeLayout(home: string): StoreLayout {
     recordPath: (key) => path.join(serversDir, `${key}.json`),
     outcomePath: (key) => path.join(outcomesDir, `${key}.json`),
     registrationsDir,
+    logsDir,
     registrationPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.json`),
     droppedRegistrationsPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.dropped.json`),
     lockName: (key, purpose) => `${key}.${purpose}`,
