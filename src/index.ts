@@ -17,7 +17,7 @@ export { runProxy } from './mcp/proxy.js';
 export { type ProxyOptions, parseHeaderArgs } from './mcp/proxy-options.js';
 export { type Challenge, parseWwwAuthenticate } from './oauth/www-authenticate.js';
 export type { LogEvent, LogLevel, LogSink } from './session/log.js';
-export type { AuthKeeperOptions, LoginOptions } from './session/session-keeper.js';
+export type { AuthKeeperOptions, LoginOptions, LogoutResult } from './session/session-keeper.js';
 export type { CallbackOptions, StaticClient } from './session/sign-in.js';
 export type { ServerStatus } from './session/status.js';
 export type { CredentialStore } from './store/credential-store.js';

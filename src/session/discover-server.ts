@@ -27,6 +27,8 @@ export interface DiscoveredServer {
   scope?: string;
   /** Every scope the PRM says the resource uses: registered up front so step-up stays possible. */
   resourceScopes?: string[];
+  /** Reached over http on loopback, as allowed: the record keeps the choice (loopback-http.ts). */
+  allowHttpLoopback?: true;
 }
 
 /**

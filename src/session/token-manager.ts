@@ -48,7 +48,8 @@ export type RefreshCause =
 
 export interface TokenManagerDeps {
   store: CredentialStore;
-  http: () => HttpOptions;
+  /** HTTP options for requests about `record` (its stored http choice, loopback-http.ts). */
+  http: (record?: ServerRecord) => HttpOptions;
   logger: Logger;
   /** Backoff delays for transient token-endpoint failures (temporarily_unavailable, 5xx, timeouts). */
   transientRetryDelaysMs?: number[];
@@ -461,7 +462,7 @@ export class TokenManager {
             resource: record.resource,
             ...(tokens.scope ? { scope: tokens.scope } : {}),
           },
-          this.deps.http(),
+          this.deps.http(record),
         );
       } catch (err) {
         if (!(err instanceof TokenEndpointError)) throw err;
