@@ -24,8 +24,9 @@ import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
 import { type Clock, systemClock } from './clock.js';
 import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
-import { discoverServer } from './discover-server.js';
+import { type DiscoveredServer, discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
+import { signInNeedsHttp, storedHttpChoice } from './loopback-http.js';
 import { type MachineGrantOptions, machineSignIn } from './machine-grant.js';
 import type { RefreshMode } from './refresh-policy.js';
 import type { SecretReader } from './secret-source.js';
@@ -162,7 +163,7 @@ export class SessionKeeper {
     const loginTimeoutMs = options.loginTimeoutMs ?? 5 * 60_000;
     this.tokens = new TokenManager({
       store: this.store,
-      http: () => this.http(),
+      http: (record) => this.http(record),
       logger: this.logger,
       ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
       ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
@@ -177,9 +178,10 @@ export class SessionKeeper {
     });
   }
 
-  private http(): HttpOptions {
+  /** HTTP options; for a server whose record kept the `--allow-http` choice, http on loopback. */
+  private http(record?: Pick<ServerRecord, 'serverUrl' | 'allowHttpLoopback'>): HttpOptions {
     return {
-      allowInsecureLoopback: this.options.allowInsecureLoopback === true,
+      allowInsecureLoopback: this.options.allowInsecureLoopback === true || storedHttpChoice(record),
       timeoutMs: this.options.httpTimeoutMs ?? 30_000,
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
     };
@@ -192,7 +194,14 @@ export class SessionKeeper {
   async login(serverUrl: string, options: LoginOptions = {}): Promise<ServerStatus> {
     const requestedAt = Date.now();
     const url = canonicalServerUrl(serverUrl);
-    const server = await discoverServer(url, this.http());
+    const stored = await this.storedRecord(url);
+    const http = this.http(stored);
+    const discovered = await discoverServer(url, http);
+    // Signed in over http on loopback, as allowed: keep the choice with the record.
+    const server: DiscoveredServer =
+      http.allowInsecureLoopback && signInNeedsHttp(discovered)
+        ? { ...discovered, allowHttpLoopback: true }
+        : discovered;
     // The caller's scope first (a step-up's: the challenge's, then what was granted), then the
     // one discovery chose (the probe's challenge, else the PRM's scopes_supported).
     const scope = unionScopes(options.scope, server.scope);
@@ -228,7 +237,7 @@ export class SessionKeeper {
         // A configured pre-registered client wins over a stored registration of another client_id.
         const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
         const context = {
-          http: this.http(),
+          http,
           logger: this.logger,
           clientName: this.options.clientName ?? 'authkeep',
           ...(this.options.clientMetadataUrl ? { clientMetadataUrl: this.options.clientMetadataUrl } : {}),
@@ -415,7 +424,7 @@ export class SessionKeeper {
   private async checkAuthorizationServer(url: string, challenge: BearerChallenge | undefined): Promise<void> {
     let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
-      discovered = await discoverServer(url, this.http(), challenge);
+      discovered = await discoverServer(url, this.http(await this.storedRecord(url)), challenge);
     } catch {
       return; // discovery failing says nothing about a move; the caller sees the 401
     }
@@ -440,6 +449,12 @@ export class SessionKeeper {
     }
   }
 
+  /** The readable record of `url`, if any (a lock-free read). */
+  private async storedRecord(url: string): Promise<ServerRecord | undefined> {
+    const read = await this.store.read(url);
+    return read.kind === 'ok' ? read.record : undefined;
+  }
+
   /** One status per stored server, or for `serverUrl` only. Reads the store; no network. */
   async status(serverUrl?: string): Promise<ServerStatus[]> {
     if (serverUrl !== undefined) {
@@ -450,38 +465,56 @@ export class SessionKeeper {
     return all.map((entry) => serverStatus(entry));
   }
 
-  /** Revokes the tokens where the AS has a revocation endpoint (RFC 7009), then deletes the record. */
-  async logout(serverUrl: string): Promise<{ revoked: boolean; deleted: boolean }> {
+  /**
+   * Revokes the tokens where the AS has a revocation endpoint (RFC 7009), then deletes the record.
+   * When revocation was possible but failed (the AS down or refusing), the record is deleted
+   * anyway unless `requireRevocation` is set: then it is kept (the tokens still work at the AS,
+   * and a later logout can revoke them) and the result says why (`revocationError`).
+   */
+  async logout(serverUrl: string, options: { requireRevocation?: boolean } = {}): Promise<LogoutResult> {
     const url = canonicalServerUrl(serverUrl);
     this.tokens.forget(url);
     let registration: Registration | undefined;
-    const result = await this.store.transaction(url, 'refresh', async (tx) => {
+    const result = await this.store.transaction(url, 'refresh', async (tx): Promise<LogoutResult> => {
       const read = await tx.read();
       if (read.kind !== 'ok') {
-        if (read.kind === 'missing') return { revoked: false, deleted: false };
+        if (read.kind === 'missing') return { revoked: false, deleted: false, revocation: 'nothing' };
         await tx.delete();
-        return { revoked: false, deleted: true };
+        return { revoked: false, deleted: true, revocation: 'nothing' };
       }
       const record: ServerRecord = read.record;
-      registration = record.registration;
-      let revoked = false;
+      let revocation: LogoutResult['revocation'] = record.tokens ? 'unsupported' : 'nothing';
+      let revocationError: string | undefined;
       if (record.tokens && record.authorizationServer.revocation_endpoint) {
         const token = record.tokens.refreshToken ?? record.tokens.accessToken;
         const hint = record.tokens.refreshToken ? 'refresh_token' : 'access_token';
         try {
-          revoked =
-            (await revokeToken(record.authorizationServer, record.registration, token, hint, this.http())) ===
-            'revoked';
+          revocation = await revokeToken(
+            record.authorizationServer,
+            record.registration,
+            token,
+            hint,
+            this.http(record),
+          );
         } catch (err) {
-          // Logging out locally must still work when the AS is down; say so.
-          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${(err as Error).message}`, {
+          revocation = 'failed';
+          revocationError = err instanceof Error ? err.message : String(err);
+          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${revocationError}`, {
             serverUrl: url,
           });
         }
       }
+      const revoked = revocation === 'revoked';
+      if (revocation === 'failed' && options.requireRevocation) {
+        this.logger.emit('warn', 'logout.kept', 'kept the record: its tokens could not be revoked', {
+          serverUrl: url,
+        });
+        return { revoked, deleted: false, revocation, ...(revocationError ? { revocationError } : {}) };
+      }
+      registration = record.registration;
       await tx.delete();
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
-      return { revoked, deleted: true };
+      return { revoked, deleted: true, revocation, ...(revocationError ? { revocationError } : {}) };
     });
     // The last server using a registration forgets it: the next sign-in registers again.
     const loggedOut = registration;
@@ -609,6 +642,19 @@ export class SessionKeeper {
       return 'stored';
     });
   }
+}
+
+/** What `logout()` did. */
+export interface LogoutResult {
+  revoked: boolean;
+  deleted: boolean;
+  /**
+   * `revoked`; `unsupported`: the AS offers no revocation (no endpoint, or not for this token
+   * type), so the refresh token stays valid there until it expires; `failed`: revocation was
+   * possible and did not happen (`revocationError` says why); `nothing`: no tokens were stored.
+   */
+  revocation: 'revoked' | 'unsupported' | 'failed' | 'nothing';
+  revocationError?: string;
 }
 
 /** A server's stored discovery results and client registration (no tokens): see `storedServer()`. */

@@ -57,7 +57,8 @@ export type RefreshCause =
 
 export interface TokenManagerDeps {
   store: CredentialStore;
-  http: () => HttpOptions;
+  /** HTTP options for requests about `record` (its stored http choice, loopback-http.ts). */
+  http: (record?: ServerRecord) => HttpOptions;
   logger: Logger;
   /** Backoff delays for transient token-endpoint failures (temporarily_unavailable, 5xx, timeouts). */
   transientRetryDelaysMs?: number[];
@@ -402,7 +403,7 @@ export class TokenManager {
           const next = await this.refreshWithRetry(
             record,
             record.tokens,
-            (sentAt) => nextMachineToken(machine, this.deps.http(), sentAt, this.deps.secretReader),
+            (sentAt) => nextMachineToken(machine, this.deps.http(record), sentAt, this.deps.secretReader),
             async (info) => {
               await tx.write(markNeedsAuth(record, info));
             },
@@ -462,7 +463,7 @@ export class TokenManager {
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
-              this.deps.http(),
+              this.deps.http(record),
             );
           },
           async (info) => {
