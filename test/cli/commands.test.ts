@@ -189,7 +189,10 @@ test('status prints a table with needs-auth reason and fix, or the ServerStatus 
 
   const json = fakeDeps({ status: async () => [okStatus, needsAuthStatus] });
   assert.equal(await runCli(['status', '--json'], json), 0);
-  assert.deepEqual(JSON.parse(json.stdout.text), [okStatus, needsAuthStatus]);
+  assert.deepEqual(JSON.parse(json.stdout.text), [
+    { ...okStatus, account: 'default' },
+    { ...needsAuthStatus, account: 'default' },
+  ]);
 
   const empty = fakeDeps({ status: async () => [] });
   assert.equal(await runCli(['status'], empty), 0);
