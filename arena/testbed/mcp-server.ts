@@ -153,6 +153,8 @@ export interface RunningMcpServer {
   dpopCounts(): DpopCounts;
   /** A new DPoP nonce (RFC 9449 section 9): proofs carrying the old one are challenged again. */
   rotateDpopNonce(): void;
+  /** From now on, take DPoP-bound tokens only (or Bearer ones too again): PRM and challenges follow. */
+  setDpopRequired(required: boolean): void;
   close(): Promise<void>;
 }
 
@@ -208,6 +210,13 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     bearer_methods_supported: ['header'],
     resource_name: name,
     ...(options.dpop?.required ? { dpop_bound_access_tokens_required: true } : {}),
+  } as {
+    resource: string;
+    authorization_servers: string[];
+    scopes_supported: string[];
+    bearer_methods_supported: string[];
+    resource_name: string;
+    dpop_bound_access_tokens_required?: boolean;
   };
 
   let jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
@@ -221,7 +230,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     toolCalls: 0,
   };
   const dpopCounts: DpopCounts = { dpopAccepted: 0, dpopNonceChallenges: 0, dpopRefused: {} };
-  const dpopRequired = options.dpop?.required === true;
+  let dpopRequired = options.dpop?.required === true;
   let dpopNonce = randomBytes(16).toString('base64url');
   /** Proof `jti`s seen (RFC 9449 section 11.1: a replayed proof is refused). */
   const seenJtis = new Set<string>();
@@ -441,6 +450,11 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     dpopCounts: () => ({ ...dpopCounts, dpopRefused: { ...dpopCounts.dpopRefused } }),
     rotateDpopNonce: () => {
       dpopNonce = randomBytes(16).toString('base64url');
+    },
+    setDpopRequired: (required: boolean) => {
+      dpopRequired = required;
+      if (required) prm.dpop_bound_access_tokens_required = true;
+      else delete prm.dpop_bound_access_tokens_required;
     },
     close: async () => {
       await closeServer(server);

@@ -137,6 +137,12 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         stepUps++;
         await deps.stepUp(unionScopes(challenge.scope, await deps.grantedScope()) ?? '');
         credential = await deps.getCredential();
+      } else if (response.status === 401 && challenge?.scheme === 'dpop' && credential.tokenType !== 'DPoP') {
+        // RFC 9449 section 7.1: a DPoP challenge and no Bearer one to a Bearer token: no refresh
+        // helps (it would bring another Bearer token); find out whether the server now requires
+        // DPoP (throws needs-auth, which a sign-in cures), else the caller sees the 401.
+        await deps.checkAuthorizationServer?.(challenge);
+        return response;
       } else if (response.status === 401 && !recovered) {
         // RFC 6750 section 3.1 invalid_token, a bare 401 or an unreadable challenge: another
         // token once (adopting another process's, else refreshing), then let the caller see it.

@@ -419,9 +419,14 @@ export class SessionKeeper {
    * be had) may have moved to another authorization server (SEP-2352). Rediscover it from the
    * 401's challenge (no extra probe); if its issuer differs from the record's, mark needs-auth
    * `issuer_changed`, naming both issuers (the next login registers at the new one) instead of
-   * refreshing at the old one forever or reporting the grant as merely revoked.
+   * refreshing at the old one forever or reporting the grant as merely revoked. A server that now
+   * requires DPoP-bound tokens (RFC 9449) while the stored ones are Bearer: needs-auth `revoked`
+   * saying so, which the next sign-in cures by binding new tokens to a key.
    */
-  private async checkAuthorizationServer(url: string, challenge: BearerChallenge | undefined): Promise<void> {
+  private async checkAuthorizationServer(
+    url: string,
+    challenge: (BearerChallenge & { scheme?: 'bearer' | 'dpop' }) | undefined,
+  ): Promise<void> {
     let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
       discovered = await discoverServer(url, this.http(await this.storedRecord(url)), challenge);
@@ -431,19 +436,34 @@ export class SessionKeeper {
     const issuer = discovered.authorizationServer.issuer;
     const info = await this.store.transaction(url, 'refresh', async (tx) => {
       const read = await tx.read();
-      if (read.kind !== 'ok' || read.record.authorizationServer.issuer === issuer) return undefined;
-      const changed = needsAuthInfo(url, 'issuer_changed', {
-        errorDescription: `the server now names ${issuer}; the stored grant is from ${read.record.authorizationServer.issuer}`,
-        request: `discovery of ${url}`,
-      });
-      await tx.write(markNeedsAuth(read.record, changed));
-      return changed;
+      if (read.kind !== 'ok') return undefined;
+      const { record } = read;
+      if (record.authorizationServer.issuer !== issuer) {
+        const changed = needsAuthInfo(url, 'issuer_changed', {
+          errorDescription: `the server now names ${issuer}; the stored grant is from ${record.authorizationServer.issuer}`,
+          request: `discovery of ${url}`,
+        });
+        await tx.write(markNeedsAuth(record, changed));
+        return changed;
+      }
+      if (discovered.dpopRequired && record.tokens !== undefined && record.tokens.tokenType !== 'DPoP') {
+        // RFC 9449 section 7.1: the server now takes DPoP-bound tokens only; Bearer tokens (and
+        // their refreshes) will never do, a sign-in binding new ones to a key will.
+        const bound = needsAuthInfo(url, 'revoked', {
+          errorDescription:
+            'the server now takes DPoP-bound tokens only (RFC 9449); the stored tokens are Bearer tokens',
+          request: `discovery of ${url}`,
+        });
+        await tx.write(markNeedsAuth(record, bound));
+        return bound;
+      }
+      return undefined;
     });
     if (info) {
       this.tokens.forget(url);
-      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? 'issuer changed', {
+      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? info.reason, {
         serverUrl: url,
-        reason: 'issuer_changed',
+        reason: info.reason,
       });
       throw new NeedsAuthError(info);
     }
