@@ -104,8 +104,12 @@ export interface ProtectedMcpServerOptions {
    * whole seconds, which could accept a 1-second token for up to a second too long. Default false.
    */
   preciseExpiry?: boolean;
-  /** DPoP-bound tokens (see the header): `required` refuses Bearer, `nonce` demands the server's nonce. */
-  dpop?: { required?: boolean; nonce?: boolean };
+  /**
+   * DPoP-bound tokens (see the header): `required` refuses Bearer, `nonce` demands the server's
+   * nonce; `unsupported`: a server that knows only Bearer (the DPoP scheme is a malformed
+   * Authorization header to it, answered with a Bearer challenge).
+   */
+  dpop?: { required?: boolean; nonce?: boolean; unsupported?: boolean };
 }
 
 export interface McpServerCounts {
@@ -324,7 +328,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     const header = req.headers.authorization;
     const match = header ? /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
     const presentedDpop = match?.[1]?.toLowerCase() === 'dpop';
-    if (!match?.[2] || (dpopRequired && !presentedDpop)) {
+    if (!match?.[2] || (dpopRequired && !presentedDpop) || (presentedDpop && options.dpop?.unsupported)) {
       await drain(req);
       if (!header) counts.unauthenticated += 1;
       return unauthorized(
@@ -348,7 +352,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     }
     // RFC 9449 section 7: a token bound to a key needs the DPoP scheme and a proof of that key.
     const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
-    if (typeof jkt === 'string' || presentedDpop) {
+    if (!options.dpop?.unsupported && (typeof jkt === 'string' || presentedDpop)) {
       const verdict =
         typeof jkt === 'string' && presentedDpop
           ? await checkProof(req, token, jkt)

@@ -248,7 +248,12 @@ export class SessionKeeper {
           dropRegistration: (registration: Registration) =>
             this.store.dropRegistration(registration.issuer, registration.clientId),
           dpopKeyring: this.dpopKeyring,
-          ...(this.options.dpop ? { dpopMode: this.options.dpop } : {}),
+          // A server that refused DPoP-bound tokens gets Bearer ones unless it requires DPoP.
+          ...(current?.dpopRefused
+            ? { dpopMode: 'when-required' as const }
+            : this.options.dpop
+              ? { dpopMode: this.options.dpop }
+              : {}),
         };
         if (options.mode === 'device' || options.mode === 'auto') {
           const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
@@ -410,7 +415,7 @@ export class SessionKeeper {
       },
       maxStepUps: this.options.maxStepUps ?? 2,
       fetch: this.options.fetch ?? globalThis.fetch,
-      checkAuthorizationServer: (challenge) => this.checkAuthorizationServer(url, challenge),
+      checkAuthorizationServer: (challenge, presented) => this.checkAuthorizationServer(url, challenge, presented),
     });
   }
 
@@ -421,11 +426,14 @@ export class SessionKeeper {
    * `issuer_changed`, naming both issuers (the next login registers at the new one) instead of
    * refreshing at the old one forever or reporting the grant as merely revoked. A server that now
    * requires DPoP-bound tokens (RFC 9449) while the stored ones are Bearer: needs-auth `revoked`
-   * saying so, which the next sign-in cures by binding new tokens to a key.
+   * saying so, which the next sign-in cures by binding new tokens to a key. The reverse, a server
+   * that refused a fresh DPoP-bound token with a Bearer-only challenge: needs-auth `revoked`, and
+   * the record remembers (`dpopRefused`) so that its next sign-in asks for Bearer tokens.
    */
   private async checkAuthorizationServer(
     url: string,
     challenge: (BearerChallenge & { scheme?: 'bearer' | 'dpop' }) | undefined,
+    presented?: string,
   ): Promise<void> {
     let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
@@ -456,6 +464,22 @@ export class SessionKeeper {
         });
         await tx.write(markNeedsAuth(record, bound));
         return bound;
+      }
+      if (
+        presented === 'DPoP' &&
+        challenge?.scheme === 'bearer' &&
+        !discovered.dpopRequired &&
+        record.tokens?.tokenType === 'DPoP'
+      ) {
+        // A fresh DPoP-bound token refused with a Bearer challenge and no DPoP one: the server
+        // does not take the DPoP scheme (RFC 9449 section 7.1). Its next sign-in asks for Bearer.
+        const refused = needsAuthInfo(url, 'revoked', {
+          errorDescription:
+            'the server refuses DPoP-bound tokens (it challenges with Bearer only); the next sign-in asks for Bearer tokens',
+          request: `discovery of ${url}`,
+        });
+        await tx.write({ ...markNeedsAuth(record, refused), dpopRefused: true });
+        return refused;
       }
       return undefined;
     });

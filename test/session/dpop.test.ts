@@ -292,3 +292,31 @@ test('a server that starts requiring DPoP after a Bearer sign-in: its DPoP chall
   await after.body?.cancel();
   assert.equal(server.dpopCounts().dpopAccepted, 1);
 });
+
+test('a server that does not take the DPoP scheme, behind an AS that offers DPoP: after a fresh DPoP-bound token is refused with a Bearer-only challenge, needs-auth revoked, and the next sign-in asks for Bearer tokens', async (t) => {
+  const bed = await startBed(t, { as: { dpop: {} }, servers: [{ discovery: 'header', dpop: { unsupported: true } }] });
+  const server = bed.servers[0];
+  assert.ok(server);
+  const keeper = bed.keeper();
+  t.after(() => keeper.close());
+  await keeper.login(server.url);
+  assert.equal((await storedRecord(bed.home)).tokens?.tokenType, 'DPoP');
+
+  const fetchFn = keeper.fetch(server.url);
+  await assert.rejects(callTool(fetchFn, server.url), (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError, String(err));
+    assert.equal(err.reason, 'revoked');
+    assert.match(err.info.errorDescription ?? '', /refuses DPoP-bound tokens/);
+    return true;
+  });
+  assert.equal(bed.as.audit.counts().refreshGrants, 1, 'one refresh: the refusal of a fresh token decides');
+
+  await keeper.login(server.url);
+  const record = (await storedRecord(bed.home)) as StoredRecord & { dpopRefused?: boolean };
+  assert.equal(record.tokens?.tokenType, 'Bearer');
+  assert.equal(record.dpop, undefined);
+  assert.equal(record.dpopRefused, true, 'remembered for the sign-ins after this one');
+  const after = await callTool(fetchFn, server.url);
+  assert.equal(after.status, 200);
+  await after.body?.cancel();
+});
