@@ -676,8 +676,14 @@ export class SessionKeeper {
         },
         { registration, sentAt: receivedAt },
       );
-      const { needsAuth: _cleared, ...rest } = record;
-      const written = await tx.write({ ...rest, tokens: next, updatedAt: new Date(receivedAt).toISOString() });
+      // Tokens from outside carry no proof of our key: a DPoP key stays only beside DPoP-bound ones.
+      const { needsAuth: _cleared, dpop, ...rest } = record;
+      const written = await tx.write({
+        ...rest,
+        ...(dpop && next.tokenType === 'DPoP' ? { dpop } : {}),
+        tokens: next,
+        updatedAt: new Date(receivedAt).toISOString(),
+      });
       this.tokens.adopt(written);
       this.logger.emit('info', 'tokens.stored', 'stored tokens obtained outside AuthKeeper', {
         serverUrl: url,
