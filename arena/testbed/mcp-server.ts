@@ -104,8 +104,12 @@ export interface ProtectedMcpServerOptions {
    * whole seconds, which could accept a 1-second token for up to a second too long. Default false.
    */
   preciseExpiry?: boolean;
-  /** DPoP-bound tokens (see the header): `required` refuses Bearer, `nonce` demands the server's nonce. */
-  dpop?: { required?: boolean; nonce?: boolean };
+  /**
+   * DPoP-bound tokens (see the header): `required` refuses Bearer, `nonce` demands the server's
+   * nonce; `unsupported`: a server that knows only Bearer (the DPoP scheme is a malformed
+   * Authorization header to it, answered with a Bearer challenge).
+   */
+  dpop?: { required?: boolean; nonce?: boolean; unsupported?: boolean };
 }
 
 export interface McpServerCounts {
@@ -153,6 +157,8 @@ export interface RunningMcpServer {
   dpopCounts(): DpopCounts;
   /** A new DPoP nonce (RFC 9449 section 9): proofs carrying the old one are challenged again. */
   rotateDpopNonce(): void;
+  /** From now on, take DPoP-bound tokens only (or Bearer ones too again): PRM and challenges follow. */
+  setDpopRequired(required: boolean): void;
   close(): Promise<void>;
 }
 
@@ -208,6 +214,13 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     bearer_methods_supported: ['header'],
     resource_name: name,
     ...(options.dpop?.required ? { dpop_bound_access_tokens_required: true } : {}),
+  } as {
+    resource: string;
+    authorization_servers: string[];
+    scopes_supported: string[];
+    bearer_methods_supported: string[];
+    resource_name: string;
+    dpop_bound_access_tokens_required?: boolean;
   };
 
   let jwks = createRemoteJWKSet(new URL(as.endpoints.jwks));
@@ -221,7 +234,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     toolCalls: 0,
   };
   const dpopCounts: DpopCounts = { dpopAccepted: 0, dpopNonceChallenges: 0, dpopRefused: {} };
-  const dpopRequired = options.dpop?.required === true;
+  let dpopRequired = options.dpop?.required === true;
   let dpopNonce = randomBytes(16).toString('base64url');
   /** Proof `jti`s seen (RFC 9449 section 11.1: a replayed proof is refused). */
   const seenJtis = new Set<string>();
@@ -315,7 +328,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     const header = req.headers.authorization;
     const match = header ? /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
     const presentedDpop = match?.[1]?.toLowerCase() === 'dpop';
-    if (!match?.[2] || (dpopRequired && !presentedDpop)) {
+    if (!match?.[2] || (dpopRequired && !presentedDpop) || (presentedDpop && options.dpop?.unsupported)) {
       await drain(req);
       if (!header) counts.unauthenticated += 1;
       return unauthorized(
@@ -339,7 +352,7 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     }
     // RFC 9449 section 7: a token bound to a key needs the DPoP scheme and a proof of that key.
     const jkt = (payload.cnf as { jkt?: unknown } | undefined)?.jkt;
-    if (typeof jkt === 'string' || presentedDpop) {
+    if (!options.dpop?.unsupported && (typeof jkt === 'string' || presentedDpop)) {
       const verdict =
         typeof jkt === 'string' && presentedDpop
           ? await checkProof(req, token, jkt)
@@ -441,6 +454,11 @@ export async function startProtectedMcpServer(options: ProtectedMcpServerOptions
     dpopCounts: () => ({ ...dpopCounts, dpopRefused: { ...dpopCounts.dpopRefused } }),
     rotateDpopNonce: () => {
       dpopNonce = randomBytes(16).toString('base64url');
+    },
+    setDpopRequired: (required: boolean) => {
+      dpopRequired = required;
+      if (required) prm.dpop_bound_access_tokens_required = true;
+      else delete prm.dpop_bound_access_tokens_required;
     },
     close: async () => {
       await closeServer(server);

@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { displayJson } from '../display-text.js';
+import type { DpopMode } from '../oauth/dpop.js';
 import type { LogEvent } from '../session/log.js';
 import type { AuthKeeperOptions } from '../session/session-keeper.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
@@ -21,7 +22,14 @@ export interface GlobalOptions {
   debug: boolean;
   /** `--allow-http`: http for loopback servers only (local development, tests). */
   allowHttp: boolean;
+  /**
+   * `$AUTHKEEP_DPOP` (`auto` or `when-required`): when sign-ins bind tokens to a DPoP key
+   * (AuthKeeperOptions.dpop). Unset: the library's default, `auto`.
+   */
+  dpop?: DpopMode;
 }
+
+const DPOP_MODES: readonly DpopMode[] = ['auto', 'when-required'];
 
 export interface RawGlobalFlags {
   home?: string | undefined;
@@ -38,11 +46,16 @@ export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv
   } catch (err) {
     throw new UsageError((err as Error).message, 'e.g. --account work');
   }
+  const dpop = env.AUTHKEEP_DPOP || undefined;
+  if (dpop !== undefined && !DPOP_MODES.includes(dpop as DpopMode)) {
+    throw new UsageError(`AUTHKEEP_DPOP must be ${DPOP_MODES.join(' or ')}`, 'e.g. AUTHKEEP_DPOP=when-required');
+  }
   return {
     home,
     account,
     debug: flags.debug === true || env.AUTHKEEP_DEBUG === '1',
     allowHttp: flags.allowHttp === true,
+    ...(dpop !== undefined ? { dpop: dpop as DpopMode } : {}),
   };
 }
 
@@ -74,6 +87,7 @@ export function keeperOptions(
     home: global.home,
     account: global.account,
     allowInsecureLoopback: global.allowHttp,
+    ...(global.dpop ? { dpop: global.dpop } : {}),
     ...(global.debug ? { log: debugLogSink(deps) } : {}),
     ...extra,
   };

@@ -54,7 +54,7 @@ export interface AuthenticatedFetchDeps {
    * be had): find out whether it moved to another authorization server, starting from the 401's
    * challenge (throws NeedsAuthError `issuer_changed` if so).
    */
-  checkAuthorizationServer?: (challenge: AuthChallenge | undefined) => Promise<void>;
+  checkAuthorizationServer?: (challenge: AuthChallenge | undefined, presented?: string) => Promise<void>;
   /** The server's refusals of fresh tokens (shared by every fetch of that server). */
   refusals?: RefusalBackoff;
 }
@@ -137,6 +137,16 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         stepUps++;
         await deps.stepUp(unionScopes(challenge.scope, await deps.grantedScope()) ?? '');
         credential = await deps.getCredential();
+      } else if (response.status === 401 && challenge?.scheme === 'dpop' && credential.tokenType !== 'DPoP') {
+        // RFC 9449 section 7.1: a DPoP challenge and no Bearer one to a Bearer token: no refresh
+        // helps (it would bring another Bearer token); find out whether the server now requires
+        // DPoP (throws needs-auth, which a sign-in cures), else the caller sees the 401. Backed off
+        // like any refusal, so a server cannot drive rediscoveries.
+        if (deps.refusals?.allows() !== false) {
+          deps.refusals?.refused();
+          await deps.checkAuthorizationServer?.(challenge, credential.tokenType);
+        }
+        return response;
       } else if (response.status === 401 && !recovered) {
         // RFC 6750 section 3.1 invalid_token, a bare 401 or an unreadable challenge: another
         // token once (adopting another process's, else refreshing), then let the caller see it.
@@ -155,10 +165,11 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
         }
       } else {
         // Still 401 with a fresh token: back off, and throw needs-auth issuer_changed if the
-        // server moved to another AS; otherwise the caller sees the server's own answer.
+        // server moved to another AS (or `revoked` if it refuses the DPoP scheme: the next sign-in
+        // asks for Bearer tokens); otherwise the caller sees the server's own answer.
         if (response.status === 401 && refreshed) {
           deps.refusals?.refused();
-          await deps.checkAuthorizationServer?.(challenge);
+          await deps.checkAuthorizationServer?.(challenge, credential.tokenType);
         }
         return response;
       }

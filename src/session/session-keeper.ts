@@ -248,7 +248,12 @@ export class SessionKeeper {
           dropRegistration: (registration: Registration) =>
             this.store.dropRegistration(registration.issuer, registration.clientId),
           dpopKeyring: this.dpopKeyring,
-          ...(this.options.dpop ? { dpopMode: this.options.dpop } : {}),
+          // A server that refused DPoP-bound tokens gets Bearer ones unless it requires DPoP.
+          ...(current?.dpopRefused
+            ? { dpopMode: 'when-required' as const }
+            : this.options.dpop
+              ? { dpopMode: this.options.dpop }
+              : {}),
         };
         if (options.mode === 'device' || options.mode === 'auto') {
           const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
@@ -410,7 +415,7 @@ export class SessionKeeper {
       },
       maxStepUps: this.options.maxStepUps ?? 2,
       fetch: this.options.fetch ?? globalThis.fetch,
-      checkAuthorizationServer: (challenge) => this.checkAuthorizationServer(url, challenge),
+      checkAuthorizationServer: (challenge, presented) => this.checkAuthorizationServer(url, challenge, presented),
     });
   }
 
@@ -419,9 +424,17 @@ export class SessionKeeper {
    * be had) may have moved to another authorization server (SEP-2352). Rediscover it from the
    * 401's challenge (no extra probe); if its issuer differs from the record's, mark needs-auth
    * `issuer_changed`, naming both issuers (the next login registers at the new one) instead of
-   * refreshing at the old one forever or reporting the grant as merely revoked.
+   * refreshing at the old one forever or reporting the grant as merely revoked. A server that now
+   * requires DPoP-bound tokens (RFC 9449) while the stored ones are Bearer: needs-auth `revoked`
+   * saying so, which the next sign-in cures by binding new tokens to a key. The reverse, a server
+   * that refused a fresh DPoP-bound token with a Bearer-only challenge: needs-auth `revoked`, and
+   * the record remembers (`dpopRefused`) so that its next sign-in asks for Bearer tokens.
    */
-  private async checkAuthorizationServer(url: string, challenge: BearerChallenge | undefined): Promise<void> {
+  private async checkAuthorizationServer(
+    url: string,
+    challenge: (BearerChallenge & { scheme?: 'bearer' | 'dpop' }) | undefined,
+    presented?: string,
+  ): Promise<void> {
     let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
       discovered = await discoverServer(url, this.http(await this.storedRecord(url)), challenge);
@@ -431,19 +444,50 @@ export class SessionKeeper {
     const issuer = discovered.authorizationServer.issuer;
     const info = await this.store.transaction(url, 'refresh', async (tx) => {
       const read = await tx.read();
-      if (read.kind !== 'ok' || read.record.authorizationServer.issuer === issuer) return undefined;
-      const changed = needsAuthInfo(url, 'issuer_changed', {
-        errorDescription: `the server now names ${issuer}; the stored grant is from ${read.record.authorizationServer.issuer}`,
-        request: `discovery of ${url}`,
-      });
-      await tx.write(markNeedsAuth(read.record, changed));
-      return changed;
+      if (read.kind !== 'ok') return undefined;
+      const { record } = read;
+      if (record.authorizationServer.issuer !== issuer) {
+        const changed = needsAuthInfo(url, 'issuer_changed', {
+          errorDescription: `the server now names ${issuer}; the stored grant is from ${record.authorizationServer.issuer}`,
+          request: `discovery of ${url}`,
+        });
+        await tx.write(markNeedsAuth(record, changed));
+        return changed;
+      }
+      if (discovered.dpopRequired && record.tokens !== undefined && record.tokens.tokenType !== 'DPoP') {
+        // RFC 9449 section 7.1: the server now takes DPoP-bound tokens only; Bearer tokens (and
+        // their refreshes) will never do, a sign-in binding new ones to a key will.
+        const bound = needsAuthInfo(url, 'revoked', {
+          errorDescription:
+            'the server now takes DPoP-bound tokens only (RFC 9449); the stored tokens are Bearer tokens',
+          request: `discovery of ${url}`,
+        });
+        await tx.write(markNeedsAuth(record, bound));
+        return bound;
+      }
+      if (
+        presented === 'DPoP' &&
+        challenge?.scheme === 'bearer' &&
+        !discovered.dpopRequired &&
+        record.tokens?.tokenType === 'DPoP'
+      ) {
+        // A fresh DPoP-bound token refused with a Bearer challenge and no DPoP one: the server
+        // does not take the DPoP scheme (RFC 9449 section 7.1). Its next sign-in asks for Bearer.
+        const refused = needsAuthInfo(url, 'revoked', {
+          errorDescription:
+            'the server refuses DPoP-bound tokens (it challenges with Bearer only); the next sign-in asks for Bearer tokens',
+          request: `discovery of ${url}`,
+        });
+        await tx.write({ ...markNeedsAuth(record, refused), dpopRefused: true });
+        return refused;
+      }
+      return undefined;
     });
     if (info) {
       this.tokens.forget(url);
-      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? 'issuer changed', {
+      this.logger.emit('warn', 'needs_auth', info.errorDescription ?? info.reason, {
         serverUrl: url,
-        reason: 'issuer_changed',
+        reason: info.reason,
       });
       throw new NeedsAuthError(info);
     }
@@ -632,8 +676,14 @@ export class SessionKeeper {
         },
         { registration, sentAt: receivedAt },
       );
-      const { needsAuth: _cleared, ...rest } = record;
-      const written = await tx.write({ ...rest, tokens: next, updatedAt: new Date(receivedAt).toISOString() });
+      // Tokens from outside carry no proof of our key: a DPoP key stays only beside DPoP-bound ones.
+      const { needsAuth: _cleared, dpop, ...rest } = record;
+      const written = await tx.write({
+        ...rest,
+        ...(dpop && next.tokenType === 'DPoP' ? { dpop } : {}),
+        tokens: next,
+        updatedAt: new Date(receivedAt).toISOString(),
+      });
       this.tokens.adopt(written);
       this.logger.emit('info', 'tokens.stored', 'stored tokens obtained outside AuthKeeper', {
         serverUrl: url,

@@ -285,6 +285,7 @@ export function recordFromSignIn(
     tokens: result.tokens,
     ...(result.grant ? { grant: result.grant } : {}),
     ...(result.dpop ? { dpop: result.dpop } : {}),
+    ...(previous?.dpopRefused && !result.dpop ? { dpopRefused: true } : {}),
     updatedAt: new Date().toISOString(),
   };
 }

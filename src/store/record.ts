@@ -116,6 +116,11 @@ export const ServerRecordSchema = z.object({
   grant: z.exactOptional(MachineGrantSchema),
   /** Present when the tokens are DPoP-bound (tokenType `DPoP`): the key they are bound to. */
   dpop: z.optional(DpopKeySchema),
+  /**
+   * The server refused fresh DPoP-bound tokens with a Bearer-only challenge (it does not take the
+   * DPoP scheme): its sign-ins ask for Bearer tokens unless it requires DPoP.
+   */
+  dpopRefused: z.optional(z.boolean()),
   /** Set when the server needs an interactive sign-in; cleared by a successful login. */
   needsAuth: z.optional(NeedsAuthStateSchema),
   lastRefreshAt: z.optional(z.number()),

@@ -1,5 +1,5 @@
 /**
- * DPoP through the SDK adapters and the proxy's fetch: real SDK Clients (@modelcontextprotocol/sdk
+ * DPoP through the SDK adapters and the stdio proxy: real SDK Clients (@modelcontextprotocol/sdk
  * 1.x with the provider's `fetch`, @modelcontextprotocol/client 2.x with the provider's dpop())
  * against a server that requires DPoP-bound tokens and its nonce, and checks every proof itself.
  * Without the proof the same SDK setup is refused, so the proofs are what let the calls through.
@@ -12,9 +12,10 @@ import {
 } from '@modelcontextprotocol/client';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { authProviderV2 } from '../../src/sdk-v2.js';
 import { jwtExpiresAt, startBed, untilPast } from '../helpers/bed.js';
-import { resultText } from '../helpers/mcp-proxy-client.js';
+import { connectThroughProxy, resultText } from '../helpers/mcp-proxy-client.js';
 
 async function dpopBed(t: Parameters<typeof startBed>[0]) {
   const bed = await startBed(t, {
@@ -74,4 +75,31 @@ test("SDK 2.x: authProviderV2() implements dpop(): 2.x's transport signs the pro
   assert.ok(seen.dpopNonceChallenges >= 1);
   assert.deepEqual(seen.dpopRefused, {});
   assert.equal((await provider.dpop())?.thumbprint, session.thumbprint, 'one key for the grant');
+});
+
+test('proxy: `authkeep proxy` signs in to a DPoP server (nonces at the AS and the server) and carries calls across an expiry with proofs', async (t) => {
+  const bed = await startBed(t, {
+    as: { dpop: { requireNonce: true }, accessTokenTtlSeconds: 2 },
+    servers: [{ discovery: 'header', dpop: { required: true, nonce: true } }],
+  });
+  const server = bed.servers[0];
+  assert.ok(server);
+  const proxy = await connectThroughProxy(t, [server.url, '--allow-http'], {
+    AUTHKEEP_HOME: bed.home,
+    BROWSER: robotBrowserCommand(),
+  });
+  assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'one' } })), 'one');
+  const refreshes = bed.as.audit.counts().refreshGrants;
+  // Call until the AS has seen a refresh (an expiry crossed), then once more.
+  for (let i = 0; bed.as.audit.counts().refreshGrants === refreshes && i < 200; i++) {
+    assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: `x${i}` } })), `x${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(bed.as.audit.counts().refreshGrants > refreshes, 'an expiry was crossed');
+  assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'two' } })), 'two');
+  const seen = server.dpopCounts();
+  assert.ok(seen.dpopAccepted >= 3);
+  assert.ok(seen.dpopNonceChallenges >= 1);
+  assert.deepEqual(seen.dpopRefused, {});
+  assert.equal(bed.as.audit.counts().revokedGrants, 0);
 });

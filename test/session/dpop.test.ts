@@ -11,7 +11,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { allowInsecureRequests, DPoP, None, refreshTokenGrantRequest } from 'oauth4webapi';
-import type { AuthKeeper } from '../../src/index.js';
+import { type AuthKeeper, NeedsAuthError } from '../../src/index.js';
 import { callTool, jwtExpiresAt, startBed, untilPast } from '../helpers/bed.js';
 import { assertNoSecrets } from '../helpers/secrets.js';
 
@@ -258,4 +258,65 @@ test('keeper option dpop: "when-required" keeps Bearer tokens where the server d
   const record = await storedRecord(bed.home);
   assert.equal(record.tokens?.tokenType, 'Bearer');
   assert.equal(record.dpop, undefined);
+});
+
+test('a server that starts requiring DPoP after a Bearer sign-in: its DPoP challenge leads to needs-auth revoked (no refresh), and the next sign-in binds the tokens', async (t) => {
+  const bed = await startBed(t, { as: { dpop: {} }, servers: [{ discovery: 'header' }] });
+  const server = bed.servers[0];
+  assert.ok(server);
+  const keeper = bed.keeper({ dpop: 'when-required' });
+  t.after(() => keeper.close());
+  await keeper.login(server.url);
+  assert.equal((await storedRecord(bed.home)).tokens?.tokenType, 'Bearer');
+  const fetchFn = keeper.fetch(server.url);
+  const before = await callTool(fetchFn, server.url);
+  assert.equal(before.status, 200);
+  await before.body?.cancel();
+
+  server.setDpopRequired(true);
+  const refreshesBefore = bed.as.audit.counts().refreshGrants;
+  await assert.rejects(callTool(fetchFn, server.url), (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError, String(err));
+    assert.equal(err.reason, 'revoked');
+    assert.match(err.info.errorDescription ?? '', /DPoP-bound tokens only/);
+    return true;
+  });
+  assert.equal(bed.as.audit.counts().refreshGrants, refreshesBefore, 'no refresh: it would bring another Bearer token');
+
+  await keeper.login(server.url);
+  const record = await storedRecord(bed.home);
+  assert.equal(record.tokens?.tokenType, 'DPoP');
+  assert.ok(record.dpop);
+  const after = await callTool(fetchFn, server.url);
+  assert.equal(after.status, 200);
+  await after.body?.cancel();
+  assert.equal(server.dpopCounts().dpopAccepted, 1);
+});
+
+test('a server that does not take the DPoP scheme, behind an AS that offers DPoP: after a fresh DPoP-bound token is refused with a Bearer-only challenge, needs-auth revoked, and the next sign-in asks for Bearer tokens', async (t) => {
+  const bed = await startBed(t, { as: { dpop: {} }, servers: [{ discovery: 'header', dpop: { unsupported: true } }] });
+  const server = bed.servers[0];
+  assert.ok(server);
+  const keeper = bed.keeper();
+  t.after(() => keeper.close());
+  await keeper.login(server.url);
+  assert.equal((await storedRecord(bed.home)).tokens?.tokenType, 'DPoP');
+
+  const fetchFn = keeper.fetch(server.url);
+  await assert.rejects(callTool(fetchFn, server.url), (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError, String(err));
+    assert.equal(err.reason, 'revoked');
+    assert.match(err.info.errorDescription ?? '', /refuses DPoP-bound tokens/);
+    return true;
+  });
+  assert.equal(bed.as.audit.counts().refreshGrants, 1, 'one refresh: the refusal of a fresh token decides');
+
+  await keeper.login(server.url);
+  const record = (await storedRecord(bed.home)) as StoredRecord & { dpopRefused?: boolean };
+  assert.equal(record.tokens?.tokenType, 'Bearer');
+  assert.equal(record.dpop, undefined);
+  assert.equal(record.dpopRefused, true, 'remembered for the sign-ins after this one');
+  const after = await callTool(fetchFn, server.url);
+  assert.equal(after.status, 200);
+  await after.body?.cancel();
 });

@@ -137,6 +137,7 @@ export function parseProxyOptions(
       allowHttp: global.allowHttp,
       debug: global.debug,
       home: accountHome(global.home, global.account),
+      ...(global.dpop ? { keeperOptions: { dpop: global.dpop } } : {}),
     },
   };
 }
