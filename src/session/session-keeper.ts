@@ -399,9 +399,12 @@ export class SessionKeeper {
         return { revoked: false, deleted: true };
       }
       const record: ServerRecord = read.record;
-      registration = record.registration;
+      // A machine grant's client is configuration, never offered to sign-ins: nothing to forget.
+      if (record.grant === undefined) registration = record.registration;
       let revoked = false;
-      if (record.tokens && record.authorizationServer.revocation_endpoint) {
+      // A machine grant holds only a short-lived access token, and its client's credential lives
+      // where the grant says (machine-grant.ts): it is not revoked, only forgotten.
+      if (record.tokens && record.authorizationServer.revocation_endpoint && record.grant === undefined) {
         const token = record.tokens.refreshToken ?? record.tokens.accessToken;
         const hint = record.tokens.refreshToken ? 'refresh_token' : 'access_token';
         try {

@@ -292,3 +292,39 @@ test('JWT bearer (workload identity federation): the assertion is read from its 
 });
 
 export type { AuthKeeper };
+
+test('a machine client is never offered to an interactive sign-in at the same issuer, and logout forgets only the record', async (t) => {
+  const bed = await startBed(t, {
+    as: {
+      clientCredentials: true,
+      staticClients: [
+        {
+          client_id: 'ci-only',
+          client_secret: SECRET,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          scope: SCOPES.join(' '),
+        },
+      ],
+    },
+    servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }],
+  });
+  const [machineServer, personServer] = bed.servers as [(typeof bed.servers)[0], (typeof bed.servers)[0]];
+  const keeper = bed.keeper({ secretReader: { env: { CI_SECRET: SECRET }, readFile: async () => '' } });
+  await keeper.login(machineServer.url, {
+    grant: { type: 'client_credentials', clientId: 'ci-only', clientSecret: { env: 'CI_SECRET' } },
+  });
+  const person = await keeper.login(personServer.url);
+  assert.equal(person.registration, 'dynamic', 'the interactive sign-in registered its own client');
+  assert.notEqual(person.clientId, 'ci-only');
+  assert.equal(bed.robotOpens(), 1);
+
+  const out = await keeper.logout(machineServer.url);
+  assert.deepEqual(out, { revoked: false, deleted: true });
+  assert.equal((await keeper.status(personServer.url))[0]?.state, 'ok', 'the other server is untouched');
+  assert.ok(
+    !bed.logs.some((e) => e.event === 'logout.revoke_failed'),
+    'no revocation attempted with a referenced secret',
+  );
+});
