@@ -3,14 +3,18 @@
  * lifetimes, rotation with reuse revocation) and M protected MCP servers varied as the real world
  * varies them. Every variant gets its own, so audits never mix.
  *
- * The server kinds cycle in this order (M = 4 by default):
+ * The server kinds cycle in this order (M = 5 by default):
  *   1. `header`: its PRM is named only in the 401's WWW-Authenticate (non-standard PRM path);
  *   2. `well-known`: no resource_metadata in the challenge; PRM only at the RFC 9728 path;
  *   3. `two-challenges`: two WWW-Authenticate fields (a DPoP challenge, then the Bearer one);
  *   4. `tenant`: its AS's issuer has a path (`/tenant`; metadata at the issuer's own path only,
- *      found through the OIDC path-appended form), PRM at the root well-known URL.
+ *      found through the OIDC path-appended form), PRM at the root well-known URL;
+ *   5. `dpop`: takes DPoP-bound tokens only (RFC 9449: its PRM says
+ *      `dpop_bound_access_tokens_required`, it challenges with `DPoP`, verifies every proof and
+ *      demands its own nonce), behind an AS with DPoP on that also demands a nonce at its token
+ *      endpoint. A client that sends Bearer tokens cannot use it at all.
  * The first three share one AS (each server its own resource and audience); the tenant servers
- * share a second AS instance.
+ * share a second AS instance, the DPoP servers a third.
  *
  * For: the arena runner and its tests. Not for: the testbed's own tests.
  */
@@ -25,9 +29,11 @@ import {
 } from './testbed/index.js';
 
 export interface ServerKind {
-  name: 'header' | 'well-known' | 'two-challenges' | 'tenant';
+  name: 'header' | 'well-known' | 'two-challenges' | 'tenant' | 'dpop';
   discovery: DiscoveryVariant;
   tenant: boolean;
+  /** DPoP-bound tokens only, from a DPoP AS (both demanding nonces). */
+  dpop?: boolean;
   description: string;
 }
 
@@ -41,6 +47,13 @@ export const SERVER_KINDS: readonly ServerKind[] = [
     description: 'two WWW-Authenticate fields (DPoP + Bearer)',
   },
   { name: 'tenant', discovery: 'well-known-root', tenant: true, description: 'issuer with a path (/tenant)' },
+  {
+    name: 'dpop',
+    discovery: 'header',
+    tenant: false,
+    dpop: true,
+    description: 'DPoP-bound tokens only (RFC 9449), nonces at the AS and the server',
+  },
 ];
 
 export interface ArenaServer {
@@ -55,7 +68,7 @@ export interface ArenaServer {
 
 export interface ArenaBed {
   servers: ArenaServer[];
-  /** The authorization servers, root first (the tenant one only when a tenant server exists). */
+  /** The authorization servers, root first (the tenant and DPoP ones only when such a server exists). */
   authorizationServers: RunningAuthorizationServer[];
   /** The AS that serves a server. */
   asFor(server: ArenaServer): RunningAuthorizationServer;
@@ -87,10 +100,20 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
       const t = tenant;
       closers.push(() => t.close());
     }
+    let dpopAs: RunningAuthorizationServer | undefined;
+    if (kinds.some((k) => k.dpop)) {
+      dpopAs = await startAuthorizationServer({ ...lifetimes, dpop: { requireNonce: true } });
+      const d = dpopAs;
+      closers.push(() => d.close());
+    }
     const servers: ArenaServer[] = [];
     const running = new Map<number, { as: RunningAuthorizationServer; mcp: RunningMcpServer }>();
     for (const [index, kind] of kinds.entries()) {
-      const as = kind.tenant ? (tenant as RunningAuthorizationServer) : root;
+      const as = kind.dpop
+        ? (dpopAs as RunningAuthorizationServer)
+        : kind.tenant
+          ? (tenant as RunningAuthorizationServer)
+          : root;
       const round = Math.floor(index / SERVER_KINDS.length);
       const name = round === 0 ? kind.name : `${kind.name}-${round + 1}`;
       const mcp = await startProtectedMcpServer({
@@ -98,6 +121,7 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
         discovery: kind.discovery,
         name: `arena-${name}`,
         preciseExpiry: true,
+        ...(kind.dpop ? { dpop: { required: true, nonce: true } } : {}),
       });
       closers.push(() => mcp.close());
       running.set(index, { as, mcp });
@@ -105,7 +129,7 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
     }
     return {
       servers,
-      authorizationServers: tenant ? [root, tenant] : [root],
+      authorizationServers: [root, ...(tenant ? [tenant] : []), ...(dpopAs ? [dpopAs] : [])],
       asFor: (server) => (running.get(server.index) as { as: RunningAuthorizationServer }).as,
       mcpCounts: () => servers.map((s) => (running.get(s.index) as { mcp: RunningMcpServer }).mcp.counts()),
       close,

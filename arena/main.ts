@@ -4,7 +4,7 @@
  * prints the comparison table and writes report.json and report.html to --out (default
  * arena-out/).
  *
- *   npm start -- --days 2 --sessions 8 --servers 4 --variants naive,authkeep --seed 1 --out arena-out
+ *   npm start -- --days 2 --sessions 8 --servers 5 --variants naive,authkeep --seed 1 --out arena-out
  *
  * Extra knobs: --seconds-per-hour N (time compression, default 1: a simulated day is 24 s),
  * --interval-ms N (mean real ms between two calls of one session to one server, default 2000).
@@ -35,7 +35,7 @@ export interface CliOptions {
 export const DEFAULTS: CliOptions = {
   days: 3,
   sessions: 8,
-  servers: 4,
+  servers: 5,
   variants: ['naive', 'authkeep'],
   seed: 1,
   out: 'arena-out',

@@ -34,6 +34,8 @@ export interface ServerMetrics {
   forcedReauths: number;
   refreshCalls: number;
   refreshCallsFailed: number;
+  /** Token requests the AS answered `use_dpop_nonce` (retried with its nonce; not refreshes). */
+  dpopNonceChallenges: number;
   expiries: number;
   /** refreshCalls / expiries, or null when the server was never in use long enough. */
   refreshPerExpiry: number | null;
@@ -189,7 +191,10 @@ function serverMetrics(
   const tokenEntries = http
     .filter((e) => e.endpoint === 'token' && e.resources.includes(server.resource))
     .sort((a, b) => a.time - b.time);
-  const refreshes = tokenEntries.filter((e) => e.grantType === 'refresh_token');
+  // A DPoP nonce challenge (RFC 9449 section 8: 400 use_dpop_nonce, nothing spent) is half of one
+  // refresh's round trip, not a refresh: counted apart.
+  const nonceChallenge = (e: HttpAuditEntry): boolean => e.error === 'use_dpop_nonce';
+  const refreshes = tokenEntries.filter((e) => e.grantType === 'refresh_token' && !nonceChallenge(e));
 
   // Access-token lifetimes elapsed while the server was in use.
   let expiries = 0;
@@ -214,6 +219,7 @@ function serverMetrics(
   let redundant = 0;
   let lastIssued = -Infinity;
   for (const entry of tokenEntries) {
+    if (nonceChallenge(entry)) continue;
     if (entry.grantType === 'refresh_token' && entry.time - lastIssued < ttlMs / 2) redundant++;
     if (entry.status === 200) lastIssued = entry.time;
   }
@@ -230,6 +236,7 @@ function serverMetrics(
     forcedReauths: tabs.filter((e) => tabClass(e) === 'forced').length,
     refreshCalls: refreshes.length,
     refreshCallsFailed: refreshes.filter((e) => e.status !== 200).length,
+    dpopNonceChallenges: tokenEntries.filter(nonceChallenge).length,
     expiries,
     refreshPerExpiry: expiries > 0 ? refreshes.length / expiries : null,
     minimumRefreshes,

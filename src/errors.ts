@@ -43,10 +43,12 @@ export const AUTHKEEP_ERROR_CODES = [
   'token_response_invalid', // the token endpoint answered something unusable (names the field)
   'store_conflict', // compare-and-swap refused a write against a newer generation
   'store_io', // the file system refused a store operation
+  'store_untrusted', // a store directory or file is not the user's own, is writable by others, or is a symbolic link (names the path and the fix)
   'lock_timeout', // a lock could not be taken within its bound
   'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
   'credential_unavailable', // a machine grant's secret, key or assertion could not be read here (names the variable or file, never the value)
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
+  'origin_mismatch', // a request carrying credentials was aimed outside the MCP server's origin (names the field)
 ] as const;
 export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
 

@@ -19,7 +19,7 @@ export type { MachineGrant, MachineGrantType, SecretSource } from './oauth/grant
 export { type Challenge, parseWwwAuthenticate } from './oauth/www-authenticate.js';
 export type { LogEvent, LogLevel, LogSink } from './session/log.js';
 export type { MachineGrantOptions } from './session/machine-grant.js';
-export type { AuthKeeperOptions, LoginOptions } from './session/session-keeper.js';
+export type { AuthKeeperOptions, LoginOptions, LogoutResult } from './session/session-keeper.js';
 export type { CallbackOptions, StaticClient } from './session/sign-in.js';
 export type { ServerStatus } from './session/status.js';
 export type { CredentialStore } from './store/credential-store.js';

@@ -73,6 +73,8 @@ const HINTS: Partial<Record<ErrorCode, (err: AuthkeepError, serverUrl: string | 
   store_conflict: () => 'another authkeep process changed the record at the same moment; run the command again',
   store_corrupt: (_e, url) => `sign in again: authkeep login ${url ?? '<url>'}`,
   store_io: () => 'check that the authkeep home directory exists and is writable; run: authkeep doctor',
+  store_untrusted: () =>
+    'another user may have tampered with the authkeep store: check the path, apply the fix, then run: authkeep doctor',
   lock_timeout: () => 'another authkeep process holds the lock; run: authkeep doctor',
   step_up_exhausted: (_e, url) =>
     `sign in again with the scope the server needs: authkeep login ${url ?? '<url>'} --scope ...`,

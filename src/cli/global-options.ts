@@ -1,5 +1,5 @@
 /**
- * global-options: the flags every command accepts (`--home`, `--debug`, `--allow-http`) and how
+ * global-options: the flags every command accepts (`--home`, `--account`, `--debug`, `--allow-http`) and how
  * they become AuthKeeper options. Program-level flags are accepted before or after the command.
  *
  * Not for: command-specific flags (commands/*.ts).
@@ -8,12 +8,15 @@ import path from 'node:path';
 import { displayJson } from '../display-text.js';
 import type { LogEvent } from '../session/log.js';
 import type { AuthKeeperOptions } from '../session/session-keeper.js';
-import { defaultHome } from '../store/paths.js';
+import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { CliDeps } from './deps.js';
+import { UsageError } from './errors.js';
 
 export interface GlobalOptions {
   /** `--home DIR`, else `$AUTHKEEP_HOME`, else the platform default. Always absolute. */
   home: string;
+  /** `--account NAME`, else `$AUTHKEEP_ACCOUNT`, else `default` (validated: it names a directory). */
+  account: string;
   /** `--debug`: JSON log events and stack traces on stderr. */
   debug: boolean;
   /** `--allow-http`: http for loopback servers only (local development, tests). */
@@ -22,13 +25,22 @@ export interface GlobalOptions {
 
 export interface RawGlobalFlags {
   home?: string | undefined;
+  account?: string | undefined;
   debug?: boolean | undefined;
   allowHttp?: boolean | undefined;
 }
 
 export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv): GlobalOptions {
+  const account = flags.account ?? (env.AUTHKEEP_ACCOUNT || DEFAULT_ACCOUNT);
+  const home = flags.home !== undefined && flags.home !== '' ? path.resolve(flags.home) : defaultHome(env);
+  try {
+    accountHome(home, account);
+  } catch (err) {
+    throw new UsageError((err as Error).message, 'e.g. --account work');
+  }
   return {
-    home: flags.home !== undefined && flags.home !== '' ? path.resolve(flags.home) : defaultHome(env),
+    home,
+    account,
     debug: flags.debug === true || env.AUTHKEEP_DEBUG === '1',
     allowHttp: flags.allowHttp === true,
   };
@@ -60,6 +72,7 @@ export function keeperOptions(
 ): AuthKeeperOptions {
   return {
     home: global.home,
+    account: global.account,
     allowInsecureLoopback: global.allowHttp,
     ...(global.debug ? { log: debugLogSink(deps) } : {}),
     ...extra,

@@ -30,7 +30,7 @@ const COMMANDS: Record<string, () => Promise<RegisterCommand>> = {
 };
 
 /** The global options that take a value: the word after them is not a command name. */
-const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--home']);
+const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--home', '--account']);
 
 /**
  * The command `argv` runs: its first word that is neither an option nor a global option's value,
@@ -63,6 +63,7 @@ Examples:
 Environment:
   AUTHKEEP_HOME  where credentials are stored (default: ~/.local/share/authkeep, macOS
                  ~/Library/Application Support/authkeep, Windows %LOCALAPPDATA%\\authkeep)
+  AUTHKEEP_ACCOUNT  the account used without --account (default: "default")
   BROWSER        the command that opens the sign-in page (the URL is its last argument)
   NO_COLOR       disable colors
 
@@ -77,6 +78,12 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot, commands: readonly R
     .version(VERSION, '-V, --version', 'print the version')
     .addOption(
       new Option('--home <dir>', 'where credentials are stored (default: $AUTHKEEP_HOME, else the platform data dir)'),
+    )
+    .addOption(
+      new Option(
+        '--account <name>',
+        'which identity to use: each account has its own sign-ins and registrations (default: $AUTHKEEP_ACCOUNT, else "default")',
+      ),
     )
     .addOption(new Option('--debug', 'print JSON log events and stack traces on stderr (never secrets)'))
     .addOption(new Option('--allow-http', 'allow http for servers on this machine only (127.0.0.1, localhost, [::1])'))

@@ -16,6 +16,10 @@
  * processes refreshing at once against rotation with reuse detection get the grant revoked.
  *
  * The design: AuthKeeper does all of OAuth; the SDK never holds a credential it could spend.
+ * - DPoP (RFC 9449): tokens() says `token_type: DPoP` for a DPoP-bound token; 1.x writes Bearer
+ *   whatever it says, so such a server needs the provider's `fetch` as the transport's `fetch`
+ *   (it re-presents the token as DPoP with a proof); 2.x signs proofs itself from dpop()
+ *   (sdk-v2-auth-provider.ts).
  * - tokens() returns the access token of getAccessToken() (a Map lookup on the hot path; refresh
  *   ahead of expiry, single-flight in-process and machine-wide, adopting other processes' tokens)
  *   and NEVER the refresh token, so the SDK's own refresh branch cannot run. When only a sign-in
@@ -155,19 +159,32 @@ export class KeeperAuthProvider implements OAuthClientProvider {
 
   /** The current access token (never the refresh token); signs in first when that is what it takes. */
   async tokens(): Promise<OAuthTokens | undefined> {
-    let accessToken: string;
+    let token: { accessToken: string; tokenType: 'Bearer' | 'DPoP' };
     try {
-      accessToken = await this.keeper.getAccessToken(this.serverUrl);
+      token = await this.keeper.getToken(this.serverUrl);
     } catch (err) {
       if (!(err instanceof NeedsAuthError)) throw err;
       if (!this.interactive) return undefined;
       if (!CURABLE.has(err.reason)) throw err;
       await this.signIn();
-      accessToken = await this.keeper.getAccessToken(this.serverUrl);
+      token = await this.keeper.getToken(this.serverUrl);
     }
-    this.lastServed = accessToken;
-    return { access_token: accessToken, token_type: 'Bearer' };
+    this.lastServed = token.accessToken;
+    return { access_token: token.accessToken, token_type: token.tokenType };
   }
+
+  /**
+   * The transport's `fetch` for servers whose tokens are DPoP-bound (RFC 9449): @modelcontextprotocol/sdk
+   * 1.x always writes `Authorization: Bearer <tokens().access_token>`; through this fetch a
+   * DPoP-bound token goes out as `DPoP` with a fresh proof of the key stored with it (one retry
+   * when the server asks for its nonce), everything else untouched (SessionKeeper.dpopFetch).
+   * Pass it as the transport's `fetch` beside `authProvider`.
+   */
+  get fetch(): typeof fetch {
+    this.dpopFetch ??= this.keeper.dpopFetch(this.serverUrl);
+    return this.dpopFetch;
+  }
+  private dpopFetch: typeof fetch | undefined;
 
   /**
    * Tokens from an SDK-run code exchange: stored compare-and-swap, never over newer ones. The

@@ -3,13 +3,16 @@
  * (single-flight refresh, one retry after a 401, step-up); a server that does not ask for OAuth
  * (the unauthenticated probe gets no 401) is spoken to without it until it answers 401; an
  * `Authorization` given with `--header` turns authkeep's sign-in off. When only a sign-in helps,
- * keeper.login() runs once (SignInGate) and the request that needed it waits.
+ * keeper.login() runs once (SignInGate) and the request that needed it waits. Every request, with
+ * or without a token, carries the user's `--header` values: it goes only to the server's origin
+ * and follows redirects only within it (origin-bound-fetch.ts), whatever the transport asks.
  *
  * Not for: the transports (proxy-bridge.ts) or the OAuth steps (session/, oauth/).
  */
 import { NeedsAuthError, type NeedsAuthReason, unreachableParty } from '../errors.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { probeServer } from '../oauth/protected-resource.js';
+import { fetchWithinOrigin, requireServerOrigin } from '../session/origin-bound-fetch.js';
 import type { SessionKeeper } from '../session/session-keeper.js';
 import { CURABLE, SignInGate } from '../session/sign-in-gate.js';
 import { describeError } from './proxy-errors.js';
@@ -19,6 +22,8 @@ export class ProxyAuth {
   /** 'oauth': keeper.fetch; 'none': the server did not ask (yet); 'headers': the user's Authorization. */
   private mode: 'oauth' | 'none' | 'headers' = 'none';
   private readonly keeperFetch: typeof fetch;
+  /** Without a token: the global fetch, bound to the server's origin like keeper.fetch. */
+  private readonly plainFetch: typeof fetch = fetchWithinOrigin((input, init) => fetch(input, init));
   private readonly gate: SignInGate;
   private reason: string = 'no_credentials';
 
@@ -109,7 +114,8 @@ export class ProxyAuth {
         return await this.keeperFetch(input, init);
       }
     }
-    const response = await fetch(input, init);
+    requireServerOrigin(input instanceof Request ? input.url : String(input), this.url);
+    const response = await this.plainFetch(input, init);
     if (response.status !== 401 || this.mode !== 'none') return response;
     // The server asks for authorization after all (e.g. it did not at start-up): sign in, resend.
     await response.body?.cancel().catch(() => undefined);

@@ -16,6 +16,7 @@ import type { LogSink } from '../session/log.js';
 import type { MachineGrantOptions } from '../session/machine-grant.js';
 import type { AuthKeeperOptions, SessionKeeper } from '../session/session-keeper.js';
 import type { StaticClient } from '../session/sign-in.js';
+import { storeLayout } from '../store/paths.js';
 
 export const TRANSPORT_STRATEGIES = ['http-first', 'sse-first', 'http-only', 'sse-only'] as const;
 export type TransportStrategy = (typeof TRANSPORT_STRATEGIES)[number];
@@ -154,10 +155,10 @@ export function parseRemoteUrl(serverUrl: string, allowHttp: boolean): URL {
   );
 }
 
-/** The log file: `logFile`, none when it is false, else `<home>/logs/proxy-<pid>.log`. */
+/** The log file: `logFile`, none when it is false, else `<home>/logs/proxy-<pid>.log` (in the store). */
 export function logFilePath(options: ProxyOptions, home: string): string | undefined {
   if (options.logFile === false) return undefined;
-  return options.logFile ?? path.join(home, 'logs', `proxy-${process.pid}.log`);
+  return options.logFile ?? path.join(storeLayout(home).logsDir, `proxy-${process.pid}.log`);
 }
 
 /**

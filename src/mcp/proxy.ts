@@ -38,7 +38,10 @@
  */
 import { AuthkeepError } from '../errors.js';
 import { describeNetworkFailure, type HttpOptions } from '../oauth/http.js';
+import { canonicalServerUrl } from '../session/canonical-url.js';
+import { storedHttpChoice } from '../session/loopback-http.js';
 import { SessionKeeper } from '../session/session-keeper.js';
+import { FileCredentialStore } from '../store/file-credential-store.js';
 import { defaultHome } from '../store/paths.js';
 import { ProxyAuth } from './proxy-auth.js';
 import { Bridge } from './proxy-bridge.js';
@@ -53,6 +56,19 @@ import {
 } from './proxy-options.js';
 import { proxySignInPrompts } from './proxy-sign-in.js';
 
+/** Did the sign-in to this server keep the `--allow-http` choice (session/loopback-http.ts)? */
+async function storedAllowsHttp(options: ProxyOptions, home: string): Promise<boolean> {
+  let url: string;
+  try {
+    url = canonicalServerUrl(options.serverUrl);
+  } catch {
+    return false; // parseRemoteUrl says what is wrong with it
+  }
+  const store = options.keeper?.store ?? options.keeperOptions?.store ?? new FileCredentialStore({ home });
+  const read = await store.read(url).catch(() => undefined);
+  return read?.kind === 'ok' && storedHttpChoice(read.record);
+}
+
 /**
  * Run the proxy until the client closes stdin. Resolves with an exit code (PROXY_EXIT). Throws
  * (before touching stdout) when it cannot start: bad options, or a sign-in that failed.
@@ -64,9 +80,18 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
       field: 'transport',
     });
   }
-  const url = parseRemoteUrl(options.serverUrl, options.allowHttp === true);
   const home = options.home ?? options.keeperOptions?.home ?? options.keeper?.home ?? defaultHome();
-  const log = new ProxyLog(options.stderr ?? process.stderr, logFilePath(options, home), options.debug === true);
+  // A server signed in to with --allow-http keeps that choice (loopback hosts only).
+  const keptHttp = options.allowHttp !== true && (await storedAllowsHttp(options, home));
+  if (keptHttp) options = { ...options, allowHttp: true };
+  const url = parseRemoteUrl(options.serverUrl, options.allowHttp === true);
+  const log = new ProxyLog(
+    options.stderr ?? process.stderr,
+    logFilePath(options, home),
+    options.debug === true,
+    // The default log file is in the store: its home and logs/ must be the user's own.
+    options.logFile === undefined ? home : undefined,
+  );
   try {
     // The sign-in URL or device code goes to stderr and the log file whatever the browser does.
     const prompts = proxySignInPrompts(log, url.href);
@@ -79,6 +104,7 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
         }),
       );
     log.info(`authkeep proxy for ${url.href} (${strategy}); log file ${log.file ?? 'none'}`);
+    if (keptHttp) log.info('http allowed for this server on this machine: it was signed in to with --allow-http');
     if (options.resource !== undefined) {
       log.info(
         `--resource ${options.resource}: authkeep sends the resource the server's metadata publishes; the value is only recorded here`,

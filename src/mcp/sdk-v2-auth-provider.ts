@@ -38,7 +38,10 @@
  * - redirectUrl is always defined (KeeperAuthProvider): without one 2.x requests tokens itself.
  * - the context argument ({issuer}) of the credential methods: one record per server has one
  *   registration at one issuer, so it selects nothing here; the SDK checks the stamps.
- * dpop() is not implemented: the tokens are presented as Bearer.
+ * - dpop() (SEP-1932 / RFC 9449): for DPoP-bound tokens (tokens() then says `token_type: DPoP`),
+ *   a 2.x DpopSession signing with the key stored with them (imported, not extractable), so the
+ *   transports present `Authorization: DPoP` with a fresh proof per request and retry a
+ *   `use_dpop_nonce` once; undefined for Bearer tokens. One session per key, so nonces persist.
  *
  * Why an OAuthClientProvider and not 2.x's minimal AuthProvider: with {token, onUnauthorized} a
  * 401 would be recovered and the request retried in-band, but a 403 insufficient_scope would end
@@ -46,10 +49,12 @@
  *
  * Not for: the adapter's logic (auth-provider.ts) or 2.x's middleware (keeper.fetch is one).
  */
-import type {
-  OAuthClientInformationContext,
-  OAuthClientProvider,
-  StoredOAuthTokens,
+import {
+  DpopSession,
+  type OAuthClientInformationContext,
+  type OAuthClientProvider,
+  type DpopKeyPair as SdkDpopKeyPair,
+  type StoredOAuthTokens,
 } from '@modelcontextprotocol/client';
 import type { SessionKeeper } from '../session/session-keeper.js';
 import { KeeperAuthProvider, type KeeperAuthProviderOptions } from './auth-provider.js';
@@ -57,6 +62,8 @@ import { KeeperAuthProvider, type KeeperAuthProviderOptions } from './auth-provi
 export type { KeeperAuthProviderOptions };
 
 export class KeeperAuthProviderV2 extends KeeperAuthProvider implements OAuthClientProvider {
+  /** The 2.x DPoP session of the key the current tokens are bound to. */
+  private dpopSession: { thumbprint: string; session: Promise<DpopSession> } | undefined;
   /** The issuer and scope of the record, as read when `accessToken` was first served. */
   private stamp: { accessToken: string; issuer: string | undefined; scope: string | undefined } | undefined;
 
@@ -85,5 +92,26 @@ export class KeeperAuthProviderV2 extends KeeperAuthProvider implements OAuthCli
       ...(this.stamp.scope !== undefined ? { scope: this.stamp.scope } : {}),
       ...(this.stamp.issuer !== undefined ? { issuer: this.stamp.issuer } : {}),
     };
+  }
+
+  /** The DPoP session for DPoP-bound tokens (see the header); undefined for Bearer tokens. */
+  async dpop(): Promise<DpopSession | undefined> {
+    const pair = await this.session.dpopKeyPair(this.serverUrl);
+    if (pair === undefined) return undefined;
+    if (this.dpopSession?.thumbprint !== pair.thumbprint) {
+      this.dpopSession = {
+        thumbprint: pair.thumbprint,
+        session: DpopSession.create({
+          keyPair: {
+            alg: pair.alg,
+            privateKey: pair.privateKey,
+            publicKey: pair.publicKey,
+            publicJwk: pair.publicJwk as SdkDpopKeyPair['publicJwk'],
+            thumbprint: pair.thumbprint,
+          },
+        }),
+      };
+    }
+    return this.dpopSession.session;
   }
 }

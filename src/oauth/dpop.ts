@@ -9,7 +9,7 @@
  * or storing the key (store/record.ts). The private JWK is a secret: it never reaches a log, an
  * error or a printed value.
  */
-import { webcrypto } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { DPoP, type DPoPHandle } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import type { AuthorizationServer } from './types.js';
@@ -94,6 +94,27 @@ export function publicJwk(key: DpopKey): JsonWebKey {
   return rest;
 }
 
+/** A stored key as Web Crypto keys (the private one not extractable), for an SDK's own DPoP support. */
+export interface DpopKeyPair {
+  alg: DpopAlg;
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  publicJwk: JsonWebKey;
+  /** RFC 7638 SHA-256 thumbprint of the public key: the tokens' `cnf.jkt`. */
+  thumbprint: string;
+}
+
+/** RFC 7638 section 3.2: the SHA-256 thumbprint of an EC public key (required members, lexicographic order). */
+export function jwkThumbprint(key: DpopKey): string {
+  const { crv, kty, x, y } = key.privateJwk;
+  return createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest('base64url');
+}
+
+export async function importDpopKeyPair(key: DpopKey): Promise<DpopKeyPair> {
+  const pair = await importKeyPair(key);
+  return { alg: key.alg, ...pair, publicJwk: publicJwk(key), thumbprint: jwkThumbprint(key) };
+}
+
 /** The stored key as a CryptoKeyPair oauth4webapi can sign with (the public key extractable, as it requires). */
 async function importKeyPair(key: DpopKey): Promise<CryptoKeyPair> {
   const params = GENERATE[key.alg];
@@ -109,16 +130,26 @@ async function importKeyPair(key: DpopKey): Promise<CryptoKeyPair> {
  */
 export class DpopKeyring {
   private readonly handles = new Map<string, Promise<DPoPHandle>>();
+  private readonly pairs = new Map<string, Promise<DpopKeyPair>>();
 
   handle(key: DpopKey): Promise<DPoPHandle> {
-    const id = `${key.alg}:${key.privateJwk.x}:${key.privateJwk.y}`;
-    let handle = this.handles.get(id);
-    if (handle === undefined) {
-      handle = importKeyPair(key).then((pair) => DPoP({}, pair));
-      handle.catch(() => this.handles.delete(id));
-      if (this.handles.size >= 100) this.handles.delete(this.handles.keys().next().value as string);
-      this.handles.set(id, handle);
-    }
-    return handle;
+    return cached(this.handles, key, () => this.keyPair(key).then((pair) => DPoP({}, pair)));
   }
+
+  /** The key imported once (the private key not extractable). */
+  keyPair(key: DpopKey): Promise<DpopKeyPair> {
+    return cached(this.pairs, key, () => importDpopKeyPair(key));
+  }
+}
+
+function cached<T>(map: Map<string, Promise<T>>, key: DpopKey, make: () => Promise<T>): Promise<T> {
+  const id = `${key.alg}:${key.privateJwk.x}:${key.privateJwk.y}`;
+  let value = map.get(id);
+  if (value === undefined) {
+    value = make();
+    value.catch(() => map.delete(id));
+    if (map.size >= 100) map.delete(map.keys().next().value as string);
+    map.set(id, value);
+  }
+  return value;
 }

@@ -69,7 +69,7 @@ export function assertSecureUrl(
     if (allowInsecureLoopback) return parsed;
     throw new AuthkeepError(
       'insecure_url',
-      `${field} uses http on loopback (${parsed.host}); allowed only with allowInsecureLoopback`,
+      `${field} uses http (${parsed.host}), which is allowed only for a server on this machine when asked for`,
       { field, detail: { url: safeUrl(parsed) } },
     );
   }

@@ -12,6 +12,10 @@
  * refreshing after a 401 (which spends and rotates the refresh token) and rediscovering back off
  * per server (RefusalBackoff): meanwhile the caller sees the server's 401 as it is.
  *
+ * The token stays on the server's origin: a URL outside it is refused before anything is sent
+ * (`origin_mismatch`), and a redirect is followed only within it (origin-bound-fetch.ts); a
+ * redirect elsewhere reaches the caller as the 3xx it is.
+ *
  * Not for: deciding when to refresh (token-manager.ts) or running a sign-in (sign-in.ts).
  */
 import {
@@ -28,6 +32,7 @@ import { AuthkeepError, NeedsAuthError } from '../errors.js';
 import type { DpopKey } from '../oauth/dpop.js';
 import { unionScopes } from '../oauth/scope.js';
 import { type AuthChallenge, authChallengeFromResponse } from '../oauth/www-authenticate.js';
+import { fetchWithinOrigin, requireServerOrigin } from './origin-bound-fetch.js';
 import type { Credential } from './token-manager.js';
 
 export interface AuthenticatedFetchDeps {
@@ -86,10 +91,11 @@ export class RefusalBackoff {
 }
 
 export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof fetch {
+  const sameOriginFetch = fetchWithinOrigin(deps.fetch);
   const authenticatedFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     // Buffer a Request body once so the request can be replayed after a refresh or step-up.
     const request = input instanceof Request ? input : undefined;
-    const url = request ? request.url : input instanceof URL ? input.href : input;
+    const url = requireServerOrigin(input instanceof Request ? input.url : String(input), deps.serverUrl).href;
     const body = init?.body ?? (request?.body ? await request.arrayBuffer() : undefined);
     const baseHeaders = new Headers(request?.headers);
     new Headers(init?.headers).forEach((value, key) => {
@@ -100,10 +106,10 @@ export function createAuthenticatedFetch(deps: AuthenticatedFetchDeps): typeof f
       const headers = new Headers(baseHeaders);
       if (credential.tokenType === 'DPoP' && credential.dpop) {
         const handle = await deps.dpopHandle(credential.dpop);
-        return sendWithProof(deps.fetch, url as string, method, headers, body, init, credential.accessToken, handle);
+        return sendWithProof(sameOriginFetch, url, method, headers, body, init, credential.accessToken, handle);
       }
       headers.set('authorization', `Bearer ${credential.accessToken}`);
-      return deps.fetch(url, { ...init, method, headers, body: body ?? null });
+      return sameOriginFetch(url, { ...init, method, headers, body: body ?? null });
     };
 
     let credential = await deps.getCredential();
@@ -203,7 +209,7 @@ function safeChallenge(response: Response, presented: 'bearer' | 'dpop'): AuthCh
  * origin, for the next requests too). Any other challenge is returned as the server's response,
  * for the caller's 401/403 handling. The URL's scheme was checked where the server was discovered.
  */
-async function sendWithProof(
+export async function sendWithProof(
   fetchImpl: typeof fetch,
   url: string,
   method: string,

@@ -33,6 +33,8 @@ export interface DiscoveredServer {
    * and not `Bearer` (RFC 9449 section 7.1).
    */
   dpopRequired?: boolean;
+  /** Reached over http on loopback, as allowed: the record keeps the choice (loopback-http.ts). */
+  allowHttpLoopback?: true;
 }
 
 /**

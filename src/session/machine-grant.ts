@@ -155,7 +155,7 @@ export function machineRegistration(
 }
 
 /** The client's credential for one request: the secret or key read now from where the grant says. */
-async function clientCredential(
+export async function machineCredential(
   grant: MachineGrant,
   registration: Registration,
   reader: SecretReader | undefined,
@@ -194,7 +194,7 @@ export async function nextMachineToken(
   reader?: SecretReader,
 ): Promise<TokenSet> {
   const { authorizationServer: as, registration, resource, grant } = target;
-  const credential = await clientCredential(grant, registration, reader);
+  const credential = await machineCredential(grant, registration, reader);
   const params = { resource, ...(grant.scope ? { scope: grant.scope } : {}) };
   if (grant.type === 'client_credentials') {
     return requestClientCredentialsToken(as, registration, credential, params, http);

@@ -9,7 +9,8 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
-import { DpopKeyring, type DpopMode } from '../oauth/dpop.js';
+import { machineClientAuthentication } from '../oauth/client-credentials.js';
+import { type DpopKeyPair, DpopKeyring, type DpopMode } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
@@ -17,16 +18,17 @@ import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { BearerChallenge } from '../oauth/www-authenticate.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import { FileCredentialStore } from '../store/file-credential-store.js';
-import { defaultHome } from '../store/paths.js';
+import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
-import { createAuthenticatedFetch, RefusalBackoff } from './authenticated-fetch.js';
+import { createAuthenticatedFetch, RefusalBackoff, sendWithProof } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
 import { type Clock, systemClock } from './clock.js';
 import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
-import { discoverServer } from './discover-server.js';
+import { type DiscoveredServer, discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
-import { type MachineGrantOptions, machineSignIn } from './machine-grant.js';
+import { signInNeedsHttp, storedHttpChoice } from './loopback-http.js';
+import { type MachineGrantOptions, machineCredential, machineSignIn } from './machine-grant.js';
 import type { RefreshMode } from './refresh-policy.js';
 import type { SecretReader } from './secret-source.js';
 import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
@@ -40,6 +42,11 @@ import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 export interface AuthKeeperOptions {
   /** Where records live. Default: `$AUTHKEEP_HOME`, else the platform's per-user data directory. */
   home?: string;
+  /**
+   * Which identity to use at every server: each account keeps its own records, locks and client
+   * registrations (`<home>/accounts/<name>`; the default account, `default`, is home itself).
+   */
+  account?: string;
   /** `client_name` sent in dynamic client registration. Default `authkeep`. */
   clientName?: string;
   /** A client ID metadata document URL, used when the AS advertises support for it. */
@@ -125,7 +132,10 @@ export interface LoginOptions {
 }
 
 export class SessionKeeper {
+  /** The store's directory: home, or the named account's directory inside it. */
   readonly home: string;
+  /** The account this keeper signs in and refreshes as (`default` unless named). */
+  readonly account: string;
   /**
    * The store the records live in (`options.store`, else files under `home`). For inspection
    * (`authkeep doctor`) and embedders; every change of a record goes through this class.
@@ -146,14 +156,15 @@ export class SessionKeeper {
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
-    this.home = options.home ?? defaultHome();
+    this.account = options.account ?? DEFAULT_ACCOUNT;
+    this.home = accountHome(options.home ?? defaultHome(), this.account);
     this.store = options.store ?? new FileCredentialStore({ home: this.home });
     this.logger = new Logger(options.log);
     this.clock = options.clock ?? systemClock;
     const loginTimeoutMs = options.loginTimeoutMs ?? 5 * 60_000;
     this.tokens = new TokenManager({
       store: this.store,
-      http: () => this.http(),
+      http: (record) => this.http(record),
       logger: this.logger,
       ...(options.transientRetryDelaysMs ? { transientRetryDelaysMs: options.transientRetryDelaysMs } : {}),
       ...(options.refreshMode ? { refreshMode: options.refreshMode } : {}),
@@ -168,9 +179,10 @@ export class SessionKeeper {
     });
   }
 
-  private http(): HttpOptions {
+  /** HTTP options; for a server whose record kept the `--allow-http` choice, http on loopback. */
+  private http(record?: Pick<ServerRecord, 'serverUrl' | 'allowHttpLoopback'>): HttpOptions {
     return {
-      allowInsecureLoopback: this.options.allowInsecureLoopback === true,
+      allowInsecureLoopback: this.options.allowInsecureLoopback === true || storedHttpChoice(record),
       timeoutMs: this.options.httpTimeoutMs ?? 30_000,
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
     };
@@ -183,7 +195,14 @@ export class SessionKeeper {
   async login(serverUrl: string, options: LoginOptions = {}): Promise<ServerStatus> {
     const requestedAt = Date.now();
     const url = canonicalServerUrl(serverUrl);
-    const server = await discoverServer(url, this.http());
+    const stored = await this.storedRecord(url);
+    const http = this.http(stored);
+    const discovered = await discoverServer(url, http);
+    // Signed in over http on loopback, as allowed: keep the choice with the record.
+    const server: DiscoveredServer =
+      http.allowInsecureLoopback && signInNeedsHttp(discovered)
+        ? { ...discovered, allowHttpLoopback: true }
+        : discovered;
     // The caller's scope first (a step-up's: the challenge's, then what was granted), then the
     // one discovery chose (the probe's challenge, else the PRM's scopes_supported).
     const scope = unionScopes(options.scope, server.scope);
@@ -219,7 +238,7 @@ export class SessionKeeper {
         // A configured pre-registered client wins over a stored registration of another client_id.
         const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
         const context = {
-          http: this.http(),
+          http,
           logger: this.logger,
           clientName: this.options.clientName ?? 'authkeep',
           ...(this.options.clientMetadataUrl ? { clientMetadataUrl: this.options.clientMetadataUrl } : {}),
@@ -277,6 +296,61 @@ export class SessionKeeper {
   /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */
   getAccessToken(serverUrl: string): Promise<string> {
     return this.tokens.getAccessToken(this.canonical(serverUrl));
+  }
+
+  /**
+   * getAccessToken, with the scheme the token is presented with: `Bearer`, or `DPoP` when it is
+   * bound to this machine's key (RFC 9449); a DPoP-bound token goes out only with a proof
+   * (`fetch()`, `dpopFetch()`).
+   */
+  async getToken(serverUrl: string): Promise<{ accessToken: string; tokenType: 'Bearer' | 'DPoP' }> {
+    const credential = await this.tokens.getCredential(this.canonical(serverUrl));
+    return {
+      accessToken: credential.accessToken,
+      tokenType: credential.tokenType === 'DPoP' && credential.dpop ? 'DPoP' : 'Bearer',
+    };
+  }
+
+  /**
+   * A fetch for callers that write `Authorization` themselves (the MCP SDK transports, which
+   * always write `Bearer <token>`): a request to `serverUrl`'s origin whose Authorization carries
+   * a DPoP-bound access token this keeper serves for it, and no `DPoP` header yet, is sent as RFC
+   * 9449 wants: `Authorization: DPoP <token>` and a fresh proof of the stored key (oauth4webapi),
+   * once more with the server's nonce when it asks for one. Every other request goes out as it is.
+   */
+  dpopFetch(serverUrl: string, base: typeof fetch = this.options.fetch ?? globalThis.fetch): typeof fetch {
+    const url = canonicalServerUrl(serverUrl);
+    const origin = new URL(url).origin;
+    const dpopFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const request = input instanceof Request ? input : undefined;
+      const target = request ? request.url : input instanceof URL ? input.href : (input as string);
+      const headers = new Headers(request?.headers);
+      new Headers(init?.headers).forEach((value, key) => {
+        headers.set(key, value);
+      });
+      const presented = /^(?:Bearer|DPoP) +(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
+      const credential =
+        presented !== undefined && !headers.has('dpop') && new URL(target).origin === origin
+          ? await this.tokens.credentialFor(url, presented)
+          : undefined;
+      if (credential?.tokenType !== 'DPoP' || credential.dpop === undefined) return base(input, init);
+      const body = init?.body ?? (request?.body ? await request.arrayBuffer() : undefined);
+      const handle = await this.dpopKeyring.handle(credential.dpop);
+      const method = init?.method ?? request?.method ?? 'GET';
+      return sendWithProof(base, target, method, headers, body, init, credential.accessToken, handle);
+    };
+    return dpopFetch as typeof fetch;
+  }
+
+  /**
+   * The DPoP key pair `serverUrl`'s current tokens are bound to, as Web Crypto keys (the private one
+   * not extractable), with its algorithm, public JWK and RFC 7638 thumbprint: what an SDK's own
+   * DPoP support signs with. Undefined when the tokens are not DPoP-bound. As cheap as
+   * getAccessToken (no disk on the hot path).
+   */
+  async dpopKeyPair(serverUrl: string): Promise<DpopKeyPair | undefined> {
+    const credential = await this.tokens.getCredential(this.canonical(serverUrl));
+    return credential.dpop ? this.dpopKeyring.keyPair(credential.dpop) : undefined;
   }
 
   /**
@@ -351,7 +425,7 @@ export class SessionKeeper {
   private async checkAuthorizationServer(url: string, challenge: BearerChallenge | undefined): Promise<void> {
     let discovered: Awaited<ReturnType<typeof discoverServer>>;
     try {
-      discovered = await discoverServer(url, this.http(), challenge);
+      discovered = await discoverServer(url, this.http(await this.storedRecord(url)), challenge);
     } catch {
       return; // discovery failing says nothing about a move; the caller sees the 401
     }
@@ -376,6 +450,12 @@ export class SessionKeeper {
     }
   }
 
+  /** The readable record of `url`, if any (a lock-free read). */
+  private async storedRecord(url: string): Promise<ServerRecord | undefined> {
+    const read = await this.store.read(url);
+    return read.kind === 'ok' ? read.record : undefined;
+  }
+
   /** One status per stored server, or for `serverUrl` only. Reads the store; no network. */
   async status(serverUrl?: string): Promise<ServerStatus[]> {
     if (serverUrl !== undefined) {
@@ -386,41 +466,65 @@ export class SessionKeeper {
     return all.map((entry) => serverStatus(entry));
   }
 
-  /** Revokes the tokens where the AS has a revocation endpoint (RFC 7009), then deletes the record. */
-  async logout(serverUrl: string): Promise<{ revoked: boolean; deleted: boolean }> {
+  /**
+   * Revokes the tokens where the AS has a revocation endpoint (RFC 7009), then deletes the record.
+   * When revocation was possible but failed (the AS down or refusing), the record is deleted
+   * anyway unless `requireRevocation` is set: then it is kept (the tokens still work at the AS,
+   * and a later logout can revoke them) and the result says why (`revocationError`).
+   */
+  async logout(serverUrl: string, options: { requireRevocation?: boolean } = {}): Promise<LogoutResult> {
     const url = canonicalServerUrl(serverUrl);
     this.tokens.forget(url);
     let registration: Registration | undefined;
-    const result = await this.store.transaction(url, 'refresh', async (tx) => {
+    const result = await this.store.transaction(url, 'refresh', async (tx): Promise<LogoutResult> => {
       const read = await tx.read();
       if (read.kind !== 'ok') {
-        if (read.kind === 'missing') return { revoked: false, deleted: false };
+        if (read.kind === 'missing') return { revoked: false, deleted: false, revocation: 'nothing' };
         await tx.delete();
-        return { revoked: false, deleted: true };
+        return { revoked: false, deleted: true, revocation: 'nothing' };
       }
       const record: ServerRecord = read.record;
-      // A machine grant's client is configuration, never offered to sign-ins: nothing to forget.
-      if (record.grant === undefined) registration = record.registration;
-      let revoked = false;
-      // A machine grant holds only a short-lived access token, and its client's credential lives
-      // where the grant says (machine-grant.ts): it is not revoked, only forgotten.
-      if (record.tokens && record.authorizationServer.revocation_endpoint && record.grant === undefined) {
+      let revocation: LogoutResult['revocation'] = record.tokens ? 'unsupported' : 'nothing';
+      let revocationError: string | undefined;
+      if (record.tokens && record.authorizationServer.revocation_endpoint) {
         const token = record.tokens.refreshToken ?? record.tokens.accessToken;
         const hint = record.tokens.refreshToken ? 'refresh_token' : 'access_token';
         try {
-          revoked =
-            (await revokeToken(record.authorizationServer, record.registration, token, hint, this.http())) ===
-            'revoked';
+          // A machine grant's client authenticates with the credential its grant names (read now).
+          const auth = record.grant
+            ? machineClientAuthentication(
+                record.registration,
+                await machineCredential(record.grant, record.registration, this.options.secretReader),
+              )
+            : undefined;
+          revocation = await revokeToken(
+            record.authorizationServer,
+            record.registration,
+            token,
+            hint,
+            this.http(record),
+            ...(auth ? [auth] : []),
+          );
         } catch (err) {
-          // Logging out locally must still work when the AS is down; say so.
-          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${(err as Error).message}`, {
+          revocation = 'failed';
+          revocationError = err instanceof Error ? err.message : String(err);
+          this.logger.emit('warn', 'logout.revoke_failed', `revocation failed: ${revocationError}`, {
             serverUrl: url,
           });
         }
       }
+      const revoked = revocation === 'revoked';
+      if (revocation === 'failed' && options.requireRevocation) {
+        this.logger.emit('warn', 'logout.kept', 'kept the record: its tokens could not be revoked', {
+          serverUrl: url,
+        });
+        return { revoked, deleted: false, revocation, ...(revocationError ? { revocationError } : {}) };
+      }
+      // A machine grant's client is configuration, never offered to sign-ins: nothing to forget.
+      if (record.grant === undefined) registration = record.registration;
       await tx.delete();
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
-      return { revoked, deleted: true };
+      return { revoked, deleted: true, revocation, ...(revocationError ? { revocationError } : {}) };
     });
     // The last server using a registration forgets it: the next sign-in registers again.
     const loggedOut = registration;
@@ -548,6 +652,19 @@ export class SessionKeeper {
       return 'stored';
     });
   }
+}
+
+/** What `logout()` did. */
+export interface LogoutResult {
+  revoked: boolean;
+  deleted: boolean;
+  /**
+   * `revoked`; `unsupported`: the AS offers no revocation (no endpoint, or not for this token
+   * type), so the refresh token stays valid there until it expires; `failed`: revocation was
+   * possible and did not happen (`revocationError` says why); `nothing`: no tokens were stored.
+   */
+  revocation: 'revoked' | 'unsupported' | 'failed' | 'nothing';
+  revocationError?: string;
 }
 
 /** A server's stored discovery results and client registration (no tokens): see `storedServer()`. */

@@ -274,6 +274,7 @@ export function recordFromSignIn(
   previous: ServerRecord | undefined,
 ): ServerRecord {
   return {
+    ...(server.allowHttpLoopback ? { allowHttpLoopback: true } : {}),
     version: 1,
     serverUrl: server.serverUrl,
     generation: previous?.generation ?? 0,

@@ -61,7 +61,8 @@ export type RefreshCause =
 
 export interface TokenManagerDeps {
   store: CredentialStore;
-  http: () => HttpOptions;
+  /** HTTP options for requests about `record` (its stored http choice, loopback-http.ts). */
+  http: (record?: ServerRecord) => HttpOptions;
   logger: Logger;
   /** Backoff delays for transient token-endpoint failures (temporarily_unavailable, 5xx, timeouts). */
   transientRetryDelaysMs?: number[];
@@ -158,6 +159,19 @@ export class TokenManager {
     if (read.kind !== 'ok' || detectDrift(read.record) !== undefined) return undefined;
     const fresh = this.adoptable(read.record, { kind: 'rejected', rejectedAccessToken });
     return fresh === undefined ? undefined : this.remember(serverUrl, fresh, read.record.dpop);
+  }
+
+  /**
+   * How `accessToken` (one this manager served for `serverUrl`) is presented: the cache's entry, else
+   * the stored record's tokens when they are that token. Undefined for a token neither holds.
+   */
+  async credentialFor(serverUrl: string, accessToken: string): Promise<Credential | undefined> {
+    const cached = this.cache.get(serverUrl);
+    if (cached?.accessToken === accessToken) return cached;
+    const read = await this.deps.store.read(serverUrl);
+    if (read.kind !== 'ok' || read.record.tokens?.accessToken !== accessToken) return undefined;
+    const { tokens, dpop } = read.record;
+    return { accessToken, tokenType: tokens.tokenType, ...(tokens.tokenType === 'DPoP' && dpop ? { dpop } : {}) };
   }
 
   /** Make the manager serve the tokens of a record just written (after login). */
@@ -393,7 +407,7 @@ export class TokenManager {
           const next = await this.refreshWithRetry(
             record,
             record.tokens,
-            (sentAt) => nextMachineToken(machine, this.deps.http(), sentAt, this.deps.secretReader),
+            (sentAt) => nextMachineToken(machine, this.deps.http(record), sentAt, this.deps.secretReader),
             async (info) => {
               await tx.write(markNeedsAuth(record, info));
             },
@@ -453,7 +467,7 @@ export class TokenManager {
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
-              this.deps.http(),
+              this.deps.http(record),
             );
           },
           async (info) => {

@@ -3,16 +3,20 @@
  *
  * For: `writeFileAtomic` (temp file in the same directory, mode 0600, write, fsync, rename over
  * the target, fsync the directory: a reader, or a process after SIGKILL or power loss, sees the old
- * content or the new one, never a mix), `readFileIfExists`, `ensurePrivateDir` (directories 0700)
- * and `sweepTempFiles` (remove temp files left by killed writers).
+ * content or the new one, never a mix), `readFileIfExists` (never through a symbolic link),
+ * `ensurePrivateDir` (directories 0700, refused when not the user's own: store-trust.ts),
+ * `checkStoreDirectories` (the same check before a read) and `sweepTempFiles` (remove temp files
+ * left by killed writers).
  * Not for: deciding whether a write is allowed (compare-and-swap lives in credential-store.ts) or
  * serialising writers (lock.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { chmod, type FileHandle, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 import { isProcessAlive } from './process-alive.js';
+import { checkDirectory, type DirectoryRole, openStoreFile } from './store-trust.js';
 
 export const PRIVATE_FILE_MODE = 0o600;
 export const PRIVATE_DIR_MODE = 0o700;
@@ -31,23 +35,50 @@ export function storeIoError(action: string, target: string, cause: unknown): Au
 }
 
 /**
- * Create `dir` (and missing parents) with mode 0700. With `tighten` (the default), an existing
- * directory that is group- or world-accessible is chmod-ed to 0700; pass `tighten: false` for a
- * directory the user chose and may share (the home itself when it already existed).
+ * Create `dir` (and missing parents) with mode 0700, or check the one there: it must be the user's
+ * own, not writable by group or others, and (but for the home) not a symbolic link, else
+ * AuthkeepError `store_untrusted` naming it and the fix (store-trust.ts). With `tighten` (the
+ * default), an existing directory that others may read or enter is chmod-ed to 0700; pass
+ * `tighten: false` for the home, a directory the user chose and may share read-only (it may also
+ * be a symbolic link the user made: it is judged by what it points to).
  */
 export async function ensurePrivateDir(dir: string, options: { tighten?: boolean } = {}): Promise<void> {
-  try {
-    const created = await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    if (isWindows) return;
-    if (created !== undefined) {
+  const role: DirectoryRole = options.tighten === false ? 'home' : 'directory';
+  if (!(await checkDirectoryOrThrow(dir, role))) {
+    try {
+      const created = await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
       // mkdir's mode is filtered by the umask; a umask can only remove bits, but make it exact.
-      await chmod(dir, PRIVATE_DIR_MODE);
-    } else if (options.tighten !== false) {
-      const st = await stat(dir);
-      if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) await chmod(dir, PRIVATE_DIR_MODE);
+      if (created !== undefined && !isWindows) await chmod(dir, PRIVATE_DIR_MODE);
+    } catch (cause) {
+      throw storeIoError('create directory', dir, cause);
     }
+    // Another process may have made it meanwhile: judge what is there now.
+    await checkDirectoryOrThrow(dir, role);
+    return;
+  }
+  if (role === 'home' || isWindows) return;
+  try {
+    // Trusted (ours, not writable by others, not a link): only take away others' read and search.
+    if (((await lstat(dir)).mode & 0o077) !== 0) await chmod(dir, PRIVATE_DIR_MODE);
   } catch (cause) {
-    throw storeIoError('create directory', dir, cause);
+    throw storeIoError('tighten directory', dir, cause);
+  }
+}
+
+/**
+ * Before reading from `dir` under `home`: both are checked like ensurePrivateDir checks them
+ * (nothing is created or changed). False when either does not exist (there is nothing to read).
+ */
+export async function checkStoreDirectories(home: string, dir: string): Promise<boolean> {
+  return (await checkDirectoryOrThrow(home, 'home')) && (await checkDirectoryOrThrow(dir, 'directory'));
+}
+
+async function checkDirectoryOrThrow(dir: string, role: DirectoryRole): Promise<boolean> {
+  try {
+    return await checkDirectory(dir, role);
+  } catch (err) {
+    if (err instanceof AuthkeepError) throw err;
+    throw storeIoError('check directory', dir, err);
   }
 }
 
@@ -119,13 +150,26 @@ export async function writeFileAtomic(
   await fsyncDirectory(path.dirname(target));
 }
 
-/** The file's bytes, or undefined when it does not exist. Other errors throw `store_io`. */
+/**
+ * The file's bytes, or undefined when it does not exist. A symbolic link or a file that is not the
+ * user's own is refused (`store_untrusted`, store-trust.ts), never followed; other errors throw
+ * `store_io`.
+ */
 export async function readFileIfExists(file: string): Promise<Buffer | undefined> {
+  let fh: FileHandle;
   try {
-    return await readFile(file);
+    fh = await openStoreFile(file, fsConstants.O_RDONLY);
   } catch (err) {
     if (errno(err) === 'ENOENT') return undefined;
+    if (err instanceof AuthkeepError) throw err;
     throw storeIoError('read', file, err);
+  }
+  try {
+    return await fh.readFile();
+  } catch (err) {
+    throw storeIoError('read', file, err);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }
 
@@ -157,7 +201,7 @@ export async function sweepTempFiles(
     const match = TEMP_PATTERN.exec(name);
     if (!match) continue;
     const file = path.join(dir, name);
-    const st = await stat(file).catch(() => undefined);
+    const st = await lstat(file).catch(() => undefined);
     if (st === undefined) continue;
     const ageMs = Date.now() - st.mtimeMs;
     // A write takes milliseconds; the grace keeps a writer on another host sharing this directory

@@ -67,13 +67,23 @@ export interface RegistrationMatch {
   registration: Registration;
 }
 
-/** A permission that lets another user read or tamper with stored credentials. */
+/** A permission or ownership that lets another user read or tamper with stored credentials. */
 export interface PermissionFinding {
-  /** `home`: group- or world-writable; `directory`: not 0700; `file`: readable by others. */
+  /** `home`: the store's home; `directory`: one of its subdirectories; `file`: a file in one. */
   kind: 'home' | 'directory' | 'file';
   path: string;
   /** The mode found (permission bits). */
   mode: number;
+  /**
+   * What is wrong: `mode` (a directory not 0700, a home writable by others, a file others can
+   * read), `owner` (not the user's own), `symlink`, or `not_directory` / `not_file`. All but a
+   * mode that only lets others read make the store refuse the path (`store_untrusted`).
+   */
+  problem: 'mode' | 'owner' | 'symlink' | 'not_directory' | 'not_file';
+  /** The shell command that fixes it. */
+  fix: string;
+  /** True when the store refuses to use the path until it is fixed. */
+  refused: boolean;
 }
 
 /** What `authkeep doctor` reports about the store itself (read-only; nothing is repaired). */

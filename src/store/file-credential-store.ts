@@ -6,7 +6,9 @@
  * answers doctor.
  *
  * Files under home (see paths.ts): `servers/<key>.json` (mode 0600), `locks/`, `quarantine/`,
- * `outcomes/<key>.json`, `registrations/<issuerKey>.json`; directories 0700. Every write is whole:
+ * `outcomes/<key>.json`, `registrations/<issuerKey>.json`, `logs/` (the proxy's); directories
+ * 0700. Every directory must be the user's own and not writable by others, and no file is read or
+ * written through a symbolic link (store-trust.ts): else `store_untrusted`, naming the path and fix. Every write is whole:
  * temp file, fsync, rename, fsync dir (atomic-file.ts), so a failed compare-and-swap leaves the
  * file byte-for-byte unchanged. The store stamps `updatedAt` on every write.
  *
@@ -33,6 +35,7 @@
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 import type { Registration } from '../oauth/types.js';
+import { ensurePrivateDir } from './atomic-file.js';
 import {
   type CredentialStore,
   DEFAULT_LOCK_POLICIES,
@@ -97,6 +100,9 @@ export class FileCredentialStore implements CredentialStore {
     const policy = this.policies[purpose];
     const maxHoldMs = options.maxHoldMs ?? policy.maxHoldMs;
     const lockName = this.layout.lockName(key, purpose === 'login' ? 'login' : 'refresh');
+    // The home and locks/ must be the user's own before anything is locked, read or written there.
+    await ensurePrivateDir(this.home, { tighten: false });
+    await ensurePrivateDir(this.layout.locksDir);
     const handle = await acquireLock(this.layout.locksDir, lockName, {
       timeoutMs: options.timeoutMs ?? policy.timeoutMs,
       staleMs: options.staleMs ?? policy.staleMs,

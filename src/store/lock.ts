@@ -24,6 +24,11 @@
  *   judges it by the same bounds whatever its own options.
  * - The holder refreshes the file's mtime (the heartbeat) every staleMs/4 from an unref'd timer,
  *   after checking the file still carries its nonce (if not, the handle is marked `lost`).
+ * - No lock or claim file is ever followed through a symbolic link (store-trust.ts): creation is
+ *   O_EXCL (which refuses any existing link), reads and the heartbeat are O_NOFOLLOW, and a link
+ *   or a file that is not the user's own at a lock path names no holder, so it is removed (the
+ *   link itself, never its target) like a file abandoned mid-creation. The lock directory must be
+ *   the user's own and not writable by others, or acquireLock throws `store_untrusted`.
  * - A waiter treats the lock as stale when (a) its holder is on this host and its pid is dead
  *   (ESRCH, or a zombie): at once; (b) the heartbeat is older than staleMs: a hung holder; (c) it
  *   was taken more than maxHoldMs ago (when the holder set such a bound); (d) the file has stayed
@@ -57,7 +62,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
-import { type FileHandle, open, readdir, unlink, utimes } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { type FileHandle, lstat, open, readdir, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -65,6 +71,7 @@ import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, storeIoError } from './atomic-file.js';
 import { isProcessAlive } from './process-alive.js';
+import { checkDirectory, openStoreFile } from './store-trust.js';
 
 /** What a lock (or claim) file holds. Never a secret. */
 export interface LockInfo {
@@ -216,13 +223,20 @@ function parseInfo(text: string): LockInfo | undefined {
   };
 }
 
-/** Content and mtime of the file at `file`, read through one descriptor; undefined if absent. */
-async function inspect(file: string): Promise<Observed | undefined> {
+/**
+ * Content and mtime of the file at `file`, read through one descriptor; undefined if absent. It is
+ * opened without following a symbolic link (store-trust.ts): a link, or a file that is not the
+ * user's own, names no holder (an unreadable holding, taken over after UNREADABLE_GRACE_MS; its
+ * removal unlinks the link itself). With `touch`, the file's times are set to now through the same
+ * descriptor when it still carries that nonce (the heartbeat).
+ */
+async function inspect(file: string, touch?: string): Promise<Observed | undefined> {
   let fh: FileHandle;
   try {
-    fh = await open(file, 'r');
+    fh = await openStoreFile(file, fsConstants.O_RDONLY);
   } catch (err) {
     if (errno(err) === 'ENOENT') return undefined;
+    if (err instanceof AuthkeepError && err.code === 'store_untrusted') return untrustedHolding(file);
     throw storeIoError('read lock', file, err);
   }
   try {
@@ -230,11 +244,26 @@ async function inspect(file: string): Promise<Observed | undefined> {
     const text = await fh.readFile('utf8');
     const info = parseInfo(text);
     const id = info ? info.nonce : `u${st.ino}-${st.size}-${Math.round(st.mtimeMs * 1000)}`;
+    if (touch !== undefined && info?.nonce === touch) {
+      const now = new Date();
+      await fh.utimes(now, now);
+    }
     return { id, info, mtimeMs: st.mtimeMs, ino: st.ino };
   } catch (err) {
     throw storeIoError('read lock', file, err);
   } finally {
     await fh.close().catch(() => undefined);
+  }
+}
+
+/** A lock path holding a symbolic link or a foreign file, seen without following it. */
+async function untrustedHolding(file: string): Promise<Observed | undefined> {
+  try {
+    const st = await lstat(file);
+    return { id: `l${st.ino}-${Math.round(st.mtimeMs * 1000)}`, info: undefined, mtimeMs: st.mtimeMs, ino: st.ino };
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw storeIoError('read lock', file, err);
   }
 }
 
@@ -425,6 +454,13 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
   const staleMs = options.staleMs ?? DEFAULT_STALE_MS;
   if (!(staleMs > 0) || !(timeoutMs >= 0))
     throw new AuthkeepError('invalid_argument', 'staleMs must be > 0 and timeoutMs >= 0', { field: 'options' });
+  try {
+    // The lock directory must be the user's own (store-trust.ts); a missing one is made on create.
+    await checkDirectory(dir, 'directory');
+  } catch (err) {
+    if (err instanceof AuthkeepError) throw err;
+    throw storeIoError('check directory', dir, err);
+  }
   const start = Date.now();
   const deadline = start + timeoutMs;
   let backoff = BACKOFF_START_MS + Math.random() * BACKOFF_START_MS;
@@ -511,11 +547,9 @@ function startHolding(
     beating = true;
     void (async () => {
       try {
-        const current = await inspect(file);
+        const current = await inspect(file, holder.nonce);
         if (released) return;
         if (current?.info?.nonce !== holder.nonce) return markLost();
-        const now = new Date();
-        await utimes(file, now, now);
       } catch {
         // transient I/O trouble: the next beat retries; a long outage makes us stale, which is right
       } finally {

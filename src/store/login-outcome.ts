@@ -10,7 +10,7 @@
  */
 import * as z from 'zod/mini';
 import { AuthkeepError, ERROR_CODES } from '../errors.js';
-import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
+import { checkStoreDirectories, ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
 import { recordKey, type StoreLayout } from './paths.js';
 
 export const LoginOutcomeSchema = z.object({
@@ -37,6 +37,7 @@ export function parseLoginOutcome(bytes: Buffer): LoginOutcome | undefined {
 
 /** The last sign-in's outcome for `serverUrl`, if one is stored and readable. */
 export async function readLoginOutcome(layout: StoreLayout, serverUrl: string): Promise<LoginOutcome | undefined> {
+  if (!(await checkStoreDirectories(layout.home, layout.outcomesDir))) return undefined;
   const bytes = await readFileIfExists(layout.outcomePath(recordKey(serverUrl)));
   return bytes === undefined ? undefined : parseLoginOutcome(bytes);
 }

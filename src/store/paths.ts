@@ -3,7 +3,9 @@
  *
  * For: `defaultHome()` (the per-user data directory), `canonicalServerUrl` / `recordKey` (one
  * stable key per server URL), and `storeLayout(home)` (the directory layout under home:
- * `servers/<key>.json`, `locks/<key>.<purpose>.lock`, `quarantine/`).
+ * `servers/<key>.json`, `locks/<key>.<purpose>.lock`, `quarantine/`, `outcomes/`,
+ * `registrations/`, `logs/`), and `accountHome` (where a named account keeps its own store
+ * inside home).
  * Not for: touching the file system (see atomic-file.ts) or deciding which URL is canonical for a
  * server in the OAuth sense (the session layer passes the URL it means; we only normalise syntax).
  */
@@ -55,6 +57,27 @@ export function canonicalServerUrl(serverUrl: string): string {
   return url.href;
 }
 
+/** The account used when none is named; its store is home itself. */
+export const DEFAULT_ACCOUNT = 'default';
+/** What an account name may be: it becomes a directory name. */
+export const ACCOUNT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * Where `account` keeps its store: home itself for the default account, else
+ * `<home>/accounts/<account>` with its own records, locks and client registrations, so two
+ * identities at one server (a work and a personal tenant) never share a grant or a client.
+ */
+export function accountHome(home: string, account: string = DEFAULT_ACCOUNT): string {
+  if (!ACCOUNT_PATTERN.test(account) || account.endsWith('.')) {
+    throw new AuthkeepError(
+      'invalid_argument',
+      `account name ${JSON.stringify(account.slice(0, 80))} is not allowed: use letters, digits, ".", "_" and "-" (at most 64, starting with a letter or digit)`,
+      { field: 'account' },
+    );
+  }
+  return account === DEFAULT_ACCOUNT ? home : path.join(home, 'accounts', account);
+}
+
 const SLUG_MAX = 48;
 
 /**
@@ -88,6 +111,8 @@ export interface StoreLayout {
   outcomesDir: string;
   /** One client registration per issuer, kept from the moment it is made (credential-store.ts). */
   registrationsDir: string;
+  /** The proxy's log files (mcp/proxy-log.ts). */
+  logsDir: string;
   registrationPath(issuerKey: string): string;
   /** The client_ids dropped at an issuer, never to be reused (credential-store.ts dropRegistration). */
   droppedRegistrationsPath(issuerKey: string): string;
@@ -103,6 +128,7 @@ export function storeLayout(home: string): StoreLayout {
   const quarantineDir = path.join(home, 'quarantine');
   const outcomesDir = path.join(home, 'outcomes');
   const registrationsDir = path.join(home, 'registrations');
+  const logsDir = path.join(home, 'logs');
   return {
     home,
     serversDir,
@@ -112,6 +138,7 @@ export function storeLayout(home: string): StoreLayout {
     recordPath: (key) => path.join(serversDir, `${key}.json`),
     outcomePath: (key) => path.join(outcomesDir, `${key}.json`),
     registrationsDir,
+    logsDir,
     registrationPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.json`),
     droppedRegistrationsPath: (issuerKey) => path.join(registrationsDir, `${issuerKey}.dropped.json`),
     lockName: (key, purpose) => `${key}.${purpose}`,

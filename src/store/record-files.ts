@@ -13,7 +13,14 @@ import { randomBytes } from 'node:crypto';
 import { readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
-import { ensurePrivateDir, readFileIfExists, storeIoError, sweepTempFiles, writeFileAtomic } from './atomic-file.js';
+import {
+  checkStoreDirectories,
+  ensurePrivateDir,
+  readFileIfExists,
+  storeIoError,
+  sweepTempFiles,
+  writeFileAtomic,
+} from './atomic-file.js';
 import type { LockPolicy, ReadResult } from './credential-store.js';
 import { acquireLock } from './lock.js';
 import { RECORD_KEY_PATTERN, recordKey, type StoreLayout } from './paths.js';
@@ -26,9 +33,13 @@ export class RecordFiles {
     private readonly recordLock: LockPolicy,
   ) {}
 
-  /** Read `servers/<key>.json`; a corrupt file is moved aside (under the record lock). */
+  /**
+   * Read `servers/<key>.json`; a corrupt file is moved aside (under the record lock). The home and
+   * servers/ must be the user's own and the file not a symbolic link (`store_untrusted`).
+   */
   async read(key: string, recordLockHeld: boolean): Promise<ReadResult> {
     const file = this.layout.recordPath(key);
+    if (!(await checkStoreDirectories(this.layout.home, this.layout.serversDir))) return { kind: 'missing' };
     const bytes = await readFileIfExists(file);
     if (bytes === undefined) return { kind: 'missing' };
     const parsed = parseRecord(bytes, key);
@@ -84,6 +95,7 @@ export class RecordFiles {
 
   /** The keys of the record files present, sorted. Sweeps temp files of killed writers on the way. */
   async keys(): Promise<string[]> {
+    if (!(await checkStoreDirectories(this.layout.home, this.layout.serversDir))) return [];
     let names: string[];
     try {
       names = await readdir(this.layout.serversDir);

@@ -119,6 +119,12 @@ export const ServerRecordSchema = z.object({
   /** Set when the server needs an interactive sign-in; cleared by a successful login. */
   needsAuth: z.optional(NeedsAuthStateSchema),
   lastRefreshAt: z.optional(z.number()),
+  /**
+   * The sign-in was made with http allowed (`--allow-http`, allowInsecureLoopback) for a server on
+   * this machine; later uses allow it too. Honoured only while serverUrl is a loopback host
+   * (session/loopback-http.ts), and http is never allowed for any other host whatever this says.
+   */
+  allowHttpLoopback: z.optional(z.literal(true)),
   updatedAt: z.string(),
 });
 export type ServerRecord = z.infer<typeof ServerRecordSchema>;

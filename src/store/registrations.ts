@@ -12,7 +12,7 @@
 import { unlink } from 'node:fs/promises';
 import * as z from 'zod/mini';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
-import { ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
+import { checkStoreDirectories, ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
 import { DEFAULT_LOCK_POLICIES } from './credential-store.js';
 import { acquireLock, type LockHandle } from './lock.js';
 import { recordKey, type StoreLayout } from './paths.js';
@@ -35,6 +35,7 @@ export function reusable(registration: Registration, dropped: readonly DroppedRe
 
 /** The client_ids dropped at `issuer` (unreadable: none; a registration is then merely reused). */
 export async function readDropped(layout: StoreLayout, issuer: string): Promise<DroppedRegistration[]> {
+  if (!(await checkStoreDirectories(layout.home, layout.registrationsDir))) return [];
   const bytes = await readFileIfExists(layout.droppedRegistrationsPath(recordKey(issuer)));
   if (bytes === undefined) return [];
   try {
@@ -106,6 +107,7 @@ async function readKeptRegistration(
   issuerKey: string,
   issuer: string,
 ): Promise<Registration | undefined> {
+  if (!(await checkStoreDirectories(layout.home, layout.registrationsDir))) return undefined;
   const bytes = await readFileIfExists(layout.registrationPath(issuerKey));
   if (bytes === undefined) return undefined;
   try {

@@ -1,7 +1,7 @@
 /**
  * A short arena run of the authkeep variant (half a simulated day: 12 s, 6 sessions as separate
- * processes x 4 servers of every discovery kind, against a fresh oidc-provider with rotation and
- * reuse revocation), asserting the zeros the arena exists to show: no forced re-auth, no refresh-
+ * processes x 5 servers of every kind, DPoP-bound included, against fresh oidc-providers with
+ * rotation and reuse revocation), asserting the zeros the arena exists to show: no forced re-auth, no refresh-
  * token reuse, no revoked grant, no malformed authorize request, no cross-client redemption, one
  * browser tab per server at the cold start, every needs-auth with a reason, no failed call.
  *
@@ -45,7 +45,7 @@ test('short arena run: authkeep shows the zeros', { timeout: 600_000 }, async (t
     variant: 'authkeep',
     days: 0.5,
     sessions: 6,
-    servers: 4,
+    servers: 5,
     seed: 3,
     scale,
     meanIntervalMs: 1500,
@@ -75,7 +75,7 @@ test('short arena run: authkeep shows the zeros', { timeout: 600_000 }, async (t
     ['no_credentials'],
     'needs-auth only at the cold start, when nothing is stored',
   );
-  assert.equal(m.coldStartTabs, 4, 'one browser tab per server at the cold start');
+  assert.equal(m.coldStartTabs, 5, 'one browser tab per server at the cold start');
   assert.equal(m.loginsFailed, 0);
 
   // No failed call but for tokens that expired in flight (see the header), by the servers' counts.

@@ -220,7 +220,7 @@ test('options: defaults, validation, variants', () => {
   assert.deepEqual(defaults.variants, ['naive', 'authkeep']);
   assert.equal(defaults.sessions, 8);
   assert.equal(defaults.days, 3);
-  assert.equal(defaults.servers, 4);
+  assert.equal(defaults.servers, 5);
   assert.equal(defaults.out, 'arena-out');
   const custom = parseCli([
     '--days',

@@ -197,18 +197,32 @@ test('status prints a table with needs-auth reason and fix, or the ServerStatus 
 });
 
 test('logout says whether it revoked, deleted, or found nothing', async () => {
-  const both = fakeDeps({ status: async () => [okStatus], logout: async () => ({ revoked: true, deleted: true }) });
+  const both = fakeDeps({
+    status: async () => [okStatus],
+    logout: async () => ({ revoked: true, deleted: true, revocation: 'revoked' }),
+  });
   assert.equal(await runCli(['logout', URL_A], both), 0);
   assert.equal(
     both.stdout.text,
     `✓ Revoked the tokens at https://as.example.com and deleted the stored credentials for ${URL_A}\n`,
   );
-  const local = fakeDeps({ status: async () => [okStatus], logout: async () => ({ revoked: false, deleted: true }) });
+  const local = fakeDeps({
+    status: async () => [okStatus],
+    logout: async () => ({ revoked: false, deleted: true, revocation: 'unsupported' }),
+  });
   assert.equal(await runCli(['logout', URL_A], local), 0);
-  assert.match(local.stdout.text, /Deleted the stored credentials .*\n {2}not revoked at https:\/\/as\.example\.com: /);
-  const none = fakeDeps({ logout: async () => ({ revoked: false, deleted: false }) });
+  assert.match(
+    local.stdout.text,
+    /Deleted the stored credentials .*\n {2}not revoked: the authorization server https:\/\/as\.example\.com offers no revocation/,
+  );
+  const none = fakeDeps({ logout: async () => ({ revoked: false, deleted: false, revocation: 'nothing' }) });
   assert.equal(await runCli(['logout', URL_A, '--json'], none), 0);
-  assert.deepEqual(JSON.parse(none.stdout.text), { serverUrl: URL_A, revoked: false, deleted: false });
+  assert.deepEqual(JSON.parse(none.stdout.text), {
+    serverUrl: URL_A,
+    revoked: false,
+    deleted: false,
+    revocation: 'nothing',
+  });
 });
 
 test('login passes scope, callback port and a pre-registered client, and says where it stored what', async (t) => {

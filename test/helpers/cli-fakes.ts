@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'node:stream';
 import type { CliDeps, Keeper, Writer } from '../../src/cli/deps.js';
-import type { AuthKeeperOptions } from '../../src/session/session-keeper.js';
+import type { AuthKeeperOptions, LogoutResult } from '../../src/session/session-keeper.js';
 import type { ServerStatus } from '../../src/session/status.js';
 import type { CredentialStore } from '../../src/store/credential-store.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
@@ -25,7 +25,7 @@ export interface FakeKeeperScript {
   login?(serverUrl: string, options: { scope?: string }, keeperOptions: AuthKeeperOptions): Promise<ServerStatus>;
   getAccessToken?(serverUrl: string): Promise<string>;
   status?(serverUrl?: string): Promise<ServerStatus[]>;
-  logout?(serverUrl: string): Promise<{ revoked: boolean; deleted: boolean }>;
+  logout?(serverUrl: string, options?: { requireRevocation?: boolean }): Promise<LogoutResult>;
 }
 
 export interface FakeDeps extends CliDeps {

@@ -105,7 +105,7 @@ test('logout revokes at the AS, deletes the record, and status says needs-auth n
   const keeper = bed.keeper();
   await keeper.login(server.url);
   const result = await keeper.logout(server.url);
-  assert.deepEqual(result, { revoked: true, deleted: true });
+  assert.deepEqual(result, { revoked: true, deleted: true, revocation: 'revoked' });
   assert.equal(bed.as.audit.counts().revocations, 1);
   const [status] = await keeper.status(server.url);
   assert.equal(status?.state, 'needs-auth');

@@ -74,7 +74,7 @@ test('a whole grant life through AuthKeeper: no secret the AS issued or received
 
   // Sign in again, then log out (revocation).
   statuses.push(await keeper.login(server.url));
-  assert.deepEqual(await keeper.logout(server.url), { revoked: true, deleted: true });
+  assert.deepEqual(await keeper.logout(server.url), { revoked: true, deleted: true, revocation: 'revoked' });
   statuses.push(...(await keeper.status()));
 
   const secrets = witness.secrets();

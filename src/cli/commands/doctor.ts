@@ -3,7 +3,10 @@
  * problem says what is wrong and the command that fixes it:
  *   - store integrity: every record parses (an unreadable one is moved to quarantine and its server
  *     needs a sign-in); quarantined files are listed;
- *   - file modes: records and sign-in outcomes 0600, the store's directories 0700;
+ *   - store trust and file modes: every store directory (the home, servers/, outcomes/,
+ *     quarantine/, locks/, registrations/, logs/) the user's own, not writable by others, not a
+ *     symbolic link (the store refuses those) and 0700; files in them regular files of the user's
+ *     own, records, registrations, outcomes and logs 0600;
  *   - state and drift: each server's status (needs-auth with its reason, drift included);
  *   - machine grants: where the next token comes from, and whether each secret's source (an
  *     environment variable, a file) is present here (never its value);
@@ -18,8 +21,9 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
+import { AuthkeepError } from '../../errors.js';
 import type { ServerStatus } from '../../session/status.js';
-import type { StoreInspection } from '../../store/credential-store.js';
+import type { PermissionFinding, StoreInspection } from '../../store/credential-store.js';
 import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
@@ -71,50 +75,45 @@ function modeString(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 }
 
-/** Directories 0700 and secret-bearing files 0600, from the store's inspection. */
+const PROBLEM_TEXT: Record<PermissionFinding['problem'], string> = {
+  mode: 'has the wrong mode',
+  owner: 'is not yours: another user may have planted it',
+  symlink: 'is a symbolic link (authkeep follows none in its store)',
+  not_directory: 'is not a directory',
+  not_file: 'is not a regular file',
+};
+
+/** One finding of the store's inspection as a check (a refused path fails, with its fix). */
+function permissionCheck(finding: PermissionFinding): DoctorCheck {
+  const mode = modeString(finding.mode);
+  const refusal = finding.refused ? '; authkeep refuses to use it until it is fixed' : '';
+  let message: string;
+  if (finding.problem !== 'mode') {
+    message = `${finding.path} ${PROBLEM_TEXT[finding.problem]}${refusal}`;
+  } else if (finding.kind === 'home') {
+    message = `the authkeep home ${finding.path} is ${mode}: other users can plant or rename files in it${refusal}`;
+  } else if (finding.kind === 'directory') {
+    message = finding.refused
+      ? `directory ${finding.path} is ${mode}: other users can plant or swap files in it${refusal}`
+      : `directory ${finding.path} is ${mode}, should be 0700 (only you may list or enter it)`;
+  } else {
+    message = `${finding.path} is ${mode}: other users can read what is in it; should be 0600`;
+  }
+  return { check: 'file_mode', status: 'fail', subject: finding.path, message, fix: finding.fix };
+}
+
+/** Every store directory trusted and 0700, files the user's own and 0600, from the store's inspection. */
 function permissionChecks(inspection: StoreInspection): DoctorCheck[] {
   const { permissions, location: home } = inspection;
   if (!permissions.checked) return [];
-  const checks: DoctorCheck[] = [];
-  let problems = 0;
-  for (const finding of permissions.findings) {
-    const mode = modeString(finding.mode);
-    if (finding.kind === 'home') {
-      checks.push({
-        check: 'file_mode',
-        status: 'warn',
-        subject: finding.path,
-        message: `the authkeep home ${finding.path} is ${mode}: other users can rename its directories`,
-        fix: `chmod go-w ${shellQuote(finding.path)}`,
-      });
-      continue;
-    }
-    problems++;
-    checks.push(
-      finding.kind === 'directory'
-        ? {
-            check: 'file_mode',
-            status: 'fail',
-            subject: finding.path,
-            message: `directory ${finding.path} is ${mode}, should be 0700 (only you may list or enter it)`,
-            fix: `chmod 700 ${shellQuote(finding.path)}`,
-          }
-        : {
-            check: 'file_mode',
-            status: 'fail',
-            subject: finding.path,
-            message: `${finding.path} is ${mode}: other users can read the credentials in it; should be 0600`,
-            fix: `chmod 600 ${shellQuote(finding.path)}`,
-          },
-    );
-  }
-  if (problems === 0) {
+  const checks = permissions.findings.map(permissionCheck);
+  if (checks.length === 0) {
     const files = permissions.filesChecked;
     checks.push({
       check: 'file_mode',
       status: 'ok',
       subject: home,
-      message: `${files} file${files === 1 ? '' : 's'} 0600, directories 0700`,
+      message: `${files} file${files === 1 ? '' : 's'} checked: yours and private; directories yours and 0700`,
     });
   }
   return checks;
@@ -279,12 +278,22 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   const checks: DoctorCheck[] = [];
 
   // Records parse (reading moves an unreadable one to quarantine; its status says store_corrupt).
-  const statuses = await keeper.status(options.serverUrl);
+  // A store that is not the user's own is refused (store_untrusted): the file checks say where.
+  let statuses: ServerStatus[] = [];
+  let refused: AuthkeepError | undefined;
+  try {
+    statuses = await keeper.status(options.serverUrl);
+  } catch (err) {
+    if (!(err instanceof AuthkeepError) || err.code !== 'store_untrusted') throw err;
+    refused = err;
+  }
   const inspection = await keeper.store.inspect(options.serverUrl);
   checks.push(
-    inspection.exists
-      ? { check: 'store', status: 'ok', subject: home, message: `home ${home}` }
-      : { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` },
+    refused
+      ? { check: 'store', status: 'fail', subject: home, message: `the store is refused: ${refused.message}` }
+      : inspection.exists
+        ? { check: 'store', status: 'ok', subject: home, message: `home ${home}` }
+        : { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` },
   );
   if (statuses.length === 0) checks.push({ check: 'state', status: 'ok', subject: home, message: 'no servers stored' });
   const now = deps.now();

@@ -21,6 +21,7 @@ import {
   TRANSPORT_STRATEGIES,
   type TransportStrategy,
 } from '../../mcp/proxy-options.js';
+import { accountHome } from '../../store/paths.js';
 import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
@@ -135,7 +136,7 @@ export function parseProxyOptions(
       ...(machineGrant ? { machineGrant } : {}),
       allowHttp: global.allowHttp,
       debug: global.debug,
-      home: global.home,
+      home: accountHome(global.home, global.account),
     },
   };
 }

@@ -18,6 +18,7 @@ import type { Command } from 'commander';
 import { AuthkeepError } from '../../errors.js';
 import { parseHeaderArgs, TRANSPORT_STRATEGIES, type TransportStrategy } from '../../mcp/proxy-options.js';
 import { isLoopbackHost } from '../../oauth/http.js';
+import { DEFAULT_ACCOUNT } from '../../store/paths.js';
 import {
   CLIENT_IDS,
   CLIENTS,
@@ -198,6 +199,7 @@ function proxyArguments(serverUrl: string, flags: SetupFlags, global: GlobalOpti
   if (flags.resource !== undefined) args.push('--resource', parseServerUrl(flags.resource));
   if (global.allowHttp) args.push('--allow-http');
   if (ctx.explicitHome !== undefined) args.push('--home', path.resolve(ctx.cwd, ctx.explicitHome));
+  if (global.account !== DEFAULT_ACCOUNT) args.push('--account', global.account);
   return args;
 }
 
@@ -247,6 +249,7 @@ export function parseSetupOptions(
     serverUrl,
     ...(global.allowHttp ? ['--allow-http'] : []),
     ...(ctx.explicitHome !== undefined ? ['--home', path.resolve(ctx.cwd, ctx.explicitHome)] : []),
+    ...(global.account !== DEFAULT_ACCOUNT ? ['--account', global.account] : []),
   ]
     .map(shellQuote)
     .join(' ');

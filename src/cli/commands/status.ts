@@ -10,6 +10,8 @@
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import type { ServerStatus } from '../../session/status.js';
+import { DEFAULT_ACCOUNT } from '../../store/paths.js';
+import { listAccounts } from '../../store/store-inspection.js';
 import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
@@ -34,17 +36,33 @@ export function parseStatusOptions(
 export async function runStatus(deps: CliDeps, options: StatusOptions): Promise<ExitCode> {
   const keeper = deps.createKeeper(keeperOptions(options.global, deps));
   const statuses = await keeper.status(options.serverUrl);
+  const { account } = options.global;
   if (options.json) {
-    deps.stdout.write(`${displayJson(statuses, 2)}\n`);
+    deps.stdout.write(
+      `${displayJson(
+        statuses.map((s) => ({ ...s, account })),
+        2,
+      )}\n`,
+    );
     return ExitCode.Ok;
   }
+  const named = account === DEFAULT_ACCOUNT ? '' : ` for account ${displayText(account)}`;
   if (statuses.length === 0) {
-    deps.stdout.write(`No servers signed in (home: ${keeper.home}).\nRun: authkeep login <url>\n`);
-    return ExitCode.Ok;
+    deps.stdout.write(`No servers signed in${named} (home: ${keeper.home}).\n`);
+    deps.stdout.write(`Run: authkeep login <url>${named ? ` --account ${account}` : ''}\n`);
+  } else {
+    if (named) deps.stdout.write(`Account: ${displayText(account)}\n`);
+    deps.stdout.write(
+      renderStatusTable(statuses, deps.now(), makeStyle(deps.stdout, deps.env), outputWidth(deps.stdout, deps.env)),
+    );
   }
-  deps.stdout.write(
-    renderStatusTable(statuses, deps.now(), makeStyle(deps.stdout, deps.env), outputWidth(deps.stdout, deps.env)),
-  );
+  // The other identities kept in this home, so none is forgotten.
+  const others = (await listAccounts(options.global.home)).filter((name) => name !== account);
+  if (others.length > 0 && options.serverUrl === undefined) {
+    deps.stdout.write(
+      `Other accounts: ${others.map((name) => displayText(name)).join(', ')} (authkeep status --account NAME)\n`,
+    );
+  }
   return ExitCode.Ok;
 }
 
