@@ -156,6 +156,28 @@ function machineGrantsFor(
       [serverUrl]: { type: 'jwt_bearer', clientId, assertion: secretFile('workload-token', context.valid_jwt) },
     };
   }
+  if (
+    typeof context.idp_id_token === 'string' &&
+    typeof context.idp_issuer === 'string' &&
+    typeof context.idp_client_id === 'string' &&
+    typeof context.client_secret === 'string'
+  ) {
+    // auth/enterprise-managed-authorization (SEP-990): the user already signed in to the IdP;
+    // its ID token is exchanged there for an ID-JAG, redeemed at the MCP authorization server.
+    return {
+      [serverUrl]: {
+        type: 'id_jag',
+        clientId,
+        clientSecret: secretFile('client-secret', context.client_secret),
+        idToken: secretFile('id-token', context.idp_id_token),
+        idp: {
+          issuer: context.idp_issuer,
+          clientId: context.idp_client_id,
+          ...(typeof context.idp_token_endpoint === 'string' ? { tokenEndpoint: context.idp_token_endpoint } : {}),
+        },
+      },
+    };
+  }
   if (scenario === 'auth/client-credentials-basic' && typeof context.client_secret === 'string') {
     return {
       [serverUrl]: {

@@ -80,11 +80,11 @@ SCENARIOS=(
   "required auth/iss-unexpected                        2025-11-25 force"
   "required auth/iss-normalized                        2025-11-25 force"
   "required auth/metadata-issuer-mismatch              2025-11-25 force"
-  # extensions (6): machine identities (client credentials, workload identity federation) and
-  # DPoP required; enterprise-managed authorization reported until it lands
+  # extensions (6): all required: machine identities (client credentials, workload identity
+  # federation, enterprise-managed authorization) and DPoP
   "required auth/client-credentials-jwt                2025-11-25 force"
   "required auth/client-credentials-basic              2025-11-25 force"
-  "reported auth/enterprise-managed-authorization      2025-11-25 force"
+  "required auth/enterprise-managed-authorization      2025-11-25 force"
   "required auth/dpop                                  2025-11-25 force"
   "required auth/dpop-nonce                            2025-11-25 force"
   "required auth/wif-jwt-bearer                        2025-11-25 force"

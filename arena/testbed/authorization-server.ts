@@ -16,7 +16,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { jwtVerify } from 'jose';
+import { jwtVerify, SignJWT } from 'jose';
 import Provider, { type ClientMetadata, type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { handler as clientCredentialsHandler } from 'oidc-provider/lib/actions/grants/client_credentials.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
@@ -108,6 +108,13 @@ export interface AuthorizationServerOptions {
    * (same resource and scope rules). Refusals are invalid_grant.
    */
   jwtBearer?: { publicKey: CryptoKey | KeyObject; audience?: string };
+  /**
+   * Act as an enterprise IdP for SEP-990: register the RFC 8693 token exchange grant, which takes
+   * an ID token (`subject_token`, verified with `subjectTokenKey`, `aud` the requesting client)
+   * and answers an ID-JAG signed with `signingKey` (ES256, typ `oauth-id-jag+jwt`, `aud` the
+   * requested `audience`, the `resource`, `client_id` = `clientIdAtAudience` or the requester's).
+   */
+  tokenExchange?: { subjectTokenKey: CryptoKey | KeyObject; signingKey: KeyObject; clientIdAtAudience?: string };
   /**
    * DPoP (RFC 9449, oidc-provider's `features.dPoP`): the metadata lists
    * `dpop_signing_alg_values_supported`, a token request with a proof gets tokens bound to its key
@@ -279,6 +286,7 @@ export function createAuthorizationServer(
   // No reverse proxy in front: trust nothing forwarded.
   provider.proxy = false;
   if (options.jwtBearer) registerJwtBearerGrant(provider, issuer, options.jwtBearer);
+  if (options.tokenExchange) registerTokenExchangeGrant(provider, issuer, options.tokenExchange);
 
   /** HTTP entries of requests in flight, by request object (events attach to them). */
   const inFlight = new WeakMap<IncomingMessage, HttpAuditEntry>();
@@ -440,4 +448,65 @@ function registerJwtBearerGrant(
     await clientCredentialsHandler(provider, helpers, ctx);
   };
   provider.registerGrantType(JWT_BEARER_GRANT, handle, ['assertion', 'scope', 'resource'], ['resource']);
+}
+
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/** RFC 8693 at oidc-provider, as an enterprise IdP answers SEP-990's exchange of an ID token for an ID-JAG. */
+function registerTokenExchangeGrant(
+  provider: Provider,
+  issuer: string,
+  options: { subjectTokenKey: CryptoKey | KeyObject; signingKey: KeyObject; clientIdAtAudience?: string },
+): void {
+  const handle = async (ctx: KoaContextWithOIDC): Promise<void> => {
+    const params = ctx.oidc.params as Record<string, unknown>;
+    const client = ctx.oidc.client;
+    if (!client) throw new errors.InvalidClient('no client');
+    if (params.subject_token_type !== 'urn:ietf:params:oauth:token-type:id_token') {
+      throw new errors.InvalidRequest('subject_token_type must be an ID token');
+    }
+    if (params.requested_token_type !== 'urn:ietf:params:oauth:token-type:id-jag') {
+      throw new errors.InvalidRequest('requested_token_type must be an ID-JAG');
+    }
+    if (typeof params.audience !== 'string' || typeof params.resource !== 'string') {
+      throw new errors.InvalidRequest('audience and resource are required');
+    }
+    let sub: string | undefined;
+    try {
+      const verified = await jwtVerify(String(params.subject_token), options.subjectTokenKey, {
+        issuer,
+        audience: client.clientId,
+      });
+      sub = verified.payload.sub;
+    } catch (err) {
+      throw new errors.InvalidGrant(`subject_token refused: ${(err as Error).name}`);
+    }
+    const idJag = await new SignJWT({
+      resource: params.resource,
+      client_id: options.clientIdAtAudience ?? client.clientId,
+      ...(typeof params.scope === 'string' ? { scope: params.scope } : {}),
+    })
+      .setProtectedHeader({ alg: 'ES256', typ: 'oauth-id-jag+jwt' })
+      .setIssuer(issuer)
+      .setSubject(sub ?? 'unknown')
+      .setAudience(params.audience)
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .setJti(randomUUID())
+      .sign(options.signingKey);
+    ctx.body = {
+      access_token: idJag,
+      issued_token_type: 'urn:ietf:params:oauth:token-type:id-jag',
+      token_type: 'N_A',
+      expires_in: 300,
+    };
+  };
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, handle, [
+    'subject_token',
+    'subject_token_type',
+    'requested_token_type',
+    'audience',
+    'resource',
+    'scope',
+  ]);
 }

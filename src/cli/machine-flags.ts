@@ -26,6 +26,12 @@ export interface MachineFlags {
   assertionEnv?: string;
   audience?: string;
   tokenEndpointAuthMethod?: string;
+  idp?: string;
+  idpClientId?: string;
+  idpClientSecretEnv?: string;
+  idpClientSecretFile?: string;
+  idTokenFile?: string;
+  idTokenEnv?: string;
 }
 
 const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
@@ -54,6 +60,18 @@ export function addMachineFlags(command: Command, withClient: boolean): Command 
       '--audience <aud>',
       "the audience the workload token must name (default: the authorization server's issuer)",
     )
+    .option(
+      '--idp <issuer>',
+      "enterprise-managed: exchange the user's ID token at this identity provider for each server (needs --id-token-*)",
+    )
+    .option('--idp-client-id <id>', "this client's client_id at the identity provider")
+    .option('--idp-client-secret-env <var>', "this client's secret at the identity provider, from this variable")
+    .option('--idp-client-secret-file <file>', "this client's secret at the identity provider, from this file")
+    .option(
+      '--id-token-file <file>',
+      "the user's ID token from the identity provider, in this file (read at each renewal)",
+    )
+    .option('--id-token-env <var>', "the user's ID token from the identity provider, in this variable")
     .option(
       '--token-endpoint-auth-method <method>',
       `client authentication of a machine grant: ${AUTH_METHODS.join(' | ')} (default: from the key or secret and the server's metadata)`,
@@ -100,7 +118,9 @@ export function parseMachineFlags(flags: MachineFlags): MachineGrantOptions | un
     ['assertionEnv', '--assertion-env', 'env'],
     ['assertionFile', '--assertion-file', 'file'],
   );
-  const machine = flags.clientCredentials === true || assertion !== undefined;
+  const idToken = one(flags, ['idTokenEnv', '--id-token-env', 'env'], ['idTokenFile', '--id-token-file', 'file']);
+  const enterprise = flags.idp !== undefined || idToken !== undefined;
+  const machine = flags.clientCredentials === true || assertion !== undefined || enterprise;
   const secretEnv = flags.clientSecretEnv !== undefined;
   const key = flags.privateKey !== undefined || flags.privateKeyEnv !== undefined;
   if (!machine) {
@@ -119,8 +139,22 @@ export function parseMachineFlags(flags: MachineFlags): MachineGrantOptions | un
     }
     return undefined;
   }
-  if (flags.clientCredentials === true && assertion !== undefined) {
-    throw new UsageError('--client-credentials and --assertion-* are two different grants; choose one');
+  if ([flags.clientCredentials === true, assertion !== undefined, enterprise].filter(Boolean).length > 1) {
+    throw new UsageError('--client-credentials, --assertion-* and --idp are different grants; choose one');
+  }
+  let idp: MachineGrantOptions['idp'];
+  if (enterprise) {
+    if (!flags.idp || !idToken || !flags.idpClientId) {
+      throw new UsageError(
+        'enterprise-managed authorization needs --idp ISSUER, --idp-client-id ID and --id-token-file FILE (or --id-token-env VAR)',
+      );
+    }
+    const idpSecret = one(
+      flags,
+      ['idpClientSecretEnv', '--idp-client-secret-env', 'env'],
+      ['idpClientSecretFile', '--idp-client-secret-file', 'file'],
+    );
+    idp = { issuer: flags.idp, clientId: flags.idpClientId, ...(idpSecret ? { clientSecret: idpSecret } : {}) };
   }
   if (flags.clientId === undefined || flags.clientId === '') {
     throw new UsageError('a machine identity needs its pre-registered client: --client-id ID');
@@ -143,7 +177,9 @@ export function parseMachineFlags(flags: MachineFlags): MachineGrantOptions | un
     throw new UsageError(`--token-endpoint-auth-method must be one of ${AUTH_METHODS.join(', ')}`);
   }
   return {
-    type: assertion ? 'jwt_bearer' : 'client_credentials',
+    type: enterprise ? 'id_jag' : assertion ? 'jwt_bearer' : 'client_credentials',
+    ...(idp ? { idp } : {}),
+    ...(idToken ? { idToken } : {}),
     clientId: flags.clientId,
     ...(clientSecret ? { clientSecret } : {}),
     ...(privateKey ? { privateKey } : {}),

@@ -16,11 +16,27 @@
 /** Where a secret is read from at each use: an environment variable, or a file (trailing newline dropped). */
 export type SecretSource = { env: string } | { file: string };
 
-export const MACHINE_GRANT_TYPES = ['client_credentials', 'jwt_bearer'] as const;
+export const MACHINE_GRANT_TYPES = ['client_credentials', 'jwt_bearer', 'id_jag'] as const;
 export type MachineGrantType = (typeof MACHINE_GRANT_TYPES)[number];
 
 /** RFC 7523 section 2.1 `grant_type`. */
 export const JWT_BEARER_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/**
+ * Enterprise-managed authorization (MCP SEP-990): where the user's identity comes from, the
+ * enterprise IdP. Its ID token is exchanged there (RFC 8693) for an identity assertion JWT
+ * authorization grant (ID-JAG) naming the MCP authorization server as audience and the MCP
+ * server as resource, which the MCP authorization server redeems (RFC 7523).
+ */
+export interface EnterpriseIdp {
+  issuer: string;
+  /** The IdP's token endpoint (RFC 8693 section 2.1), discovered from `issuer` when not configured. */
+  tokenEndpoint: string;
+  /** The MCP client's client_id at the IdP. */
+  clientId: string;
+  /** Where the client's secret at the IdP is read, when it has one (client_secret_basic there). */
+  clientSecret?: SecretSource;
+}
 
 /** A machine grant as stored in a record: how to get the next token, and where its secrets are. */
 export interface MachineGrant {
@@ -31,6 +47,10 @@ export interface MachineGrant {
   privateKey?: SecretSource;
   /** jwt_bearer: where the assertion is read, at each renewal. */
   assertion?: SecretSource;
+  /** id_jag: where the user's ID token from the enterprise IdP is read, at each renewal. */
+  idToken?: SecretSource;
+  /** id_jag: the enterprise IdP that exchanges the ID token for an ID-JAG. */
+  idp?: EnterpriseIdp;
   /**
    * jwt_bearer: the audience the assertion must name before it is sent (RFC 7523 section 3,
    * item 3). Default: the authorization server's issuer. An assertion for another audience is

@@ -4,7 +4,7 @@
  * Not for: deleting the stored record (the session layer does that whatever the answer), or
  * revoking anything we were not issued. Errors never carry the token.
  */
-import { processRevocationResponse, revocationRequest } from 'oauth4webapi';
+import { type ClientAuth, processRevocationResponse, revocationRequest } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import {
   assertSecureUrl,
@@ -29,6 +29,8 @@ export async function revokeToken(
   token: string,
   tokenTypeHint: 'refresh_token' | 'access_token',
   options: HttpOptions,
+  /** The client's authentication, when not the registration's own (a machine grant's: machine-grant.ts). */
+  auth: ClientAuth = clientAuthentication(registration),
 ): Promise<'revoked' | 'unsupported'> {
   if (!as.revocation_endpoint) return 'unsupported';
   const endpoint = assertSecureUrl(
@@ -40,16 +42,10 @@ export async function revokeToken(
   const request = describeRequest('POST', endpoint, `revoke ${tokenTypeHint}`);
   const purpose = `revoke ${tokenTypeHint}`;
   try {
-    const response = await revocationRequest(
-      as,
-      { client_id: registration.clientId },
-      clientAuthentication(registration),
-      token,
-      {
-        ...oauthRequestOptions(endpoint, options, purpose),
-        additionalParameters: { token_type_hint: tokenTypeHint },
-      },
-    );
+    const response = await revocationRequest(as, { client_id: registration.clientId }, auth, token, {
+      ...oauthRequestOptions(endpoint, options, purpose),
+      additionalParameters: { token_type_hint: tokenTypeHint },
+    });
     await processRevocationResponse(response);
     return 'revoked';
   } catch (err) {

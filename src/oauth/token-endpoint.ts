@@ -168,7 +168,13 @@ function scrub(text: string | undefined, secrets: readonly (string | undefined)[
 
 /** One token request: what it is for (named in descriptions), how to send it, how to read a 200, its secrets. */
 export interface Exchange {
-  grant: 'authorization_code' | 'refresh_token' | 'device_code' | 'client_credentials' | 'jwt-bearer';
+  grant:
+    | 'authorization_code'
+    | 'refresh_token'
+    | 'device_code'
+    | 'client_credentials'
+    | 'jwt-bearer'
+    | 'token-exchange';
   send: (options: ReturnType<typeof oauthRequestOptions> & { DPoP?: DPoPHandle }) => Promise<Response>;
   /** Sign each request with this key (RFC 9449 section 5). */
   dpop?: DPoPHandle | undefined;
@@ -183,7 +189,8 @@ function needsAuthReasonFor(error: string): NeedsAuthReason | undefined {
   return undefined;
 }
 
-async function classifyErrorResponse(
+/** What a non-200 token endpoint answer means (token-exchange.ts reads its own 200s, and this for the rest). */
+export async function classifyErrorResponse(
   response: Response,
   request: string,
   secrets: Exchange['secrets'],

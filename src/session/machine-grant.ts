@@ -21,10 +21,11 @@ import {
   type MachineGrantType,
   type SecretSource,
 } from '../oauth/grants.js';
-import type { HttpOptions } from '../oauth/http.js';
+import { assertSecureUrl, fetchMetadataDocument, type HttpOptions } from '../oauth/http.js';
 import { checkAssertion, requestJwtBearerToken } from '../oauth/jwt-bearer.js';
 import { unionScopes } from '../oauth/scope.js';
 import type { TokenSet } from '../oauth/token-endpoint.js';
+import { exchangeIdTokenForIdJag } from '../oauth/token-exchange.js';
 import type { AuthorizationServer, Registration, TokenEndpointAuthMethod } from '../oauth/types.js';
 import type { DiscoveredServer } from './discover-server.js';
 import type { Logger } from './log.js';
@@ -54,6 +55,10 @@ export interface MachineGrantOptions {
   assertion?: SecretSource;
   /** jwt_bearer: the audience the assertion must name. Default: the authorization server's issuer. */
   audience?: string;
+  /** id_jag (enterprise-managed authorization, SEP-990): where the user's ID token from the IdP is. */
+  idToken?: SecretSource;
+  /** id_jag: the enterprise IdP; its token endpoint is discovered from `issuer` (OpenID discovery) when not given. */
+  idp?: { issuer: string; tokenEndpoint?: string; clientId: string; clientSecret?: SecretSource };
   /** Scope asked for at each renewal (added to what the server asks for at login). */
   scope?: string;
 }
@@ -102,6 +107,14 @@ export function machineRegistration(
   if ((method === 'client_secret_basic' || method === 'client_secret_post') && options.clientSecret === undefined) {
     throw invalid(`${method} needs the client secret (clientSecret)`, 'grant.clientSecret');
   }
+  if (options.type === 'id_jag' && (!options.idToken || !options.idp?.issuer || !options.idp.clientId)) {
+    throw invalid(
+      'enterprise-managed authorization needs the ID token (idToken) and the IdP (idp: issuer and clientId)',
+      options.idToken ? 'grant.idp' : 'grant.idToken',
+    );
+  }
+  checkSource(options.idToken, 'grant.idToken');
+  checkSource(options.idp?.clientSecret, 'grant.idp.clientSecret');
   if (options.type === 'jwt_bearer' && !options.assertion) {
     throw invalid('the JWT bearer grant needs the assertion (a file or an environment variable)', 'grant.assertion');
   }
@@ -116,7 +129,7 @@ export function machineRegistration(
     method: 'pre_registered',
     tokenEndpointAuthMethod: method,
     redirectUris: [],
-    grantTypes: [options.type === 'jwt_bearer' ? JWT_BEARER_GRANT_TYPE : 'client_credentials'],
+    grantTypes: [options.type === 'client_credentials' ? 'client_credentials' : JWT_BEARER_GRANT_TYPE],
     registeredAt: new Date().toISOString(),
   };
   const grant: MachineGrant = {
@@ -125,13 +138,24 @@ export function machineRegistration(
     ...(options.privateKey ? { privateKey: { ...options.privateKey } } : {}),
     ...(options.assertion ? { assertion: { ...options.assertion } } : {}),
     ...(options.audience ? { audience: options.audience } : {}),
+    ...(options.idToken ? { idToken: { ...options.idToken } } : {}),
+    ...(options.idp
+      ? {
+          idp: {
+            issuer: options.idp.issuer,
+            tokenEndpoint: options.idp.tokenEndpoint ?? '',
+            clientId: options.idp.clientId,
+            ...(options.idp.clientSecret ? { clientSecret: { ...options.idp.clientSecret } } : {}),
+          },
+        }
+      : {}),
     ...(scope ? { scope } : {}),
   };
   return { registration, grant };
 }
 
 /** The client's credential for one request: the secret or key read now from where the grant says. */
-async function clientCredential(
+export async function machineCredential(
   grant: MachineGrant,
   registration: Registration,
   reader: SecretReader | undefined,
@@ -170,15 +194,94 @@ export async function nextMachineToken(
   reader?: SecretReader,
 ): Promise<TokenSet> {
   const { authorizationServer: as, registration, resource, grant } = target;
-  const credential = await clientCredential(grant, registration, reader);
+  const credential = await machineCredential(grant, registration, reader);
   const params = { resource, ...(grant.scope ? { scope: grant.scope } : {}) };
   if (grant.type === 'client_credentials') {
     return requestClientCredentialsToken(as, registration, credential, params, http);
+  }
+  if (grant.type === 'id_jag') {
+    const idJag = await identityAssertion(target, http, now, reader);
+    return requestJwtBearerToken(as, registration, credential, { assertion: idJag, ...params }, http);
   }
   if (!grant.assertion) throw invalid('the JWT bearer grant names no assertion', 'grant.assertion');
   const assertion = await readSecret(grant.assertion, 'assertion', reader);
   checkAssertion(assertion, grant.audience ?? as.issuer, now);
   return requestJwtBearerToken(as, registration, credential, { assertion, ...params }, http);
+}
+
+/**
+ * SEP-990 step 1: the user's ID token (read now; an expired one is not sent, the user must sign
+ * in to the IdP again) exchanged at the IdP (RFC 8693) for an ID-JAG whose audience is this
+ * authorization server and whose resource is the MCP server. Checked before it is redeemed: a JWT
+ * naming this authorization server.
+ */
+async function identityAssertion(
+  target: MachineGrantTarget,
+  http: HttpOptions,
+  now: number,
+  reader: SecretReader | undefined,
+): Promise<string> {
+  const { grant, authorizationServer: as, resource } = target;
+  const idp = grant.idp;
+  if (!grant.idToken || !idp) throw invalid('the enterprise grant names no ID token or IdP', 'grant.idp');
+  const idToken = await readSecret(grant.idToken, 'idToken', reader);
+  checkIdTokenFresh(idToken, now);
+  const idpRegistration: Registration = {
+    issuer: idp.issuer,
+    clientId: idp.clientId,
+    method: 'pre_registered',
+    tokenEndpointAuthMethod: idp.clientSecret ? 'client_secret_basic' : 'none',
+    redirectUris: [],
+    registeredAt: new Date(0).toISOString(),
+  };
+  const idpCredential: ClientCredential = idp.clientSecret
+    ? { clientSecret: await readSecret(idp.clientSecret, 'idp.clientSecret', reader) }
+    : { none: true };
+  const idJag = await exchangeIdTokenForIdJag(
+    { issuer: idp.issuer, token_endpoint: idp.tokenEndpoint },
+    idpRegistration,
+    idpCredential,
+    { idToken, audience: as.issuer, resource, ...(grant.scope ? { scope: grant.scope } : {}) },
+    http,
+  );
+  checkAssertion(idJag, as.issuer, now);
+  return idJag;
+}
+
+/** An ID token past its `exp` is not sent (the IdP would refuse it): sign in to the IdP again. */
+function checkIdTokenFresh(idToken: string, now: number): void {
+  let exp: unknown;
+  try {
+    exp = (JSON.parse(Buffer.from(idToken.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+  } catch {
+    throw new AuthkeepError('credential_unavailable', 'the ID token is not a JWT', { field: 'idToken' });
+  }
+  if (typeof exp === 'number' && exp * 1000 <= now) {
+    throw new AuthkeepError(
+      'credential_unavailable',
+      `the ID token expired at ${new Date(exp * 1000).toISOString()}; sign in to the identity provider again`,
+      { field: 'idToken.exp' },
+    );
+  }
+}
+
+/** OpenID Connect Discovery 1.0 section 4 at the IdP: its token endpoint (issuer compared exactly). */
+async function idpTokenEndpoint(issuer: string, http: HttpOptions): Promise<string> {
+  const url = new URL(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
+  assertSecureUrl(url, 'idp.issuer', http.allowInsecureLoopback);
+  const document = await fetchMetadataDocument(url, http, 'identity provider metadata');
+  if (document.kind === 'failed') throw document.error;
+  const body = document.kind === 'json' ? (document.body as { issuer?: unknown; token_endpoint?: unknown }) : {};
+  if (document.kind === 'absent' || body.issuer !== issuer || typeof body.token_endpoint !== 'string') {
+    throw new AuthkeepError(
+      'discovery_failed',
+      `no OpenID configuration naming ${issuer} with a token_endpoint at ${url.href}`,
+      {
+        field: 'idp.issuer',
+      },
+    );
+  }
+  return body.token_endpoint;
 }
 
 /** The grant in words, for status and doctor: its type, how the client authenticates, where each secret comes from. */
@@ -195,7 +298,16 @@ export function describeGrant(grant: MachineGrant, registration: Registration): 
   const assertion = grant.assertion
     ? `; assertion from ${describeSource(grant.assertion)} (audience ${grant.audience ?? registration.issuer})`
     : '';
-  return `${grant.type === 'jwt_bearer' ? 'JWT bearer' : 'client credentials'} (${auth}${credential})${assertion}`;
+  const enterprise =
+    grant.idToken && grant.idp
+      ? `; ID token from ${describeSource(grant.idToken)}, exchanged at ${grant.idp.issuer} (client ${grant.idp.clientId}) for an ID-JAG`
+      : '';
+  const name = {
+    client_credentials: 'client credentials',
+    jwt_bearer: 'JWT bearer',
+    id_jag: 'enterprise-managed (ID-JAG)',
+  };
+  return `${name[grant.type]} (${auth}${credential})${assertion}${enterprise}`;
 }
 
 function sourceFlags(source: SecretSource, envFlag: string, fileFlag: string): string[] {
@@ -214,6 +326,10 @@ export function machineLoginFlags(grant: MachineGrant, registration: Registratio
   if (grant.clientSecret) flags.push(...sourceFlags(grant.clientSecret, '--client-secret-env', '--client-secret-file'));
   if (grant.assertion) flags.push(...sourceFlags(grant.assertion, '--assertion-env', '--assertion-file'));
   if (grant.audience) flags.push('--audience', grant.audience);
+  if (grant.idp) flags.push('--idp', grant.idp.issuer, '--idp-client-id', grant.idp.clientId);
+  if (grant.idp?.clientSecret)
+    flags.push(...sourceFlags(grant.idp.clientSecret, '--idp-client-secret-env', '--idp-client-secret-file'));
+  if (grant.idToken) flags.push(...sourceFlags(grant.idToken, '--id-token-env', '--id-token-file'));
   return flags;
 }
 
@@ -229,7 +345,9 @@ export async function machineSignIn(
 ): Promise<SignInResult> {
   const as = server.authorizationServer;
   const { registration, grant } = machineRegistration(options, as, unionScopes(options.scope, scope));
-  const wire = grant.type === 'jwt_bearer' ? JWT_BEARER_GRANT_TYPE : 'client_credentials';
+  if (grant.idp && grant.idp.tokenEndpoint === '')
+    grant.idp.tokenEndpoint = await idpTokenEndpoint(grant.idp.issuer, context.http);
+  const wire = grant.type === 'client_credentials' ? 'client_credentials' : JWT_BEARER_GRANT_TYPE;
   if (as.grant_types_supported !== undefined && !as.grant_types_supported.includes(wire)) {
     // Metadata is often incomplete; the token endpoint's answer decides.
     context.logger.emit('warn', 'login.grant_not_listed', `the authorization server does not list ${wire}`, {

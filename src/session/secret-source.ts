@@ -25,7 +25,12 @@ export const processSecretReader: SecretReader = {
   readFile: (file) => readFile(file, 'utf8'),
 };
 
-const NAMES: Record<string, string> = { clientSecret: 'client secret', privateKey: 'private key' };
+const NAMES: Record<string, string> = {
+  clientSecret: 'client secret',
+  privateKey: 'private key',
+  idToken: 'ID token',
+  'idp.clientSecret': 'client secret at the identity provider',
+};
 
 /** The secret at `source`, without a trailing newline. `field` names it in errors (e.g. `assertion`). */
 export async function readSecret(

@@ -9,6 +9,7 @@
  * directly, so they never load the SDK adapter.
  */
 import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { machineClientAuthentication } from '../oauth/client-credentials.js';
 import { type DpopKeyPair, DpopKeyring, type DpopMode } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
 import { revokeToken } from '../oauth/revocation.js';
@@ -27,7 +28,7 @@ import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCo
 import { type DiscoveredServer, discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
 import { signInNeedsHttp, storedHttpChoice } from './loopback-http.js';
-import { type MachineGrantOptions, machineSignIn } from './machine-grant.js';
+import { type MachineGrantOptions, machineCredential, machineSignIn } from './machine-grant.js';
 import type { RefreshMode } from './refresh-policy.js';
 import type { SecretReader } from './secret-source.js';
 import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
@@ -533,12 +534,20 @@ export class SessionKeeper {
         const token = record.tokens.refreshToken ?? record.tokens.accessToken;
         const hint = record.tokens.refreshToken ? 'refresh_token' : 'access_token';
         try {
+          // A machine grant's client authenticates with the credential its grant names (read now).
+          const auth = record.grant
+            ? machineClientAuthentication(
+                record.registration,
+                await machineCredential(record.grant, record.registration, this.options.secretReader),
+              )
+            : undefined;
           revocation = await revokeToken(
             record.authorizationServer,
             record.registration,
             token,
             hint,
             this.http(record),
+            ...(auth ? [auth] : []),
           );
         } catch (err) {
           revocation = 'failed';
@@ -555,7 +564,8 @@ export class SessionKeeper {
         });
         return { revoked, deleted: false, revocation, ...(revocationError ? { revocationError } : {}) };
       }
-      registration = record.registration;
+      // A machine grant's client is configuration, never offered to sign-ins: nothing to forget.
+      if (record.grant === undefined) registration = record.registration;
       await tx.delete();
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
       return { revoked, deleted: true, revocation, ...(revocationError ? { revocationError } : {}) };

@@ -7,7 +7,7 @@
  */
 import { displayText } from '../display-text.js';
 import { displayNeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
-import type { SecretSource } from '../oauth/grants.js';
+import type { MachineGrantType, SecretSource } from '../oauth/grants.js';
 import type { ServerRecord } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import { describeGrant, machineLoginFlags } from './machine-grant.js';
@@ -32,10 +32,10 @@ export interface ServerStatus {
    * (client_secret_basic, secret from environment variable CI_SECRET)`. Never a secret.
    */
   grant?: {
-    type: 'client_credentials' | 'jwt_bearer';
+    type: MachineGrantType;
     description: string;
     /** Where each secret of the next request is read (`authkeep doctor` checks they are readable here). */
-    sources: Array<{ what: 'clientSecret' | 'privateKey' | 'assertion'; from: SecretSource }>;
+    sources: Array<{ what: 'clientSecret' | 'privateKey' | 'assertion' | 'idToken'; from: SecretSource }>;
   };
   needsAuth?: {
     reason: NeedsAuthReason;
@@ -93,7 +93,7 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
           grant: {
             type: grant.type,
             description: describeGrant(grant, record.registration),
-            sources: (['clientSecret', 'privateKey', 'assertion'] as const).flatMap((what) => {
+            sources: (['clientSecret', 'privateKey', 'assertion', 'idToken'] as const).flatMap((what) => {
               const from = grant[what];
               return from ? [{ what, from }] : [];
             }),

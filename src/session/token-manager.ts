@@ -15,6 +15,10 @@
  *      with the registration's client_id and issuer, write with compare-and-swap, release (a
  *      client the AS refuses, invalid_client or unauthorized_client, is dropped as well);
  *   7. only then expose the new token.
+ * A record holding a machine grant (machine-grant.ts: client credentials, JWT bearer, SEP-990
+ * ID-JAG) has no refresh token: at step 6 its next token comes from the grant instead, under the
+ * same lock, with the same retries, compare-and-swap and needs-auth marking (its registration is
+ * never dropped: it is the user's configuration).
  * The transaction is not cancellable by its caller: once a refresh token is spent, the result is
  * persisted whatever happens to the request that triggered it.
  *

@@ -124,7 +124,7 @@ export interface CredentialStore {
   list(): Promise<Array<ReadResult & { key: string }>>;
   /**
    * Records whose registration is at `issuer` and may be reused (not dropped by dropRegistration,
-   * its client secret not expired), newest registration first.
+   * its client secret not expired, not a machine grant's client), newest registration first.
    */
   findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]>;
   /** Remove the record unconditionally (under the record lock). True if there was one. */

@@ -134,6 +134,9 @@ export class FileCredentialStore implements CredentialStore {
     const matches: RegistrationMatch[] = [];
     for (const entry of await this.list()) {
       if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
+      // A machine grant's client (client credentials, JWT bearer) is the user's configuration for
+      // that server, without redirect URIs or a stored secret: never another sign-in's client.
+      if (entry.record.grant !== undefined) continue;
       if (!reusable(entry.record.registration, dropped)) continue;
       const { record } = entry;
       matches.push({

@@ -292,3 +292,44 @@ test('JWT bearer (workload identity federation): the assertion is read from its 
 });
 
 export type { AuthKeeper };
+
+test("a machine client is never offered to an interactive sign-in at the same issuer; logout asks the AS to revoke with the grant's credential", async (t) => {
+  const bed = await startBed(t, {
+    as: {
+      clientCredentials: true,
+      staticClients: [
+        {
+          client_id: 'ci-only',
+          client_secret: SECRET,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          scope: SCOPES.join(' '),
+        },
+      ],
+    },
+    servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }],
+  });
+  const [machineServer, personServer] = bed.servers as [(typeof bed.servers)[0], (typeof bed.servers)[0]];
+  const keeper = bed.keeper({ secretReader: { env: { CI_SECRET: SECRET }, readFile: async () => '' } });
+  await keeper.login(machineServer.url, {
+    grant: { type: 'client_credentials', clientId: 'ci-only', clientSecret: { env: 'CI_SECRET' } },
+  });
+  const person = await keeper.login(personServer.url);
+  assert.equal(person.registration, 'dynamic', 'the interactive sign-in registered its own client');
+  assert.notEqual(person.clientId, 'ci-only');
+  assert.equal(bed.robotOpens(), 1);
+
+  // Logout asks the AS to revoke the access token, authenticated with the credential the grant
+  // names (oidc-provider cannot revoke its JWT access tokens: it answers unsupported_token_type).
+  const out = await keeper.logout(machineServer.url);
+  assert.equal(out.deleted, true);
+  assert.equal(out.revocation, 'unsupported');
+  const revocation = bed.as.audit.http().filter((e) => e.endpoint === 'revocation');
+  assert.deepEqual(
+    revocation.map((e) => [e.clientId, e.clientAuth]),
+    [['ci-only', 'client_secret_basic']],
+  );
+  assert.ok(!bed.logs.some((e) => e.event === 'logout.revoke_failed'));
+  assert.equal((await keeper.status(personServer.url))[0]?.state, 'ok', 'the other server is untouched');
+});

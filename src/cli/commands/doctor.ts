@@ -148,7 +148,12 @@ function stateCheck(s: ServerStatus, now: number): DoctorCheck {
   };
 }
 
-const SOURCE_TEXT = { clientSecret: 'client secret', privateKey: 'private key', assertion: 'assertion' } as const;
+const SOURCE_TEXT = {
+  clientSecret: 'client secret',
+  privateKey: 'private key',
+  assertion: 'assertion',
+  idToken: 'ID token',
+} as const;
 
 /**
  * A machine grant's sources, checked from this process: each variable set, each file readable.

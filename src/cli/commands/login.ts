@@ -160,7 +160,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   const keeper = deps.createKeeper(keeperOptions(options.global, deps, extra));
   if (!options.json) {
     deps.stderr.write(
-      `${options.grant ? `Getting a token for ${options.serverUrl} (${options.grant.type === 'jwt_bearer' ? 'JWT bearer' : 'client credentials'} grant, no browser)` : `Signing in to ${options.serverUrl}`}...\n`,
+      `${options.grant ? `Getting a token for ${options.serverUrl} (${GRANT_TEXT[options.grant.type]}, no browser)` : `Signing in to ${options.serverUrl}`}...\n`,
     );
   }
   let status: ServerStatus;
@@ -188,6 +188,12 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
   );
   return ExitCode.Ok;
 }
+
+const GRANT_TEXT = {
+  client_credentials: 'client credentials grant',
+  jwt_bearer: 'JWT bearer grant',
+  id_jag: 'enterprise-managed: ID token exchanged at the identity provider',
+} as const;
 
 const REGISTRATION_TEXT: Record<NonNullable<ServerStatus['registration']>, string> = {
   dynamic: 'dynamic client registration',
