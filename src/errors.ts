@@ -45,6 +45,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'store_io', // the file system refused a store operation
   'store_untrusted', // a store directory or file is not the user's own, is writable by others, or is a symbolic link (names the path and the fix)
   'lock_timeout', // a lock could not be taken within its bound
+  'lock_lost', // this process held a lock past its bound and another took it over; nothing was written under it
   'step_up_exhausted', // 403 insufficient_scope kept coming after the bounded number of re-authorizations
   'credential_unavailable', // a machine grant's secret, key or assertion could not be read here (names the variable or file, never the value)
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep

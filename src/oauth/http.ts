@@ -25,6 +25,11 @@ export interface HttpOptions {
   allowInsecureLoopback: boolean;
   /** Per-request bound, headers and body included. Default 15 s. */
   timeoutMs?: number;
+  /**
+   * An absolute bound (epoch milliseconds) on top of `timeoutMs`: no request starts after it and
+   * none runs past it (a refresh under a lock that waiters may take over then; token-manager.ts).
+   */
+  deadline?: number;
   /** A fetch implementation (tests, proxies). Default: the global fetch. */
   fetch?: typeof fetch;
   userAgent?: string;
@@ -160,7 +165,7 @@ export function isUnreachable(err: unknown): boolean {
 }
 
 /**
- * fetch with a timeout (AbortSignal.timeout, combined with any caller signal), no automatic
+ * fetch with a timeout (AbortSignal.timeout, bounded by `deadline`, combined with any caller signal), no automatic
  * redirects (`redirect: 'manual'`: a 3xx is an answer, not something to follow into another
  * origin), and a User-Agent. Network errors and timeouts become as_unreachable naming the request.
  */
@@ -171,7 +176,13 @@ export async function httpRequest(
   purpose?: string,
 ): Promise<Response> {
   const description = describeRequest(init.method ?? 'GET', url, purpose);
-  const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const remaining = options.deadline === undefined ? Number.POSITIVE_INFINITY : options.deadline - Date.now();
+  if (remaining <= 0) {
+    throw new AuthkeepError('as_unreachable', `${description} not sent: its deadline has passed`, {
+      detail: { request: description, reason: 'deadline' },
+    });
+  }
+  const timeout = AbortSignal.timeout(Math.ceil(Math.min(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, remaining)));
   const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
   const headers = new Headers(init.headers);
   if (!headers.has('user-agent')) headers.set('user-agent', options.userAgent ?? DEFAULT_USER_AGENT);

@@ -1,8 +1,10 @@
 /**
  * loopback-callback: the one-shot HTTP server that receives the authorization response on a
- * loopback redirect URI (RFC 8252 section 7.3). It binds 127.0.0.1 only, accepts exactly one
- * request: the callback path carrying this login's state; shows the user a short success or
- * failure page; then closes. Wrong paths, wrong states and late requests get a 400 page and leave
+ * loopback redirect URI (RFC 8252 section 7.3). It binds 127.0.0.1, and for a `localhost`
+ * redirect URI also [::1] on the same port (browsers resolve localhost to either, ::1 often first:
+ * left free, that port could be taken by another local process, which would receive the code);
+ * it accepts exactly one request: the callback path carrying this login's state; shows the user a
+ * short success or failure page; then closes. Wrong paths, wrong states and late requests get a 400 page and leave
  * the login untouched, so a stray or forged request can neither end nor poison it.
  *
  * Not for: validating the response (authorization-response.ts does that, for this server and for
@@ -16,7 +18,11 @@ import { AuthkeepError } from '../errors.js';
 import { checkIssuer } from './authorization-response.js';
 
 export interface LoopbackCallbackOptions {
-  /** Host name written in the redirect URI; the server binds 127.0.0.1 either way. Default 127.0.0.1. */
+  /**
+   * Host name written in the redirect URI. Default 127.0.0.1. The server binds 127.0.0.1 either
+   * way; for `localhost` it also binds [::1] on the same port where the host has IPv6 loopback
+   * (a port busy there is refused like a busy 127.0.0.1 port, or another is picked when port is 0).
+   */
   host?: '127.0.0.1' | 'localhost';
   /** Port to listen on; 0 (the default) picks an ephemeral port. */
   port?: number;
@@ -41,7 +47,7 @@ export interface LoopbackCallbackOptions {
 export interface LoopbackCallback {
   /** The redirect URI to register and send: `http://<host>:<actual port><path>`. */
   readonly redirectUri: string;
-  /** Where the server actually listens: always 127.0.0.1, on the port in `redirectUri`. */
+  /** Where the server listens on 127.0.0.1, on the port in `redirectUri` (and [::1] for `localhost`). */
   readonly address: { readonly address: string; readonly port: number };
   /** The accepted request's query, unvalidated: pass it to validateAuthorizationResponse. */
   readonly result: Promise<URLSearchParams>;
@@ -75,7 +81,7 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
   /** Callbacks refused for carrying another state: a timeout then names `state` (RFC 6749 section 10.12). */
   let forgedStates = 0;
 
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const verdict = judgeRequest(req, { path, expectedState, expectedIssuer, settled });
     if (verdict.kind === 'refuse') {
       if (verdict.wrongState) forgedStates++;
@@ -92,19 +98,22 @@ export async function startLoopbackCallback(options: LoopbackCallbackOptions): P
       verdict.failure ? failurePage(verdict.failure) : successPage(serverName),
     );
     resolveResult(verdict.params);
-  });
-  const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+  };
+  const servers = await listenAll(() => createServer(handle), host, port);
+  const closed = Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.once('close', () => resolve()))));
   let shuttingDown = false;
-  function shutdown(): Promise<void> {
+  async function shutdown(): Promise<void> {
     if (!shuttingDown) {
       shuttingDown = true;
-      server.close(); // refuses new connections and closes idle ones (Node >= 19)
-      setTimeout(() => server.closeAllConnections(), 1_000).unref(); // a stalled reader does not hold the port
+      for (const srv of servers) {
+        srv.close(); // refuses new connections and closes idle ones (Node >= 19)
+        setTimeout(() => srv.closeAllConnections(), 1_000).unref(); // a stalled reader does not hold the port
+      }
     }
-    return closed;
+    await closed;
   }
 
-  const bound = await listen(server, port);
+  const bound = (servers[0] as Server).address() as AddressInfo;
   const redirectUri = `http://${host}:${bound.port}${path}`;
   timer = setTimeout(() => {
     if (settled) return;
@@ -193,20 +202,49 @@ function checkedOptions(
   };
 }
 
-/** Listens on 127.0.0.1 only (RFC 8252 section 8.3) and returns the address actually bound. */
-function listen(server: Server, port: number): Promise<AddressInfo> {
+/** Attempts at a free ephemeral port on both 127.0.0.1 and [::1] (for `localhost`). */
+const DUAL_STACK_ATTEMPTS = 5;
+
+/** errno codes of a host without IPv6 loopback: no browser can reach [::1] there either. */
+const NO_IPV6 = new Set(['EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EPROTONOSUPPORT']);
+
+/**
+ * The listening servers: one on 127.0.0.1 (RFC 8252 section 8.3), and for `localhost` one on [::1]
+ * with the same port, unless the host has no IPv6 loopback. With port 0, a port taken on [::1]
+ * is given up for another ephemeral one; with a fixed port it is an error, as on 127.0.0.1.
+ */
+async function listenAll(make: () => Server, host: string, port: number): Promise<Server[]> {
+  for (let attempt = 1; ; attempt++) {
+    const v4 = make();
+    const bound = await listen(v4, port, BIND_ADDRESS);
+    if (host !== 'localhost') return [v4];
+    const v6 = make();
+    try {
+      await listen(v6, bound.port, '::1');
+      return [v4, v6];
+    } catch (err) {
+      const code = ((err as AuthkeepError).cause as NodeJS.ErrnoException | undefined)?.code ?? '';
+      if (NO_IPV6.has(code)) return [v4];
+      await new Promise<void>((resolve) => v4.close(() => resolve()));
+      if (port !== 0 || attempt >= DUAL_STACK_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** Listens on `address` only and returns the address actually bound. */
+function listen(server: Server, port: number, address: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (cause: Error): void => {
+      const where = address.includes(':') ? `[${address}]` : address;
       reject(
-        new AuthkeepError(
-          'invalid_argument',
-          `cannot listen for the callback on ${BIND_ADDRESS}:${port}: ${cause.message}`,
-          { field: 'callback.port', cause },
-        ),
+        new AuthkeepError('invalid_argument', `cannot listen for the callback on ${where}:${port}: ${cause.message}`, {
+          field: 'callback.port',
+          cause,
+        }),
       );
     };
     server.once('error', onError);
-    server.listen({ host: BIND_ADDRESS, port, exclusive: true }, () => {
+    server.listen({ host: address, port, exclusive: true }, () => {
       server.off('error', onError);
       resolve(server.address() as AddressInfo);
     });

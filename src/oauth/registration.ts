@@ -11,7 +11,8 @@
  * oauth4webapi builds the DCR request. Its response processor is not used: it refuses a
  * `client_secret` without `client_secret_expires_at` (RFC 7591 section 3.2.1 says REQUIRED), which
  * common ASes and the MCP conformance suite omit, and it accepts only 201. We accept 200 or 201
- * and validate the members we use with zod; a missing expiry means "does not expire".
+ * and validate the members we use with zod; a missing expiry means "does not expire". The
+ * `redirect_uris` it registered must be exactly those sent (checkedRedirectUris).
  */
 import { dynamicClientRegistrationRequest } from 'oauth4webapi';
 import * as z from 'zod/mini';
@@ -26,6 +27,7 @@ import {
   isJsonObject,
   oauthRequestOptions,
   readJsonBody,
+  safeUrl,
 } from './http.js';
 import type { AuthorizationServer, Registration, TokenEndpointAuthMethod } from './types.js';
 
@@ -352,7 +354,7 @@ async function registrationAttempt(
         : {}),
       method: 'dynamic',
       tokenEndpointAuthMethod: assigned,
-      redirectUris: r.redirect_uris ?? [...request.redirectUris],
+      redirectUris: checkedRedirectUris(r.redirect_uris, request.redirectUris, description),
       // Recorded when the device grant was asked for (what the AS granted, else what we asked);
       // absent otherwise, which the session reads as "no device grant" for a dynamic client.
       ...(offersDeviceGrant(as)
@@ -361,4 +363,41 @@ async function registrationAttempt(
       registeredAt: new Date().toISOString(),
     },
   };
+}
+
+/** A redirect URI as WHATWG URL serialises it, or the string itself when it does not parse. */
+function serialised(uri: string): string {
+  try {
+    return new URL(uri).href;
+  } catch {
+    return uri;
+  }
+}
+
+/**
+ * RFC 7591 section 3.2.1: the answer holds the registered metadata, which the AS may have
+ * replaced. Redirect URIs are where authorization codes are sent, so those registered must be
+ * exactly those sent (compared as parsed URLs): one the AS added or swapped in (another host, a
+ * port someone else may own) is refused with nothing kept, and one it dropped would fail the
+ * sign-in. What is kept is what was sent.
+ */
+function checkedRedirectUris(returned: string[] | undefined, sent: readonly string[], description: string): string[] {
+  if (returned === undefined) return [...sent];
+  const ours = new Set(sent.map(serialised));
+  const theirs = new Set(returned.map(serialised));
+  const foreign = [...theirs].filter((uri) => !ours.has(uri));
+  const missing = [...ours].filter((uri) => !theirs.has(uri));
+  if (foreign.length > 0 || missing.length > 0) {
+    throw new AuthkeepError(
+      'registration_failed',
+      foreign.length > 0
+        ? `${description} registered redirect_uris that were not sent (${foreign.map((uri) => safeUrl(uri)).join(', ')})`
+        : `${description} did not register the redirect_uris sent (${missing.join(', ')})`,
+      {
+        field: 'redirect_uris',
+        detail: { request: description, sent: sent.length, returned: returned.length, foreign: foreign.length },
+      },
+    );
+  }
+  return [...sent];
 }

@@ -79,6 +79,18 @@ export interface TokenManagerDeps {
 
 const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
 
+/** Time kept free before the refresh lock's max hold: 10% of the hold, at most 10 s. */
+const MAX_HOLD_MARGIN_MS = 10_000;
+
+/**
+ * The instant (epoch ms) by which a refresh under a lock that may be taken over at `holdUntil`
+ * must have ended; undefined when the lock is not bounded.
+ */
+export function refreshDeadline(holdUntil: number | undefined): number | undefined {
+  if (holdUntil === undefined) return undefined;
+  return holdUntil - Math.ceil(Math.min(MAX_HOLD_MARGIN_MS, Math.max(0, (holdUntil - Date.now()) / 10)));
+}
+
 export function needsAuthInfo(
   serverUrl: string,
   reason: NeedsAuthReason,
@@ -407,10 +419,12 @@ export class TokenManager {
           const next = await this.refreshWithRetry(
             record,
             record.tokens,
-            (sentAt) => nextMachineToken(machine, this.deps.http(record), sentAt, this.deps.secretReader),
+            (sentAt, bound) =>
+              nextMachineToken(machine, { ...this.deps.http(record), ...bound }, sentAt, this.deps.secretReader),
             async (info) => {
               await tx.write(markNeedsAuth(record, info));
             },
+            tx,
           );
           if (next === 'unreachable-but-valid')
             return this.serveUntilExpiry(serverUrl, record.tokens as Tokens, undefined);
@@ -455,7 +469,7 @@ export class TokenManager {
         const next = await this.refreshWithRetry(
           record,
           tokens,
-          async () => {
+          async (_sentAt, bound) => {
             // RFC 9449 section 5: a DPoP-bound grant is refreshed with a proof of the same key.
             const dpop = record.dpop ? await this.keyring.handle(record.dpop) : undefined;
             return refreshAccessToken(
@@ -467,12 +481,13 @@ export class TokenManager {
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
-              this.deps.http(record),
+              { ...this.deps.http(record), ...bound },
             );
           },
           async (info) => {
             await tx.write(markNeedsAuth(record, info));
           },
+          tx,
         );
         if (next === 'unreachable-but-valid') return this.serveUntilExpiry(serverUrl, tokens, record.dpop);
         const written = await tx.write(next);
@@ -527,25 +542,39 @@ export class TokenManager {
    * client errors mark the record needs-auth (through `markNeedsAuth`) and throw. A transient
    * failure that outlasts the retries never forces a re-auth: it serves the current token while
    * it is valid, else throws needs-auth `as_unreachable` without persisting it.
+   *
+   * The refresh token is spent under the refresh lock, which waiters take over once it has been
+   * held for its max hold (`lock.holdUntil`): every attempt, retries and their waits included,
+   * ends before then (refreshDeadline: no request starts after it, none runs past it), so no
+   * waiter presents the same refresh token while ours is still in flight. Before each request the
+   * lock is checked still ours (`lock_lost` otherwise: the token is not spent).
    */
   private async refreshWithRetry(
     record: ServerRecord,
     tokens: Tokens | undefined,
-    /** The token request: a refresh, or a machine grant's next token (record.grant). */
-    request: (sentAt: number) => Promise<TokenSet>,
+    /**
+     * The token request: a refresh, or a machine grant's next token (record.grant). `bound` goes
+     * into its HttpOptions: the deadline before the lock's max hold.
+     */
+    request: (sentAt: number, bound: Pick<HttpOptions, 'deadline'>) => Promise<TokenSet>,
     markNeedsAuth: (info: NeedsAuthInfo) => Promise<void>,
+    lock: { holdUntil?: number | undefined; assertLockHeld?(): Promise<void> } = {},
   ): Promise<ServerRecord | 'unreachable-but-valid'> {
     const { serverUrl } = record;
+    const deadline = refreshDeadline(lock.holdUntil);
+    const bound: Pick<HttpOptions, 'deadline'> = deadline === undefined ? {} : { deadline };
     for (let attempt = 0; ; attempt++) {
       let response: TokenSet;
+      await lock.assertLockHeld?.();
       const sentAt = this.clock.now();
       try {
-        response = await request(sentAt);
+        response = await request(sentAt, bound);
       } catch (err) {
         if (!(err instanceof TokenEndpointError)) throw err;
         if (err.kind === 'transient') {
           const delay = this.retryDelays[attempt];
-          if (delay !== undefined) {
+          // A retry that could not finish before the deadline is not started.
+          if (delay !== undefined && (deadline === undefined || Date.now() + delay < deadline)) {
             this.deps.logger.emit('warn', 'refresh.retry', `token endpoint unavailable, retrying in ${delay} ms`, {
               serverUrl,
               status: err.status,

@@ -58,6 +58,18 @@ export interface StoreTransaction {
   delete(): Promise<boolean>;
   /** True once this transaction's lock was taken over by another process (we were too slow). */
   readonly lockLost: boolean;
+  /**
+   * When another process may take this transaction's lock over even while it is alive (epoch
+   * milliseconds), if the backend bounds holdings: work that must end under the lock (a refresh
+   * spending the refresh token) bounds itself by it. Optional for backends.
+   */
+  readonly holdUntil?: number | undefined;
+  /**
+   * Throws AuthkeepError `lock_lost` when this transaction's lock has been taken over (checked now,
+   * not at the last heartbeat). `write` and `delete` check it themselves before touching the
+   * record under a lock held for the whole transaction. Optional for backends.
+   */
+  assertLockHeld?(): Promise<void>;
 }
 
 export interface RegistrationMatch {

@@ -2,8 +2,9 @@
  * file-transaction: one `StoreTransaction` of the file backend: reads under the transaction's
  * lock, and writes and deletes that are compare-and-swap on the record's generation (see
  * credential-store.ts), done while the record lock is held (the transaction's own for 'refresh'
- * and 'write'; taken just for the compare-and-swap for 'login'). Its steps run one at a time, and
- * none after the transaction has finished.
+ * and 'write', verified still ours just before: a holder paused past its bound finds out before it
+ * writes, `lock_lost`; taken just for the compare-and-swap for 'login'). Its steps run one at a
+ * time, and none after the transaction has finished.
  *
  * Not for: taking the transaction's lock (file-credential-store.ts) or touching files directly
  * (record-files.ts).
@@ -37,6 +38,19 @@ export class FileTransaction implements StoreTransaction {
 
   get lockLost(): boolean {
     return this.lock.lost;
+  }
+
+  get holdUntil(): number | undefined {
+    return this.lock.holdUntil;
+  }
+
+  async assertLockHeld(): Promise<void> {
+    if (await this.lock.verify()) return;
+    throw new AuthkeepError(
+      'lock_lost',
+      `the ${this.purpose} lock of ${this.key} was taken over by another process (held past its bound); nothing was written`,
+      { field: 'lock', detail: { key: this.key, purpose: this.purpose } },
+    );
   }
 
   /** Called when the transaction's function settled: every later step is refused. */
@@ -123,8 +137,11 @@ export class FileTransaction implements StoreTransaction {
     return this.purpose !== 'login';
   }
 
-  private underRecordLock<T>(purpose: string, fn: () => Promise<T>): Promise<T> {
-    return this.holdsRecordLock ? fn() : this.files.withRecordLock(this.key, purpose, fn);
+  /** Run `fn` under the record lock: ours, checked still ours first, or taken just for `fn`. */
+  private async underRecordLock<T>(purpose: string, fn: () => Promise<T>): Promise<T> {
+    if (!this.holdsRecordLock) return this.files.withRecordLock(this.key, purpose, fn);
+    await this.assertLockHeld();
+    return fn();
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

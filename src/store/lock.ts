@@ -34,6 +34,15 @@
  *   was taken more than maxHoldMs ago (when the holder set such a bound); (d) the file has stayed
  *   unparseable for UNREADABLE_GRACE_MS (a creator killed between create and write; a creator
  *   that was only slow notices after its write that its file was unlinked, and retries).
+ * - What a lock file declares is capped by the waiter: a staleMs or maxHoldMs above
+ *   DECLARED_BOUND_SLACK times the waiter's own bound for that lock counts as that cap, and a
+ *   heartbeat or acquiredAt more than MAX_CLOCK_SKEW_MS in the future (or an acquiredAt that does
+ *   not parse) makes it stale at once. So a forged or corrupt file naming a live pid (pids are
+ *   reused) and huge limits blocks waiters for a bounded time, not for ever.
+ * - A holder learns it lost the lock through its heartbeat, and before it writes: `verify()` reads
+ *   the lock file again (the store calls it before every compare-and-swap under the lock, and the
+ *   token manager before every refresh request). `holdUntil` tells it when waiters may take it
+ *   over, so a refresh bounds its requests by it (session/token-manager.ts).
  * - Removing a lock file, whether a holder releasing its own or a waiter removing a stale one,
  *   is only ever done through `removeInstance`, which first creates, again with O_EXCL, a claim
  *   file named after that holding: `<name>.lock.<nonce>.claim`. With the claim held it re-reads the
@@ -125,8 +134,15 @@ export interface LockHandle {
   readonly holder: LockInfo;
   /** How long acquisition waited, in milliseconds. */
   readonly waitedMs: number;
-  /** True once the heartbeat found our file gone or replaced: another process judged us stale. */
+  /** True once the heartbeat (or `verify`) found our file gone or replaced: another process judged us stale. */
   readonly lost: boolean;
+  /** When waiters may take the lock over even while we heartbeat (acquiredAt + maxHoldMs), if bounded. */
+  readonly holdUntil: number | undefined;
+  /**
+   * Read the lock file now: true while it still carries our nonce; false (and `lost` from then on)
+   * once another process has taken it over. Call it before acting on what the lock protects.
+   */
+  verify(): Promise<boolean>;
   /** Remove the lock if the file still carries our nonce. Idempotent; never throws. */
   release(): Promise<void>;
 }
@@ -267,6 +283,17 @@ async function untrustedHolding(file: string): Promise<Observed | undefined> {
   }
 }
 
+/** A lock file may declare bounds up to this many times the waiter's own; beyond, it is capped. */
+export const DECLARED_BOUND_SLACK = 4;
+/** Clock skew tolerated between hosts sharing a store; a lock stamped further in the future is forged. */
+export const MAX_CLOCK_SKEW_MS = 60_000;
+
+/** What a holder declared, capped at DECLARED_BOUND_SLACK times the waiter's own bound (see the header). */
+function capped(declared: number | undefined, own: number | undefined): number | undefined {
+  if (own === undefined) return declared;
+  return declared === undefined ? own : Math.min(declared, own * DECLARED_BOUND_SLACK);
+}
+
 function lockStaleReason(
   obs: Observed,
   fallbackStaleMs: number,
@@ -274,15 +301,14 @@ function lockStaleReason(
   now: number,
 ): StaleReason | undefined {
   const age = now - obs.mtimeMs;
-  const staleMs = obs.info?.staleMs ?? fallbackStaleMs;
+  const staleMs = capped(obs.info?.staleMs, fallbackStaleMs) ?? fallbackStaleMs;
   if (obs.info === undefined) return age > Math.min(staleMs, UNREADABLE_GRACE_MS) ? 'unreadable' : undefined;
   if (obs.info.hostname === HOSTNAME && !isProcessAlive(obs.info.pid)) return 'dead_pid';
-  if (age > staleMs) return 'heartbeat';
-  const maxHoldMs = obs.info.maxHoldMs ?? fallbackMaxHoldMs;
-  if (maxHoldMs !== undefined) {
-    const since = Date.parse(obs.info.acquiredAt);
-    if (Number.isFinite(since) && now - since > maxHoldMs) return 'max_hold';
-  }
+  if (age > staleMs || -age > MAX_CLOCK_SKEW_MS) return 'heartbeat';
+  const since = Date.parse(obs.info.acquiredAt);
+  if (!Number.isFinite(since) || since - now > MAX_CLOCK_SKEW_MS) return 'max_hold';
+  const maxHoldMs = capped(obs.info.maxHoldMs, fallbackMaxHoldMs);
+  if (maxHoldMs !== undefined && now - since > maxHoldMs) return 'max_hold';
   return undefined;
 }
 
@@ -566,6 +592,15 @@ function startHolding(
     waitedMs,
     get lost() {
       return lost;
+    },
+    holdUntil: holder.maxHoldMs === undefined ? undefined : Date.parse(holder.acquiredAt) + holder.maxHoldMs,
+    async verify() {
+      if (lost) return false;
+      if (released) return false;
+      const current = await inspect(file);
+      if (current?.info?.nonce === holder.nonce) return true;
+      markLost();
+      return false;
     },
     async release() {
       if (released) return;

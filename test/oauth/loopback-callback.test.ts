@@ -5,7 +5,7 @@
  * Not for: the authorize URL (authorize-url.test.ts) or the code exchange.
  */
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import { validateAuthorizationResponse } from '../../src/oauth/authorization-response.js';
@@ -37,6 +37,15 @@ function refusesConnections(host: string, port: number): Promise<boolean> {
       resolve(false);
     });
     socket.once('error', () => resolve(true));
+  });
+}
+
+/** Whether this host can listen on [::1] at all. */
+function ipv6Loopback(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createNetServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)));
   });
 }
 
@@ -83,12 +92,14 @@ describe('startLoopbackCallback', () => {
     }
   });
 
-  test('host localhost changes the redirect URI, not the bind address', async () => {
+  test('host localhost changes the redirect URI, and binds [::1] on the same port too (where the host has it)', async () => {
     const cb = await startLoopbackCallback({ expectedState: STATE, host: 'localhost', path: '/oauth/cb' });
     try {
       assert.equal(cb.address.address, '127.0.0.1');
       assert.equal(cb.redirectUri, `http://localhost:${cb.address.port}/oauth/cb`);
-      assert.equal(await refusesConnections('::1', cb.address.port), true);
+      assert.equal(await refusesConnections('127.0.0.1', cb.address.port), false);
+      // Browsers resolve localhost to ::1 too (test/security/locks-and-limits.test.ts: a sign-in through it).
+      if (await ipv6Loopback()) assert.equal(await refusesConnections('::1', cb.address.port), false);
     } finally {
       await cb.close();
     }
