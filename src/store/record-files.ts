@@ -150,7 +150,14 @@ export class RecordFiles {
       if (!match) continue;
       const [, key = '', stamp = ''] = match;
       const file = path.join(this.layout.quarantineDir, name);
-      const bytes = await readFileIfExists(file);
+      let bytes: Buffer | undefined;
+      try {
+        bytes = await readFileIfExists(file);
+      } catch (err) {
+        // Not a file of ours (a planted link, another owner): doctor's file checks report it.
+        if (err instanceof AuthkeepError && err.code === 'store_untrusted') continue;
+        throw err;
+      }
       if (bytes === undefined) continue; // removed meanwhile
       const parsed = parseRecord(bytes, key);
       // A record that parses in quarantine was moved aside for a reason no longer visible (a
