@@ -19,7 +19,7 @@ const MESSAGE_MAX = 2000;
  * lists are disjoint: a failure whose condition is also a needs-auth reason carries the reason's
  * name as its `code` (`as_unreachable` for a network failure or timeout talking to the AS,
  * `as_error` for an OAuth error from the AS that does not mean needs-auth, `store_corrupt` for a
- * record that failed to parse and was moved aside, `invalid_grant` for a refused refresh token);
+ * record that failed to parse, `invalid_grant` for a refused refresh token);
  * only a NeedsAuthError means that a sign-in is needed.
  */
 export const AUTHKEEP_ERROR_CODES = [
@@ -68,7 +68,7 @@ export const NEEDS_AUTH_REASONS = [
   'insufficient_scope', // the server wants scopes the grant does not have
   'login_failed', // a sign-in run by another process or call failed; `error` says why
   'as_error', // the AS refused the refresh with another OAuth error (e.g. invalid_scope); `error` says which
-  'store_corrupt', // the stored record failed to parse; it was moved aside
+  'store_corrupt', // the stored record failed to parse (a command that writes moves it aside)
 ] as const;
 export type NeedsAuthReason = (typeof NEEDS_AUTH_REASONS)[number];
 
@@ -160,7 +160,7 @@ const HINTS: Record<NeedsAuthReason, string> = {
   insufficient_scope: 'the server requires scopes the current grant lacks',
   login_failed: 'the sign-in failed',
   as_error: 'the authorization server refused the refresh',
-  store_corrupt: 'the stored record was unreadable and was moved aside',
+  store_corrupt: 'the stored record is unreadable',
 };
 
 /** A short human sentence for a needs-auth reason (CLI and status output use it). */

@@ -16,7 +16,7 @@ import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { BearerChallenge } from '../oauth/www-authenticate.js';
-import type { CredentialStore } from '../store/credential-store.js';
+import type { CredentialStore, QuarantinedRecord } from '../store/credential-store.js';
 import { FileCredentialStore } from '../store/file-credential-store.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
@@ -36,7 +36,7 @@ import { SignInCoordinator } from './sign-in-coordinator.js';
 import { SignInGate } from './sign-in-gate.js';
 import { stampTokens } from './stamp-tokens.js';
 import { staticClientFor } from './static-client.js';
-import { type ServerStatus, serverStatus } from './status.js';
+import { quarantinedStatus, type ServerStatus, serverStatus } from './status.js';
 import { markNeedsAuth, needsAuthInfo, TokenManager } from './token-manager.js';
 
 export interface AuthKeeperOptions {
@@ -500,14 +500,28 @@ export class SessionKeeper {
     return read.kind === 'ok' ? read.record : undefined;
   }
 
-  /** One status per stored server, or for `serverUrl` only. Reads the store; no network. */
+  /**
+   * One status per stored server, or for `serverUrl` only. Reads the store (never writes); no
+   * network. A record moved to quarantine is shown as needs-auth `store_corrupt` (which server,
+   * when, why) as long as its server has no readable record again.
+   */
   async status(serverUrl?: string): Promise<ServerStatus[]> {
     if (serverUrl !== undefined) {
       const url = canonicalServerUrl(serverUrl);
-      return [serverStatus(await this.store.read(url), url)];
+      const read = await this.store.read(url);
+      if (read.kind === 'missing') {
+        const [latest] = (await this.store.quarantined?.(url))?.slice(-1) ?? [];
+        if (latest) return [{ ...quarantinedStatus(latest), serverUrl: url }];
+      }
+      return [serverStatus(read, url)];
     }
     const all = await this.store.list();
-    return all.map((entry) => serverStatus(entry));
+    const statuses = all.map((entry) => serverStatus(entry));
+    // The newest quarantined copy per key whose server has no record now.
+    const present = new Set(all.map((entry) => entry.key));
+    const lost = new Map<string, QuarantinedRecord>();
+    for (const q of (await this.store.quarantined?.()) ?? []) if (!present.has(q.key)) lost.set(q.key, q);
+    return [...statuses, ...[...lost.values()].map(quarantinedStatus)];
   }
 
   /**
@@ -570,6 +584,8 @@ export class SessionKeeper {
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
       return { revoked, deleted: true, revocation, ...(revocationError ? { revocationError } : {}) };
     });
+    // Forgetting the server forgets its unreadable copies too (status shows them until then).
+    if (result.deleted || result.revocation === 'nothing') await this.store.clearQuarantine?.(url);
     // The last server using a registration forgets it: the next sign-in registers again.
     const loggedOut = registration;
     if (loggedOut !== undefined) {

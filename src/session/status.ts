@@ -8,6 +8,7 @@
 import { displayText } from '../display-text.js';
 import { displayNeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
 import type { MachineGrantType, SecretSource } from '../oauth/grants.js';
+import type { QuarantinedRecord } from '../store/credential-store.js';
 import type { ServerRecord } from '../store/record.js';
 import { detectDrift } from './drift.js';
 import { describeGrant, machineLoginFlags } from './machine-grant.js';
@@ -45,21 +46,57 @@ export interface ServerStatus {
     request?: string;
     fix: string;
   };
+  /**
+   * The stored record could not be read: where it is, what is wrong with it, and when it was
+   * moved to quarantine (a lock-free read leaves it in place; a command that writes moves it).
+   * Shown until the server is signed in to again or the file is removed.
+   */
+  unreadable?: { file: string; problem: string; movedAt?: string };
 }
 
 type ReadLike =
   | { kind: 'missing' }
   | { kind: 'ok'; record: ServerRecord }
-  | { kind: 'corrupt'; movedTo: string; error: Error };
+  | { kind: 'corrupt'; file: string; problem: string; movedTo?: string; serverUrl?: string };
 
-export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?: string): ServerStatus {
+/** What a store_corrupt needs-auth says: which file, what is wrong with it. */
+export function corruptDescription(read: { file: string; problem: string; movedTo?: string }): string {
+  return read.movedTo
+    ? `the stored record ${read.problem}; it was moved aside to ${read.movedTo}`
+    : `the stored record ${read.file} ${read.problem}`;
+}
+
+/**
+ * A record in quarantine whose server has no readable record now: needs-auth store_corrupt, with
+ * which server (its URL when the file names it, else its record key), when and why. The fix is a
+ * new sign-in, or removing the file when the server is unknown.
+ */
+export function quarantinedStatus(q: QuarantinedRecord): ServerStatus {
+  const server = q.serverUrl ?? q.key;
+  return {
+    serverUrl: displayText(server),
+    state: 'needs-auth',
+    needsAuth: {
+      reason: 'store_corrupt',
+      errorDescription: `the stored record ${q.problem}; it was moved aside to ${q.file}`,
+      at: q.at,
+      fix: q.serverUrl ? `authkeep login ${displayText(q.serverUrl)}` : `rm ${q.file}`,
+    },
+    unreadable: { file: q.file, problem: q.problem, movedAt: q.at },
+  };
+}
+
+export function serverStatus(read: ReadLike & { key?: string }, serverUrl?: string): ServerStatus {
   const now = Date.now();
-  const url = read.kind === 'ok' ? read.record.serverUrl : (serverUrl ?? read.serverUrl ?? '(unknown)');
+  const named = read.kind === 'corrupt' ? read.serverUrl : undefined;
+  const url = read.kind === 'ok' ? read.record.serverUrl : (serverUrl ?? named ?? read.key ?? '(unknown)');
   const grant = read.kind === 'ok' ? read.record.grant : undefined;
   const fix =
-    read.kind === 'ok' && grant
-      ? `authkeep login ${url} ${machineLoginFlags(grant, read.record.registration).map(shellWord).join(' ')}`
-      : `authkeep login ${url}`;
+    read.kind === 'corrupt' && serverUrl === undefined && named === undefined
+      ? `rm ${read.file}`
+      : read.kind === 'ok' && grant
+        ? `authkeep login ${url} ${machineLoginFlags(grant, read.record.registration).map(shellWord).join(' ')}`
+        : `authkeep login ${url}`;
   if (read.kind === 'missing') {
     return {
       serverUrl: url,
@@ -69,13 +106,18 @@ export function serverStatus(read: ReadLike & { serverUrl?: string }, serverUrl?
   }
   if (read.kind === 'corrupt') {
     return {
-      serverUrl: url,
+      serverUrl: displayText(url),
       state: 'needs-auth',
       needsAuth: {
         reason: 'store_corrupt',
-        errorDescription: `record was unreadable and moved to ${read.movedTo}`,
+        errorDescription: corruptDescription(read),
         at: new Date(now).toISOString(),
         fix,
+      },
+      unreadable: {
+        file: read.file,
+        problem: read.problem,
+        ...(read.movedTo ? { movedAt: new Date(now).toISOString() } : {}),
       },
     };
   }

@@ -39,6 +39,7 @@ import { nextMachineToken } from './machine-grant.js';
 import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
 import type { SecretReader } from './secret-source.js';
 import { stampTokens } from './stamp-tokens.js';
+import { corruptDescription } from './status.js';
 
 /** An access token as a request presents it: Bearer, or DPoP with the key it is bound to (RFC 9449). */
 export interface Credential {
@@ -301,7 +302,7 @@ export class TokenManager {
     if (result.kind === 'missing') throw new NeedsAuthError(needsAuthInfo(serverUrl, 'no_credentials'));
     if (result.kind === 'corrupt') {
       throw new NeedsAuthError(
-        needsAuthInfo(serverUrl, 'store_corrupt', { errorDescription: `record moved aside to ${result.movedTo}` }),
+        needsAuthInfo(serverUrl, 'store_corrupt', { errorDescription: corruptDescription(result) }),
         { cause: result.error },
       );
     }

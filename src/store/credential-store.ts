@@ -31,8 +31,36 @@ export type StorePurpose = 'refresh' | 'login' | 'write';
 export type ReadResult =
   | { kind: 'missing' }
   | { kind: 'ok'; record: ServerRecord }
-  /** The record failed to parse or validate; it was moved to `movedTo` (never deleted). */
-  | { kind: 'corrupt'; movedTo: string; error: AuthkeepError };
+  /**
+   * The record failed to parse or validate. A lock-free read leaves it where it is (`file`); a
+   * transaction's read moves it to quarantine (`movedTo`, then also `file`), never deletes it.
+   */
+  | {
+      kind: 'corrupt';
+      /** Where the unreadable record is now. */
+      file: string;
+      /** Set when this read moved it to quarantine. */
+      movedTo?: string;
+      /** The server it names, when it parses that far and belongs to its key. */
+      serverUrl?: string;
+      /** What is wrong, by field path only (never the content: it may hold tokens). */
+      problem: string;
+      error: AuthkeepError;
+    };
+
+/** A record that was unreadable and was moved aside by a transaction (see CredentialStore.read). */
+export interface QuarantinedRecord {
+  /** The record key it was stored under. */
+  key: string;
+  /** Where it is now. */
+  file: string;
+  /** The server it names, when it parses that far and belongs to its key. */
+  serverUrl?: string;
+  /** When it was moved aside (ISO 8601). */
+  at: string;
+  /** What is wrong with it, by field path only. */
+  problem: string;
+}
 
 export interface TransactionOptions {
   /** How long to wait for the lock before `lock_timeout`. */
@@ -117,9 +145,9 @@ export interface StoreInspection {
 /** The store contract; FileCredentialStore is the file backend. */
 export interface CredentialStore {
   /**
-   * Lock-free read of the record. A corrupt record is moved to quarantine and reported once; the
-   * next read says `missing`. Inside a transaction use `tx.read()` instead: moving a corrupt record
-   * aside takes the record lock, which a 'refresh'/'write' transaction of this process already holds.
+   * Lock-free read of the record. Never writes: a corrupt record is reported (`corrupt`) and left
+   * where it is. Only a transaction's `tx.read()` (a command that writes anyway: a sign-in, a
+   * refresh, a logout) moves it to quarantine, under the record lock after a re-read.
    */
   read(serverUrl: string): Promise<ReadResult>;
   /**
@@ -164,6 +192,10 @@ export interface CredentialStore {
   locate(serverUrl: string): string;
   /** The store's health for `authkeep doctor`, or only `serverUrl`'s part of it. Read-only. */
   inspect(serverUrl?: string): Promise<StoreInspection>;
+  /** Records moved to quarantine (for `serverUrl`, or all), oldest first. Read-only. Optional. */
+  quarantined?(serverUrl?: string): Promise<QuarantinedRecord[]>;
+  /** Remove `serverUrl`'s records from quarantine (on logout); returns where they were. Optional. */
+  clearQuarantine?(serverUrl: string): Promise<string[]>;
 }
 
 export interface LockPolicy {

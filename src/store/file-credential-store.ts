@@ -41,6 +41,7 @@ import {
   DEFAULT_LOCK_POLICIES,
   type LockPolicy,
   type LoginOutcome,
+  type QuarantinedRecord,
   type ReadResult,
   type RegistrationMatch,
   type StoreInspection,
@@ -82,8 +83,9 @@ export class FileCredentialStore implements CredentialStore {
     this.files = new RecordFiles(this.layout, this.policies.write);
   }
 
+  /** Lock-free; never writes (a corrupt record is reported, not moved: see the contract). */
   async read(serverUrl: string): Promise<ReadResult> {
-    return this.files.read(recordKey(serverUrl), false);
+    return this.files.read(recordKey(serverUrl), false, false);
   }
 
   async transaction<T>(
@@ -123,7 +125,7 @@ export class FileCredentialStore implements CredentialStore {
   async list(): Promise<Array<ReadResult & { key: string }>> {
     const out: Array<ReadResult & { key: string }> = [];
     for (const key of await this.files.keys()) {
-      const result = await this.files.read(key, false);
+      const result = await this.files.read(key, false, false);
       if (result.kind !== 'missing') out.push({ ...result, key });
     }
     return out;
@@ -177,6 +179,14 @@ export class FileCredentialStore implements CredentialStore {
 
   inspect(serverUrl?: string): Promise<StoreInspection> {
     return inspectFileStore(this.layout, this.files, serverUrl);
+  }
+
+  quarantined(serverUrl?: string): Promise<QuarantinedRecord[]> {
+    return this.files.quarantinedRecords(serverUrl);
+  }
+
+  clearQuarantine(serverUrl: string): Promise<string[]> {
+    return this.files.clearQuarantine(serverUrl);
   }
 
   /** Names of files in quarantine/ for `serverUrl` (or all), oldest first. */

@@ -21,7 +21,7 @@ import {
   sweepTempFiles,
   writeFileAtomic,
 } from './atomic-file.js';
-import type { LockPolicy, ReadResult } from './credential-store.js';
+import type { LockPolicy, QuarantinedRecord, ReadResult } from './credential-store.js';
 import { acquireLock } from './lock.js';
 import { RECORD_KEY_PATTERN, recordKey, type StoreLayout } from './paths.js';
 import { type ServerRecord, ServerRecordSchema } from './record.js';
@@ -34,16 +34,32 @@ export class RecordFiles {
   ) {}
 
   /**
-   * Read `servers/<key>.json`; a corrupt file is moved aside (under the record lock). The home and
-   * servers/ must be the user's own and the file not a symbolic link (`store_untrusted`).
+   * Read `servers/<key>.json`. A corrupt file is reported; with `quarantine` (transactions only)
+   * it is also moved aside, under the record lock after a re-read. Lock-free reads never write.
+   * The home and servers/ must be the user's own and the file not a symbolic link (`store_untrusted`).
    */
-  async read(key: string, recordLockHeld: boolean): Promise<ReadResult> {
+  async read(key: string, recordLockHeld: boolean, quarantine = true): Promise<ReadResult> {
     const file = this.layout.recordPath(key);
     if (!(await checkStoreDirectories(this.layout.home, this.layout.serversDir))) return { kind: 'missing' };
     const bytes = await readFileIfExists(file);
     if (bytes === undefined) return { kind: 'missing' };
     const parsed = parseRecord(bytes, key);
     if (parsed.ok) return { kind: 'ok', record: parsed.record };
+    const found = {
+      problem: parsed.problem,
+      ...(parsed.serverUrl !== undefined ? { serverUrl: parsed.serverUrl } : {}),
+    };
+    if (!quarantine) {
+      return {
+        kind: 'corrupt',
+        file,
+        ...found,
+        error: new AuthkeepError('store_corrupt', `stored record ${key} ${parsed.problem} (${file})`, {
+          ...(parsed.field !== undefined ? { field: parsed.field } : {}),
+          detail: { key, file },
+        }),
+      };
+    }
     if (!recordLockHeld) {
       // Re-check under the record lock: a writer may have just renamed a valid record in.
       return this.withRecordLock(key, 'quarantine', () => this.read(key, true));
@@ -51,7 +67,9 @@ export class RecordFiles {
     const movedTo = await this.quarantine(file, key);
     return {
       kind: 'corrupt',
+      file: movedTo,
       movedTo,
+      ...found,
       error: new AuthkeepError('store_corrupt', `stored record ${key} ${parsed.problem}; moved to ${movedTo}`, {
         ...(parsed.field !== undefined ? { field: parsed.field } : {}),
         detail: { key, movedTo },
@@ -124,6 +142,48 @@ export class RecordFiles {
     }
   }
 
+  /** Records in quarantine/ (for `serverUrl`, or all), oldest first: which server, when, why. */
+  async quarantinedRecords(serverUrl?: string): Promise<QuarantinedRecord[]> {
+    const out: QuarantinedRecord[] = [];
+    for (const name of await this.listQuarantine(serverUrl)) {
+      const match = QUARANTINE_NAME.exec(name);
+      if (!match) continue;
+      const [, key = '', stamp = ''] = match;
+      const file = path.join(this.layout.quarantineDir, name);
+      let bytes: Buffer | undefined;
+      try {
+        bytes = await readFileIfExists(file);
+      } catch (err) {
+        // Not a file of ours (a planted link, another owner): doctor's file checks report it.
+        if (err instanceof AuthkeepError && err.code === 'store_untrusted') continue;
+        throw err;
+      }
+      if (bytes === undefined) continue; // removed meanwhile
+      const parsed = parseRecord(bytes, key);
+      // A record that parses in quarantine was moved aside for a reason no longer visible (a
+      // schema an older version refused): say so rather than guess.
+      const problem = parsed.ok ? 'was unreadable when it was moved aside' : parsed.problem;
+      const serverUrl = parsed.ok ? parsed.record.serverUrl : parsed.serverUrl;
+      out.push({ key, file, at: stampToIso(stamp), problem, ...(serverUrl !== undefined ? { serverUrl } : {}) });
+    }
+    return out;
+  }
+
+  /** Remove `serverUrl`'s files from quarantine/ (a logout forgets them too). Their paths. */
+  async clearQuarantine(serverUrl: string): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await this.listQuarantine(serverUrl)) {
+      const file = path.join(this.layout.quarantineDir, name);
+      try {
+        await unlink(file);
+        removed.push(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storeIoError('remove', file, err);
+      }
+    }
+    return removed;
+  }
+
   private async quarantine(file: string, key: string): Promise<string> {
     await ensurePrivateDir(this.layout.home, { tighten: false });
     await ensurePrivateDir(this.layout.quarantineDir);
@@ -138,7 +198,28 @@ export class RecordFiles {
   }
 }
 
-type Parsed = { ok: true; record: ServerRecord } | { ok: false; problem: string; field?: string };
+/** `<key>.<stamp>.<random>.json`, as quarantine() names them. */
+const QUARANTINE_NAME = /^(.+)\.(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.[0-9a-f]+\.json$/;
+
+/** `2025-01-01T00-00-00-000Z` (a file-safe ISO time) back to `2025-01-01T00:00:00.000Z`. */
+function stampToIso(stamp: string): string {
+  return stamp.replace(/^(\d{4}-\d{2}-\d{2}T\d{2})-(\d{2})-(\d{2})-(\d{3})Z$/, '$1:$2:$3.$4Z');
+}
+
+type Parsed =
+  | { ok: true; record: ServerRecord }
+  | { ok: false; problem: string; field?: string; serverUrl?: string | undefined };
+
+/** The `serverUrl` an unreadable record names, when it is a string of this key's server. */
+function claimedServerUrl(json: unknown, key: string): string | undefined {
+  const url = (json as { serverUrl?: unknown } | null)?.serverUrl;
+  if (typeof url !== 'string') return undefined;
+  try {
+    return recordKey(url) === key ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Parse and validate a record file, and check it belongs to `key`. */
 function parseRecord(bytes: Buffer, key: string): Parsed {
@@ -152,7 +233,12 @@ function parseRecord(bytes: Buffer, key: string): Parsed {
   if (!result.success) {
     const issue = result.error.issues[0];
     const field = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : undefined;
-    return { ok: false, problem: `failed validation${field ? ` at ${field}` : ''}`, ...(field ? { field } : {}) };
+    return {
+      ok: false,
+      problem: `failed validation${field ? ` at ${field}` : ''}`,
+      ...(field ? { field } : {}),
+      serverUrl: claimedServerUrl(json, key),
+    };
   }
   let belongs: boolean;
   try {

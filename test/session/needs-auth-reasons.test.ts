@@ -11,7 +11,7 @@
  * never by sleeping. `drift` has its own file (drift.test.ts).
  */
 import assert from 'node:assert/strict';
-import { stat, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -503,7 +503,7 @@ test('as_error: the AS refuses the refresh with another OAuth error (invalid_sco
   await assertStatus(keeper, err);
 });
 
-test('store_corrupt: an unreadable record is moved aside and named; no secret in it reaches the error', async (t) => {
+test('store_corrupt: an unreadable record is named and left in place by a read; no secret in it reaches the error', async (t) => {
   const bed = await startBed(t);
   const server = bed.servers[0]!;
   await bed.keeper().login(server.url);
@@ -511,18 +511,18 @@ test('store_corrupt: an unreadable record is moved aside and named; no secret in
   const file = storeLayout(bed.home).recordPath(recordKey(canonicalServerUrl(server.url)));
   // A record cut off mid-token (JSON.parse quotes its input in its message).
   const text = JSON.stringify(record, null, 2);
-  await writeFile(file, text.slice(0, text.indexOf(record.tokens!.refreshToken!) + 20));
+  const cut = text.slice(0, text.indexOf(record.tokens!.refreshToken!) + 20);
+  await writeFile(file, cut);
 
   const keeper = bed.keeper();
   const since = Date.now();
   const err = assertNeedsAuth(await rejection(keeper.getAccessToken(server.url)), {
     reason: 'store_corrupt',
     serverUrl: server.url,
-    errorDescription: /^record moved aside to .*\/quarantine\/.*\.json$/,
+    errorDescription: new RegExp(`^the stored record ${escapeRegExp(file)} is not valid JSON$`),
     since,
   });
-  const movedTo = (err.info.errorDescription ?? '').replace('record moved aside to ', '');
-  assert.ok((await stat(movedTo)).isFile(), 'the record was moved, not deleted');
+  assert.equal(await readFile(file, 'utf8'), cut, 'a read leaves the record where it is');
   assertNoSecrets(
     err,
     {
@@ -532,5 +532,7 @@ test('store_corrupt: an unreadable record is moved aside and named; no secret in
     },
     'store_corrupt error',
   );
-  assert.equal((await keeper.status(server.url))[0]?.needsAuth?.reason, 'no_credentials', 'the record is gone');
+  const [status] = await keeper.status(server.url);
+  assert.equal(status?.needsAuth?.reason, 'store_corrupt', 'status still shows it');
+  assert.equal(status?.unreadable?.file, file);
 });

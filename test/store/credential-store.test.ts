@@ -101,7 +101,7 @@ describe('FileCredentialStore', () => {
     );
   });
 
-  it('a corrupt record is quarantined and reported; another server still reads fine', async () => {
+  it('a corrupt record is reported by a read and left in place; a transaction moves it to quarantine', async () => {
     await put(store, B, 'bee');
     const fileA = path.join(home, 'servers', `${recordKey(A)}.json`);
     const garbage = '{"version":1,"tokens":{"accessToken":"SECRET-AT-VALUE"'; // truncated JSON
@@ -111,21 +111,40 @@ describe('FileCredentialStore', () => {
     if (result.kind !== 'corrupt') return;
     assert.equal(result.error.code, 'store_corrupt');
     assert.ok(!result.error.message.includes('SECRET'), 'no secret in the message');
-    assert.equal(path.dirname(result.movedTo), path.join(home, 'quarantine'));
-    assert.equal(await readFile(result.movedTo, 'utf8'), garbage, 'kept, not deleted');
+    assert.equal(result.file, fileA, 'reported where it is');
+    assert.equal(result.movedTo, undefined, 'a lock-free read moves nothing');
+    assert.equal(result.problem, 'is not valid JSON');
+    assert.equal(await readFile(fileA, 'utf8'), garbage, 'left in place');
+    assert.deepEqual(await store.listQuarantine(A), [], 'nothing in quarantine');
+    assert.equal((await store.list()).find((e) => e.key === recordKey(A))?.kind, 'corrupt', 'list reports it too');
+    assert.deepEqual(await store.listQuarantine(A), [], 'and moves nothing either');
+    assert.equal(ok(await store.read(B)).tokens?.accessToken, 'at.bee');
+
+    // A transaction (a command that writes anyway) moves it aside, kept, not deleted.
+    const inTx = await store.transaction(A, 'refresh', (tx) => tx.read());
+    assert.ok(inTx.kind === 'corrupt' && inTx.movedTo !== undefined);
+    if (inTx.kind !== 'corrupt' || inTx.movedTo === undefined) return;
+    assert.equal(path.dirname(inTx.movedTo), path.join(home, 'quarantine'));
+    assert.equal(await readFile(inTx.movedTo, 'utf8'), garbage, 'kept, not deleted');
     if (posix) assert.equal((await stat(path.join(home, 'quarantine'))).mode & 0o777, 0o700);
     assert.deepEqual(await store.read(A), { kind: 'missing' });
-    assert.equal(ok(await store.read(B)).tokens?.accessToken, 'at.bee');
-    assert.deepEqual(await store.listQuarantine(A), [path.basename(result.movedTo)]);
+    assert.deepEqual(await store.listQuarantine(A), [path.basename(inTx.movedTo)]);
+    const [q] = await store.quarantined(A);
+    assert.equal(q?.file, inTx.movedTo);
+    assert.equal(q?.problem, 'is not valid JSON', 'why');
+    assert.ok(Math.abs(Date.parse(q?.at ?? '') - Date.now()) < 60_000, `when: ${q?.at}`);
 
-    // Valid JSON that fails the schema names the field; a record for another URL is refused too.
+    // Valid JSON that fails the schema names the field and the server; a record for another URL is refused too.
     await writeFile(fileA, JSON.stringify({ ...makeRecord(A, { generation: 4 }), registration: { clientId: 'c' } }));
     const invalid = await store.read(A);
     assert.equal(invalid.kind === 'corrupt' && invalid.error.field?.startsWith('registration'), true);
+    assert.equal(invalid.kind === 'corrupt' && invalid.serverUrl, A, 'the server it names');
     await writeFile(fileA, JSON.stringify(makeRecord(B, { generation: 4 })));
     const foreign = await store.read(A);
     assert.equal(foreign.kind === 'corrupt' && foreign.error.field, 'serverUrl');
-    assert.equal((await store.listQuarantine(A)).length, 3);
+    assert.equal(foreign.kind === 'corrupt' ? foreign.serverUrl : 'x', undefined, 'never claims another server');
+    await store.transaction(A, 'write', (tx) => tx.read());
+    assert.equal((await store.listQuarantine(A)).length, 2);
 
     // After quarantine a new record can be written from scratch.
     assert.equal((await put(store, A, 'again')).generation, 1);

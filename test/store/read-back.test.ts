@@ -25,7 +25,7 @@ test('error codes and needs-auth reasons are two disjoint lists; every reason ha
   for (const reason of NEEDS_AUTH_REASONS) assert.ok(needsAuthHint(reason).length > 0, reason);
 });
 
-test('a record whose needs-auth marker names an unknown reason is refused at needsAuth.reason and moved aside', async (t) => {
+test('a record whose needs-auth marker names an unknown reason is refused at needsAuth.reason (and moved aside by a transaction)', async (t) => {
   const tmp = await makeTempDir();
   t.after(() => tmp.cleanup());
   const store = new FileCredentialStore({ home: tmp.dir });
@@ -47,6 +47,10 @@ test('a record whose needs-auth marker names an unknown reason is refused at nee
   assert.equal(unknown.kind, 'corrupt');
   assert.equal(unknown.kind === 'corrupt' ? unknown.error.field : undefined, 'needsAuth.reason');
   assert.doesNotMatch(unknown.kind === 'corrupt' ? unknown.error.message : '', /at\.x|rt\.x/, 'no token in the error');
+  // A read leaves it in place; a transaction (a command that writes) moves it aside.
+  assert.equal((await store.read(A)).kind, 'corrupt');
+  const moved = await store.transaction(A, 'write', (tx) => tx.read());
+  assert.ok(moved.kind === 'corrupt' && moved.movedTo !== undefined, 'moved aside by the transaction');
   assert.deepEqual(await store.read(A), { kind: 'missing' });
 });
 

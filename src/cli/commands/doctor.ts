@@ -143,7 +143,7 @@ function stateCheck(s: ServerStatus, now: number): DoctorCheck {
     check: reason === 'store_corrupt' ? 'store' : 'state',
     status: 'fail',
     subject: s.serverUrl,
-    message: `${s.serverUrl}: needs-auth (${reason}): ${n ? describeNeedsAuth(n) : 'no stored credentials'}`,
+    message: `${s.serverUrl}: needs-auth (${reason}): ${n ? describeNeedsAuth(n) : 'no stored credentials'}${s.unreadable?.movedAt ? `; moved aside at ${s.unreadable.movedAt}` : ''}`,
     fix: n?.fix ?? `authkeep login ${s.serverUrl}`,
   };
 }
@@ -277,8 +277,10 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   const home = keeper.home;
   const checks: DoctorCheck[] = [];
 
-  // Records parse (reading moves an unreadable one to quarantine; its status says store_corrupt).
-  // A store that is not the user's own is refused (store_untrusted): the file checks say where.
+  // Records parse. Read-only: an unreadable record is reported where it is (status says
+  // store_corrupt, with the file and what is wrong); a quarantined one until its server is signed
+  // in to again. A store that is not the user's own is refused (store_untrusted): the file checks
+  // say where.
   let statuses: ServerStatus[] = [];
   let refused: AuthkeepError | undefined;
   try {
@@ -301,13 +303,15 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
 
   for (const s of statuses) checks.push(...(await grantSourceChecks(s, deps.env)));
 
+  const shown = new Set(statuses.map((s) => s.unreadable?.file));
   for (const file of inspection.quarantined) {
+    if (shown.has(file)) continue; // reported above with its server, as needs-auth store_corrupt
     checks.push({
       check: 'quarantine',
       status: 'warn',
       subject: file,
-      message: `quarantined record ${file}: it was unreadable and was moved aside (its server needed a new sign-in)`,
-      fix: `check \`authkeep status\`, sign in again where needed, then remove it: rm ${shellQuote(file)}`,
+      message: `quarantined record ${file}: it was unreadable and was moved aside; its server has been signed in to again since`,
+      fix: `remove it when you no longer need it: rm ${shellQuote(file)}`,
     });
   }
 
@@ -321,6 +325,7 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   const probes: Array<Promise<DoctorCheck>> = [];
   const issuers = new Set<string>();
   for (const s of statuses) {
+    if (s.unreadable !== undefined || !URL.canParse(s.serverUrl)) continue; // nothing readable to reach
     const again = `authkeep doctor ${s.serverUrl}`;
     probes.push(reach(deps, 'server', s.serverUrl, s.serverUrl, 'HEAD', options.timeoutMs, again));
     if (s.issuer && !issuers.has(s.issuer)) {
