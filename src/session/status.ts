@@ -36,7 +36,10 @@ export interface ServerStatus {
     type: MachineGrantType;
     description: string;
     /** Where each secret of the next request is read (`authkeep doctor` checks they are readable here). */
-    sources: Array<{ what: 'clientSecret' | 'privateKey' | 'assertion' | 'idToken'; from: SecretSource }>;
+    sources: Array<{
+      what: 'clientSecret' | 'privateKey' | 'assertion' | 'idToken' | 'idpClientSecret';
+      from: SecretSource;
+    }>;
   };
   needsAuth?: {
     reason: NeedsAuthReason;
@@ -135,10 +138,13 @@ export function serverStatus(read: ReadLike & { key?: string }, serverUrl?: stri
           grant: {
             type: grant.type,
             description: describeGrant(grant, record.registration),
-            sources: (['clientSecret', 'privateKey', 'assertion', 'idToken'] as const).flatMap((what) => {
-              const from = grant[what];
-              return from ? [{ what, from }] : [];
-            }),
+            sources: [
+              ...(['clientSecret', 'privateKey', 'assertion', 'idToken'] as const).flatMap((what) => {
+                const from = grant[what];
+                return from ? [{ what, from }] : [];
+              }),
+              ...(grant.idp?.clientSecret ? [{ what: 'idpClientSecret' as const, from: grant.idp.clientSecret }] : []),
+            ],
           },
         }
       : {}),

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { SignJWT } from 'jose';
@@ -135,6 +135,16 @@ test('login --client-credentials / --private-key / --assertion-file, token, stat
   assert.match(doctor.stdout, /the next token comes from client credentials/);
   const unset = await run('doctor without the variable', ['doctor', bySecret.url], 0, {});
   assert.match(unset.stdout, /! credential .*CI_SECRET, which is not set here/);
+
+  // A key file other users can read: doctor warns with the chmod that fixes it.
+  await chmod(keyFile, 0o644);
+  const exposed = await run('doctor with a 0644 key', ['doctor', byKey.url], 0);
+  assert.match(
+    exposed.stdout,
+    /! credential .*the private key comes from file .*ci-key\.pem, which other users can read \(0644\)/,
+  );
+  assert.match(exposed.stdout, /fix: chmod 600 .*ci-key\.pem/);
+  await chmod(keyFile, 0o600);
 
   // Without the variable, a due token cannot be renewed: an error naming the variable, exit 1.
   await expireStoredTokens(cli.home, bySecret.url);

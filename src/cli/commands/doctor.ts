@@ -18,7 +18,7 @@
  * store only through its interface (`keeper.store.inspect()`), never its files.
  */
 import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import { AuthkeepError } from '../../errors.js';
@@ -153,6 +153,7 @@ const SOURCE_TEXT = {
   privateKey: 'private key',
   assertion: 'assertion',
   idToken: 'ID token',
+  idpClientSecret: 'client secret at the identity provider',
 } as const;
 
 /**
@@ -182,21 +183,32 @@ async function grantSourceChecks(s: ServerStatus, env: NodeJS.ProcessEnv): Promi
       () => undefined,
       (err: NodeJS.ErrnoException) => err.code ?? 'unreadable',
     );
+    // A secret or key the user keeps should be theirs alone; a platform's token file (an assertion,
+    // an ID token) is the platform's to protect, and Kubernetes mounts them 0644.
+    const mode = readable === undefined && USER_KEPT.has(what) ? await stat(from.file).then((st) => st.mode) : 0;
+    const exposed = (mode & 0o077) !== 0;
     checks.push({
       check: 'credential',
-      status: readable === undefined ? 'ok' : 'warn',
+      status: readable === undefined && !exposed ? 'ok' : 'warn',
       subject: s.serverUrl,
       message:
-        readable === undefined
-          ? `${s.serverUrl}: the ${name} comes from file ${from.file}, which is readable`
-          : `${s.serverUrl}: the ${name} comes from file ${from.file}, which cannot be read here (${readable})`,
-      ...(readable === undefined
-        ? {}
-        : { fix: `make ${shellQuote(from.file)} readable by the processes that use ${s.serverUrl}` }),
+        readable !== undefined
+          ? `${s.serverUrl}: the ${name} comes from file ${from.file}, which cannot be read here (${readable})`
+          : exposed
+            ? `${s.serverUrl}: the ${name} comes from file ${from.file}, which other users can read (${modeString(mode)})`
+            : `${s.serverUrl}: the ${name} comes from file ${from.file}, which is readable`,
+      ...(readable !== undefined
+        ? { fix: `make ${shellQuote(from.file)} readable by the processes that use ${s.serverUrl}` }
+        : exposed
+          ? { fix: `chmod 600 ${shellQuote(from.file)}` }
+          : {}),
     });
   }
   return checks;
 }
+
+/** Sources whose file the user keeps (not a platform-mounted token). */
+const USER_KEPT: ReadonlySet<string> = new Set(['clientSecret', 'privateKey', 'idpClientSecret']);
 
 /** A lock as the store's inspection reports it. */
 type StoreLock = StoreInspection['locks'][number];
