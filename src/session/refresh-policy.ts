@@ -4,8 +4,10 @@
  * ahead of expiry without refreshing constantly: a quarter of the lifetime, at most 5 minutes, at
  * least 50 ms, minus up to 10% jitter per process so processes do not all arrive at the lock at
  * the same millisecond. A token is never served past its due instant, with one exception: a
- * token already due when it arrived (expires_in 0, an `exp` a moment away, a slow AS) is served
- * for MIN_REFRESH_INTERVAL_MS, so a broken or hostile AS cannot turn every call into a refresh.
+ * token issued to live implausibly short (expires_in 0, an `exp` a moment after the request) is
+ * served for MIN_REFRESH_INTERVAL_MS, so a broken or hostile AS cannot turn every call into a
+ * refresh. A token that is due when it arrives because the answer was slow is served only while
+ * valid (see refreshDueAt).
  *
  * Not for: the refresh itself (see token-manager.ts).
  */
@@ -59,7 +61,14 @@ export function refreshDueAt(
       : Math.min(MAX_SKEW_MS, Math.max(MIN_SKEW_MS, lifetime / 4));
   const due = tokens.expiresAt - skew * (1 + 0.1 * jitter);
   const arrived = Math.max(tokens.obtainedAt, notBefore);
-  return due > arrived ? due : arrived + MIN_REFRESH_INTERVAL_MS;
+  if (due > arrived) return due;
+  // Due when it arrived. A token issued to live under half the minimum interval (expires_in 0, an
+  // `exp` a moment after the request) says more about the AS than about the token: it is served
+  // for the minimum interval. Any other (a slow answer on a busy machine) is served while it is
+  // valid, at most the minimum interval, and never once expired: the next call refreshes, paced
+  // by that slow AS's own round trip (over three quarters of a lifetime of at least 500 ms).
+  if (tokens.expiresAt - tokens.obtainedAt < MIN_REFRESH_INTERVAL_MS / 2) return arrived + MIN_REFRESH_INTERVAL_MS;
+  return Math.min(arrived + MIN_REFRESH_INTERVAL_MS, tokens.expiresAt);
 }
 
 /** True while the access token can still be presented (it has not expired). */

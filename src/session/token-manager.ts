@@ -171,7 +171,7 @@ export class TokenManager {
     const read = await this.deps.store.read(serverUrl);
     if (read.kind !== 'ok' || detectDrift(read.record) !== undefined) return undefined;
     const fresh = this.adoptable(read.record, { kind: 'rejected', rejectedAccessToken });
-    return fresh === undefined ? undefined : this.remember(serverUrl, fresh, read.record.dpop);
+    return fresh === undefined ? undefined : this.remember(serverUrl, fresh, read.record.dpop, arrivedAt(read.record));
   }
 
   /**
@@ -190,7 +190,7 @@ export class TokenManager {
   /** Make the manager serve the tokens of a record just written (after login). */
   adopt(record: ServerRecord): void {
     if (record.tokens && !record.needsAuth && detectDrift(record) === undefined)
-      this.remember(record.serverUrl, record.tokens, record.dpop);
+      this.remember(record.serverUrl, record.tokens, record.dpop, arrivedAt(record));
   }
 
   forget(serverUrl: string): void {
@@ -294,7 +294,9 @@ export class TokenManager {
     // its own jittered instant never adopts the token it came to refresh), not refreshed again
     // from its last quarter on. On demand: from its last quarter on, without jitter.
     const mode = this.deps.refreshMode ?? 'on-demand';
-    return this.clock.now() < refreshDueAt(tokens, mode === 'keep-fresh' ? 1 : 0, mode) ? tokens : undefined;
+    return this.clock.now() < refreshDueAt(tokens, mode === 'keep-fresh' ? 1 : 0, mode, arrivedAt(record))
+      ? tokens
+      : undefined;
   }
 
   private async readRecord(serverUrl: string, read: () => ReturnType<CredentialStore['read']>): Promise<ServerRecord> {
@@ -323,7 +325,7 @@ export class TokenManager {
           serverUrl,
           generation: hint.generation,
         });
-        return this.remember(serverUrl, fresh, hint.dpop);
+        return this.remember(serverUrl, fresh, hint.dpop, arrivedAt(hint));
       }
     }
 
@@ -349,7 +351,7 @@ export class TokenManager {
           serverUrl,
           generation: adopted.generation,
         });
-        return this.remember(serverUrl, adopted.tokens, adopted.dpop);
+        return this.remember(serverUrl, adopted.tokens, adopted.dpop, adopted.arrivedAt);
       }
       throw err;
     } finally {
@@ -373,7 +375,7 @@ export class TokenManager {
       if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
       const fresh = this.adoptable(read.record, cause);
       if (fresh !== undefined && !watch.signal.aborted) {
-        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop));
+        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)));
         return;
       }
     }
@@ -411,7 +413,7 @@ export class TokenManager {
             serverUrl,
             generation: record.generation,
           });
-          return this.remember(serverUrl, fresh, record.dpop);
+          return this.remember(serverUrl, fresh, record.dpop, arrivedAt(record));
         }
 
         // A machine grant (machine-grant.ts): the next token comes from the grant, not a refresh token.
@@ -679,7 +681,17 @@ class AdoptedWhileWaiting {
     readonly tokens: Tokens,
     readonly generation: number,
     readonly dpop: DpopKey | undefined,
+    readonly arrivedAt: number | undefined,
   ) {}
+}
+
+/**
+ * When the record's tokens arrived: the instant of the refresh that stored them (its answer
+ * arrives after the request, which is what `obtainedAt` says), when that refresh stored these.
+ */
+function arrivedAt(record: ServerRecord): number | undefined {
+  const at = record.lastRefreshAt;
+  return at !== undefined && record.tokens !== undefined && at >= record.tokens.obtainedAt ? at : undefined;
 }
 
 /** The reason the record watch stops once the lock wait ended (taken, timed out or failed). */
