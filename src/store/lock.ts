@@ -640,8 +640,14 @@ export async function readLockHolder(
   return holderView(file, obs, lockStaleReason(obs, options.staleMs ?? DEFAULT_STALE_MS, options.maxHoldMs, now), now);
 }
 
-/** Every lock file in `dir` with its holder (for `authkeep doctor`). */
-export async function listLocks(dir: string): Promise<Array<LockHolder & { name: string }>> {
+/**
+ * Every lock file in `dir` with its holder (for `authkeep doctor`), judged as a waiter with the
+ * bounds `boundsFor(name)` would judge it (what the file declares capped by them).
+ */
+export async function listLocks(
+  dir: string,
+  boundsFor: (name: string) => { staleMs?: number; maxHoldMs?: number } = () => ({}),
+): Promise<Array<LockHolder & { name: string }>> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -654,7 +660,7 @@ export async function listLocks(dir: string): Promise<Array<LockHolder & { name:
     if (!entry.endsWith('.lock')) continue;
     const name = entry.slice(0, -'.lock'.length);
     if (!NAME_PATTERN.test(name)) continue;
-    const holder = await readLockHolder(dir, name);
+    const holder = await readLockHolder(dir, name, boundsFor(name));
     if (holder !== undefined) out.push({ ...holder, name });
   }
   return out;

@@ -12,7 +12,7 @@
 import type { Stats } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { PermissionFinding, StoreInspection } from './credential-store.js';
+import { DEFAULT_LOCK_POLICIES, type PermissionFinding, type StoreInspection } from './credential-store.js';
 import { listLocks } from './lock.js';
 import { ACCOUNT_PATTERN, DEFAULT_ACCOUNT, recordKey, type StoreLayout } from './paths.js';
 import type { RecordFiles } from './record-files.js';
@@ -131,7 +131,7 @@ export async function inspectFileStore(
 ): Promise<StoreInspection> {
   const onlyKey = serverUrl === undefined ? undefined : recordKey(serverUrl);
   const quarantined = (await files.listQuarantine(serverUrl)).map((name) => path.join(layout.quarantineDir, name));
-  const locks = (await listLocks(layout.locksDir)).filter(
+  const locks = (await listLocks(layout.locksDir, lockBounds)).filter(
     (lock) => onlyKey === undefined || lock.name.startsWith(`${onlyKey}.`),
   );
   return {
@@ -142,4 +142,20 @@ export async function inspectFileStore(
     locks,
     locksLocation: layout.locksDir,
   };
+}
+
+/**
+ * The bounds a waiter of each store lock judges it by (the default policies; lock names end in
+ * their purpose: `.refresh`, `.login`, `.register`), so doctor calls a forged or over-long
+ * holding stale exactly when the next command would take it over.
+ */
+function lockBounds(name: string): { staleMs: number; maxHoldMs?: number } {
+  const suffix = name.slice(name.lastIndexOf('.') + 1);
+  const policy =
+    suffix === 'login'
+      ? DEFAULT_LOCK_POLICIES.login
+      : suffix === 'refresh'
+        ? DEFAULT_LOCK_POLICIES.refresh
+        : DEFAULT_LOCK_POLICIES.write;
+  return { staleMs: policy.staleMs, ...(policy.maxHoldMs !== undefined ? { maxHoldMs: policy.maxHoldMs } : {}) };
 }

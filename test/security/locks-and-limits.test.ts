@@ -15,14 +15,19 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { type TestContext, test } from 'node:test';
+import type { CliDeps } from '../../src/cli/deps.js';
+import { runCli } from '../../src/cli/program.js';
 import { AuthKeeper, AuthkeepError, NeedsAuthError } from '../../src/index.js';
 import { startLoopbackCallback } from '../../src/oauth/loopback-callback.js';
 import { revokeToken } from '../../src/oauth/revocation.js';
 import { canonicalServerUrl } from '../../src/session/canonical-url.js';
+import { SessionKeeper } from '../../src/session/session-keeper.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { acquireLock } from '../../src/store/lock.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
+import { BufferWriter } from '../helpers/cli-fakes.js';
 import { asRecord } from '../helpers/hostile-server.js';
 import { type HostileWorld, hostileWorld } from '../helpers/hostile-world.js';
 import { editRecord, expireStoredTokens, readRecord } from '../helpers/records.js';
@@ -144,6 +149,30 @@ test('a holder whose lock was taken over finds out before it writes: lock_lost, 
     (err: unknown) => err instanceof AuthkeepError && err.code === 'lock_lost' && err.field === 'lock',
   );
   assert.equal((await readRecord(w.home, url)).generation, before.generation, 'nothing was written');
+});
+
+test('doctor calls a forged lock stale exactly when the next command would take it over', async (t) => {
+  const w = await hostileWorld(t);
+  // Taken an hour ago, heartbeating now, promising to stay for 30 years: past 4x the refresh max hold.
+  await forgeLock(w.home, w.mcpUrl, 'refresh', { acquiredAt: new Date(Date.now() - 3_600_000).toISOString() });
+  const stdout = new BufferWriter();
+  const deps: CliDeps = {
+    stdout,
+    stderr: new BufferWriter(),
+    stdin: new PassThrough(),
+    env: { AUTHKEEP_HOME: w.home },
+    createKeeper: (options) => new SessionKeeper(options),
+    fetch: (input, init) => globalThis.fetch(input, init),
+    now: () => Date.now(),
+  };
+  assert.equal(await runCli(['doctor', '--json'], deps), 1);
+  const report = JSON.parse(stdout.text) as { checks: Array<{ check: string; status: string; message: string }> };
+  const lock = report.checks.find((c) => c.check === 'lock');
+  assert.equal(lock?.status, 'fail', JSON.stringify(lock));
+  assert.match(lock?.message ?? '', /held longer than its bound/);
+  // And the next command does take it over.
+  const keeper = new AuthKeeper({ home: w.home, allowInsecureLoopback: true, openAuthorizationUrl: w.approve() });
+  assert.equal((await keeper.login(w.mcpUrl)).state, 'ok');
 });
 
 /** A token endpoint that never answers, counting requests in flight at once. */

@@ -15,7 +15,7 @@ import { type TestContext, test } from 'node:test';
 import { AuthKeeper, AuthkeepError } from '../../src/index.js';
 import { runProxy } from '../../src/mcp/proxy.js';
 import { tempHome } from '../helpers/bed.js';
-import { type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
+import { asMetadata, type HostileServer, startHostileServer } from '../helpers/hostile-server.js';
 import { type HostileWorld, hostileWorld } from '../helpers/hostile-world.js';
 
 const API_KEY = 'api-key-must-stay-home';
@@ -98,6 +98,50 @@ test('keeper.fetch: a redirect chain that leaves the origin on its second hop st
   assert.equal(moved.length, 1, 'the same-origin hop was followed');
   assert.equal(moved[0]?.headers.authorization, 'Bearer access-token-1', 'with the token, on the same origin');
   assert.equal(moved[0]?.body, INIT, 'and the body, re-sent on 307');
+});
+
+test('keeper.dpopFetch (the SDK adapter fetch): a DPoP-bound token and its proof do not follow a 307 to another origin', async (t) => {
+  const w = await hostileWorld(t);
+  // The AS binds tokens to a DPoP key (RFC 9449): its metadata offers ES256, its tokens say DPoP.
+  w.server
+    .json(
+      '/.well-known/oauth-authorization-server',
+      asMetadata(w.origin, w.origin, { revocation_endpoint: undefined, dpop_signing_alg_values_supported: ['ES256'] }),
+    )
+    .on('POST', '/token', (req) => ({
+      json: {
+        access_token: 'dpop-access-1',
+        token_type: req.headers.dpop ? 'DPoP' : 'Bearer',
+        expires_in: 3600,
+        refresh_token: 'refresh-token-1',
+      },
+    }));
+  const keeper = new AuthKeeper({ home: w.home, allowInsecureLoopback: true, openAuthorizationUrl: w.approve() });
+  await keeper.login(w.mcpUrl);
+  assert.equal((await keeper.getToken(w.mcpUrl)).tokenType, 'DPoP', 'the token is DPoP-bound');
+  const other = await collector(t);
+  w.server.on('POST', '/mcp', { status: 307, headers: { location: `${other.url}/stolen` }, body: '' });
+  // As the SDK transport writes it: Bearer <token>, its own headers, redirects left to the fetch.
+  const response = await keeper.dpopFetch(w.mcpUrl)(w.mcpUrl, {
+    method: 'POST',
+    headers: { authorization: 'Bearer dpop-access-1', 'x-api-key': API_KEY },
+    body: INIT,
+  });
+  await response.body?.cancel();
+  assert.ok(
+    w.server.requestsTo('POST', '/mcp').some((r) => r.headers.dpop !== undefined),
+    'sent with a proof',
+  );
+  assert.equal(response.status, 307, 'the redirect is handed back');
+  assert.deepEqual(
+    other.requests.filter(
+      (r) =>
+        r.headers.dpop !== undefined || r.headers.authorization !== undefined || r.headers['x-api-key'] !== undefined,
+    ),
+    [],
+    'no token, proof or user header reached the other origin',
+  );
+  assert.equal(other.requests.length, 0);
 });
 
 /**
