@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileCredentialStore } from '../src/store/file-credential-store.js';
 import { makeRecord } from '../test/helpers/store-fixtures.js';
-import { type BenchResult, RESULTS_FILE, recordResults } from './results.js';
+import { type BenchResult, median, RESULTS_FILE, recordResults } from './results.js';
 
 const BIN = process.env.AUTHKEEP_BENCH_BIN || fileURLToPath(new URL('../bin/authkeep.cjs', import.meta.url));
 const BUILT_CLI = fileURLToPath(new URL('../dist/cli/authkeep.cjs', import.meta.url));
@@ -33,14 +33,6 @@ interface Subject {
   args: string[];
   /** Throws when the run did not do what it should (then its time means nothing). */
   check(stdout: string): void;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /** Wall milliseconds of one run of `node ...args`, from spawn to exit. */

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { type Bed, startBed } from '../test/helpers/bed.js';
 import { type Child, spawnTsx, startTogether } from '../test/helpers/child-process.js';
 import { expireStoredTokens } from '../test/helpers/records.js';
-import { type BenchResult, RESULTS_FILE, recordResults } from './results.js';
+import { type BenchResult, median, RESULTS_FILE, recordResults } from './results.js';
 
 const CHILD = fileURLToPath(new URL('./storm-child.ts', import.meta.url));
 const ROUNDS = Number(process.env.STORM_ROUNDS ?? 5);
@@ -23,14 +23,6 @@ const GOAL = 1.5;
 /** A TestContext stand-in: the bed registers its teardown here. */
 const teardown: Array<() => unknown> = [];
 const context = { after: (fn: () => unknown) => teardown.push(fn) } as unknown as Parameters<typeof startBed>[0];
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 /** One expiry met by `n` processes: milliseconds from go until the last holds the fresh token. */
 async function storm(bed: Bed, url: string, n: number): Promise<number> {

@@ -143,6 +143,21 @@ export function lastJsonLine<T>(child: Child): T {
   return JSON.parse(last) as T;
 }
 
+/**
+ * Start `children` together, wait until every one has exited, and return each one's summary (its
+ * last JSON line), failing with its stderr when a child did not exit 0.
+ */
+export async function runTogether<T>(children: Child[]): Promise<T[]> {
+  await startTogether(children);
+  const exits = await Promise.all(children.map((child) => child.exited));
+  return children.map((child, i) => {
+    if (exits[i]?.code !== 0) {
+      throw new Error(`child pid ${child.pid} exited ${exits[i]?.code ?? exits[i]?.signal}: ${cleanStderr(child)}`);
+    }
+    return lastJsonLine<T>(child);
+  });
+}
+
 /** stderr without oidc-provider's runtime warning (for assertion messages). */
 export function cleanStderr(child: Child): string {
   return child.stderr().replace(/.*oidc-provider WARNING.*\n?/g, '');

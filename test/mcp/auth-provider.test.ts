@@ -17,7 +17,7 @@ import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
 import { AuthKeeper, AuthkeepError, NeedsAuthError } from '../../src/index.js';
 import { startBed } from '../helpers/bed.js';
-import { cleanStderr, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import { cleanStderr, lastJsonLine, runTogether, spawnTsx } from '../helpers/child-process.js';
 import { asMetadata } from '../helpers/hostile-server.js';
 import { hostileWorld } from '../helpers/hostile-world.js';
 import { resultText } from '../helpers/mcp-proxy-client.js';
@@ -56,15 +56,10 @@ test('SDK adapter: 8 processes, each an SDK Client with keeper.authProvider(), e
   t.after(() => {
     for (const child of children) if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
   });
-  await startTogether(children); // every child loaded and connected before the first expiry race
-  const exits = await Promise.all(children.map((child) => child.exited));
-
-  const summaries: SdkChildSummary[] = [];
-  for (const [i, child] of children.entries()) {
-    assert.equal(exits[i]?.code, 0, cleanStderr(child));
-    const summary = lastJsonLine<SdkChildSummary>(child);
-    summaries.push(summary);
-    assert.equal(summary.capped, false, `pid ${child.pid} was not served ${lifetimes} tokens`);
+  // Every child loaded and connected before the first expiry race.
+  const summaries = await runTogether<SdkChildSummary>(children);
+  for (const summary of summaries) {
+    assert.equal(summary.capped, false, `a process was not served ${lifetimes} tokens`);
     assert.ok(summary.tokensServed >= lifetimes, `each process was served a new token after each expiry`);
     assert.equal(summary.stale, 0, 'the provider never served a token that had expired when the SDK asked');
   }

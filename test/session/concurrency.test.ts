@@ -17,7 +17,15 @@ import { fileURLToPath } from 'node:url';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
 import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
 import { startBed } from '../helpers/bed.js';
-import { type Child, cleanStderr, go, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import {
+  type Child,
+  cleanStderr,
+  go,
+  lastJsonLine,
+  runTogether,
+  spawnTsx,
+  startTogether,
+} from '../helpers/child-process.js';
 import type { TokenLoopSummary } from '../helpers/session-child.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/session-child.ts', import.meta.url));
@@ -43,14 +51,8 @@ test('8 processes x 3 servers, each racing 6+ access-token expiries: one refresh
   const beforeAll = bed.as.audit.counts();
 
   const children = spawnChildren(t, 8, ['token-loop', bed.home, String(lifetimes), ...bed.servers.map((s) => s.url)]);
-  await startTogether(children);
-  const exits = await Promise.all(children.map((child) => child.exited));
-
-  const summaries: TokenLoopSummary[] = [];
-  for (const [i, child] of children.entries()) {
-    assert.equal(exits[i]?.code, 0, cleanStderr(child));
-    const summary = lastJsonLine<TokenLoopSummary>(child);
-    summaries.push(summary);
+  const summaries = await runTogether<TokenLoopSummary>(children);
+  for (const summary of summaries) {
     assert.equal(summary.capped, false, `pid ${summary.pid} was not handed ${lifetimes} tokens per server`);
     assert.deepEqual(summary.errors, [], 'every call returned a token');
     assert.equal(summary.stale, 0, 'no process was handed a token that had expired when it asked');

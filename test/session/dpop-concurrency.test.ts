@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
 import { startBed } from '../helpers/bed.js';
-import { type Child, cleanStderr, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import { type Child, runTogether, spawnTsx } from '../helpers/child-process.js';
 import type { TokenLoopSummary } from '../helpers/session-child.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/session-child.ts', import.meta.url));
@@ -34,14 +34,8 @@ test('8 processes racing 5+ expiries of one DPoP-bound grant: no reuse, no revoc
   t.after(() => {
     for (const child of children) if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
   });
-  await startTogether(children);
-  const exits = await Promise.all(children.map((child) => child.exited));
-
-  const summaries: TokenLoopSummary[] = [];
-  for (const [i, child] of children.entries()) {
-    assert.equal(exits[i]?.code, 0, cleanStderr(child));
-    const summary = lastJsonLine<TokenLoopSummary>(child);
-    summaries.push(summary);
+  const summaries = await runTogether<TokenLoopSummary>(children);
+  for (const summary of summaries) {
     assert.equal(summary.capped, false, `pid ${summary.pid} was not handed ${lifetimes} tokens`);
     assert.deepEqual(summary.errors, [], 'every call returned a token');
     assert.equal(summary.stale, 0, 'no process was handed an expired token');

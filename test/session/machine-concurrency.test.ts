@@ -13,7 +13,14 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
 import { startBed } from '../helpers/bed.js';
-import { type Child, cleanStderr, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import {
+  type Child,
+  cleanStderr,
+  lastJsonLine,
+  runTogether,
+  spawnTsx,
+  startTogether,
+} from '../helpers/child-process.js';
 import { expireStoredTokens } from '../helpers/records.js';
 import { allSecrets, assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 import type { TokenLoopSummary } from '../helpers/session-child.js';
@@ -84,13 +91,8 @@ test('8 processes racing 4+ expiries of 2 s client-credentials tokens: one token
   const before = bed.as.audit.counts().clientCredentialsGrants;
 
   const children = spawnChildren(t, 8, ['token-loop', bed.home, String(lifetimes), server.url], env);
-  await startTogether(children);
-  const exits = await Promise.all(children.map((child) => child.exited));
-  const summaries: TokenLoopSummary[] = [];
-  for (const [i, child] of children.entries()) {
-    assert.equal(exits[i]?.code, 0, cleanStderr(child));
-    const summary = lastJsonLine<TokenLoopSummary>(child);
-    summaries.push(summary);
+  const summaries = await runTogether<TokenLoopSummary>(children);
+  for (const summary of summaries) {
     assert.equal(summary.capped, false, `pid ${summary.pid} was handed ${lifetimes} tokens`);
     assert.deepEqual(summary.errors, []);
     assert.equal(summary.stale, 0, 'no expired token was handed out');
