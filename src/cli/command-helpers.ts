@@ -5,6 +5,8 @@
  * Not for: any command's behaviour.
  */
 import type { Command } from 'commander';
+import { AuthkeepError } from '../errors.js';
+import { assertClientMetadataUrl } from '../oauth/client-metadata-document.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import type { CliDeps } from './deps.js';
 import { reportError, UsageError } from './errors.js';
@@ -23,6 +25,25 @@ export function parseServerUrl(value: string): string {
   } catch (err) {
     throw new UsageError((err as Error).message, 'pass the MCP server URL, e.g. https://mcp.example.com/mcp');
   }
+}
+
+/**
+ * A client ID metadata document URL (`--client-metadata-url`, `client-metadata <url>`): https with
+ * a path, no fragment, in normal form (http only on loopback with --allow-http); else a usage error.
+ */
+export function parseClientMetadataUrl(value: string, flag: string, allowHttp: boolean): string {
+  try {
+    assertClientMetadataUrl(value, flag, allowHttp);
+  } catch (err) {
+    if (!(err instanceof AuthkeepError)) throw err;
+    throw new UsageError(
+      err.message,
+      err.code === 'insecure_url'
+        ? 'the document must be served over https (http only on 127.0.0.1, localhost or [::1] with --allow-http)'
+        : 'e.g. https://app.example.com/oauth/client.json',
+    );
+  }
+  return value;
 }
 
 /** A TCP port 1-65535 (0 only when `allowZero`). */

@@ -27,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<RegisterCommand>> = {
   doctor: async () => (await import('./commands/doctor.js')).registerDoctor,
   proxy: async () => (await import('./commands/proxy.js')).registerProxy,
   setup: async () => (await import('./commands/setup.js')).registerSetup,
+  'client-metadata': async () => (await import('./commands/client-metadata.js')).registerClientMetadata,
 };
 
 /** The global options that take a value: the word after them is not a command name. */

@@ -54,6 +54,8 @@ export interface ProxyOptions {
   staticClientInfo?: StaticOAuthClientInfo | undefined;
   /** `--static-oauth-client-metadata`: `client_name` names the client in DCR, `scope` is asked for. */
   staticClientMetadata?: StaticOAuthClientMetadata | undefined;
+  /** `--client-metadata-url`: the client ID metadata document URL, used where the AS takes one. */
+  clientMetadataUrl?: string | undefined;
   /** `--host`: host name of the loopback redirect URI. */
   host?: '127.0.0.1' | 'localhost' | undefined;
   /** `--transport`. Default 'http-first'. */
@@ -197,6 +199,7 @@ export function keeperOptionsFor(
       ? { machineGrants: { [canonicalServerUrl(options.serverUrl)]: options.machineGrant } }
       : {}),
     ...(typeof clientName === 'string' ? { clientName } : {}),
+    ...(options.clientMetadataUrl !== undefined ? { clientMetadataUrl: options.clientMetadataUrl } : {}),
     ...prompts,
     ...given,
     log: sink,

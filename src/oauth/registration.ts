@@ -17,6 +17,7 @@
 import { dynamicClientRegistrationRequest } from 'oauth4webapi';
 import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
+import { assertClientMetadataUrl } from './client-metadata-document.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -145,8 +146,8 @@ export function preRegisteredClient(
 
 /**
  * MCP "Client ID Metadata Documents" (draft-ietf-oauth-client-id-metadata-document): the client_id
- * is the HTTPS URL of our metadata document (it must have a path); no registration request is
- * made; the client is public (`none`).
+ * is the HTTPS URL of our metadata document (client-metadata-document.ts: a path, no fragment);
+ * no registration request is made; the client is public (`none`).
  */
 export function clientIdMetadataDocumentClient(
   as: AuthorizationServer,
@@ -154,16 +155,7 @@ export function clientIdMetadataDocumentClient(
   redirectUris: string[],
   options: Pick<HttpOptions, 'allowInsecureLoopback'>,
 ): Registration {
-  const url = assertSecureUrl(clientMetadataUrl, 'clientMetadataUrl', options.allowInsecureLoopback);
-  if (url.pathname === '/' || url.pathname === '') {
-    throw new AuthkeepError(
-      'invalid_argument',
-      'clientMetadataUrl must contain a path component (e.g. https://example.com/client.json)',
-      {
-        field: 'clientMetadataUrl',
-      },
-    );
-  }
+  assertClientMetadataUrl(clientMetadataUrl, 'clientMetadataUrl', options.allowInsecureLoopback === true);
   return {
     issuer: as.issuer,
     clientId: clientMetadataUrl,

@@ -235,8 +235,14 @@ export class SessionKeeper {
         const stored =
           reusable.find((m) => current !== undefined && sameRegistration(m.registration, current.registration))
             ?.registration ?? reusable[0]?.registration;
-        // A configured pre-registered client wins over a stored registration of another client_id.
-        const knownRegistration = staticClient && stored?.clientId !== staticClient.clientId ? undefined : stored;
+        // A configured pre-registered client wins over a stored registration of another client_id;
+        // so does a configured client ID metadata document URL where the AS takes one.
+        const metadataUrl =
+          !staticClient && server.authorizationServer.client_id_metadata_document_supported === true
+            ? this.options.clientMetadataUrl
+            : undefined;
+        const wanted = staticClient?.clientId ?? metadataUrl;
+        const knownRegistration = wanted !== undefined && stored?.clientId !== wanted ? undefined : stored;
         const context = {
           http,
           logger: this.logger,

@@ -187,10 +187,13 @@ export async function signIn(
         },
         ctx.http,
       );
+    // A metadata document client is the configured URL itself: nothing to register, and never
+    // the client another sign-in registered at this issuer (which registerOnce would hand back).
+    const metadataDocument = ctx.clientMetadataUrl !== undefined && as.client_id_metadata_document_supported === true;
     const registration =
       ctx.knownRegistration && ctx.knownRegistration.issuer === as.issuer
         ? ctx.knownRegistration
-        : ctx.staticClient || !ctx.registerOnce
+        : ctx.staticClient || metadataDocument || !ctx.registerOnce
           ? await register()
           : await ctx.registerOnce(as.issuer, register);
 

@@ -16,7 +16,14 @@ import type { ShowDeviceCode } from '../../session/device-sign-in.js';
 import type { MachineGrantOptions } from '../../session/machine-grant.js';
 import type { AuthKeeperOptions } from '../../session/session-keeper.js';
 import type { ServerStatus } from '../../session/status.js';
-import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
+import {
+  action,
+  type ExitSlot,
+  helpEpilogue,
+  parseClientMetadataUrl,
+  parsePort,
+  parseServerUrl,
+} from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -35,6 +42,8 @@ export interface LoginOptions {
   /** A pre-registered client (`--client-id`, `--client-secret-file`). */
   clientId?: string | undefined;
   clientSecretFile?: string | undefined;
+  /** `--client-metadata-url`: the client ID metadata document URL, used where the AS takes one. */
+  clientMetadataUrl?: string | undefined;
   callbackPort?: number | undefined;
   /** false with `--no-browser`: print the URL and read the pasted redirect URL from stdin. */
   browser: boolean;
@@ -47,6 +56,7 @@ export interface LoginOptions {
 
 export interface LoginFlags extends MachineFlags {
   scope?: string;
+  clientMetadataUrl?: string;
   callbackPort?: string;
   browser?: boolean;
   device?: boolean;
@@ -66,6 +76,11 @@ export function parseLoginOptions(url: string, flags: LoginFlags, global: Global
     );
   }
   const grant = parseMachineFlags(flags);
+  if (flags.clientMetadataUrl !== undefined && (flags.clientId !== undefined || grant !== undefined)) {
+    throw new UsageError(
+      `--client-metadata-url and ${grant ? 'a machine identity' : '--client-id'} both name the client; pass one`,
+    );
+  }
   return {
     global,
     serverUrl: parseServerUrl(url),
@@ -73,6 +88,10 @@ export function parseLoginOptions(url: string, flags: LoginFlags, global: Global
     scope: flags.scope,
     clientId: flags.clientId,
     clientSecretFile: flags.clientSecretFile,
+    clientMetadataUrl:
+      flags.clientMetadataUrl === undefined
+        ? undefined
+        : parseClientMetadataUrl(flags.clientMetadataUrl, '--client-metadata-url', global.allowHttp),
     callbackPort: flags.callbackPort === undefined ? undefined : parsePort(flags.callbackPort, '--callback-port'),
     browser: flags.browser !== false,
     device: flags.device === true,
@@ -149,6 +168,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     openAuthorizationUrl: opener,
     showDeviceCode,
     ...(options.callbackPort !== undefined ? { callback: { port: options.callbackPort } } : {}),
+    ...(options.clientMetadataUrl !== undefined ? { clientMetadataUrl: options.clientMetadataUrl } : {}),
   };
   if (options.clientId !== undefined && options.grant === undefined) {
     const clientSecret =
@@ -249,6 +269,10 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
       '--client-secret-file <file>',
       "the pre-registered client's secret is in this file (with --client-id; with --client-credentials it is read at each token request)",
     )
+    .option(
+      '--client-metadata-url <url>',
+      'use the client ID metadata document published at this https URL as the client (where the authorization server supports it; see authkeep client-metadata)',
+    )
     .option('--callback-port <port>', 'port of the loopback redirect URI (default: any free port)')
     .option(
       '--no-browser',
@@ -266,6 +290,7 @@ export function registerLogin(program: Command, deps: CliDeps, exit: ExitSlot): 
         'authkeep login https://mcp.example.com/mcp',
         'authkeep login https://mcp.example.com/mcp --scope "mcp:read mcp:write"',
         'authkeep login https://mcp.example.com/mcp --client-id my-app --client-secret-file ~/.secrets/my-app',
+        'authkeep login https://mcp.example.com/mcp --client-metadata-url https://app.example.com/oauth/client.json',
         'authkeep login https://mcp.example.com/mcp --no-browser    # over SSH: a code to enter elsewhere, or paste the redirect URL',
         'authkeep login https://mcp.example.com/mcp --device        # only the device code flow',
         'authkeep login https://mcp.example.com/mcp --client-credentials --client-id ci-bot --client-secret-env CI_BOT_SECRET',

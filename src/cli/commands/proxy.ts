@@ -22,7 +22,14 @@ import {
   type TransportStrategy,
 } from '../../mcp/proxy-options.js';
 import { accountHome } from '../../store/paths.js';
-import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
+import {
+  action,
+  type ExitSlot,
+  helpEpilogue,
+  parseClientMetadataUrl,
+  parsePort,
+  parseServerUrl,
+} from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -39,6 +46,7 @@ export interface ProxyFlags extends MachineFlags {
   header?: string[];
   staticOauthClientInfo?: string;
   staticOauthClientMetadata?: string;
+  clientMetadataUrl?: string;
   host?: string;
   transport?: string;
   resource?: string;
@@ -116,6 +124,15 @@ export function parseProxyOptions(
     );
   }
   const machineGrant = parseMachineFlags(flags);
+  if (flags.clientMetadataUrl !== undefined && (machineGrant || staticClientInfo)) {
+    throw new UsageError(
+      `--client-metadata-url and ${machineGrant ? 'a machine identity' : '--static-oauth-client-info'} both name the client; pass one`,
+    );
+  }
+  const clientMetadataUrl =
+    flags.clientMetadataUrl === undefined
+      ? undefined
+      : parseClientMetadataUrl(flags.clientMetadataUrl, '--client-metadata-url', global.allowHttp);
   if (machineGrant && staticClientInfo) {
     throw new UsageError(
       '--static-oauth-client-info and a machine identity (--client-credentials, --assertion-*) exclude each other',
@@ -130,6 +147,7 @@ export function parseProxyOptions(
       headers,
       staticClientInfo,
       staticClientMetadata,
+      ...(clientMetadataUrl !== undefined ? { clientMetadataUrl } : {}),
       host: flags.host as ProxyOptions['host'],
       transport,
       resource: flags.resource,
@@ -176,6 +194,10 @@ export function registerProxy(program: Command, deps: CliDeps, exit: ExitSlot): 
     .option(
       '--static-oauth-client-metadata <json|@file>',
       'client metadata for dynamic registration, e.g. {"client_name": ...}',
+    )
+    .option(
+      '--client-metadata-url <url>',
+      'use the client ID metadata document published at this https URL as the client, where the authorization server supports it',
     )
     .option('--host <host>', 'host name of the redirect URI: localhost or 127.0.0.1')
     .option('--transport <strategy>', `${TRANSPORT_STRATEGIES.join(' | ')}`, 'http-first')

@@ -33,7 +33,14 @@ import { ConfigEditError } from '../client-configs/edit-error.js';
 import { setJsonEntry } from '../client-configs/json-config.js';
 import { renderJson } from '../client-configs/json-text.js';
 import { renderTomlTable, setTomlEntry } from '../client-configs/toml-config.js';
-import { action, type ExitSlot, helpEpilogue, parsePort, parseServerUrl } from '../command-helpers.js';
+import {
+  action,
+  type ExitSlot,
+  helpEpilogue,
+  parseClientMetadataUrl,
+  parsePort,
+  parseServerUrl,
+} from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -70,6 +77,7 @@ export interface SetupFlags {
   clientId?: string;
   staticOauthClientInfo?: string;
   staticOauthClientMetadata?: string;
+  clientMetadataUrl?: string;
   host?: string;
   transport?: string;
   resource?: string;
@@ -176,6 +184,17 @@ function proxyArguments(serverUrl: string, flags: SetupFlags, global: GlobalOpti
     }
     args.push('--static-oauth-client-info', info.arg);
   }
+  if (flags.clientMetadataUrl !== undefined) {
+    if (flags.clientId !== undefined || flags.staticOauthClientInfo !== undefined) {
+      throw new UsageError(
+        `--client-metadata-url and ${flags.clientId !== undefined ? '--client-id' : '--static-oauth-client-info'} both name the client; pass one`,
+      );
+    }
+    args.push(
+      '--client-metadata-url',
+      parseClientMetadataUrl(flags.clientMetadataUrl, '--client-metadata-url', global.allowHttp),
+    );
+  }
   if (flags.staticOauthClientMetadata !== undefined) {
     args.push(
       '--static-oauth-client-metadata',
@@ -247,6 +266,7 @@ export function parseSetupOptions(
     'authkeep',
     'login',
     serverUrl,
+    ...(flags.clientMetadataUrl !== undefined ? ['--client-metadata-url', flags.clientMetadataUrl] : []),
     ...(global.allowHttp ? ['--allow-http'] : []),
     ...(ctx.explicitHome !== undefined ? ['--home', path.resolve(ctx.cwd, ctx.explicitHome)] : []),
     ...(global.account !== DEFAULT_ACCOUNT ? ['--account', global.account] : []),
@@ -417,6 +437,7 @@ export function registerSetup(program: Command, deps: CliDeps, exit: ExitSlot): 
     .option('--client-id <id>', 'proxy: a pre-registered client ID (no secret)')
     .option('--static-oauth-client-info <json|@file>', 'proxy: a pre-registered client; a client_secret only in @file')
     .option('--static-oauth-client-metadata <json|@file>', 'proxy: client metadata for dynamic registration')
+    .option('--client-metadata-url <url>', 'proxy: the client ID metadata document URL to use as the client')
     .option('--callback-port <port>', 'proxy: port of the loopback redirect URI for sign-in')
     .option('--host <host>', 'proxy: host name of the redirect URI: localhost or 127.0.0.1')
     .option('--transport <strategy>', `proxy: ${TRANSPORT_STRATEGIES.join(' | ')}`)
