@@ -11,7 +11,10 @@
  *   - machine grants: where the next token comes from, and whether each secret's source (an
  *     environment variable, a file) is present here (never its value);
  *   - locks: stale lock files (dead, silent or over-long holders), with who held them;
- *   - reachability: the server and its authorization server answer HTTP within a short timeout.
+ *   - reachability: the server and its authorization server answer HTTP within a short timeout;
+ *   - client ID metadata documents: for each server signed in with one (and `--client-metadata-url`),
+ *     the published document is fetched (bounded, no redirect) and must be a JSON object whose
+ *     `client_id` is its URL and whose `redirect_uris` include the loopback redirect authkeep uses.
  * Exit 0 when nothing failed (warnings allowed), 1 otherwise.
  *
  * Not for: repairing anything itself; it prints the commands and the user runs them. It sees the
@@ -22,9 +25,14 @@ import { access, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import { AuthkeepError } from '../../errors.js';
+import {
+  checkPublishedDocument,
+  DEFAULT_LOOPBACK_REDIRECT_URIS,
+  redirectUriListed,
+} from '../../oauth/client-metadata-document.js';
 import type { ServerStatus } from '../../session/status.js';
 import type { PermissionFinding, StoreInspection } from '../../store/credential-store.js';
-import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
+import { action, type ExitSlot, helpEpilogue, parseClientMetadataUrl, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -34,6 +42,8 @@ import { formatDuration, makeStyle, shellQuote } from '../output.js';
 export interface DoctorOptions {
   global: GlobalOptions;
   serverUrl?: string | undefined;
+  /** `--client-metadata-url`: also check the document published there (default redirect URIs). */
+  clientMetadataUrl?: string | undefined;
   json: boolean;
   /** Timeout of each reachability request. Default 5 s. */
   timeoutMs: number;
@@ -41,18 +51,30 @@ export interface DoctorOptions {
 
 export function parseDoctorOptions(
   url: string | undefined,
-  flags: { json?: boolean },
+  flags: { json?: boolean; clientMetadataUrl?: string },
   global: GlobalOptions,
 ): DoctorOptions {
   return {
     global,
     serverUrl: url === undefined ? undefined : parseServerUrl(url),
+    clientMetadataUrl:
+      flags.clientMetadataUrl === undefined
+        ? undefined
+        : parseClientMetadataUrl(flags.clientMetadataUrl, '--client-metadata-url', global.allowHttp),
     json: flags.json === true,
     timeoutMs: 5_000,
   };
 }
 
-export type CheckKind = 'store' | 'file_mode' | 'quarantine' | 'state' | 'credential' | 'lock' | 'reachability';
+export type CheckKind =
+  | 'store'
+  | 'file_mode'
+  | 'quarantine'
+  | 'state'
+  | 'credential'
+  | 'lock'
+  | 'reachability'
+  | 'client_metadata';
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface DoctorCheck {
@@ -277,6 +299,60 @@ async function reach(
   }
 }
 
+/**
+ * The client ID metadata document published at `url`, as an authorization server will read it:
+ * `client_id` equal to `url`, JSON, and `redirectUris` (the ones authkeep signs in with) listed.
+ * `subject` is the server signed in with it, or the URL itself.
+ */
+async function clientMetadataCheck(
+  deps: CliDeps,
+  subject: string,
+  url: string,
+  redirectUris: readonly string[],
+  allowHttp: boolean,
+  timeoutMs: number,
+): Promise<DoctorCheck> {
+  const fix = `publish at ${url} the output of: authkeep client-metadata ${shellQuote(url)}${redirectUris
+    .filter(
+      (uri) => !DEFAULT_LOOPBACK_REDIRECT_URIS.includes(uri) && !redirectUriListed(uri, DEFAULT_LOOPBACK_REDIRECT_URIS),
+    )
+    .map((uri) => ` --redirect-uri ${shellQuote(uri)}`)
+    .join('')}`;
+  const about =
+    subject === url ? `client ID metadata document ${url}` : `${subject}: client ID metadata document ${url}`;
+  try {
+    const result = await checkPublishedDocument(url, redirectUris, {
+      allowInsecureLoopback: allowHttp,
+      timeoutMs,
+      fetch: deps.fetch,
+    });
+    if (result.ok) {
+      return {
+        check: 'client_metadata',
+        status: 'ok',
+        subject,
+        message: `${about}: client_id matches, redirect_uris ${result.redirectUris.join(' ')} include ${redirectUris.join(' ')}`,
+      };
+    }
+    return {
+      check: 'client_metadata',
+      status: 'fail',
+      subject,
+      message: `${about} [${result.field}]: ${result.problem}; authorization servers will refuse this client`,
+      fix,
+    };
+  } catch (err) {
+    const reason = err instanceof AuthkeepError ? err.message : describeFetchError(err);
+    return {
+      check: 'client_metadata',
+      status: 'fail',
+      subject,
+      message: `${about} could not be read: ${reason}`,
+      fix: `make ${url} reachable (${fix})`,
+    };
+  }
+}
+
 /** RFC 8414 section 3.1: the well-known URI is inserted between the host and the issuer's path. */
 function asMetadataUrl(issuer: string): string {
   const url = new URL(issuer);
@@ -347,6 +423,30 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
       );
     }
   }
+  // Client ID metadata documents of the servers signed in with one, and the one named.
+  for (const s of statuses) {
+    if (s.registration !== 'client_id_metadata_document' || s.unreadable !== undefined) continue;
+    const read = await keeper.store.read(s.serverUrl);
+    if (read.kind !== 'ok') continue;
+    const { registration } = read.record;
+    const allowHttp = options.global.allowHttp || read.record.allowHttpLoopback === true;
+    probes.push(
+      clientMetadataCheck(
+        deps,
+        s.serverUrl,
+        registration.clientId,
+        registration.redirectUris,
+        allowHttp,
+        options.timeoutMs,
+      ),
+    );
+  }
+  if (options.clientMetadataUrl !== undefined) {
+    const url = options.clientMetadataUrl;
+    probes.push(
+      clientMetadataCheck(deps, url, url, DEFAULT_LOOPBACK_REDIRECT_URIS, options.global.allowHttp, options.timeoutMs),
+    );
+  }
   checks.push(...(await Promise.all(probes)));
 
   return { ok: checks.every((c) => c.status !== 'fail'), home, checks };
@@ -392,15 +492,25 @@ export function registerDoctor(program: Command, deps: CliDeps, exit: ExitSlot):
     )
     .argument('[url]', 'only this MCP server')
     .option('--json', 'print {ok, home, checks: [{check, status, subject, message, fix}]}')
+    .option(
+      '--client-metadata-url <url>',
+      'also check the client ID metadata document published at this URL (client_id, JSON, redirect_uris)',
+    )
     .addHelpText(
       'after',
-      helpEpilogue(['authkeep doctor', 'authkeep doctor https://mcp.example.com/mcp', 'authkeep doctor --json']),
+      helpEpilogue([
+        'authkeep doctor',
+        'authkeep doctor https://mcp.example.com/mcp',
+        'authkeep doctor --json',
+        'authkeep doctor --client-metadata-url https://app.example.com/oauth/client.json',
+      ]),
     )
     .action(
       action(
         deps,
         exit,
-        (cmd, global) => parseDoctorOptions(cmd.args[0], cmd.opts<{ json?: boolean }>(), global),
+        (cmd, global) =>
+          parseDoctorOptions(cmd.args[0], cmd.opts<{ json?: boolean; clientMetadataUrl?: string }>(), global),
         runDoctor,
         (o) => o.serverUrl,
       ),
