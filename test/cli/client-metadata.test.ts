@@ -1,7 +1,7 @@
 /**
  * Client ID metadata documents from the CLI (issue 9), as real `authkeep` processes:
  * `client-metadata <url>` prints the document (and refuses bad URLs with exit 2); `login
- * --client-metadata-url` signs in to the real oidc-provider with that URL as client_id, and later
+ * --client-metadata-url` (and the proxy `setup --client-metadata-url` writes) signs in to the real oidc-provider with that URL as client_id, and later
  * refreshes and sign-ins without the flag keep it; `doctor` fetches the published document from a
  * real HTTP server on 127.0.0.1 and reports it ok, or names the field at fault.
  *
@@ -12,6 +12,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/testbed/index.js';
 import { type CliResult, cliEnv, runCliProcess } from '../helpers/cli-run.js';
 import { startHostileServer } from '../helpers/hostile-server.js';
@@ -245,4 +247,57 @@ test('doctor --client-metadata-url checks a document before any sign-in, with th
   const usage = await runCliProcess(cli, ['doctor', '--client-metadata-url', 'https://app.example.com/#x']);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /must not contain a fragment/);
+});
+
+test('setup --client-metadata-url passes it to the proxy, whose sign-in uses the document URL as client_id', async (t) => {
+  const cli = await cliEnv(t);
+  const host = await startHostileServer();
+  t.after(() => host.close());
+  const docUrl = `${host.url}/proxy-client.json`;
+  const printed = await runCliProcess(cli, ['client-metadata', docUrl, '--allow-http']);
+  ok(printed, 'client-metadata');
+  const published = JSON.parse(printed.stdout) as Record<string, unknown> & { client_id: string };
+  host.on('GET', '/proxy-client.json', { json: published });
+  const as = await startAuthorizationServer({ advertiseClientIdMetadataDocument: true, cimdClients: [published] });
+  t.after(() => as.close().catch(() => undefined));
+  const server = await startProtectedMcpServer({ authorizationServer: as, discovery: 'header' });
+  t.after(() => server.close().catch(() => undefined));
+
+  const setup = await runCliProcess(cli, [
+    'setup',
+    'cursor',
+    server.url,
+    '--client-metadata-url',
+    docUrl,
+    '--allow-http',
+    '--command-path',
+    '--json',
+  ]);
+  ok(setup, 'setup');
+  const entry = (JSON.parse(setup.stdout) as { entry: { command: string; args: string[] } }).entry;
+  const at = entry.args.indexOf('--client-metadata-url');
+  assert.ok(at > entry.args.indexOf('proxy'), `the proxy gets the flag: ${entry.args.join(' ')}`);
+  assert.equal(entry.args[at + 1], docUrl);
+
+  // The MCP client runs exactly what setup wrote; the proxy signs in through the robot browser.
+  const client = new Client({ name: 'cimd-proxy', version: '1.0.0' });
+  const transport = new StdioClientTransport({
+    command: entry.command,
+    args: entry.args,
+    env: cli.env as Record<string, string>,
+    stderr: 'pipe',
+  });
+  t.after(() => client.close().catch(() => undefined));
+  await client.connect(transport);
+  const echoed = await client.callTool({ name: 'echo', arguments: { text: 'via cimd' } });
+  assert.deepEqual(
+    (echoed.content as Array<{ text?: string }>).map((c) => c.text),
+    ['via cimd'],
+  );
+  await client.close();
+  const record = await readRecord(cli.home, server.url);
+  assert.equal(record.registration.method, 'client_id_metadata_document');
+  assert.equal(record.registration.clientId, docUrl);
+  assert.equal(as.audit.counts().registrations, 0, 'no dynamic registration');
+  assert.equal(as.audit.counts({ clientId: docUrl }).codeExchanges, 1);
 });
