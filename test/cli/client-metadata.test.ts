@@ -138,7 +138,17 @@ test('login --client-metadata-url signs in with the document URL as client_id; r
   const published = (await (await fetch(docUrl)).json()) as Record<string, unknown> & { client_id: string };
   assert.equal(published.client_id, docUrl);
 
-  const as = await startAuthorizationServer({ advertiseClientIdMetadataDocument: true, cimdClients: [published] });
+  // A second document, for the switch at the end.
+  const docUrl2 = `${host.url}/oauth/client-v2.json`;
+  const printed2 = await runCliProcess(cli, ['client-metadata', docUrl2, '--allow-http']);
+  ok(printed2, 'client-metadata v2');
+  const published2 = JSON.parse(printed2.stdout) as Record<string, unknown> & { client_id: string };
+  host.on('GET', '/oauth/client-v2.json', { json: published2 });
+
+  const as = await startAuthorizationServer({
+    advertiseClientIdMetadataDocument: true,
+    cimdClients: [published, published2],
+  });
   t.after(() => as.close().catch(() => undefined));
   const server = await startProtectedMcpServer({ authorizationServer: as, discovery: 'header' });
   t.after(() => server.close().catch(() => undefined));
@@ -221,6 +231,18 @@ test('login --client-metadata-url signs in with the document URL as client_id; r
   const gone = await runCliProcess(cli, ['doctor', server.url, '--json']);
   assert.equal(gone.code, 1);
   assert.match(metadataChecks(gone)[0]?.message ?? '', /\[status\]: .*answered HTTP 404/);
+
+  // Another document URL given: it wins over the stored client of another id.
+  ok(
+    await runCliProcess(cli, ['login', server.url, '--allow-http', '--client-metadata-url', docUrl2]),
+    'login with another document',
+  );
+  assert.equal((await readRecord(cli.home, server.url)).registration.clientId, docUrl2);
+  assert.equal(as.audit.counts({ clientId: docUrl2 }).codeExchanges, 1);
+  assert.equal(as.audit.counts().registrations, 0);
+  const switched = await runCliProcess(cli, ['doctor', server.url, '--json']);
+  ok(switched, 'doctor after the switch');
+  assert.equal(metadataChecks(switched)[0]?.status, 'ok');
 });
 
 test('doctor --client-metadata-url checks a document before any sign-in, with the default redirect URI', async (t) => {
