@@ -483,11 +483,12 @@ export function renderReport(report: DoctorReport, style: ReturnType<typeof make
 export function registerDoctor(program: Command, deps: CliDeps, exit: ExitSlot): void {
   program
     .command('doctor')
-    .summary('check the store, file modes, drift, locks and reachability')
+    .summary('check the store, file modes, drift, locks, reachability and client ID metadata documents')
     .description(
       'Check what can silently break sign-in for every stored server (or only <url>): records that ' +
         'do not parse and quarantined files, file modes (0600 files, 0700 directories), drift and ' +
-        'needs-auth states, stale locks, and whether the server and its authorization server answer. ' +
+        'needs-auth states, stale locks, whether the server and its authorization server answer, and ' +
+        'the published client ID metadata document of servers signed in with one (client_id, redirect_uris). ' +
         'Each problem comes with the command that fixes it. Exits 0 when all is well, 1 otherwise.',
     )
     .argument('[url]', 'only this MCP server')
