@@ -57,14 +57,20 @@ export function keychainName(platform: NodeJS.Platform = process.platform): stri
   return 'Secret Service';
 }
 
+/** Data keys read or made by this process, by keychain account: the keychain is asked once. */
+const cachedKeys = new Map<string, Buffer>();
+
+/** Forget the data keys this process has read (tests that change the keychain behind its back). */
+export function forgetCachedDataKeys(): void {
+  cachedKeys.clear();
+}
+
 export type KeychainProbe = { ok: true; location: string } | { ok: false; why: string };
 
 /** A data key in the OS keychain for one store home. */
 export class KeychainDataKey {
   readonly account: string;
   private entry: Promise<KeyringEntry | string> | undefined;
-  /** The key once read or made (this process reads the keychain once). */
-  private key: Buffer | undefined;
 
   constructor(
     /** The store's home (the root home: every account under it shares one key). */
@@ -73,6 +79,11 @@ export class KeychainDataKey {
     private readonly platform: NodeJS.Platform = process.platform,
   ) {
     this.account = keychainAccount(home);
+  }
+
+  /** The key once read or made (this process reads the keychain once per account). */
+  private get key(): Buffer | undefined {
+    return cachedKeys.get(this.account);
   }
 
   /** Where the key lives, for people (never the key). */
@@ -121,7 +132,7 @@ export class KeychainDataKey {
     if (value !== null) {
       const decoded = decodeKey(value);
       if (decoded instanceof AuthkeepError) return { ok: false, why: decoded.message };
-      this.key = decoded;
+      cachedKeys.set(this.account, decoded);
     }
     return { ok: true, location: this.location };
   }
@@ -162,7 +173,7 @@ export class KeychainDataKey {
   }
 
   private keep(key: Buffer | AuthkeepError): Buffer | AuthkeepError {
-    if (key instanceof Buffer) this.key = key;
+    if (key instanceof Buffer) cachedKeys.set(this.account, key);
     return key;
   }
 
