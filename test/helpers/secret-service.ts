@@ -3,13 +3,13 @@
  * bus (dbus-daemon with its own config: no service activation, so nothing but the daemon started
  * here can own org.freedesktop.secrets) and gnome-keyring-daemon on it with only its `secrets`
  * component, its login keyring created and unlocked with a password given on stdin, its files in a
- * temp directory. `gnome-keyring-daemon --daemonize` returns once the daemon is initialised; the
- * bus is then asked whether the name is owned (no sleep, no polling). Stopping the bus stops the
- * daemon (it exits when its bus goes away).
+ * temp directory. Readiness is an event, not a guess: `gdbus wait` returns when the daemon has
+ * claimed org.freedesktop.secrets on the bus (`gnome-keyring-daemon --daemonize` may return just
+ * before). Stopping the bus stops the daemon (it exits when its bus goes away).
  *
  * Not on Linux: `unavailableReason()` says why, and the tests skip with that message. On Linux a
  * Secret Service that cannot be started is a failure, never a skip: the .ci/run installs the
- * Debian packages (gnome-keyring, dbus, dbus-x11, libsecret-tools).
+ * Debian packages (gnome-keyring, dbus, dbus-x11, libsecret-tools, libglib2.0-bin for gdbus).
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -108,20 +108,11 @@ export async function startSecretService(): Promise<SecretService> {
       'authkeep-test-keyring',
       env,
     );
-    const owner = await run(
-      'dbus-send',
-      [
-        '--session',
-        '--print-reply',
-        '--dest=org.freedesktop.DBus',
-        '/org/freedesktop/DBus',
-        'org.freedesktop.DBus.NameHasOwner',
-        'string:org.freedesktop.secrets',
-      ],
-      { env },
+    await run('gdbus', ['wait', '--session', '--timeout', '30', 'org.freedesktop.secrets'], { env }).catch(
+      (err: Error) => {
+        throw new Error(`gnome-keyring-daemon did not claim org.freedesktop.secrets on the bus: ${err.message}`);
+      },
     );
-    if (!/boolean true/.test(owner.stdout))
-      throw new Error('gnome-keyring-daemon started but owns no org.freedesktop.secrets');
     return { env: { DBUS_SESSION_BUS_ADDRESS: address }, stop };
   } catch (err) {
     await stop();
