@@ -17,7 +17,7 @@ import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refr
 import { NeedsAuthError } from '../../src/index.js';
 import { forgetCachedDataKeys, KEYCHAIN_SERVICE, keychainAccount } from '../../src/store/keychain-key.js';
 import { callTool, startBed } from '../helpers/bed.js';
-import { type Child, cleanStderr, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
+import { type Child, runTogether, spawnTsx } from '../helpers/child-process.js';
 import { expireStoredTokens } from '../helpers/records.js';
 import { type SecretService, startSecretService, unavailableReason } from '../helpers/secret-service.js';
 import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
@@ -139,13 +139,8 @@ test('keychain store: 8 processes x 2 servers racing 5 expiries: one refresh per
   t.after(() => {
     for (const child of children) if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
   });
-  await startTogether(children);
-  const exits = await Promise.all(children.map((child) => child.exited));
-  const summaries: TokenLoopSummary[] = [];
-  for (const [i, child] of children.entries()) {
-    assert.equal(exits[i]?.code, 0, cleanStderr(child));
-    const summary = lastJsonLine<TokenLoopSummary>(child);
-    summaries.push(summary);
+  const summaries = await runTogether<TokenLoopSummary>(children);
+  for (const summary of summaries) {
     assert.equal(summary.capped, false);
     assert.deepEqual(summary.errors, [], 'every call returned a token');
     assert.equal(summary.stale, 0);
