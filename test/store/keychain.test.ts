@@ -181,3 +181,18 @@ test('keychain mode with no Secret Service answering: keychain_unavailable; auto
     await cleanup();
   }
 });
+
+test('keychain: every account under one home shares its data key (the keychain account is the root home)', {
+  skip,
+}, async () => {
+  const { dir, cleanup } = await makeTempDir();
+  try {
+    const { AuthKeeper } = await import('../../src/index.js');
+    const work = new AuthKeeper({ home: dir, account: 'work', store: 'keychain' });
+    const sealing = (await work.store.inspect()).sealing;
+    assert.match(sealing?.keyLocation ?? '', new RegExp(`account "${keychainAccount(dir)}"`));
+    assert.notEqual(work.home, dir, 'the account keeps its own files');
+  } finally {
+    await cleanup();
+  }
+});

@@ -223,3 +223,17 @@ test('auto without a session bus on Linux: plaintext files, and the reason is ke
     await cleanup();
   }
 });
+
+test('the store option: redis:// is refused by AuthKeeper with store_unsupported', async () => {
+  const { dir, cleanup } = await makeTempDir();
+  try {
+    const { AuthKeeper } = await import('../../src/index.js');
+    assert.throws(
+      () => new AuthKeeper({ home: dir, store: 'redis://fleet.example:6379' }),
+      (err) => err instanceof AuthkeepError && err.code === 'store_unsupported',
+    );
+    assert.equal((await new AuthKeeper({ home: dir, store: 'file' }).store.inspect()).sealing?.mode, 'file');
+  } finally {
+    await cleanup();
+  }
+});
