@@ -3,7 +3,8 @@
 # the tarball's file list checked against what must and must not ship, an install into an empty
 # prefix with only the runtime dependencies, and then, from that install: `authkeep --version`
 # (the package.json version), `authkeep status --json` on an empty home, `import('authkeep')`
-# without the optional peer @modelcontextprotocol/client, then `import('authkeep/sdk-v2')` once the
+# without the optional peer @modelcontextprotocol/client, the keychain binding @napi-rs/keyring
+# loading from its installed platform package, then `import('authkeep/sdk-v2')` once the
 # tested 2.x client is installed beside it, the separately bundled commands' help, and the
 # end-to-end CLI tests (login, token, status, doctor, proxy, logout; the real authorization server)
 # run against the installed command.
@@ -75,6 +76,12 @@ import('authkeep').then((m) => {
   if (typeof m.AuthKeeper !== 'function') throw new Error('no AuthKeeper export');
   if (m.VERSION !== '$version') throw new Error('VERSION is ' + m.VERSION + ', package.json says $version');
 })") || fail "import('authkeep') from the install"
+
+step "the keychain binding loads from the install (its prebuilt binary came in an npm platform package)"
+(cd "$prefix" && node -e "
+const keyring = require('@napi-rs/keyring');
+if (typeof keyring.AsyncEntry !== 'function') throw new Error('@napi-rs/keyring has no AsyncEntry');
+") || fail "require('@napi-rs/keyring') from the install (no prebuilt binary for $(node -p 'process.platform + \"-\" + process.arch')?)"
 
 sdk_v2=$(node -p "require('$root/package.json').devDependencies['@modelcontextprotocol/client']")
 step "import('authkeep/sdk-v2') with @modelcontextprotocol/client $sdk_v2 installed beside it"

@@ -65,6 +65,9 @@ const cli: BuildOptions = {
   define: { AUTHKEEP_BUNDLED_VERSION: JSON.stringify(pkg.version) },
   metafile: true,
   logLevel: 'warning',
+  // The keychain binding loads a native .node file from its platform package at run time: it is a
+  // runtime dependency installed beside authkeep, never bundled.
+  external: ['@napi-rs/keyring'],
 };
 
 for (const name of SEPARATE_COMMANDS) {

@@ -50,6 +50,8 @@ export const AUTHKEEP_ERROR_CODES = [
   'credential_unavailable', // a machine grant's secret, key or assertion could not be read here (names the variable or file, never the value)
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
   'origin_mismatch', // a request carrying credentials was aimed outside the MCP server's origin (names the field)
+  'keychain_unavailable', // the store's data key is kept in the OS keychain and no persistent keychain answers here (or AUTHKEEP_STORE asks for one that is missing)
+  'store_unsupported', // AUTHKEEP_STORE / --store names a store this version does not have (redis:// is reserved)
 ] as const;
 export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
 

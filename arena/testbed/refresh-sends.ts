@@ -1,8 +1,9 @@
 /**
  * refresh-sends: when each refresh a client made was sent, per resource, by the client's own
  * clock, for judging "one refresh per expiry" exactly. A process passes `refreshLog(home, report)`
- * as AuthKeeper's `log`: on every `refresh.ok` event it reads the record just written (the event
- * follows the write) and reports the new tokens' `obtainedAt`, the instant the token manager
+ * as AuthKeeper's `log`: on every `refresh.ok` event it reports the new tokens' `obtainedAt` (the
+ * event carries it with the record's resource; a library without them: read from the record just
+ * written, which the event follows, when that record is plaintext), the instant the token manager
  * dated the request just before sending it, which is what its refresh policy measures lifetimes
  * from. Not the authorization server's arrival times: they add its queueing delay, which on a
  * busy machine reaches hundreds of milliseconds; nor the moment fetch is called: a descheduled
@@ -37,7 +38,9 @@ export const MIN_REFRESH_SPACING_MS = 750;
 export function refreshLog(home: string, report: (send: RefreshSend) => void, next?: LogSink): LogSink {
   const layout = storeLayout(home);
   return (event: LogEvent) => {
-    if (event.event === 'refresh.ok' && event.serverUrl !== undefined) {
+    if (event.event === 'refresh.ok' && typeof event.resource === 'string' && typeof event.obtainedAt === 'number') {
+      report({ resource: event.resource, at: event.obtainedAt });
+    } else if (event.event === 'refresh.ok' && event.serverUrl !== undefined) {
       const record = JSON.parse(readFileSync(layout.recordPath(recordKey(event.serverUrl)), 'utf8')) as {
         resource: string;
         tokens: { obtainedAt: number };

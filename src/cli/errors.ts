@@ -75,6 +75,9 @@ const HINTS: Partial<Record<ErrorCode, (err: AuthkeepError, serverUrl: string | 
   store_io: () => 'check that the authkeep home directory exists and is writable; run: authkeep doctor',
   store_untrusted: () =>
     'another user may have tampered with the authkeep store: check the path, apply the fix, then run: authkeep doctor',
+  keychain_unavailable: () =>
+    'unlock the OS keychain (on Linux: a Secret Service such as gnome-keyring in this session), or choose another store with --store / AUTHKEEP_STORE; run: authkeep doctor',
+  store_unsupported: () => 'use --store auto, keychain or file (AUTHKEEP_STORE likewise)',
   lock_lost: () => 'this process was too slow and another authkeep process took over; run the command again',
   lock_timeout: () => 'another authkeep process holds the lock; run: authkeep doctor',
   step_up_exhausted: (_e, url) =>

@@ -1,5 +1,5 @@
 /**
- * global-options: the flags every command accepts (`--home`, `--account`, `--debug`, `--allow-http`) and how
+ * global-options: the flags every command accepts (`--home`, `--account`, `--store`, `--debug`, `--allow-http`) and how
  * they become AuthKeeper options. Program-level flags are accepted before or after the command.
  *
  * Not for: command-specific flags (commands/*.ts).
@@ -10,6 +10,7 @@ import type { DpopMode } from '../oauth/dpop.js';
 import type { LogEvent } from '../session/log.js';
 import type { AuthKeeperOptions } from '../session/session-keeper.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
+import { parseStoreMode, type StoreMode } from '../store/store-mode.js';
 import type { CliDeps } from './deps.js';
 import { UsageError } from './errors.js';
 
@@ -18,6 +19,11 @@ export interface GlobalOptions {
   home: string;
   /** `--account NAME`, else `$AUTHKEEP_ACCOUNT`, else `default` (validated: it names a directory). */
   account: string;
+  /**
+   * `--store MODE`, else `$AUTHKEEP_STORE`, else unset (the library's default, `auto`): how
+   * credentials are kept at rest (store/store-mode.ts).
+   */
+  store?: StoreMode;
   /** `--debug`: JSON log events and stack traces on stderr. */
   debug: boolean;
   /** `--allow-http`: http for loopback servers only (local development, tests). */
@@ -34,6 +40,7 @@ const DPOP_MODES: readonly DpopMode[] = ['auto', 'when-required'];
 export interface RawGlobalFlags {
   home?: string | undefined;
   account?: string | undefined;
+  store?: string | undefined;
   debug?: boolean | undefined;
   allowHttp?: boolean | undefined;
 }
@@ -46,6 +53,14 @@ export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv
   } catch (err) {
     throw new UsageError((err as Error).message, 'e.g. --account work');
   }
+  const storeFrom = flags.store !== undefined ? '--store' : 'AUTHKEEP_STORE';
+  const storeValue = flags.store ?? (env.AUTHKEEP_STORE || undefined);
+  let store: StoreMode | undefined;
+  try {
+    store = storeValue === undefined ? undefined : parseStoreMode(storeValue, storeFrom);
+  } catch (err) {
+    throw new UsageError((err as Error).message, 'e.g. --store keychain (or auto, file)');
+  }
   const dpop = env.AUTHKEEP_DPOP || undefined;
   if (dpop !== undefined && !DPOP_MODES.includes(dpop as DpopMode)) {
     throw new UsageError(`AUTHKEEP_DPOP must be ${DPOP_MODES.join(' or ')}`, 'e.g. AUTHKEEP_DPOP=when-required');
@@ -53,6 +68,7 @@ export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv
   return {
     home,
     account,
+    ...(store !== undefined ? { store } : {}),
     debug: flags.debug === true || env.AUTHKEEP_DEBUG === '1',
     allowHttp: flags.allowHttp === true,
     ...(dpop !== undefined ? { dpop: dpop as DpopMode } : {}),
@@ -86,6 +102,7 @@ export function keeperOptions(
   return {
     home: global.home,
     account: global.account,
+    ...(global.store ? { store: global.store } : {}),
     allowInsecureLoopback: global.allowHttp,
     ...(global.dpop ? { dpop: global.dpop } : {}),
     ...(global.debug ? { log: debugLogSink(deps) } : {}),

@@ -65,6 +65,7 @@ Environment:
   AUTHKEEP_HOME  where credentials are stored (default: ~/.local/share/authkeep, macOS
                  ~/Library/Application Support/authkeep, Windows %LOCALAPPDATA%\\authkeep)
   AUTHKEEP_ACCOUNT  the account used without --account (default: "default")
+  AUTHKEEP_STORE how credentials are kept, as --store (default: auto)
   BROWSER        the command that opens the sign-in page (the URL is its last argument)
   NO_COLOR       disable colors
 
@@ -84,6 +85,12 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot, commands: readonly R
       new Option(
         '--account <name>',
         'which identity to use: each account has its own sign-ins and registrations (default: $AUTHKEEP_ACCOUNT, else "default")',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--store <mode>',
+        'how credentials are kept: auto (sealed with a key in the OS keychain when one is available, else plaintext files), keychain (required), or file (plaintext) (default: $AUTHKEEP_STORE, else auto)',
       ),
     )
     .addOption(new Option('--debug', 'print JSON log events and stack traces on stderr (never secrets)'))

@@ -43,6 +43,7 @@ import { storedHttpChoice } from '../session/loopback-http.js';
 import { SessionKeeper } from '../session/session-keeper.js';
 import { FileCredentialStore } from '../store/file-credential-store.js';
 import { defaultHome } from '../store/paths.js';
+import { parseStoreMode } from '../store/store-mode.js';
 import { ProxyAuth } from './proxy-auth.js';
 import { Bridge } from './proxy-bridge.js';
 import { describeError } from './proxy-errors.js';
@@ -64,7 +65,12 @@ async function storedAllowsHttp(options: ProxyOptions, home: string): Promise<bo
   } catch {
     return false; // parseRemoteUrl says what is wrong with it
   }
-  const store = options.keeper?.store ?? options.keeperOptions?.store ?? new FileCredentialStore({ home });
+  const chosen = options.keeperOptions?.store;
+  const store =
+    options.keeper?.store ??
+    (typeof chosen === 'object'
+      ? chosen
+      : new FileCredentialStore({ home, ...(chosen !== undefined ? { store: parseStoreMode(chosen, 'store') } : {}) }));
   const read = await store.read(url).catch(() => undefined);
   return read?.kind === 'ok' && storedHttpChoice(read.record);
 }

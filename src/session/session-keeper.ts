@@ -20,6 +20,7 @@ import type { CredentialStore, QuarantinedRecord } from '../store/credential-sto
 import { FileCredentialStore } from '../store/file-credential-store.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
+import { parseStoreMode, type StoreModeOption } from '../store/store-mode.js';
 import { createAuthenticatedFetch, RefusalBackoff, sendWithProof } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
@@ -81,8 +82,14 @@ export interface AuthKeeperOptions {
   fetch?: typeof fetch;
   /** Structured events (never secrets). */
   log?: LogSink;
-  /** Another store backend. Default: files under `home`. */
-  store?: CredentialStore;
+  /**
+   * How credentials are kept: a store mode for the files under `home` (`auto`, the default unless
+   * `$AUTHKEEP_STORE` says otherwise: sealed under a key in the OS keychain when a persistent one
+   * answers, else plaintext files; `keychain`: sealed, or a `keychain_unavailable` error; `file`:
+   * plaintext; `redis://...` is reserved and refused with `store_unsupported`), or another store
+   * backend.
+   */
+  store?: CredentialStore | StoreModeOption;
   /** Backoff for transient token-endpoint failures. Default [200, 800, 2000] ms. */
   transientRetryDelaysMs?: number[];
   /**
@@ -157,8 +164,17 @@ export class SessionKeeper {
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
     this.account = options.account ?? DEFAULT_ACCOUNT;
-    this.home = accountHome(options.home ?? defaultHome(), this.account);
-    this.store = options.store ?? new FileCredentialStore({ home: this.home });
+    const root = options.home ?? defaultHome();
+    this.home = accountHome(root, this.account);
+    this.store =
+      typeof options.store === 'object'
+        ? options.store
+        : new FileCredentialStore({
+            home: this.home,
+            // Every account under one home shares its data key.
+            keyHome: root,
+            ...(options.store !== undefined ? { store: parseStoreMode(options.store, 'store') } : {}),
+          });
     this.logger = new Logger(options.log);
     this.clock = options.clock ?? systemClock;
     const loginTimeoutMs = options.loginTimeoutMs ?? 5 * 60_000;

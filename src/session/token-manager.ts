@@ -436,6 +436,8 @@ export class TokenManager {
             serverUrl,
             generation: written.generation,
             grant: record.grant.type,
+            resource: written.resource,
+            ...(written.tokens ? { obtainedAt: written.tokens.obtainedAt } : {}),
           });
           // Bearer tokens: a machine grant's requests carry no DPoP proof (its record holds no key).
           return this.remember(serverUrl, next.tokens as Tokens, undefined, next.lastRefreshAt);
@@ -499,6 +501,9 @@ export class TokenManager {
           serverUrl,
           generation: written.generation,
           rotated: next.tokens?.refreshToken !== tokens.refreshToken,
+          // When the request was dated (not a secret): what "one refresh per expiry" is judged by.
+          resource: written.resource,
+          ...(written.tokens ? { obtainedAt: written.tokens.obtainedAt } : {}),
         });
         // 7. Expose only what is persisted.
         return this.remember(serverUrl, next.tokens as Tokens, next.dpop, refreshedAt);

@@ -18,11 +18,13 @@
  * generation + 1 and returns the record as written. The generation is also the fencing token that
  * protects against a lock holder that was paused past its lock's bound (see lock.ts).
  */
+
 import type { AuthkeepError } from '../errors.js';
 import type { Registration } from '../oauth/types.js';
 import type { LockHolder } from './lock.js';
 import type { LoginOutcome } from './login-outcome.js';
 import type { ServerRecord } from './record.js';
+import type { SealingState } from './sealer.js';
 
 export type { LoginOutcome } from './login-outcome.js';
 
@@ -140,13 +142,19 @@ export interface StoreInspection {
   locks: Array<LockHolder & { name: string }>;
   /** Where the locks live. */
   locksLocation: string;
+  /**
+   * How secrets are kept at rest (sealer.ts): the mode in force, where the data key lives, and the
+   * secret-bearing files still in plaintext while in keychain mode. Absent for stores without it.
+   */
+  sealing?: SealingState & { plaintextFiles: string[] };
 }
 
 /** The store contract; FileCredentialStore is the file backend. */
 export interface CredentialStore {
   /**
-   * Lock-free read of the record. Never writes: a corrupt record is reported (`corrupt`) and left
-   * where it is. Only a transaction's `tx.read()` (a command that writes anyway: a sign-in, a
+   * Lock-free read of the record. Never writes its content: a corrupt record is reported
+   * (`corrupt`) and left where it is. (The one write: in keychain mode a plaintext record is sealed
+   * in place, same content, if its record lock is free at that moment; record-files.ts.) Only a transaction's `tx.read()` (a command that writes anyway: a sign-in, a
    * refresh, a logout) moves it to quarantine, under the record lock after a re-read.
    */
   read(serverUrl: string): Promise<ReadResult>;

@@ -30,6 +30,12 @@
  * - Lock order, to stay deadlock-free: sign-in lock, then record lock, never the reverse; and no
  *   transaction inside another for the same server (the lock is not re-entrant).
  *
+ * At rest: every record and kept registration goes through the store's Sealer (sealer.ts), chosen
+ * by the store mode (store-mode.ts: `auto`, `keychain`, `file`): sealed with AES-256-GCM under a
+ * data key in the OS keychain (keychain-key.ts), or plaintext. Sealing happens at the one byte
+ * boundary (record-files.ts, registrations.ts), so locks, atomic writes and compare-and-swap are
+ * the same in every mode.
+ *
  * Not for: what a store offers and guarantees (credential-store.ts, the contract).
  */
 import path from 'node:path';
@@ -54,14 +60,25 @@ import { acquireLock } from './lock.js';
 import { readLoginOutcome, writeLoginOutcome } from './login-outcome.js';
 import { defaultHome, recordKey, type StoreLayout, storeLayout } from './paths.js';
 import { RecordFiles } from './record-files.js';
-import { dropRegistration, readDropped, registerOnce, reusable } from './registrations.js';
+import { dropRegistration, plaintextRegistrations, readDropped, registerOnce, reusable } from './registrations.js';
+import type { Sealer } from './sealer.js';
 import { inspectFileStore } from './store-inspection.js';
+import { parseStoreMode, type StoreMode, sealerFor } from './store-mode.js';
 
 export interface FileCredentialStoreOptions {
   /** Default: `defaultHome()`. */
   home?: string;
   /** Override lock bounds per purpose. */
   locks?: Partial<Record<StorePurpose, Partial<LockPolicy>>>;
+  /** How files are kept at rest. Default: `$AUTHKEEP_STORE`, else `auto` (store-mode.ts). */
+  store?: StoreMode;
+  /**
+   * The home whose data key seals this store (its keychain account). Default: `home`. Accounts
+   * under one home share its key: AuthKeeper passes the root home.
+   */
+  keyHome?: string;
+  /** A Sealer to use instead of the one `store` names (tests, embedders with their own key). */
+  sealer?: Sealer;
 }
 
 const PURPOSES: readonly StorePurpose[] = ['refresh', 'login', 'write'];
@@ -71,6 +88,8 @@ export class FileCredentialStore implements CredentialStore {
   private readonly layout: StoreLayout;
   private readonly policies: Record<StorePurpose, LockPolicy>;
   private readonly files: RecordFiles;
+  /** How records and registrations are kept at rest. */
+  readonly sealer: Sealer;
 
   constructor(options: FileCredentialStoreOptions = {}) {
     this.home = path.resolve(options.home ?? defaultHome());
@@ -80,7 +99,13 @@ export class FileCredentialStore implements CredentialStore {
       write: { ...DEFAULT_LOCK_POLICIES.write, ...options.locks?.write },
       login: { ...DEFAULT_LOCK_POLICIES.login, ...options.locks?.login },
     };
-    this.files = new RecordFiles(this.layout, this.policies.write);
+    this.sealer =
+      options.sealer ??
+      sealerFor(
+        options.store ?? parseStoreMode(process.env.AUTHKEEP_STORE),
+        path.resolve(options.keyHome ?? this.home),
+      );
+    this.files = new RecordFiles(this.layout, this.policies.write, this.sealer);
   }
 
   /** Lock-free; never writes (a corrupt record is reported, not moved: see the contract). */
@@ -125,7 +150,7 @@ export class FileCredentialStore implements CredentialStore {
   async list(): Promise<Array<ReadResult & { key: string }>> {
     const out: Array<ReadResult & { key: string }> = [];
     for (const key of await this.files.keys()) {
-      const result = await this.files.read(key, false, false);
+      const result = await this.files.read(key, false, false, 'never');
       if (result.kind !== 'missing') out.push({ ...result, key });
     }
     return out;
@@ -164,21 +189,32 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   registerOnce(issuer: string, register: () => Promise<Registration>): Promise<Registration> {
-    return registerOnce(this.layout, issuer, register, async (at) => {
+    return registerOnce(this.layout, this.sealer, issuer, register, async (at) => {
       return (await this.findRegistrationsByIssuer(at))[0]?.registration;
     });
   }
 
   dropRegistration(issuer: string, clientId: string): Promise<void> {
-    return dropRegistration(this.layout, issuer, clientId);
+    return dropRegistration(this.layout, this.sealer, issuer, clientId);
   }
 
   locate(serverUrl: string): string {
     return this.layout.recordPath(recordKey(serverUrl));
   }
 
-  inspect(serverUrl?: string): Promise<StoreInspection> {
-    return inspectFileStore(this.layout, this.files, serverUrl);
+  async inspect(serverUrl?: string): Promise<StoreInspection> {
+    const inspection = await inspectFileStore(this.layout, this.files, serverUrl);
+    const state = await this.sealer.state();
+    const plaintextFiles =
+      state.mode === 'keychain' && state.unavailable === undefined
+        ? [
+            ...(await this.files.plaintextKeys())
+              .filter((key) => serverUrl === undefined || key === recordKey(serverUrl))
+              .map((key) => this.layout.recordPath(key)),
+            ...(serverUrl === undefined ? await plaintextRegistrations(this.layout, this.sealer) : []),
+          ]
+        : [];
+    return { ...inspection, sealing: { ...state, plaintextFiles } };
   }
 
   quarantined(serverUrl?: string): Promise<QuarantinedRecord[]> {

@@ -5,6 +5,12 @@
  * aside, under the record lock after a re-read, so a reader never moves aside a valid record a
  * writer has just renamed in.
  *
+ * Every byte read or written goes through the store's Sealer (sealer.ts): in keychain mode a file
+ * is sealed on write and opened on read, and a file that does not open (torn, tampered, moved from
+ * another key, sealed under another key) is as corrupt as one that fails to parse. A plaintext
+ * record found in keychain mode is sealed in place, under the record lock, after a re-read
+ * (sealInPlace): no sign-in needed, the record's content unchanged.
+ *
  * Not for: compare-and-swap (file-transaction.ts) or what a store offers (credential-store.ts).
  * Problems are described by field path only: JSON.parse and some validators quote their input,
  * and the input holds tokens.
@@ -25,26 +31,58 @@ import type { LockPolicy, QuarantinedRecord, ReadResult } from './credential-sto
 import { acquireLock } from './lock.js';
 import { RECORD_KEY_PATTERN, recordKey, type StoreLayout } from './paths.js';
 import { type ServerRecord, ServerRecordSchema } from './record.js';
+import type { Opened, SealContext, Sealer } from './sealer.js';
+
+/** How a read may seal a plaintext record it finds in keychain mode. */
+export type MigrateMode =
+  /** Not at all (list(): status and doctor report what is on disk). */
+  | 'never'
+  /** Under the record lock, waiting for it (or holding it already): transactions. */
+  | 'wait'
+  /** Only if the record lock is free right now (a lock-free read; the next use tries again). */
+  | 'try';
 
 export class RecordFiles {
   constructor(
     readonly layout: StoreLayout,
     /** Bounds of the record lock (the 'write' policy). */
     private readonly recordLock: LockPolicy,
+    readonly sealer: Sealer,
   ) {}
+
+  private context(key: string): SealContext {
+    return { role: 'record', key };
+  }
+
+  /** What a record file's bytes hold; a sealed file whose key cannot be had here throws its keychain error. */
+  private async open(bytes: Buffer, key: string): Promise<Exclude<Opened, { kind: 'unavailable' }>> {
+    const opened = await this.sealer.open(bytes, this.context(key));
+    if (opened.kind === 'unavailable') throw opened.error;
+    return opened;
+  }
 
   /**
    * Read `servers/<key>.json`. A corrupt file is reported; with `quarantine` (transactions only)
    * it is also moved aside, under the record lock after a re-read. Lock-free reads never write.
    * The home and servers/ must be the user's own and the file not a symbolic link (`store_untrusted`).
    */
-  async read(key: string, recordLockHeld: boolean, quarantine = true): Promise<ReadResult> {
+  async read(
+    key: string,
+    recordLockHeld: boolean,
+    quarantine = true,
+    migrate: MigrateMode = quarantine ? 'wait' : 'try',
+  ): Promise<ReadResult> {
     const file = this.layout.recordPath(key);
     if (!(await checkStoreDirectories(this.layout.home, this.layout.serversDir))) return { kind: 'missing' };
     const bytes = await readFileIfExists(file);
     if (bytes === undefined) return { kind: 'missing' };
-    const parsed = parseRecord(bytes, key);
-    if (parsed.ok) return { kind: 'ok', record: parsed.record };
+    const opened = await this.open(bytes, key);
+    const parsed: Parsed =
+      opened.kind === 'unreadable' ? { ok: false, problem: opened.problem } : parseRecord(opened.text, key);
+    if (parsed.ok) {
+      if (opened.kind === 'plaintext' && migrate !== 'never') await this.migrate(key, recordLockHeld, migrate);
+      return { kind: 'ok', record: parsed.record };
+    }
     const found = {
       problem: parsed.problem,
       ...(parsed.serverUrl !== undefined ? { serverUrl: parsed.serverUrl } : {}),
@@ -77,10 +115,51 @@ export class RecordFiles {
     };
   }
 
-  /** Hold the record lock for a short step (a login's write, a quarantine). */
-  async withRecordLock<T>(key: string, purpose: string, fn: () => Promise<T>): Promise<T> {
+  /** Seal a plaintext record found in keychain mode (see MigrateMode). */
+  private async migrate(key: string, recordLockHeld: boolean, how: Exclude<MigrateMode, 'never'>): Promise<void> {
+    if ((await this.sealer.state()).mode !== 'keychain') return;
+    if (recordLockHeld) {
+      await this.sealInPlace(key);
+      return;
+    }
+    try {
+      await this.withRecordLock(key, 'seal', () => this.sealInPlace(key), how === 'try' ? 0 : undefined);
+    } catch (err) {
+      // The lock is busy (perhaps held by this very process): the next use seals it.
+      if (how === 'try' && err instanceof AuthkeepError && err.code === 'lock_timeout') return;
+      throw err;
+    }
+  }
+
+  /**
+   * Under the record lock: re-read, and if the record is still a valid plaintext record, write
+   * the same text sealed. Its generation is unchanged: nothing but its form on disk changes.
+   */
+  async sealInPlace(key: string): Promise<boolean> {
+    const file = this.layout.recordPath(key);
+    const bytes = await readFileIfExists(file);
+    if (bytes === undefined) return false;
+    const opened = await this.open(bytes, key);
+    if (opened.kind !== 'plaintext' || !parseRecord(opened.text, key).ok) return false;
+    await writeFileAtomic(file, await this.sealer.seal(opened.text, this.context(key)));
+    return true;
+  }
+
+  /** Keys of the record files still in plaintext (doctor, in keychain mode). Lock-free, never writes. */
+  async plaintextKeys(): Promise<string[]> {
+    const out: string[] = [];
+    for (const key of await this.keys()) {
+      const bytes = await readFileIfExists(this.layout.recordPath(key)).catch(() => undefined);
+      if (bytes === undefined) continue;
+      if ((await this.sealer.open(bytes, this.context(key))).kind === 'plaintext') out.push(key);
+    }
+    return out;
+  }
+
+  /** Hold the record lock for a short step (a login's write, a quarantine, sealing in place). */
+  async withRecordLock<T>(key: string, purpose: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
     const handle = await acquireLock(this.layout.locksDir, this.layout.lockName(key, 'refresh'), {
-      timeoutMs: this.recordLock.timeoutMs,
+      timeoutMs: timeoutMs ?? this.recordLock.timeoutMs,
       staleMs: this.recordLock.staleMs,
       ...(this.recordLock.maxHoldMs !== undefined ? { maxHoldMs: this.recordLock.maxHoldMs } : {}),
       purpose,
@@ -96,7 +175,8 @@ export class RecordFiles {
   async write(key: string, record: ServerRecord): Promise<void> {
     await ensurePrivateDir(this.layout.home, { tighten: false });
     await ensurePrivateDir(this.layout.serversDir);
-    await writeFileAtomic(this.layout.recordPath(key), `${JSON.stringify(record, null, 2)}\n`);
+    const text = `${JSON.stringify(record, null, 2)}\n`;
+    await writeFileAtomic(this.layout.recordPath(key), await this.sealer.seal(text, this.context(key)));
   }
 
   /** Remove a record file. The caller holds the record lock. True if there was one. */
@@ -159,7 +239,13 @@ export class RecordFiles {
         throw err;
       }
       if (bytes === undefined) continue; // removed meanwhile
-      const parsed = parseRecord(bytes, key);
+      const opened = await this.sealer.open(bytes, this.context(key));
+      const parsed: Parsed =
+        opened.kind === 'unavailable'
+          ? { ok: false, problem: 'is sealed, and its key cannot be had here' }
+          : opened.kind === 'unreadable'
+            ? { ok: false, problem: opened.problem }
+            : parseRecord(opened.text, key);
       // A record that parses in quarantine was moved aside for a reason no longer visible (a
       // schema an older version refused): say so rather than guess.
       const problem = parsed.ok ? 'was unreadable when it was moved aside' : parsed.problem;
@@ -222,10 +308,10 @@ function claimedServerUrl(json: unknown, key: string): string | undefined {
 }
 
 /** Parse and validate a record file, and check it belongs to `key`. */
-function parseRecord(bytes: Buffer, key: string): Parsed {
+function parseRecord(text: string, key: string): Parsed {
   let json: unknown;
   try {
-    json = JSON.parse(bytes.toString('utf8'));
+    json = JSON.parse(text);
   } catch {
     return { ok: false, problem: 'is not valid JSON' };
   }

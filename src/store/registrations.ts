@@ -7,9 +7,13 @@
  * logged out is dropped: its client_id goes to `registrations/<issuerKey>.dropped.json` and it is
  * never offered again, whichever record still holds it.
  *
+ * A kept registration may hold a client secret: it goes through the store's Sealer (sealer.ts) like
+ * a record, and a plaintext one found in keychain mode is sealed in place under the registration
+ * lock. The dropped list holds client_ids only and stays plaintext.
+ *
  * Not for: registering (oauth/registration.ts does it; it is handed in as `register`).
  */
-import { unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import * as z from 'zod/mini';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import { checkStoreDirectories, ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
@@ -17,6 +21,7 @@ import { DEFAULT_LOCK_POLICIES } from './credential-store.js';
 import { acquireLock, type LockHandle } from './lock.js';
 import { recordKey, type StoreLayout } from './paths.js';
 import { RegistrationSchema } from './record.js';
+import type { Sealer } from './sealer.js';
 
 /** Registrations that must not be reused: a client_id, and when it was dropped. */
 const DroppedRegistrationsSchema = z.array(z.object({ clientId: z.string().check(z.minLength(1)), at: z.string() }));
@@ -47,7 +52,12 @@ export async function readDropped(layout: StoreLayout, issuer: string): Promise<
 }
 
 /** See CredentialStore.dropRegistration. */
-export async function dropRegistration(layout: StoreLayout, issuer: string, clientId: string): Promise<void> {
+export async function dropRegistration(
+  layout: StoreLayout,
+  sealer: Sealer,
+  issuer: string,
+  clientId: string,
+): Promise<void> {
   const issuerKey = recordKey(issuer);
   const handle = await registrationLock(layout, issuerKey);
   try {
@@ -58,7 +68,7 @@ export async function dropRegistration(layout: StoreLayout, issuer: string, clie
       layout.droppedRegistrationsPath(issuerKey),
       `${JSON.stringify(dropped.slice(-MAX_DROPPED))}\n`,
     );
-    const kept = await readKeptRegistration(layout, issuerKey, issuer);
+    const kept = await readKeptRegistration(layout, sealer, issuerKey, issuer);
     if (kept?.clientId === clientId) await unlink(layout.registrationPath(issuerKey)).catch(() => undefined);
   } finally {
     await handle.release();
@@ -80,6 +90,7 @@ async function registrationLock(layout: StoreLayout, issuerKey: string): Promise
 
 export async function registerOnce(
   layout: StoreLayout,
+  sealer: Sealer,
   issuer: string,
   register: () => Promise<Registration>,
   /** The newest reusable registration a stored record holds for `issuer`. */
@@ -88,32 +99,72 @@ export async function registerOnce(
   const issuerKey = recordKey(issuer);
   const handle = await registrationLock(layout, issuerKey);
   try {
-    const kept = await readKeptRegistration(layout, issuerKey, issuer);
+    const kept = await readKeptRegistration(layout, sealer, issuerKey, issuer);
     if (kept && reusable(kept, await readDropped(layout, issuer))) return kept;
     const held = await heldByRecord(issuer);
     if (held) return held;
     const registration = await register();
     await ensurePrivateDir(layout.registrationsDir);
-    await writeFileAtomic(layout.registrationPath(issuerKey), `${JSON.stringify(registration)}\n`);
+    const text = `${JSON.stringify(registration)}\n`;
+    await writeFileAtomic(
+      layout.registrationPath(issuerKey),
+      await sealer.seal(text, { role: 'registration', key: issuerKey }),
+    );
     return registration;
   } finally {
     await handle.release();
   }
 }
 
-/** The registration kept for `issuer`, or undefined when absent or unreadable (then re-registered). */
+/**
+ * The registration kept for `issuer`, or undefined when absent or unreadable (then re-registered;
+ * a sealed one that does not open is unreadable). The caller holds the registration lock: a
+ * plaintext one found in keychain mode is sealed in place.
+ */
 async function readKeptRegistration(
   layout: StoreLayout,
+  sealer: Sealer,
   issuerKey: string,
   issuer: string,
 ): Promise<Registration | undefined> {
   if (!(await checkStoreDirectories(layout.home, layout.registrationsDir))) return undefined;
-  const bytes = await readFileIfExists(layout.registrationPath(issuerKey));
+  const file = layout.registrationPath(issuerKey);
+  const bytes = await readFileIfExists(file);
   if (bytes === undefined) return undefined;
+  const context = { role: 'registration', key: issuerKey } as const;
+  const opened = await sealer.open(bytes, context);
+  if (opened.kind === 'unavailable') throw opened.error;
+  if (opened.kind === 'unreadable') return undefined;
+  let registration: Registration | undefined;
   try {
-    const parsed = RegistrationSchema.safeParse(JSON.parse(bytes.toString('utf8')));
-    return parsed.success && parsed.data.issuer === issuer ? parsed.data : undefined;
+    const parsed = RegistrationSchema.safeParse(JSON.parse(opened.text));
+    registration = parsed.success && parsed.data.issuer === issuer ? parsed.data : undefined;
   } catch {
     return undefined;
   }
+  if (registration !== undefined && opened.kind === 'plaintext' && (await sealer.state()).mode === 'keychain') {
+    await writeFileAtomic(file, await sealer.seal(opened.text, context));
+  }
+  return registration;
+}
+
+/** Issuer keys of kept registrations still in plaintext (doctor, in keychain mode). Never writes. */
+export async function plaintextRegistrations(layout: StoreLayout, sealer: Sealer): Promise<string[]> {
+  if (!(await checkStoreDirectories(layout.home, layout.registrationsDir))) return [];
+  let names: string[];
+  try {
+    names = await readdir(layout.registrationsDir);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const name of names.sort()) {
+    if (!name.endsWith('.json') || name.endsWith('.dropped.json')) continue;
+    const issuerKey = name.slice(0, -'.json'.length);
+    const bytes = await readFileIfExists(layout.registrationPath(issuerKey)).catch(() => undefined);
+    if (bytes === undefined) continue;
+    const opened = await sealer.open(bytes, { role: 'registration', key: issuerKey });
+    if (opened.kind === 'plaintext') out.push(layout.registrationPath(issuerKey));
+  }
+  return out;
 }

@@ -47,6 +47,8 @@ export async function cliEnv(t: TestContext): Promise<CliEnv> {
     BROWSER: browser,
     ROBOT_BROWSER_LOG: browserLog,
     NO_COLOR: '1',
+    // Plaintext files unless a test asks for the keychain: no test depends on a Secret Service.
+    AUTHKEEP_STORE: process.env.AUTHKEEP_STORE || 'file',
   };
   delete env.AUTHKEEP_DEBUG;
   if (FROM_SOURCE) env.AUTHKEEP_FROM_SOURCE = '1';

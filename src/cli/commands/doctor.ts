@@ -1,6 +1,9 @@
 /**
  * doctor: `authkeep doctor [url]`: checks what can silently break authentication, and for each
  * problem says what is wrong and the command that fixes it:
+ *   - at rest: the store mode (keychain: sealed under a data key in the OS keychain, where it
+ *     lives; file: plaintext, a warning when `auto` found no persistent keychain), and every record
+ *     or kept registration still in plaintext in keychain mode;
  *   - store integrity: every record parses (an unreadable one is moved to quarantine and its server
  *     needs a sign-in); quarantined files are listed;
  *   - store trust and file modes: every store directory (the home, servers/, outcomes/,
@@ -68,6 +71,7 @@ export function parseDoctorOptions(
 
 export type CheckKind =
   | 'store'
+  | 'at_rest'
   | 'file_mode'
   | 'quarantine'
   | 'state'
@@ -104,6 +108,62 @@ const PROBLEM_TEXT: Record<PermissionFinding['problem'], string> = {
   not_directory: 'is not a directory',
   not_file: 'is not a regular file',
 };
+
+/** How secrets are kept at rest: the mode, where the key lives, and what is still plaintext. */
+function atRestChecks(inspection: StoreInspection, home: string): DoctorCheck[] {
+  const sealing = inspection.sealing;
+  if (sealing === undefined) return [];
+  if (sealing.mode === 'file') {
+    return [
+      sealing.requested === 'auto'
+        ? {
+            check: 'at_rest',
+            status: 'warn',
+            subject: home,
+            message: `credentials are kept in plaintext files (0600): no persistent OS keychain here (${sealing.fallbackReason ?? 'none found'})`,
+            fix: 'on Linux run a Secret Service (e.g. gnome-keyring) in this session, then use --store keychain; or say --store file to keep plaintext files on purpose',
+          }
+        : {
+            check: 'at_rest',
+            status: 'ok',
+            subject: home,
+            message: 'store mode file: credentials are kept in plaintext files (0600), as asked',
+          },
+    ];
+  }
+  if (sealing.unavailable !== undefined) {
+    return [
+      {
+        check: 'at_rest',
+        status: 'fail',
+        subject: sealing.keyLocation ?? home,
+        message: `store mode keychain, but ${sealing.unavailable}`,
+        fix: 'unlock or start the OS keychain (on Linux a Secret Service such as gnome-keyring), then run: authkeep doctor',
+      },
+    ];
+  }
+  const checks: DoctorCheck[] = [
+    {
+      check: 'at_rest',
+      status: 'ok',
+      subject: sealing.keyLocation ?? home,
+      message: `store mode keychain${sealing.requested === 'auto' ? ' (auto)' : ''}: records and registrations are sealed with AES-256-GCM; the data key is in the ${sealing.keyLocation ?? 'OS keychain'}`,
+    },
+  ];
+  for (const file of sealing.plaintextFiles) {
+    const registration = /[\\/]registrations[\\/][^\\/]+$/.test(file);
+    checks.push({
+      check: 'at_rest',
+      status: 'warn',
+      subject: file,
+      message: registration
+        ? `${file} (a kept client registration) is still in plaintext: it is sealed in place at the next sign-in to its issuer`
+        : `${file} is still in plaintext: it is sealed in place the next time it is used (a token, a refresh, a sign-in)`,
+      fix: registration ? 'sign in to a server of that issuer once' : 'use it once: authkeep token <url>',
+    });
+  }
+  return checks;
+}
 
 /** One finding of the store's inspection as a check (a refused path fails, with its fix). */
 function permissionCheck(finding: PermissionFinding): DoctorCheck {
@@ -374,7 +434,8 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   try {
     statuses = await keeper.status(options.serverUrl);
   } catch (err) {
-    if (!(err instanceof AuthkeepError) || err.code !== 'store_untrusted') throw err;
+    if (!(err instanceof AuthkeepError) || (err.code !== 'store_untrusted' && err.code !== 'keychain_unavailable'))
+      throw err;
     refused = err;
   }
   const inspection = await keeper.store.inspect(options.serverUrl);
@@ -385,7 +446,9 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
         ? { check: 'store', status: 'ok', subject: home, message: `home ${home}` }
         : { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` },
   );
-  if (statuses.length === 0) checks.push({ check: 'state', status: 'ok', subject: home, message: 'no servers stored' });
+  checks.push(...atRestChecks(inspection, home));
+  if (statuses.length === 0 && !refused)
+    checks.push({ check: 'state', status: 'ok', subject: home, message: 'no servers stored' });
   const now = deps.now();
   checks.push(...statuses.map((s) => stateCheck(s, now)));
 

@@ -16,6 +16,7 @@ import type { ShowDeviceCode } from '../../session/device-sign-in.js';
 import type { MachineGrantOptions } from '../../session/machine-grant.js';
 import type { AuthKeeperOptions } from '../../session/session-keeper.js';
 import type { ServerStatus } from '../../session/status.js';
+import { atRestNotice } from '../at-rest-notice.js';
 import {
   action,
   type ExitSlot,
@@ -197,6 +198,7 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     settled = true;
     spinner.stop();
   }
+  await atRestNotice(deps, keeper);
   const recordPath = keeper.store.locate(status.serverUrl);
   if (options.json) {
     const result: LoginResult = { ...status, home: keeper.home, recordPath };
