@@ -43,6 +43,8 @@ export const AUTHKEEP_ERROR_CODES = [
   'token_response_invalid', // the token endpoint answered something unusable (names the field)
   'store_conflict', // compare-and-swap refused a write against a newer generation
   'store_io', // the file system refused a store operation
+  'store_unreachable', // the fleet store's Redis could not be reached or failed mid-operation (names the host, never the password)
+  'store_key_missing', // the fleet store has no usable sealing key (AUTHKEEP_STORE_KEY / AUTHKEEP_STORE_KEY_FILE; says how to make one)
   'store_untrusted', // a store directory or file is not the user's own, is writable by others, or is a symbolic link (names the path and the fix)
   'lock_timeout', // a lock could not be taken within its bound
   'lock_lost', // this process held a lock past its bound and another took it over; nothing was written under it

@@ -41,9 +41,8 @@ import { describeNetworkFailure, type HttpOptions } from '../oauth/http.js';
 import { canonicalServerUrl } from '../session/canonical-url.js';
 import { storedHttpChoice } from '../session/loopback-http.js';
 import { SessionKeeper } from '../session/session-keeper.js';
-import { FileCredentialStore } from '../store/file-credential-store.js';
-import { defaultHome } from '../store/paths.js';
-import { parseStoreMode } from '../store/store-mode.js';
+import { openStore } from '../store/open-store.js';
+import { DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import { ProxyAuth } from './proxy-auth.js';
 import { Bridge } from './proxy-bridge.js';
 import { describeError } from './proxy-errors.js';
@@ -70,7 +69,11 @@ async function storedAllowsHttp(options: ProxyOptions, home: string): Promise<bo
     options.keeper?.store ??
     (typeof chosen === 'object'
       ? chosen
-      : new FileCredentialStore({ home, ...(chosen !== undefined ? { store: parseStoreMode(chosen, 'store') } : {}) }));
+      : openStore({
+          home,
+          account: options.keeperOptions?.account ?? DEFAULT_ACCOUNT,
+          ...(chosen !== undefined ? { store: chosen } : {}),
+        }));
   const read = await store.read(url).catch(() => undefined);
   return read?.kind === 'ok' && storedHttpChoice(read.record);
 }

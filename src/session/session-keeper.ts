@@ -17,10 +17,10 @@ import { unionScopes } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { BearerChallenge } from '../oauth/www-authenticate.js';
 import type { CredentialStore, QuarantinedRecord } from '../store/credential-store.js';
-import { FileCredentialStore } from '../store/file-credential-store.js';
+import { openStore } from '../store/open-store.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
-import { parseStoreMode, type StoreModeOption } from '../store/store-mode.js';
+import type { StoreModeOption } from '../store/store-mode.js';
 import { createAuthenticatedFetch, RefusalBackoff, sendWithProof } from './authenticated-fetch.js';
 import { type OpenAuthorizationUrl, openInBrowser } from './browser.js';
 import { canonicalServerUrl } from './canonical-url.js';
@@ -86,8 +86,8 @@ export interface AuthKeeperOptions {
    * How credentials are kept: a store mode for the files under `home` (`auto`, the default unless
    * `$AUTHKEEP_STORE` says otherwise: sealed under a key in the OS keychain when a persistent one
    * answers, else plaintext files; `keychain`: sealed, or a `keychain_unavailable` error; `file`:
-   * plaintext; `redis://...` is reserved and refused with `store_unsupported`), or another store
-   * backend.
+   * plaintext; `redis://host:port/db` or `rediss://...`: the fleet store shared by many hosts,
+   * docs/FLEET.md), or another store backend.
    */
   store?: CredentialStore | StoreModeOption;
   /** Backoff for transient token-endpoint failures. Default [200, 800, 2000] ms. */
@@ -169,11 +169,12 @@ export class SessionKeeper {
     this.store =
       typeof options.store === 'object'
         ? options.store
-        : new FileCredentialStore({
+        : openStore({
             home: this.home,
             // Every account under one home shares its data key.
             keyHome: root,
-            ...(options.store !== undefined ? { store: parseStoreMode(options.store, 'store') } : {}),
+            account: this.account,
+            ...(options.store !== undefined ? { store: options.store } : {}),
           });
     this.logger = new Logger(options.log);
     this.clock = options.clock ?? systemClock;
