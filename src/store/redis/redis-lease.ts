@@ -14,7 +14,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AuthkeepError } from '../../errors.js';
 import type { LockHolder, LockInfo } from '../lock.js';
 import type { RedisCommander } from './redis-connection.js';
@@ -61,6 +60,19 @@ export function leaseHolder(key: string, value: string, pttlMs: number): LockHol
   return { path: key, info: shown, heartbeatAgeMs: Math.max(0, ttl - pttlMs), stale: undefined };
 }
 
+/** Resolve after `ms`, or as soon as `signal` aborts. */
+function waitOrAbort(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
 export class RedisLease {
   private lostFlag = false;
   private released = false;
@@ -84,7 +96,8 @@ export class RedisLease {
     const start = Date.now();
     let lastHolder: string | undefined;
     for (let attempt = 0; ; attempt++) {
-      options.signal?.throwIfAborted();
+      // An aborted wait throws the abort's reason itself (the caller may be adopting tokens).
+      if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
       const acquiredAt = Date.now();
       const info: LockInfo = {
         pid: process.pid,
@@ -116,9 +129,7 @@ export class RedisLease {
         }
       }
       // Short at first (a refresh under the lease is a few round trips), then up to 200 ms.
-      await sleep(Math.min(200, 20 * 2 ** Math.min(attempt, 4)) * (0.5 + Math.random()), undefined, {
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+      await waitOrAbort(Math.min(200, 20 * 2 ** Math.min(attempt, 4)) * (0.5 + Math.random()), options.signal);
     }
   }
 
