@@ -14,9 +14,11 @@
  *     token it ends up holding.
  */
 import { createHash } from 'node:crypto';
-import { type RefreshSend, refreshLog } from '../../arena/testbed/refresh-sends.js';
+import { type RefreshSend, refreshLog, storeRefreshLog } from '../../arena/testbed/refresh-sends.js';
 import { AuthKeeper, NeedsAuthError } from '../../src/index.js';
 import type { LogEvent } from '../../src/session/log.js';
+import { fleetStoreSelected, openStore } from '../../src/store/open-store.js';
+import { DEFAULT_ACCOUNT } from '../../src/store/paths.js';
 import { readyForGo } from './child-process.js';
 
 const [mode, home, ...rest] = process.argv.slice(2);
@@ -88,10 +90,21 @@ async function probe(url: string, token: string, keeper: AuthKeeper): Promise<Re
 
 async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
   const refreshSends: RefreshSend[] = [];
+  const mismatches: string[] = [];
+  // With the fleet store (AUTHKEEP_STORE=redis://...) the refreshed record is read from it.
+  const fleet = fleetStoreSelected() ? openStore({ home: home as string, account: DEFAULT_ACCOUNT }) : undefined;
+  const fleetLog =
+    fleet &&
+    storeRefreshLog(
+      fleet,
+      (send) => refreshSends.push(send),
+      (m) => mismatches.push(m),
+    );
   const keeper = new AuthKeeper({
     home: home as string,
     allowInsecureLoopback: true,
-    log: refreshLog(home as string, (send) => refreshSends.push(send)),
+    log: fleetLog?.sink ?? refreshLog(home as string, (send) => refreshSends.push(send)),
+    ...(fleet ? { store: fleet } : {}),
   });
   const seen = new Map<string, Set<string>>(urls.map((url) => [url, new Set<string>()]));
   const summary: TokenLoopSummary = {
@@ -159,6 +172,8 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
   }
   for (const [url, tokens] of seen) summary.tokens[url] = tokens.size;
+  await fleetLog?.settled();
+  summary.errors.push(...mismatches);
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 

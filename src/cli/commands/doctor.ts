@@ -35,6 +35,7 @@ import {
 } from '../../oauth/client-metadata-document.js';
 import type { ServerStatus } from '../../session/status.js';
 import type { PermissionFinding, StoreInspection } from '../../store/credential-store.js';
+import { RedisCredentialStore } from '../../store/redis/redis-credential-store.js';
 import { action, type ExitSlot, helpEpilogue, parseClientMetadataUrl, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
 import { describeNeedsAuth } from '../errors.js';
@@ -434,17 +435,57 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   try {
     statuses = await keeper.status(options.serverUrl);
   } catch (err) {
-    if (!(err instanceof AuthkeepError) || (err.code !== 'store_untrusted' && err.code !== 'keychain_unavailable'))
+    if (
+      !(err instanceof AuthkeepError) ||
+      !['store_untrusted', 'keychain_unavailable', 'store_unreachable'].includes(err.code)
+    )
       throw err;
     refused = err;
   }
-  const inspection = await keeper.store.inspect(options.serverUrl);
+  // The fleet store (AUTHKEEP_STORE=redis://...) is named by its URL without the password.
+  const fleet = keeper.store instanceof RedisCredentialStore ? keeper.store : undefined;
+  const where = fleet ? fleet.location : home;
+  let inspection: StoreInspection;
+  try {
+    inspection = await keeper.store.inspect(options.serverUrl);
+  } catch (err) {
+    if (!(err instanceof AuthkeepError) || err.code !== 'store_unreachable') throw err;
+    refused ??= err;
+    inspection = {
+      location: where,
+      exists: false,
+      quarantined: [],
+      permissions: { checked: false, filesChecked: 0, findings: [] },
+      locks: [],
+      locksLocation: where,
+    };
+  }
   checks.push(
-    refused
-      ? { check: 'store', status: 'fail', subject: home, message: `the store is refused: ${refused.message}` }
-      : inspection.exists
-        ? { check: 'store', status: 'ok', subject: home, message: `home ${home}` }
-        : { check: 'store', status: 'ok', subject: home, message: `home ${home} does not exist yet (nothing stored)` },
+    refused?.code === 'store_unreachable'
+      ? {
+          check: 'store',
+          status: 'fail',
+          subject: where,
+          message: refused.message,
+          fix: 'check that Redis is running and reachable from this host, and AUTHKEEP_STORE / AUTHKEEP_REDIS_PASSWORD',
+        }
+      : refused
+        ? { check: 'store', status: 'fail', subject: where, message: `the store is refused: ${refused.message}` }
+        : fleet
+          ? {
+              check: 'store',
+              status: 'ok',
+              subject: where,
+              message: `fleet store ${where}: reachable, ${inspection.locks.length} lease(s) held`,
+            }
+          : inspection.exists
+            ? { check: 'store', status: 'ok', subject: home, message: `home ${home}` }
+            : {
+                check: 'store',
+                status: 'ok',
+                subject: home,
+                message: `home ${home} does not exist yet (nothing stored)`,
+              },
   );
   checks.push(...atRestChecks(inspection, home));
   if (statuses.length === 0 && !refused)

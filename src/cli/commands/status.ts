@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { displayJson, displayText } from '../../display-text.js';
 import type { ServerStatus } from '../../session/status.js';
 import { DEFAULT_ACCOUNT } from '../../store/paths.js';
+import { RedisCredentialStore } from '../../store/redis/redis-credential-store.js';
 import { listAccounts } from '../../store/store-inspection.js';
 import { action, type ExitSlot, helpEpilogue, parseServerUrl } from '../command-helpers.js';
 import type { CliDeps } from '../deps.js';
@@ -47,6 +48,18 @@ export async function runStatus(deps: CliDeps, options: StatusOptions): Promise<
     return ExitCode.Ok;
   }
   const named = account === DEFAULT_ACCOUNT ? '' : ` for account ${displayText(account)}`;
+  // The fleet store (AUTHKEEP_STORE=redis://...): where, without the password; reachable, as the
+  // statuses above were just read from it; and who holds its leases now.
+  if (keeper.store instanceof RedisCredentialStore) {
+    const leases = await keeper.store.leases(options.serverUrl);
+    deps.stdout.write(`Store: fleet store ${keeper.store.location}, reachable, ${leases.length} lease(s) held\n`);
+    for (const lease of leases) {
+      const who = lease.info
+        ? `pid ${lease.info.pid} on ${displayText(lease.info.hostname)} (${lease.info.purpose})`
+        : 'unknown';
+      deps.stdout.write(`  lease ${displayText(lease.name)}: ${who}\n`);
+    }
+  }
   if (statuses.length === 0) {
     deps.stdout.write(`No servers signed in${named} (home: ${keeper.home}).\n`);
     deps.stdout.write(`Run: authkeep login <url>${named ? ` --account ${account}` : ''}\n`);
