@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuthkeepError } from '../../src/errors.js';
 import type { Registration } from '../../src/oauth/types.js';
@@ -317,6 +320,40 @@ describe('RedisCredentialStore (a real redis-server)', () => {
         env: { AUTHKEEP_STORE: redis.url, AUTHKEEP_STORE_KEY: key },
       }) instanceof RedisCredentialStore,
     );
+  });
+
+  it('Redis restarted (persistence on) in the middle of a refresh: the write waits for it and lands, once', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'authkeep-redis-aof-'));
+    const args = ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir];
+    let server = await startRedis({ args });
+    try {
+      const s = new RedisCredentialStore({
+        target: redisTarget(server.url),
+        sealKey: Buffer.from(key, 'base64'),
+        commandTimeoutMs: 2_000,
+      });
+      opened.push(s);
+      const before = await put(s, A, 'before-restart');
+      const written = await s.transaction(A, 'refresh', async (tx) => {
+        const seen = ok(await tx.read());
+        await tx.assertLockHeld?.(); // as before a token request: the lease is kept to its bound
+        await server.stop(); // SIGKILL: gone mid-transaction
+        const writing = tx.write({
+          ...seen,
+          tokens: { ...(seen.tokens as NonNullable<ServerRecord['tokens']>), refreshToken: 'rt.after-restart' },
+        });
+        server = await startRedis({ port: server.port, args });
+        return writing;
+      });
+      assert.equal(written.generation, before.generation + 1);
+      const now = ok(await s.read(A));
+      assert.equal(now.generation, before.generation + 1);
+      assert.equal(now.tokens?.refreshToken, 'rt.after-restart');
+      assert.deepEqual(await s.leases(), [], 'the lease was released after the restart');
+    } finally {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('Redis unreachable, or gone mid-run: store_unreachable naming the host, never the password', async () => {

@@ -526,7 +526,7 @@ class RedisTransaction implements StoreTransaction {
       const written: ServerRecord = { ...record, generation: stated + 1, updatedAt: new Date().toISOString() };
       await this.underRecordLease(async (lease) => {
         if (this.purpose === 'login') await this.store.readUnderLease(this.key, lease); // a corrupt one moves aside
-        await this.store.casWrite(this.key, stated, written, lease);
+        await this.casWriteRetrying(lease, stated, written);
       });
       this.seen = written.generation;
       return written;
@@ -541,6 +541,41 @@ class RedisTransaction implements StoreTransaction {
       this.seen = 0;
       return removed;
     });
+  }
+
+  /**
+   * The compare-and-swap, retried while Redis is unreachable (restarting, failing over) until the
+   * lease's hold ends: the record may hold a refresh token just spent, so its answer is kept if
+   * Redis comes back in time. A retry whose earlier attempt did land (its reply was lost) finds
+   * its own record there and counts as done.
+   */
+  private async casWriteRetrying(lease: RedisLease, stated: number, written: ServerRecord): Promise<void> {
+    const until = lease.holdUntil ?? Date.now() + 5_000;
+    let retried = false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.casWrite(this.key, stated, written, lease);
+        return;
+      } catch (err) {
+        if (!(err instanceof AuthkeepError)) throw err;
+        const delay = Math.min(1_000, 50 * 2 ** attempt);
+        if (err.code === 'store_unreachable' && Date.now() + delay < until) {
+          retried = true;
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          continue;
+        }
+        if (retried && err.code === 'store_conflict') {
+          const now = await this.store.read(this.serverUrl);
+          if (
+            now.kind === 'ok' &&
+            now.record.generation === written.generation &&
+            now.record.updatedAt === written.updatedAt
+          )
+            return;
+        }
+        throw err;
+      }
+    }
   }
 
   /** Run `fn` under the record lease: ours for 'refresh' and 'write', taken just for `fn` for 'login'. */
