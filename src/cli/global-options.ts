@@ -10,7 +10,8 @@ import type { DpopMode } from '../oauth/dpop.js';
 import type { LogEvent } from '../session/log.js';
 import type { AuthKeeperOptions } from '../session/session-keeper.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
-import { parseStoreMode, type StoreMode } from '../store/store-mode.js';
+import { isRedisUrl } from '../store/redis/redis-connection.js';
+import { parseStoreMode, type StoreModeOption } from '../store/store-mode.js';
 import type { CliDeps } from './deps.js';
 import { UsageError } from './errors.js';
 
@@ -21,9 +22,10 @@ export interface GlobalOptions {
   account: string;
   /**
    * `--store MODE`, else `$AUTHKEEP_STORE`, else unset (the library's default, `auto`): how
-   * credentials are kept at rest (store/store-mode.ts).
+   * credentials are kept at rest (store/store-mode.ts), or a `redis://` / `rediss://` URL: the
+   * fleet store (store/open-store.ts, docs/FLEET.md).
    */
-  store?: StoreMode;
+  store?: StoreModeOption;
   /** `--debug`: JSON log events and stack traces on stderr. */
   debug: boolean;
   /** `--allow-http`: http for loopback servers only (local development, tests). */
@@ -55,9 +57,14 @@ export function parseGlobalOptions(flags: RawGlobalFlags, env: NodeJS.ProcessEnv
   }
   const storeFrom = flags.store !== undefined ? '--store' : 'AUTHKEEP_STORE';
   const storeValue = flags.store ?? (env.AUTHKEEP_STORE || undefined);
-  let store: StoreMode | undefined;
+  let store: StoreModeOption | undefined;
   try {
-    store = storeValue === undefined ? undefined : parseStoreMode(storeValue, storeFrom);
+    store =
+      storeValue === undefined
+        ? undefined
+        : isRedisUrl(storeValue)
+          ? storeValue
+          : parseStoreMode(storeValue, storeFrom);
   } catch (err) {
     throw new UsageError((err as Error).message, 'e.g. --store keychain (or auto, file)');
   }

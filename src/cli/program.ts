@@ -90,7 +90,7 @@ export function buildProgram(deps: CliDeps, exit: ExitSlot, commands: readonly R
     .addOption(
       new Option(
         '--store <mode>',
-        'how credentials are kept: auto (sealed with a key in the OS keychain when one is available, else plaintext files), keychain (required), or file (plaintext) (default: $AUTHKEEP_STORE, else auto)',
+        'how credentials are kept: auto (sealed with a key in the OS keychain when one is available, else plaintext files), keychain (required), file (plaintext), or redis://host:port/db (the fleet store shared by many hosts; needs AUTHKEEP_STORE_KEY) (default: $AUTHKEEP_STORE, else auto)',
       ),
     )
     .addOption(new Option('--debug', 'print JSON log events and stack traces on stderr (never secrets)'))

@@ -224,16 +224,22 @@ test('auto without a session bus on Linux: plaintext files, and the reason is ke
   }
 });
 
-test('the store option: redis:// is refused by AuthKeeper with store_unsupported', async () => {
+test('the store option: redis:// selects the fleet store, which refuses to start without a sealing key', async () => {
   const { dir, cleanup } = await makeTempDir();
+  const saved = { key: process.env.AUTHKEEP_STORE_KEY, file: process.env.AUTHKEEP_STORE_KEY_FILE };
   try {
+    delete process.env.AUTHKEEP_STORE_KEY;
+    delete process.env.AUTHKEEP_STORE_KEY_FILE;
     const { AuthKeeper } = await import('../../src/index.js');
     assert.throws(
       () => new AuthKeeper({ home: dir, store: 'redis://fleet.example:6379' }),
-      (err) => err instanceof AuthkeepError && err.code === 'store_unsupported',
+      (err) =>
+        err instanceof AuthkeepError && err.code === 'store_key_missing' && /openssl rand -base64 32/.test(err.message),
     );
     assert.equal((await new AuthKeeper({ home: dir, store: 'file' }).store.inspect()).sealing?.mode, 'file');
   } finally {
+    if (saved.key !== undefined) process.env.AUTHKEEP_STORE_KEY = saved.key;
+    if (saved.file !== undefined) process.env.AUTHKEEP_STORE_KEY_FILE = saved.file;
     await cleanup();
   }
 });

@@ -11,7 +11,7 @@
 import { AuthkeepError } from '../../errors.js';
 
 /** Is `value` a fleet-store URL (`redis://` or `rediss://`)? */
-export function isRedisUrl(value: string | undefined): value is string {
+export function isRedisUrl(value: string | undefined): value is `redis://${string}` | `rediss://${string}` {
   return value !== undefined && /^rediss?:\/\//i.test(value);
 }
 
