@@ -53,7 +53,7 @@ export const AUTHKEEP_ERROR_CODES = [
   'dpop_unsupported', // the server requires DPoP-bound tokens the authorization server cannot issue to authkeep
   'origin_mismatch', // a request carrying credentials was aimed outside the MCP server's origin (names the field)
   'keychain_unavailable', // the store's data key is kept in the OS keychain and no persistent keychain answers here (or AUTHKEEP_STORE asks for one that is missing)
-  'store_unsupported', // AUTHKEEP_STORE / --store names a store this version does not have (redis:// is reserved)
+  'store_unsupported', // AUTHKEEP_STORE / --store names a store this version does not have (a redis:// URL where only a file store mode fits)
 ] as const;
 export type AuthkeepErrorCode = (typeof AUTHKEEP_ERROR_CODES)[number];
 

@@ -3,7 +3,8 @@
  * `--store`: `auto` (the default: the OS keychain when a persistent one answers, else plaintext
  * files, said once by the CLI and by doctor), `keychain` (sealed files, a clear
  * `keychain_unavailable` error when no keychain answers), `file` (plaintext files, as before
- * sealing existed). `redis://...` is reserved for a fleet store and refused for now.
+ * sealing existed). A `redis://...` URL is not a file store mode: open-store.ts routes it to the
+ * fleet store before a mode is parsed; here it is refused.
  *
  * `auto` is decided once per process, on first use, by asking the keychain (keychain-key.ts).
  *
@@ -15,7 +16,7 @@ import { KeySealer, type Opened, PlaintextSealer, type SealContext, type Sealer,
 
 export type StoreMode = 'auto' | 'keychain' | 'file';
 export const STORE_MODES: readonly StoreMode[] = ['auto', 'keychain', 'file'];
-/** What the `store` option accepts: a mode, or a redis:// URL (reserved; refused for now). */
+/** What the `store` option accepts: a mode, or a redis:// URL (the fleet store, open-store.ts). */
 export type StoreModeOption = StoreMode | `redis://${string}` | `rediss://${string}`;
 
 /**
