@@ -1,5 +1,6 @@
 /**
- * `--store` / AUTHKEEP_STORE through the real `authkeep` command: redis:// is reserved and refused,
+ * `--store` / AUTHKEEP_STORE through the real `authkeep` command: redis:// selects the fleet store,
+ * which refuses to start without a sealing key (test/cli/fleet-store.test.ts covers it running),
  * an unknown mode is a usage error, `auto` without a keychain keeps plaintext files with a
  * one-time notice and a doctor warning; and on Linux with a real Secret Service (gnome-keyring on a
  * private D-Bus), `--store keychain` seals the record, doctor says where the key lives and lists a
@@ -35,11 +36,13 @@ interface DoctorJson {
   checks: Array<{ check: string; status: string; subject: string; message: string }>;
 }
 
-test('--store redis://... is reserved: "not supported yet"; an unknown AUTHKEEP_STORE is a usage error', async (t) => {
+test('--store redis://... is the fleet store: refused without a sealing key, saying how to make one; an unknown AUTHKEEP_STORE is a usage error', async (t) => {
   const cli = await cliEnv(t);
-  const redis = await runCliProcess(cli, ['status', '--store', 'redis://fleet.example:6379']);
-  assert.equal(redis.code, 2, redis.stderr);
-  assert.match(redis.stderr, /--store: a redis:\/\/ store is not supported yet/);
+  const redis = await runCliProcess(cli, ['status', '--store', 'redis://fleet.example:6379'], {
+    env: { AUTHKEEP_STORE_KEY: '', AUTHKEEP_STORE_KEY_FILE: '' },
+  });
+  assert.notEqual(redis.code, 0, redis.stderr);
+  assert.match(redis.stderr, /the fleet store needs a sealing key: make one with `openssl rand -base64 32`/);
   const bogus = await runCliProcess(cli, ['status'], { env: { AUTHKEEP_STORE: 'vault' } });
   assert.equal(bogus.code, 2, bogus.stderr);
   assert.match(bogus.stderr, /AUTHKEEP_STORE must be auto, keychain or file/);
