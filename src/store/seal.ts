@@ -1,58 +1,35 @@
 /**
  * seal: secrets at rest for stores whose backend is not the user's own disk (the fleet store's
- * Redis). A value is sealed with AES-256-GCM under a 32-byte key supplied to every host
- * (`AUTHKEEP_STORE_KEY`, base64; or `AUTHKEEP_STORE_KEY_FILE`), with a fresh 96-bit IV per value
- * (NIST SP 800-38D section 8.2.2) and a 128-bit tag. The additional authenticated data names the
- * value's role and key, so a sealed value copied onto another server's (or issuer's) key fails to
- * open. Opening never throws for what a value holds: a torn, tampered, foreign or other-key value
- * is `undefined` with a problem (the callers treat it as a corrupt record).
+ * Redis): the key supplied to every host (`AUTHKEEP_STORE_KEY`, base64; or
+ * `AUTHKEEP_STORE_KEY_FILE`), and values sealed with it in the one envelope of sealer.ts
+ * (AES-256-GCM, the role and key as additional authenticated data, so a value copied onto another
+ * server's or issuer's key fails to open). Opening never throws for what a value holds: a torn,
+ * tampered, foreign or other-key value is a problem (the callers treat it as a corrupt record).
  *
  * Not for: where values are kept (redis/), or the OS keychain's data key (another module).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { AuthkeepError } from '../errors.js';
+import { DATA_KEY_BYTES, openEnvelope, parseEnvelope, type SealRole, sealText as sealEnvelope } from './sealer.js';
 
-const ALGORITHM = 'aes-256-gcm';
-export const STORE_KEY_BYTES = 32;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-/** Sealed value: `ak1.<iv>.<ciphertext>.<tag>`, each base64url. */
-const PREFIX = 'ak1';
+export const STORE_KEY_BYTES = DATA_KEY_BYTES;
 
-export type SealRole = 'record' | 'registration';
-
-/** The additional authenticated data of a value of `role` stored under `key`. */
-function aad(role: SealRole, key: string): Buffer {
-  return Buffer.from(`authkeep-seal-v1\0${role}\0${key}`, 'utf8');
-}
-
+/** `text` sealed under `storeKey` for `role` at `key`: the same envelope as sealed files (sealer.ts). */
 export function sealText(storeKey: Buffer, text: string, role: SealRole, key: string): string {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv(ALGORITHM, storeKey, iv, { authTagLength: TAG_BYTES });
-  cipher.setAAD(aad(role, key));
-  const ciphertext = Buffer.concat([cipher.update(text, 'utf8'), cipher.final()]);
-  return [PREFIX, iv, ciphertext, cipher.getAuthTag()]
-    .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
-    .join('.');
+  return sealEnvelope(text, storeKey, { role, key });
 }
 
 export type OpenedText = { text: string; problem?: undefined } | { text?: undefined; problem: string };
 
+/** What a sealed value holds; a problem (never a throw) when it is not one or does not open. */
 export function openText(storeKey: Buffer, sealed: string, role: SealRole, key: string): OpenedText {
-  const parts = sealed.split('.');
-  if (parts.length !== 4 || parts[0] !== PREFIX) return { problem: 'not a sealed value' };
-  const [iv, ciphertext, tag] = parts.slice(1).map((p) => Buffer.from(p, 'base64url'));
-  if (!iv || iv.length !== IV_BYTES || !ciphertext || !tag || tag.length !== TAG_BYTES)
-    return { problem: 'sealed value is torn' };
-  try {
-    const decipher = createDecipheriv(ALGORITHM, storeKey, iv, { authTagLength: TAG_BYTES });
-    decipher.setAAD(aad(role, key));
-    decipher.setAuthTag(tag);
-    return { text: Buffer.concat([decipher.update(ciphertext), decipher.final()]).toString('utf8') };
-  } catch {
-    return { problem: 'sealed value does not open under this key (tampered, moved, or sealed under another key)' };
-  }
+  const envelope = parseEnvelope(Buffer.from(sealed, 'utf8'));
+  if (envelope === undefined) return { problem: 'not a sealed value' };
+  if ('problem' in envelope) return { problem: `sealed value ${envelope.problem}` };
+  const text = openEnvelope(envelope, storeKey, { role, key });
+  return text === undefined
+    ? { problem: 'sealed value does not open under this key (tampered, moved, or sealed under another key)' }
+    : { text };
 }
 
 const HOW_TO_MAKE =
