@@ -60,7 +60,13 @@ import { acquireLock } from './lock.js';
 import { readLoginOutcome, writeLoginOutcome } from './login-outcome.js';
 import { defaultHome, recordKey, type StoreLayout, storeLayout } from './paths.js';
 import { RecordFiles } from './record-files.js';
-import { dropRegistration, plaintextRegistrations, readDropped, registerOnce, reusable } from './registrations.js';
+import {
+  dropRegistration,
+  plaintextRegistrations,
+  readDropped,
+  registerOnce,
+  reusableRegistrations,
+} from './registrations.js';
 import type { Sealer } from './sealer.js';
 import { inspectFileStore } from './store-inspection.js';
 import { parseStoreMode, type StoreMode, sealerFor } from './store-mode.js';
@@ -157,23 +163,7 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   async findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]> {
-    const dropped = await readDropped(this.layout, issuer);
-    const matches: RegistrationMatch[] = [];
-    for (const entry of await this.list()) {
-      if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
-      // A machine grant's client (client credentials, JWT bearer) is the user's configuration for
-      // that server, without redirect URIs or a stored secret: never another sign-in's client.
-      if (entry.record.grant !== undefined) continue;
-      if (!reusable(entry.record.registration, dropped)) continue;
-      const { record } = entry;
-      matches.push({
-        serverUrl: record.serverUrl,
-        key: entry.key,
-        generation: record.generation,
-        registration: record.registration,
-      });
-    }
-    return matches.sort((a, b) => b.registration.registeredAt.localeCompare(a.registration.registeredAt));
+    return reusableRegistrations(await this.list(), issuer, await readDropped(this.layout, issuer));
   }
 
   async delete(serverUrl: string): Promise<boolean> {

@@ -17,7 +17,7 @@ import { readdir, unlink } from 'node:fs/promises';
 import * as z from 'zod/mini';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import { checkStoreDirectories, ensurePrivateDir, readFileIfExists, writeFileAtomic } from './atomic-file.js';
-import { DEFAULT_LOCK_POLICIES } from './credential-store.js';
+import { DEFAULT_LOCK_POLICIES, type ReadResult, type RegistrationMatch } from './credential-store.js';
 import { acquireLock, type LockHandle } from './lock.js';
 import { recordKey, type StoreLayout } from './paths.js';
 import { RegistrationSchema } from './record.js';
@@ -36,6 +36,33 @@ const MAX_DROPPED = 50;
 export function reusable(registration: Registration, dropped: readonly DroppedRegistration[]): boolean {
   if (clientSecretExpired(registration, Date.now())) return false;
   return !dropped.some((d) => d.clientId === registration.clientId && registration.registeredAt <= d.at);
+}
+
+/**
+ * The registrations at `issuer` that records in `entries` hold and another sign-in may reuse,
+ * newest first: not dropped, secret not expired, and not a machine grant's client (client
+ * credentials, JWT bearer: the user's configuration for that server, without redirect URIs or a
+ * stored secret). Shared by every store backend.
+ */
+export function reusableRegistrations(
+  entries: ReadonlyArray<ReadResult & { key: string }>,
+  issuer: string,
+  dropped: readonly DroppedRegistration[],
+): RegistrationMatch[] {
+  const matches: RegistrationMatch[] = [];
+  for (const entry of entries) {
+    if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
+    if (entry.record.grant !== undefined) continue;
+    if (!reusable(entry.record.registration, dropped)) continue;
+    const { record } = entry;
+    matches.push({
+      serverUrl: record.serverUrl,
+      key: entry.key,
+      generation: record.generation,
+      registration: record.registration,
+    });
+  }
+  return matches.sort((a, b) => b.registration.registeredAt.localeCompare(a.registration.registeredAt));
 }
 
 /** The client_ids dropped at `issuer` (unreadable: none; a registration is then merely reused). */

@@ -41,7 +41,7 @@ import type { LockHolder } from '../lock.js';
 import { LoginOutcomeSchema, parseLoginOutcome } from '../login-outcome.js';
 import { recordKey } from '../paths.js';
 import { RegistrationSchema, type ServerRecord, ServerRecordSchema } from '../record.js';
-import { type DroppedRegistration, reusable } from '../registrations.js';
+import { type DroppedRegistration, reusable, reusableRegistrations } from '../registrations.js';
 import { openText, sealText } from '../seal.js';
 import { RedisConnection, type RedisTarget } from './redis-connection.js';
 import { LEASE_SCAN, leaseHolder, RedisLease } from './redis-lease.js';
@@ -299,21 +299,7 @@ export class RedisCredentialStore implements CredentialStore {
   }
 
   async findRegistrationsByIssuer(issuer: string): Promise<RegistrationMatch[]> {
-    const dropped = await this.readDropped(issuer);
-    const matches: RegistrationMatch[] = [];
-    for (const entry of await this.list()) {
-      if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
-      if (entry.record.grant !== undefined) continue; // a machine grant's client is its own
-      if (!reusable(entry.record.registration, dropped)) continue;
-      const { record } = entry;
-      matches.push({
-        serverUrl: record.serverUrl,
-        key: entry.key,
-        generation: record.generation,
-        registration: record.registration,
-      });
-    }
-    return matches.sort((a, b) => b.registration.registeredAt.localeCompare(a.registration.registeredAt));
+    return reusableRegistrations(await this.list(), issuer, await this.readDropped(issuer));
   }
 
   async delete(serverUrl: string): Promise<boolean> {
