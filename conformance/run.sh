@@ -165,9 +165,12 @@ cd "$ROOT" || die "cannot cd to $ROOT"
 rm -rf "$BUILD"
 version=$(node -p 'require("./package.json").version') || die "cannot read the version from package.json"
 log "conformance: bundling conformance/client.ts into $BUILD/client.cjs"
-# AUTHKEEP_BUNDLED_VERSION: a bundle has no package.json above it (src/version.ts).
+# AUTHKEEP_BUNDLED_VERSION: a bundle has no package.json above it (src/version.ts). The keychain
+# binding (a native .node file) and the Redis client stay external, as in scripts/build.ts: they
+# load from node_modules when a store needs them.
 npx --no-install esbuild conformance/client.ts --bundle --platform=node --format=cjs --target=node20 \
     --supported:dynamic-import=false "--define:AUTHKEEP_BUNDLED_VERSION=\"$version\"" \
+    --external:@napi-rs/keyring --external:@redis/client \
     --outfile="$BUILD/client.cjs" --log-level=warning >&2 \
   || die "esbuild could not bundle the conformance client"
 
