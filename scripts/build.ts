@@ -65,9 +65,11 @@ const cli: BuildOptions = {
   define: { AUTHKEEP_BUNDLED_VERSION: JSON.stringify(pkg.version) },
   metafile: true,
   logLevel: 'warning',
-  // The keychain binding loads a native .node file from its platform package at run time: it is a
-  // runtime dependency installed beside authkeep, never bundled.
-  external: ['@napi-rs/keyring'],
+  // The keychain binding loads a native .node file from its platform package at run time, and the
+  // Redis client (more than half the bundle's bytes) serves only the fleet store: both are runtime
+  // dependencies installed beside authkeep, required when used, never bundled into what every
+  // command parses.
+  external: ['@napi-rs/keyring', '@redis/client'],
 };
 
 for (const name of SEPARATE_COMMANDS) {
