@@ -14,6 +14,7 @@ import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/t
 import { acquireLock } from '../../src/store/lock.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
 import { callTool, untilPast } from '../helpers/bed.js';
+import { bundledCli } from '../helpers/cli-bundle.js';
 import { redirectUrlToPaste } from '../helpers/cli-paste-browser.js';
 import {
   BIN,
@@ -222,7 +223,13 @@ test('16 concurrent `authkeep token` processes at an expiry refresh once at the 
     purpose: 'test-barrier',
   });
   const countsBefore = as.audit.counts();
-  const children = Array.from({ length: 16 }, () => spawnCli(cli, ['token', server.url, '--allow-http', '--debug']));
+  // The bundled CLI, as it ships: 16 children compiling the source through tsx would take half a
+  // minute to start on 2 cores, and the first to wait would reach its lock timeout (30 s) before
+  // the last one arrived.
+  const bin = await bundledCli();
+  const children = Array.from({ length: 16 }, () =>
+    spawnCli(cli, ['token', server.url, '--allow-http', '--debug'], { bin }),
+  );
   const results = children.map((child) => collect(child));
   try {
     const t0 = Date.now();
