@@ -285,6 +285,7 @@ export async function tokenRequest(
   let response: Response;
   try {
     response = await send();
+    if (exchange.dpop && response.status !== 200) response = await withBoundedBody(response, request);
     if (exchange.dpop && (await demandsDpopNonce(response, exchange.process))) {
       // RFC 9449 section 8: oauth4webapi kept the DPoP-Nonce it sent; a new proof carries it.
       await response.body?.cancel().catch(() => undefined);
@@ -354,6 +355,20 @@ export async function tokenRequest(
     ...(result.refresh_token !== undefined ? { refreshToken: result.refresh_token } : {}),
     ...(result.scope !== undefined ? { scope: result.scope } : {}),
   };
+}
+
+/**
+ * The same answer with its body read at most MAX_JSON_BYTES (readJsonBody): what oauth4webapi's
+ * processor reads to judge a refusal, which would otherwise read any length an AS sends. A body
+ * that is too large or not JSON becomes an empty one; the status and headers (`DPoP-Nonce`,
+ * `WWW-Authenticate`) stay.
+ */
+async function withBoundedBody(response: Response, request: string): Promise<Response> {
+  const body = await readJsonBody(response, request).catch(() => undefined);
+  const headers = new Headers(response.headers);
+  headers.delete('content-length');
+  headers.delete('content-encoding');
+  return new Response(body?.ok ? JSON.stringify(body.value) : null, { status: response.status, headers });
 }
 
 /**
