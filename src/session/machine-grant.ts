@@ -178,6 +178,48 @@ export async function machineCredential(
   }
 }
 
+/**
+ * A step-up of a machine identity (MCP authorization, Step-Up Authorization Flow: a client acting on
+ * its own behalf MAY step up): the stored grant run again with `scope`, the union of what was
+ * granted and what the server challenged, with the stored registration. No person, no browser;
+ * the AS decides whether the client may have that scope.
+ */
+export async function machineStepUp(
+  server: DiscoveredServer,
+  stored: { registration: Registration; grant: MachineGrant },
+  scope: string | undefined,
+  context: { http: HttpOptions; logger: Logger; secretReader?: SecretReader | undefined },
+): Promise<SignInResult> {
+  const union = unionScopes(scope, stored.grant.scope);
+  const grant: MachineGrant = { ...stored.grant, ...(union ? { scope: union } : {}) };
+  context.logger.emit('info', 'login.machine_step_up', `requesting a token with the ${grant.type} grant again`, {
+    serverUrl: server.serverUrl,
+    issuer: server.authorizationServer.issuer,
+    clientId: stored.registration.clientId,
+    grant: grant.type,
+    ...(grant.scope ? { scope: grant.scope } : {}),
+  });
+  const sentAt = Date.now();
+  const response = await nextMachineToken(
+    {
+      authorizationServer: server.authorizationServer,
+      registration: stored.registration,
+      resource: server.resource,
+      grant,
+    },
+    context.http,
+    sentAt,
+    context.secretReader,
+  );
+  const tokens = stampTokens(response, {
+    registration: stored.registration,
+    sentAt,
+    receivedAt: Date.now(),
+    requestedScope: grant.scope,
+  });
+  return { registration: stored.registration, tokens, grant };
+}
+
 /** What a renewal needs from the record. */
 export interface MachineGrantTarget {
   authorizationServer: AuthorizationServer;

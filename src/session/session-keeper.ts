@@ -29,7 +29,7 @@ import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCo
 import { type DiscoveredServer, discoverServer } from './discover-server.js';
 import { Logger, type LogSink } from './log.js';
 import { signInNeedsHttp, storedHttpChoice } from './loopback-http.js';
-import { type MachineGrantOptions, machineCredential, machineSignIn } from './machine-grant.js';
+import { type MachineGrantOptions, machineCredential, machineSignIn, machineStepUp } from './machine-grant.js';
 import type { RefreshMode } from './refresh-policy.js';
 import type { SecretReader } from './secret-source.js';
 import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
@@ -237,12 +237,17 @@ export class SessionKeeper {
           });
         }
         const machine = options.grant ?? this.options.machineGrants?.[url] ?? this.options.machineGrants?.[issuer];
-        if (machine) {
-          return machineSignIn(server, machine, scope, {
-            http: this.http(),
-            logger: this.logger,
-            secretReader: this.options.secretReader,
-          });
+        const machineContext = { http: this.http(), logger: this.logger, secretReader: this.options.secretReader };
+        if (machine) return machineSignIn(server, machine, scope, machineContext);
+        // A record signed in with a machine grant at this issuer steps up (or signs in again) with
+        // that grant, never with a browser its process may not have.
+        if (current?.grant && current.authorizationServer.issuer === issuer) {
+          return machineStepUp(
+            server,
+            { registration: current.registration, grant: current.grant },
+            scope,
+            machineContext,
+          );
         }
         const staticClient = staticClientFor(this.options.staticClients, url, issuer, current?.registration);
         // Credentials are keyed by issuer: the record's registration when it is one of this
