@@ -731,7 +731,7 @@ export class SessionKeeper {
         return { revoked, deleted: false, revocation, ...(revocationError ? { revocationError } : {}) };
       }
       // A machine grant's client is configuration, never offered to sign-ins: nothing to forget.
-      if (record.grant === undefined) registration = record.registration;
+      if (record.grant === undefined && record.idpSession === undefined) registration = record.registration;
       await tx.delete();
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
       return { revoked, deleted: true, revocation, ...(revocationError ? { revocationError } : {}) };
