@@ -491,7 +491,8 @@ export class TokenManager {
               record.registration,
               {
                 refreshToken,
-                resource: record.resource,
+                // An IdP session (idp-session.ts) was signed in to for no resource server.
+                ...(record.idpSession ? {} : { resource: record.resource }),
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
