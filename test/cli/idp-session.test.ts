@@ -2,7 +2,7 @@
  * SEP-990 with the IdP session through the real `authkeep` command (child processes, the robot
  * browser as `$BROWSER`, --debug): `login URL --idp ISSUER --idp-client-id ID` without
  * `--id-token-*` signs in to the IdP once (one browser visit) and every later login on that IdP
- * uses the stored session; `status` shows the session record; a failing step is named in the
+ * uses the stored session; `status` shows the session record, `doctor` probes the IdP; a failing step is named in the
  * output; no ID token, refresh token or secret in any output.
  */
 import assert from 'node:assert/strict';
@@ -101,6 +101,9 @@ test('login --idp without --id-token-*: one browser visit at the IdP for two ser
     { subject: json[0]?.idpSession?.subject, renewable: json[0]?.idpSession?.renewable },
     { subject: 'robot', renewable: true },
   );
+
+  const doctor = await run('doctor', ['doctor'], 0);
+  assert.match(doctor.stdout, /identity provider http:\/\/127\.0\.0\.1:\d+ answered HTTP \d+/);
 
   // The redemption at the MCP authorization server refused (a wrong secret): the step is named.
   const refused = await run('login with a wrong secret', ['login', second.url, ...flags], 1, {
