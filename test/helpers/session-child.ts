@@ -154,7 +154,7 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
   };
   let outage: Outage | undefined;
   // Connected before READY, as a running agent is: the race starts with every process connected,
-  // not with 24 connections (and the client library's loading) at once on the go.
+  // not with every connection (and the client library's loading) at once on the go.
   if (fleet instanceof RedisCredentialStore) await fleet.redis.send(['PING']);
   await readyForGo();
   const capAt = Date.now() + CAP_MS;
