@@ -29,8 +29,6 @@ import { NaiveFileOAuthProvider } from './naive-provider.js';
 import { deriveSeed, exponentialDelay, mulberry32 } from './random.js';
 import { refreshLog } from './testbed/refresh-sends.js';
 import { createRobotBrowser } from './testbed/robot-browser.js';
-import { naiveV2Pairs } from './variants/naive-v2.js';
-import { stdioProxyPairs } from './variants/stdio-proxy.js';
 
 export type Variant = 'naive' | 'authkeep' | 'naive-v2' | 'authkeep-proxy' | 'mcp-remote';
 
@@ -122,9 +120,10 @@ async function main(): Promise<void> {
       ? await naivePairs(config, openBrowser)
       : config.variant === 'authkeep'
         ? authkeepPairs(config, openBrowser)
-        : config.variant === 'naive-v2'
-          ? await naiveV2Pairs(context)
-          : await stdioProxyPairs(context, config.variant);
+        : // Loaded only by their own sessions (the 2.x SDK is a second SDK to load).
+          config.variant === 'naive-v2'
+          ? await (await import('./variants/naive-v2.js')).naiveV2Pairs(context)
+          : await (await import('./variants/stdio-proxy.js')).stdioProxyPairs(context, config.variant);
 
   let stopping = false;
   let wake: Array<() => void> = [];

@@ -104,6 +104,15 @@ export async function stdioProxyPairs(context: VariantContext, variant: StdioPro
     }
   };
   const tabTimer = setInterval(() => void readTabs(), 200);
+  // Proxies still running when this process exits (the runner stopped it) are ended with it.
+  const running = new Set<number>();
+  process.once('exit', () => {
+    for (const pid of running) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {}
+    }
+  });
 
   const pairs = config.servers.map((server): Pair => {
     const launch = proxyLaunch(variant, server.url, config.storeDir);
@@ -141,6 +150,20 @@ export async function stdioProxyPairs(context: VariantContext, variant: StdioPro
       // The proxy exited (or its pipe broke): the next call relaunches it after the back-off.
       fresh.onclose = () => {
         if (client === fresh) void drop(`the proxy exited: ${lastErrorLine(stderr) ?? 'no message'}`);
+      };
+      const started = transport.start.bind(transport);
+      transport.start = async () => {
+        await started();
+        const pid = transport.pid;
+        if (pid !== null) {
+          running.add(pid);
+          // The Client's own handler (set before start) still runs.
+          const onclose = transport.onclose;
+          transport.onclose = () => {
+            running.delete(pid);
+            onclose?.();
+          };
+        }
       };
       try {
         await fresh.connect(transport, { timeout: CONNECT_TIMEOUT_MS });
