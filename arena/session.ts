@@ -67,6 +67,8 @@ export interface Pair {
   url: string;
   /** Run one call (connecting first when needed); resolves with the outcome. */
   call(): Promise<void>;
+  /** The run is over: end a connect still in flight (a proxy still starting) now. */
+  stop?(): void;
   close(): Promise<void>;
 }
 
@@ -143,6 +145,7 @@ async function main(): Promise<void> {
       if (message.type === 'go') resolve();
       if (message.type === 'stop') {
         stopping = true;
+        for (const pair of pairs) pair.stop?.();
         for (const w of [...wake]) w();
         resolve();
       }

@@ -7,8 +7,8 @@
  *   - `mcp-remote`: the real mcp-remote package (devDependency, pinned), `node <its bin> <url>
  *     --allow-http`, with MCP_REMOTE_CONFIG_DIR = the variant's shared directory (all sessions
  *     share it, as a user's processes share ~/.mcp-auth).
- *   - `authkeep-proxy`: `authkeep proxy <url> --allow-http` (src/cli/main.ts), with AUTHKEEP_HOME
- *     = the variant's shared directory.
+ *   - `authkeep-proxy`: `authkeep proxy <url> --allow-http` (bin/authkeep.cjs: the built CLI when
+ *     dist/ is there, else the source), with AUTHKEEP_HOME = the variant's shared directory.
  *
  * Sign-ins: both open the browser through `$BROWSER` (mcp-remote through the `open` package and
  * its bundled xdg-open, which runs `$BROWSER` when no desktop is found), here a script running the
@@ -20,7 +20,7 @@
  * A proxy that exits (it could not start, or gave up) is what the user's MCP client shows as a
  * failed server: every call to it fails at once with the proxy's last error line until it is
  * launched again, after 2 s, doubled per failed launch up to 60 s (so a server a proxy cannot use
- * does not become a fork loop).
+ * does not become a fork loop). When the run ends, a proxy still starting is closed at once.
  *
  * For: arena/session.ts. Not for: judging (the runner and the audit do that).
  */
@@ -62,11 +62,12 @@ export function proxyLaunch(variant: StdioProxyVariant, url: string, storeDir: s
       env: { MCP_REMOTE_CONFIG_DIR: path.join(storeDir, 'mcp-auth') },
     };
   }
-  const ts = import.meta.url.endsWith('.ts');
-  const main = fileURLToPath(new URL(`../../src/cli/main${ts ? '.ts' : '.js'}`, import.meta.url));
+  // The package's `authkeep` command: the built CLI when dist/ is there (`npm run build`), else
+  // the source through tsx (about 2 s of CPU per start instead of 0.2 s).
+  const bin = fileURLToPath(new URL('../../bin/authkeep.cjs', import.meta.url));
   return {
     command: process.execPath,
-    args: [...(ts ? ['--import', import.meta.resolve('tsx')] : []), main, 'proxy', url, '--allow-http'],
+    args: [bin, 'proxy', url, '--allow-http'],
     env: { AUTHKEEP_HOME: path.join(storeDir, 'authkeep') },
   };
 }
@@ -117,6 +118,9 @@ export async function stdioProxyPairs(context: VariantContext, variant: StdioPro
   const pairs = config.servers.map((server): Pair => {
     const launch = proxyLaunch(variant, server.url, config.storeDir);
     let client: Client | undefined;
+    /** A Client still connecting (its proxy starting, maybe signing in). */
+    let connecting: Client | undefined;
+    let stopped = false;
     let stderr = '';
     let down: { reason: string; until: number } | undefined;
     let relaunchMs = FIRST_RELAUNCH_MS;
@@ -165,11 +169,15 @@ export async function stdioProxyPairs(context: VariantContext, variant: StdioPro
           };
         }
       };
+      if (stopped) throw new Error('the run is over');
+      connecting = fresh;
       try {
         await fresh.connect(transport, { timeout: CONNECT_TIMEOUT_MS });
       } catch (err) {
         await fresh.close().catch(() => {});
         throw new Error(`the proxy did not start: ${lastErrorLine(stderr) ?? errorText(err)}`);
+      } finally {
+        connecting = undefined;
       }
       relaunchMs = FIRST_RELAUNCH_MS;
       down = undefined;
@@ -181,6 +189,7 @@ export async function stdioProxyPairs(context: VariantContext, variant: StdioPro
       try {
         client ??= await connect();
       } catch (err) {
+        if (stopped) return; // ended by the end of the run, not by the proxy
         await drop(errorText(err));
         return fail(errorText(err));
       }
@@ -198,6 +207,10 @@ export async function stdioProxyPairs(context: VariantContext, variant: StdioPro
       serverIndex: server.index,
       url: server.url,
       call,
+      stop: () => {
+        stopped = true;
+        void connecting?.close().catch(() => {});
+      },
       close: async () => {
         const old = client;
         client = undefined;
