@@ -161,15 +161,17 @@ const NOT_APPLICABLE: Readonly<Record<string, Partial<Record<'needsAuth' | 'sign
 
 const kindOf = (serverName: string): string => serverName.replace(/-\d+$/, '');
 
-/** The servers a variant made no successful call to (though it tried), with why. */
+/** The servers a variant made no successful call to, with why. */
 export function unusableServers(m: VariantMetrics): Array<{ server: string; reason: string }> {
   return m.perServer
-    .filter((s) => s.callsOk === 0 && s.callsFailed > 0)
+    .filter((s) => s.callsOk === 0)
     .map((s) => ({
       server: s.name,
       reason:
-        CANNOT_USE[m.variant]?.[kindOf(s.name) as ServerKind['name']] ??
-        'no call succeeded (see the most frequent failed-call errors)',
+        s.callsFailed === 0
+          ? 'no call completed in the run (the client was still starting or signing in when it ended)'
+          : (CANNOT_USE[m.variant]?.[kindOf(s.name) as ServerKind['name']] ??
+            'no call succeeded (see the most frequent failed-call errors)'),
     }));
 }
 
