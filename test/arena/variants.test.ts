@@ -19,14 +19,19 @@
  * expired (never invalid) tokens for each, as in arena.test.ts.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 
 import { timeScale } from '../../arena/clock.js';
 import { computeMetrics, type VariantMetrics } from '../../arena/metrics.js';
-import { renderTable } from '../../arena/report.js';
+import { type ArenaReport, renderHtml, renderTable, variantReport } from '../../arena/report.js';
 import { runVariant, type VariantRun } from '../../arena/runner.js';
 import type { Variant } from '../../arena/session.js';
 import type { HttpAuditEntry } from '../../arena/testbed/audit.js';
+import { chromiumPage, distinctColours } from '../helpers/chromium.js';
 
 const runs = new Map<Variant, Promise<{ run: VariantRun; m: VariantMetrics }>>();
 for (const variant of ['authkeep-proxy', 'mcp-remote', 'naive-v2'] as const) {
@@ -121,4 +126,53 @@ test('naive-v2: the 2.x SDK made the calls and signed in, as the audit shows', {
   assert.ok(registrations(run) > 0, 'the 2.x SDK registered a client (DCR)');
   for (const s of signInsInAudit(run)) assert.ok(s.codes > 0, `an authorization code for ${s.server} was redeemed`);
   assert.ok(m.needsAuthWithoutReason > 0, "the SDK's UnauthorizedError (no reason) sent the user to the browser");
+});
+
+test('the HTML report of these runs, in headless Chromium: a column per variant, a timeline per server, why a variant could not use a server', {
+  timeout: 300_000,
+}, async (t) => {
+  const results = await Promise.all([...runs.values()]);
+  const report: ArenaReport = {
+    generatedAt: new Date().toISOString(),
+    options: {
+      days: 0.1,
+      sessions: 2,
+      servers: 2,
+      variants: [...runs.keys()],
+      seed: 5,
+      secondsPerHour: 1,
+      meanCallIntervalMs: 600,
+    },
+    wallSeconds: Math.max(...results.map((r) => r.run.wallMs)) / 1000,
+    skipped: [],
+    variants: results.map((r) => variantReport(r.run, r.m)),
+  };
+  const dir = await mkdtemp(path.join(tmpdir(), 'arena-report-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'report.html');
+  await writeFile(file, renderHtml(report));
+
+  const page = await chromiumPage(t);
+  await page.goto(pathToFileURL(file).href);
+  const heads = await page.locator('table.main thead th').allInnerTexts();
+  assert.deepEqual(heads.slice(1), [...runs.keys()], 'one column per variant, in order');
+  for (const variant of runs.keys()) {
+    const box = await page.locator('table.main thead th', { hasText: variant }).boundingBox();
+    assert.ok(box && box.width > 0 && box.height > 0, `the ${variant} column is laid out`);
+    assert.ok(
+      box.x + box.width <= (await page.evaluate(() => document.documentElement.scrollWidth)),
+      'inside the page',
+    );
+  }
+  const timelines = page.locator('section.server svg');
+  assert.equal(await timelines.count(), 2, 'a timeline per server');
+  for (let i = 0; i < 2; i++) {
+    const box = await timelines.nth(i).boundingBox();
+    assert.ok(box && box.width > 300 && box.height > 40, `timeline ${i} has a size (${JSON.stringify(box)})`);
+    assert.ok(distinctColours(await timelines.nth(i).screenshot()) > 4, `timeline ${i} draws marks, not a blank box`);
+  }
+  const whole = await page.screenshot({ fullPage: true });
+  const colours = distinctColours(whole);
+  t.diagnostic(`full-page screenshot: ${whole.length} bytes, ${colours} distinct colours sampled`);
+  assert.ok(colours > 20, `a styled page with tables and timelines, not a blank one (${colours} colours)`);
 });
