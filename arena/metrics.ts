@@ -10,7 +10,8 @@
  *   - refresh calls per access-token expiry, per server: refresh_token grants the AS received for
  *     the server's resource, divided by the number of access-token lifetimes that elapsed, both
  *     over one window: from the server's first token (the AS's first successful token response
- *     for it, or its first successful call if earlier) to the stop. (Counting the refreshes from
+ *     for it, or its first successful call if earlier; not before the sessions started) to the
+ *     stop. (Counting the refreshes from
  *     the sign-in but the lifetimes only from the first successful call, as this did before,
  *     inflated a client that keeps tokens fresh from the sign-in on: 1.07-1.31 on short DPoP runs,
  *     where the nonce round trips put seconds between a server's sign-in and its first call.) A client that
@@ -218,7 +219,9 @@ function serverMetrics(
   if (okTimes.length) {
     const first = Math.min(...okTimes);
     const firstToken = tokenEntries.find((e) => e.status === 200)?.time ?? first;
-    windowStart = Math.min(first, firstToken);
+    // Not before the sessions started: lifetimes that ended while no session ran (a scenario
+    // that signs in before the run) are no client's to renew.
+    windowStart = Math.max(run.startedAt, Math.min(first, firstToken));
     expiries = Math.floor((run.stoppedAt - windowStart) / ttlMs);
     let coveredUntil = first + ttlMs;
     for (const t of calls
