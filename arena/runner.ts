@@ -109,9 +109,12 @@ function sessionExecArgv(): string[] {
 
 export async function runVariant(options: VariantRunOptions): Promise<VariantRun> {
   const wallStart = Date.now();
-  const totalMs = daysToMs(options.days, options.scale);
   const world = options.world;
-  const bed = await startArenaBed(options.servers, options.scale, world?.bed);
+  const scale = world?.accessTokenTtlSeconds
+    ? { ...options.scale, accessTokenTtlSeconds: world.accessTokenTtlSeconds }
+    : options.scale;
+  const totalMs = daysToMs(options.days, scale);
+  const bed = await startArenaBed(options.servers, scale, world?.bed);
   const storeDir = await mkdtemp(path.join(tmpdir(), `arena-${options.variant}-`));
   let prepared: PreparedWorld | undefined;
   const events: TimedSessionEvent[] = [];
@@ -135,7 +138,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
       phase,
       elapsedMs: startedAt ? Math.min(totalMs, Date.now() - startedAt) : 0,
       totalMs,
-      dayMs: options.scale.dayMs,
+      dayMs: scale.dayMs,
       callsOk,
       callsFailed,
       tabs,
@@ -144,7 +147,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
 
   try {
     if (options.logDir) await mkdir(options.logDir, { recursive: true });
-    prepared = await world?.prepare?.({ bed, storeDir, sessions: options.sessions, scale: options.scale });
+    prepared = await world?.prepare?.({ bed, storeDir, sessions: options.sessions, scale });
     const machineGrants = world?.machineGrants?.(bed);
     const ready: Array<Promise<void>> = [];
     const exited: Array<Promise<void>> = [];
@@ -251,7 +254,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
       ...(prepared?.notes.length ? { worldNotes: prepared.notes } : {}),
       days: options.days,
       sessions: options.sessions,
-      scale: options.scale,
+      scale,
       servers: bed.servers,
       startedAt,
       stoppedAt,

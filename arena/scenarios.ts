@@ -11,6 +11,9 @@
  *     no browser) sharing one home: authkeep (one token request per server per expiry,
  *     machine-wide) against the SDK's ClientCredentialsProvider (each process its own token).
  *   - `dpop`: every server is the `dpop` kind (RFC 9449, nonces at the AS and the server).
+ *   - `short-ttl`: access tokens live 45 real seconds, whatever the time compression: under the
+ *     fixed 60 s margin mcp-remote keeps before expiry (a client with such a margin sees every
+ *     token as due). Everything else stays compressed.
  *   - `scale`: 64 sessions x 8 servers.
  *
  * For: arena/main.ts, report.ts and the scenario tests. Not for: running or judging (runner.ts,
@@ -30,7 +33,7 @@ import { makeStoreKey, startRedis } from './testbed/redis-server.js';
 import { createRobotBrowser } from './testbed/robot-browser.js';
 import type { PreparedWorld, VariantWorld, WorldContext } from './world.js';
 
-export const SCENARIO_NAMES = ['default', 'fleet', 'ci-workers', 'dpop', 'scale'] as const;
+export const SCENARIO_NAMES = ['default', 'fleet', 'ci-workers', 'dpop', 'short-ttl', 'scale'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 /** A row the scenario adds to the report's table. */
@@ -230,6 +233,9 @@ function ciWorld(variant: string): VariantWorld {
 
 // ---------------------------------------------------------------------------------------------
 
+/** short-ttl: real seconds an access token lives (mcp-remote refreshes within 60 s of expiry). */
+export const SHORT_TTL_SECONDS = 45;
+
 export const SCENARIOS: Record<ScenarioName, Scenario> = {
   default: {
     name: 'default',
@@ -269,6 +275,14 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
         value: (m) => String(m.perServer.reduce((n, s) => n + s.dpopNonceChallenges, 0)),
       },
     ],
+  },
+  'short-ttl': {
+    name: 'short-ttl',
+    title: `short-ttl: access tokens live ${SHORT_TTL_SECONDS} real seconds`,
+    description: `Today's world, but the authorization servers issue access tokens that live ${SHORT_TTL_SECONDS} real seconds (refresh tokens and grants stay compressed): under the fixed 60 s margin mcp-remote keeps before expiry, so a client with such a margin finds every token due. Run it long enough for several lifetimes (--days 10 at the default compression is 240 s, 5 lifetimes). Refreshes per expiry are per ${SHORT_TTL_SECONDS} s lifetime.`,
+    defaults: {},
+    plainWorld: (variant) => ({ column: variant, accessTokenTtlSeconds: SHORT_TTL_SECONDS }),
+    rows: [],
   },
   scale: {
     name: 'scale',

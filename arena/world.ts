@@ -38,6 +38,8 @@ export interface VariantWorld {
   /** The column's name in the report (e.g. `authkeep-fleet`). */
   column: string;
   bed?: BedOptions;
+  /** Access tokens live this many real seconds instead of one simulated hour (scenario short-ttl). */
+  accessTokenTtlSeconds?: number;
   /** Per server URL: the machine grant the authkeep sessions sign in with (no browser). */
   machineGrants?: (bed: ArenaBed) => Record<string, MachineGrantOptions>;
   /** The naive sessions' client credentials (the SDK's ClientCredentialsProvider, one token per process). */
