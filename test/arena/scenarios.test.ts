@@ -22,8 +22,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { timeScale } from '../../arena/clock.js';
+import { parseCli } from '../../arena/main.js';
 import { computeMetrics, type VariantMetrics } from '../../arena/metrics.js';
-import { renderTable } from '../../arena/report.js';
+import { type ArenaReport, renderHtml, renderTable, variantReport } from '../../arena/report.js';
 import { runVariant, type VariantRun } from '../../arena/runner.js';
 import { columnRun, FLEET_HOSTS, SCENARIOS, type ScenarioName } from '../../arena/scenarios.js';
 import { type RefreshSend, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
@@ -88,6 +89,64 @@ function assertOneRenewalPerExpiry(t: { diagnostic(message: string): void }, run
     );
   }
 }
+
+test("--scenario: the default is today's world; a scenario brings its columns and defaults; the report names it", () => {
+  const plain = parseCli([]);
+  const fleet = parseCli(['--scenario', 'fleet']);
+  assert.ok(plain !== 'help' && fleet !== 'help');
+  assert.equal(plain.scenario, 'default');
+  assert.deepEqual(plain.variants, ['naive', 'authkeep']);
+  assert.equal(columnRun(SCENARIOS.default, 'authkeep').world, undefined, 'default: no world, the arena unchanged');
+  assert.deepEqual(fleet.variants, ['authkeep-files', 'authkeep-fleet']);
+  assert.equal(fleet.sessions, 6);
+  assert.deepEqual(parseCli(['--scenario', 'fleet', '--sessions', '9']), { ...fleet, sessions: 9 });
+  assert.throws(() => parseCli(['--scenario', 'chaos']), /unknown scenario/);
+  assert.throws(() => parseCli(['--scenario', 'fleet', '--variants', 'naive']), /unknown variant/);
+  const ci = columnRun(SCENARIOS['ci-workers'], 'naive').world;
+  assert.equal(ci?.clientCredentials?.clientId, 'arena-ci', 'naive ci workers: the SDK client credentials provider');
+  assert.equal(columnRun(SCENARIOS['short-ttl'], 'authkeep').world?.accessTokenTtlSeconds, 45);
+
+  const run: VariantRun = {
+    variant: 'authkeep',
+    column: 'authkeep-fleet',
+    days: 0,
+    sessions: 0,
+    scale,
+    servers: [],
+    startedAt: 0,
+    stoppedAt: 0,
+    events: [],
+    audits: [],
+    mcpCounts: [],
+    findings: { malformed: [], crossClient: [], refreshReuses: [], codeReuses: [], revokedGrants: [] },
+    sessionErrors: [],
+    wallMs: 0,
+  };
+  const report: ArenaReport = {
+    generatedAt: 'now',
+    options: { days: 0, sessions: 0, servers: 0, variants: [], seed: 1, secondsPerHour: 1, meanCallIntervalMs: 1 },
+    scenario: {
+      name: 'fleet',
+      title: SCENARIOS.fleet.title,
+      description: SCENARIOS.fleet.description,
+      notes: ['signed in once on host 0'],
+    },
+    wallSeconds: 0,
+    skipped: [],
+    variants: [variantReport(run, computeMetrics(run))],
+  };
+  const html = renderHtml(report);
+  assert.ok(html.includes('<h2 id="scenario">Scenario: fleet'), 'a section names the scenario');
+  assert.ok(html.includes('signed in once on host 0'), 'and what was prepared');
+  assert.ok(html.includes('<th>authkeep-fleet</th>'), 'the column is named by the scenario');
+  assert.ok(html.includes('sign-ins at the IdP'), "the scenario's rows");
+  assert.ok(
+    renderTable(
+      report.variants.map((v) => v.metrics),
+      SCENARIOS.fleet.rows,
+    ).includes('sign-ins at the IdP'),
+  );
+});
 
 test('fleet: 3 hosts on the fleet store, one identity signed in once: no reuse, no revocation, one refresh per expiry fleet-wide', {
   timeout: 300_000,
