@@ -12,6 +12,9 @@
  *   - `authkeep`: the same sessions with `fetch: keeper.fetch(url)` as the transport's fetch; on a
  *     NeedsAuthError the simulated user runs `keeper.login(url)` through the robot browser.
  * Either way, a call that fails because the server needs a sign-in is retried once after it.
+ * Scenarios (arena/scenarios.ts) may give a session its own home and environment (a fleet host),
+ * machine grants for authkeep (no browser), or client credentials for naive (the SDK's
+ * ClientCredentialsProvider in place of the file provider).
  *
  * Protocol with the runner (IPC): child -> `ready`, then events (see SessionEvent), then `done`;
  * runner -> `go` (start now), `stop` (finish in-flight calls and exit).
