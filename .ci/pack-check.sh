@@ -83,6 +83,24 @@ const keyring = require('@napi-rs/keyring');
 if (typeof keyring.AsyncEntry !== 'function') throw new Error('@napi-rs/keyring has no AsyncEntry');
 ") || fail "require('@napi-rs/keyring') from the install (no prebuilt binary for $(node -p 'process.platform + \"-\" + process.arch')?)"
 
+step "the fleet store's Redis client loads from the install (not bundled: required when AUTHKEEP_STORE is redis://)"
+closed_port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+fleet=$(AUTHKEEP_STORE="redis://127.0.0.1:$closed_port" AUTHKEEP_STORE_KEY="$(node -p "require('crypto').randomBytes(32).toString('base64')")" \
+  "$bin" status 2>&1) && fail "authkeep status with an unreachable fleet store exited 0"
+case "$fleet" in
+*store_unreachable*) ;;
+*) fail "authkeep status with an unreachable fleet store printed: $fleet" ;;
+esac
+
+step "the compiled-code cache: a second run reuses it, in a directory only this user can write"
+export XDG_CACHE_HOME="$work/cache"
+"$bin" --version >/dev/null && printed=$("$bin" --version) || fail "authkeep --version with the code cache exited $?"
+[ "$printed" = "$version" ] || fail "authkeep --version with the code cache printed '$printed'"
+if node -e "process.exit(typeof require('node:module').enableCompileCache === 'function' ? 1 : 0)"; then
+  ls "$XDG_CACHE_HOME/authkeep/compiled/"*.v8 >/dev/null 2>&1 || fail "no code cache in $XDG_CACHE_HOME/authkeep/compiled"
+  [ "$(stat -c %a "$XDG_CACHE_HOME/authkeep/compiled")" = 700 ] || fail "the code cache directory is not 0700"
+fi
+
 sdk_v2=$(node -p "require('$root/package.json').devDependencies['@modelcontextprotocol/client']")
 step "import('authkeep/sdk-v2') with @modelcontextprotocol/client $sdk_v2 installed beside it"
 npm install --prefix "$prefix" --no-save --no-audit --no-fund "@modelcontextprotocol/client@$sdk_v2" >"$work/install-v2.log" 2>&1 ||

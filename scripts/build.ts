@@ -14,10 +14,11 @@
  * SDK (proxy) and the config editors (setup) kept out of the file every command parses.
  * `npm run bench` measures the result against `node -e 0`.
  *
- * A command bundled on its own carries its own copy of the modules it shares with authkeep.cjs
- * (errors, the CLI helpers): what it throws is reported by its own copy of `action()`, so no class
- * is compared across the two. Only commander's Command, the CliDeps writers and the exit slot pass
- * between them, which is why such a command must not use `deps.createKeeper` (checked below).
+ * The bundles are defined in scripts/cli-bundle.ts. A command bundled on its own carries its own
+ * copy of the modules it shares with authkeep.cjs (errors, the CLI helpers): what it throws is
+ * reported by its own copy of `action()`, so no class is compared across the two. Only commander's
+ * Command, the CliDeps writers and the exit slot pass between them, which is why such a command
+ * must not use `deps.createKeeper` (checked there).
  *
  *   node --import tsx scripts/build.ts
  */
@@ -25,71 +26,17 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BuildOptions, build, type Plugin } from 'esbuild';
+import { bundleCli, ROOT } from './cli-bundle.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
-
-/** Commands bundled on their own, as dist/cli/<name>.cjs. */
-const SEPARATE_COMMANDS = ['proxy', 'setup'];
-
-function fail(message: string): never {
-  console.error(`build: ${message}`);
-  process.exit(1);
-}
-
-/** program.ts's `import('./commands/<name>.js')` of a separate command loads its bundle at run time. */
-const separateCommands: Plugin = {
-  name: 'separate-commands',
-  setup(b) {
-    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (args) => {
-      const name = path.basename(args.path, '.js');
-      if (!SEPARATE_COMMANDS.includes(name) || args.importer !== path.join(ROOT, 'src/cli/program.ts'))
-        return undefined;
-      return { path: `./${name}.cjs`, external: true };
-    });
-  },
-};
-
-const cli: BuildOptions = {
-  absWorkingDir: ROOT,
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  minify: true,
-  // Dynamic imports become require() calls: the ES module loader is never started.
-  supported: { 'dynamic-import': false },
-  // The bundle has no package.json at a known place above it (see src/version.ts).
-  define: { AUTHKEEP_BUNDLED_VERSION: JSON.stringify(pkg.version) },
-  metafile: true,
-  logLevel: 'warning',
-  // The keychain binding loads a native .node file from its platform package at run time: it is a
-  // runtime dependency installed beside authkeep, never bundled.
-  external: ['@napi-rs/keyring'],
-};
-
-for (const name of SEPARATE_COMMANDS) {
-  if (readFileSync(path.join(ROOT, `src/cli/commands/${name}.ts`), 'utf8').includes('createKeeper')) {
-    fail(`src/cli/commands/${name}.ts uses deps.createKeeper: it cannot be bundled apart from authkeep.cjs`);
-  }
-}
 
 rmSync(path.join(ROOT, 'dist'), { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 execFileSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
-
-const main = await build({
-  ...cli,
-  entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/cli/authkeep.cjs',
-  plugins: [separateCommands],
-});
-const leaked = Object.keys(main.metafile?.inputs ?? {}).filter((input) => input.includes('@modelcontextprotocol/sdk'));
-if (leaked.length > 0)
-  fail(`the MCP SDK leaked into dist/cli/authkeep.cjs (${leaked[0]}, ...): import it only from proxy`);
-for (const name of SEPARATE_COMMANDS) {
-  await build({ ...cli, entryPoints: [`src/cli/commands/${name}.ts`], outfile: `dist/cli/${name}.cjs` });
+try {
+  await bundleCli(path.join(ROOT, 'dist/cli'));
+} catch (err) {
+  console.error(`build: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
 }
 console.log(`built authkeep ${pkg.version}: dist/index.js (library), dist/cli/authkeep.cjs (CLI)`);

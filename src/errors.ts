@@ -76,6 +76,27 @@ export const NEEDS_AUTH_REASONS = [
 ] as const;
 export type NeedsAuthReason = (typeof NEEDS_AUTH_REASONS)[number];
 
+/**
+ * Which step of enterprise-managed authorization (MCP SEP-990) failed, when one did: signing in to
+ * the enterprise IdP or keeping its session (`idp_sign_in`: the OpenID Connect sign-in or the
+ * refresh of its ID token), exchanging the ID token there for an ID-JAG (`token_exchange`, RFC
+ * 8693), or redeeming the ID-JAG at the MCP authorization server (`jwt_bearer`, RFC 7523).
+ * Stable: errors and needs-auth markers carry it as `step`.
+ */
+export const ENTERPRISE_STEPS = ['idp_sign_in', 'token_exchange', 'jwt_bearer'] as const;
+export type EnterpriseStep = (typeof ENTERPRISE_STEPS)[number];
+
+const STEP_TEXT: Record<EnterpriseStep, string> = {
+  idp_sign_in: 'the sign-in to the identity provider (OpenID Connect)',
+  token_exchange: 'the token exchange at the identity provider (RFC 8693)',
+  jwt_bearer: 'the redemption of the ID-JAG at the authorization server (RFC 7523)',
+};
+
+/** A SEP-990 step in words, for messages and status. */
+export function enterpriseStepText(step: EnterpriseStep): string {
+  return STEP_TEXT[step];
+}
+
 /** Every `code` an AuthkeepError carries: one of its own codes, or a needs-auth reason. */
 export type ErrorCode = AuthkeepErrorCode | NeedsAuthReason;
 export const ERROR_CODES: readonly ErrorCode[] = [...AUTHKEEP_ERROR_CODES, ...NEEDS_AUTH_REASONS];
@@ -90,6 +111,8 @@ export interface AuthkeepErrorOptions {
   /** Non-secret evidence (expected vs actual values that are not secrets, an HTTP status). */
   detail?: Record<string, string | number | boolean | undefined>;
   cause?: unknown;
+  /** The SEP-990 step that failed (ENTERPRISE_STEPS), for a failure of enterprise-managed authorization. */
+  step?: EnterpriseStep | undefined;
 }
 
 /**
@@ -115,6 +138,8 @@ export class AuthkeepError extends Error {
   readonly code: ErrorCode;
   readonly field: string | undefined;
   readonly detail: Record<string, string | number | boolean | undefined> | undefined;
+  /** Which SEP-990 step failed (ENTERPRISE_STEPS), when this is a failure of enterprise-managed authorization. */
+  readonly step: EnterpriseStep | undefined;
 
   constructor(code: ErrorCode, message: string, options: AuthkeepErrorOptions = {}) {
     super(displayText(message, MESSAGE_MAX), options.cause === undefined ? undefined : { cause: options.cause });
@@ -122,7 +147,26 @@ export class AuthkeepError extends Error {
     this.code = code;
     this.field = options.field;
     this.detail = options.detail && displayDetail(options.detail);
+    this.step = options.step;
   }
+}
+
+/**
+ * `err` said as a failure of SEP-990 step `step`: an AuthkeepError without a step gets one (a
+ * copy of the same class where it has a `withStep`, else an AuthkeepError with the same code,
+ * message, field and detail); anything else, or an error that already names its step, passes
+ * through.
+ */
+export function atStep(err: unknown, step: EnterpriseStep): unknown {
+  if (!(err instanceof AuthkeepError) || err.step !== undefined) return err;
+  const own = (err as AuthkeepError & { withStep?: (step: EnterpriseStep) => AuthkeepError }).withStep;
+  if (typeof own === 'function') return own.call(err, step);
+  return new AuthkeepError(err.code, err.message, {
+    ...(err.field !== undefined ? { field: err.field } : {}),
+    ...(err.detail ? { detail: err.detail } : {}),
+    cause: err.cause ?? err,
+    step,
+  });
 }
 
 function displayDetail(
@@ -147,6 +191,8 @@ export interface NeedsAuthInfo {
   serverUrl: string;
   /** The authorization server concerned (its issuer), when known. */
   issuer?: string | undefined;
+  /** Enterprise-managed authorization: which step failed (ENTERPRISE_STEPS). */
+  step?: EnterpriseStep | undefined;
 }
 
 const HINTS: Record<NeedsAuthReason, string> = {
@@ -191,15 +237,24 @@ export class NeedsAuthError extends AuthkeepError {
     const as = info.error ? ` (${info.error}${info.errorDescription ? `: ${info.errorDescription}` : ''})` : '';
     super(
       info.reason,
-      `needs-auth for ${info.serverUrl}: ${HINTS[info.reason]}${as}; run \`authkeep login ${info.serverUrl}\``,
+      `needs-auth for ${info.serverUrl}: ${HINTS[info.reason]}${as}${info.step ? `; failed at ${STEP_TEXT[info.step]}` : ''}; run \`authkeep login ${info.serverUrl}\``,
       {
         cause: options.cause,
         ...(options.field ? { field: options.field } : {}),
+        ...(info.step ? { step: info.step } : {}),
       },
     );
     this.name = 'NeedsAuthError';
     this.reason = info.reason;
     this.info = info;
+  }
+
+  /** The same needs-auth, naming the SEP-990 step that failed. */
+  withStep(step: EnterpriseStep): NeedsAuthError {
+    return new NeedsAuthError(
+      { ...this.info, step },
+      { cause: this.cause, ...(this.field ? { field: this.field } : {}) },
+    );
   }
 }
 

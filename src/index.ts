@@ -3,10 +3,11 @@
  * and many servers inside one process, sign in and refresh at the same time.
  */
 export { AuthKeeper } from './auth-keeper.js';
-export type { AuthkeepErrorCode, ErrorCode, NeedsAuthInfo, NeedsAuthReason } from './errors.js';
+export type { AuthkeepErrorCode, EnterpriseStep, ErrorCode, NeedsAuthInfo, NeedsAuthReason } from './errors.js';
 export {
   AUTHKEEP_ERROR_CODES,
   AuthkeepError,
+  ENTERPRISE_STEPS,
   isAuthkeepError,
   NEEDS_AUTH_REASONS,
   NeedsAuthError,
@@ -17,6 +18,7 @@ export { runProxy } from './mcp/proxy.js';
 export { type ProxyOptions, parseHeaderArgs } from './mcp/proxy-options.js';
 export type { MachineGrant, MachineGrantType, SecretSource } from './oauth/grants.js';
 export { type Challenge, parseWwwAuthenticate } from './oauth/www-authenticate.js';
+export type { IdpClient } from './session/idp-session.js';
 export type { LogEvent, LogLevel, LogSink } from './session/log.js';
 export type { MachineGrantOptions } from './session/machine-grant.js';
 export type { AuthKeeperOptions, LoginOptions, LogoutResult } from './session/session-keeper.js';

@@ -16,7 +16,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { jwtVerify, SignJWT } from 'jose';
+import { createLocalJWKSet, type JWK, jwtVerify, SignJWT } from 'jose';
 import Provider, { type ClientMetadata, type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { handler as clientCredentialsHandler } from 'oidc-provider/lib/actions/grants/client_credentials.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
@@ -110,11 +110,16 @@ export interface AuthorizationServerOptions {
   jwtBearer?: { publicKey: CryptoKey | KeyObject; audience?: string };
   /**
    * Act as an enterprise IdP for SEP-990: register the RFC 8693 token exchange grant, which takes
-   * an ID token (`subject_token`, verified with `subjectTokenKey`, `aud` the requesting client)
-   * and answers an ID-JAG signed with `signingKey` (ES256, typ `oauth-id-jag+jwt`, `aud` the
-   * requested `audience`, the `resource`, `client_id` = `clientIdAtAudience` or the requester's).
+   * an ID token (`subject_token`, verified with `subjectTokenKey`, or without it with this
+   * provider's own signing keys, so the ID tokens it issued at an OpenID Connect sign-in are the
+   * ones taken; `aud` the requesting client) and answers an ID-JAG signed with `signingKey`
+   * (ES256, typ `oauth-id-jag+jwt`, `aud` the requested `audience`, the `resource`, `client_id` =
+   * `clientIdAtAudience` or the requester's). `allowResource`: the IdP's policy, which MCP servers
+   * the user may reach (others: invalid_target, RFC 8693 section 2.2.2). Default: all.
    */
-  tokenExchange?: { subjectTokenKey: CryptoKey | KeyObject; signingKey: KeyObject; clientIdAtAudience?: string };
+  tokenExchange?: TokenExchangeOptions;
+  /** ID token TTL in whole seconds (default: the access token TTL). */
+  idTokenTtlSeconds?: number;
   /**
    * DPoP (RFC 9449, oidc-provider's `features.dPoP`): the metadata lists
    * `dpop_signing_alg_values_supported`, a token request with a proof gets tokens bound to its key
@@ -125,6 +130,13 @@ export interface AuthorizationServerOptions {
    * would refuse tokens bound to a key.
    */
   dpop?: { requireNonce?: boolean };
+}
+
+export interface TokenExchangeOptions {
+  subjectTokenKey?: CryptoKey | KeyObject;
+  signingKey: KeyObject;
+  clientIdAtAudience?: string;
+  allowResource?: (resource: string) => boolean;
 }
 
 export interface RunningAuthorizationServer {
@@ -204,10 +216,11 @@ export function createAuthorizationServer(
     ...options.routes,
   };
 
+  const keys = signingKeys();
   const configuration: Configuration = {
     adapter: createMemoryAdapter(),
     clients: [...(options.staticClients ?? []), ...(options.cimdClients ?? [])].map(withClientDefaults),
-    jwks: { keys: signingKeys() },
+    jwks: { keys },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     ...(options.strictRegistrationScopes ? {} : { scopes: options.scopes ?? DEFAULT_SCOPES }),
     routes,
@@ -259,7 +272,7 @@ export function createAuthorizationServer(
       ClientCredentials: () => accessTtl,
       DeviceCode: () => 600,
       BackchannelAuthenticationRequest: () => 600,
-      IdToken: () => accessTtl,
+      IdToken: () => options.idTokenTtlSeconds ?? accessTtl,
       RefreshToken: () => refreshTtl,
       Grant: () => grantTtl,
       Interaction: () => 3600,
@@ -286,7 +299,7 @@ export function createAuthorizationServer(
   // No reverse proxy in front: trust nothing forwarded.
   provider.proxy = false;
   if (options.jwtBearer) registerJwtBearerGrant(provider, issuer, options.jwtBearer);
-  if (options.tokenExchange) registerTokenExchangeGrant(provider, issuer, options.tokenExchange);
+  if (options.tokenExchange) registerTokenExchangeGrant(provider, issuer, options.tokenExchange, publicJwks(keys));
 
   /** HTTP entries of requests in flight, by request object (events attach to them). */
   const inFlight = new WeakMap<IncomingMessage, HttpAuditEntry>();
@@ -411,6 +424,11 @@ function signingKeys(): Array<Record<string, unknown>> {
   ];
 }
 
+/** The public halves of `keys` (private members dropped), for verifying what the provider signed. */
+function publicJwks(keys: Array<Record<string, unknown>>): JWK[] {
+  return keys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...rest }) => rest as JWK);
+}
+
 function withClientDefaults(client: ClientMetadata): ClientMetadata {
   return {
     grant_types: ['authorization_code', 'refresh_token'],
@@ -456,8 +474,10 @@ export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exch
 function registerTokenExchangeGrant(
   provider: Provider,
   issuer: string,
-  options: { subjectTokenKey: CryptoKey | KeyObject; signingKey: KeyObject; clientIdAtAudience?: string },
+  options: TokenExchangeOptions,
+  ownKeys: JWK[],
 ): void {
+  const ownKeySet = createLocalJWKSet({ keys: ownKeys });
   const handle = async (ctx: KoaContextWithOIDC): Promise<void> => {
     const params = ctx.oidc.params as Record<string, unknown>;
     const client = ctx.oidc.client;
@@ -471,12 +491,16 @@ function registerTokenExchangeGrant(
     if (typeof params.audience !== 'string' || typeof params.resource !== 'string') {
       throw new errors.InvalidRequest('audience and resource are required');
     }
+    if (options.allowResource && !options.allowResource(params.resource)) {
+      throw new errors.InvalidTarget('the user may not use this resource');
+    }
     let sub: string | undefined;
     try {
-      const verified = await jwtVerify(String(params.subject_token), options.subjectTokenKey, {
-        issuer,
-        audience: client.clientId,
-      });
+      const subjectToken = String(params.subject_token);
+      const expected = { issuer, audience: client.clientId };
+      const verified = options.subjectTokenKey
+        ? await jwtVerify(subjectToken, options.subjectTokenKey, expected)
+        : await jwtVerify(subjectToken, ownKeySet, expected);
       sub = verified.payload.sub;
     } catch (err) {
       throw new errors.InvalidGrant(`subject_token refused: ${(err as Error).name}`);

@@ -1,7 +1,7 @@
 /**
  * redis-server: a real redis-server (the Debian package) for the fleet store's tests, on a free
- * 127.0.0.1 port, with no persistence, started by the test and killed after it. Ready when it
- * prints "Ready to accept connections" (an event, not a delay).
+ * 127.0.0.1 port, with no persistence unless given `persistenceArgs(dir)`, started by the test and
+ * killed after it. Ready when it prints "Ready to accept connections" (an event, not a delay).
  *
  * For: the fleet store's tests and the arena's fleet scenario. Not for: production code.
  */
@@ -13,6 +13,8 @@ export interface RedisServer {
   port: number;
   url: string;
   proc: ChildProcess;
+  /** What it printed so far (its log: startup, warnings, persistence), for failure messages. */
+  output(): string;
   /** Stop it (SIGKILL) and wait for the exit. */
   stop(): Promise<void>;
 }
@@ -47,11 +49,21 @@ export async function startRedis(options: { port?: number; args?: string[] } = {
     port,
     url: `redis://127.0.0.1:${port}/0`,
     proc,
+    output: () => out,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;
     },
   };
+}
+
+/**
+ * Arguments for a redis-server that keeps its data across a crash (SIGKILL) and a start on the
+ * same port: an append-only file in `dir`, fsynced before each write is answered, so every write
+ * a client was told about is there after the restart.
+ */
+export function persistenceArgs(dir: string): string[] {
+  return ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir];
 }
 
 /** A fresh base64 sealing key, as `openssl rand -base64 32` makes. */

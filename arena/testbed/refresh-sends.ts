@@ -13,7 +13,6 @@
  */
 import { readFileSync } from 'node:fs';
 import type { LogEvent, LogSink } from '../../src/session/log.js';
-import type { CredentialStore } from '../../src/store/credential-store.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
 
 export interface RefreshSend {
@@ -50,39 +49,6 @@ export function refreshLog(home: string, report: (send: RefreshSend) => void, ne
     }
     next?.(event);
   };
-}
-
-/**
- * refreshLog for a store that is not files under the home (the fleet store): the record the
- * refresh wrote is read from `store` (asynchronously: await `settled()` before using the sends).
- * A read that finds another generation than the one written reports `mismatch`, so a test fails
- * rather than counting another process's refresh as this one's.
- */
-export function storeRefreshLog(
-  store: Pick<CredentialStore, 'read'>,
-  report: (send: RefreshSend) => void,
-  mismatch: (message: string) => void,
-  next?: LogSink,
-): { sink: LogSink; settled(): Promise<void> } {
-  const pending = new Set<Promise<void>>();
-  const sink = (event: LogEvent): void => {
-    if (event.event === 'refresh.ok' && event.serverUrl !== undefined) {
-      const { serverUrl } = event;
-      const generation = (event as { generation?: number }).generation;
-      const read = store.read(serverUrl).then(
-        (result) => {
-          if (result.kind !== 'ok' || result.record.generation !== generation || !result.record.tokens)
-            mismatch(`refresh.ok of ${serverUrl} generation ${generation}: the store holds another`);
-          else report({ resource: result.record.resource, at: result.record.tokens.obtainedAt });
-        },
-        (err: unknown) => mismatch(`refresh.ok of ${serverUrl}: ${(err as Error).message}`),
-      );
-      pending.add(read);
-      void read.finally(() => pending.delete(read));
-    }
-    next?.(event);
-  };
-  return { sink, settled: async () => void (await Promise.all([...pending])) };
 }
 
 export interface RefreshSpacing {

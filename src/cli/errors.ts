@@ -7,7 +7,15 @@
  * what servers and authorization servers said.
  */
 import { displayText } from '../display-text.js';
-import { AuthkeepError, type ErrorCode, NeedsAuthError, type NeedsAuthInfo, needsAuthHint } from '../errors.js';
+import {
+  AuthkeepError,
+  type EnterpriseStep,
+  type ErrorCode,
+  enterpriseStepText,
+  NeedsAuthError,
+  type NeedsAuthInfo,
+  needsAuthHint,
+} from '../errors.js';
 import { describeNetworkFailure } from '../oauth/http.js';
 import type { Writer } from './deps.js';
 import { ExitCode } from './exit-codes.js';
@@ -24,17 +32,24 @@ export class UsageError extends Error {
 }
 
 /** "<description>" for a needs-auth condition: the AS's words when it gave some, else ours. */
-export function describeNeedsAuth(info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription'>): string {
+export function describeNeedsAuth(
+  info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription'> & { step?: EnterpriseStep | undefined },
+): string {
   const ours = needsAuthHint(info.reason) ?? displayText(String(info.reason), 40);
   const said = info.errorDescription ?? info.error;
   const theirs = said === undefined ? undefined : displayText(said);
   const text = theirs && theirs !== ours ? `${ours} (${theirs})` : ours;
-  return text.replace(/[.\s]+$/, '');
+  return `${text.replace(/[.\s]+$/, '')}${stepText(info.step)}`;
+}
+
+/** Which SEP-990 step failed, as the CLI prints it after a message: its words and its stable name. */
+function stepText(step: EnterpriseStep | undefined): string {
+  return step ? `; failed at ${enterpriseStepText(step)} [step ${step}]` : '';
 }
 
 /** The line `authkeep token` and friends print for needs-auth. */
 export function needsAuthLine(
-  info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription' | 'serverUrl'>,
+  info: Pick<NeedsAuthInfo, 'reason' | 'error' | 'errorDescription' | 'serverUrl' | 'step'>,
 ): string {
   const reason = displayText(String(info.reason), 40);
   return `authkeep: needs-auth (${reason}): ${describeNeedsAuth(info)}. Run: authkeep login ${displayText(info.serverUrl, 2000)}`;
@@ -118,7 +133,7 @@ export function reportError(err: unknown, ctx: ReportContext): ExitCode {
     code = ExitCode.Usage;
   } else if (err instanceof AuthkeepError) {
     stderr.write(
-      `authkeep: ${line(`${err.message}${err.field ? ` [${err.code} at ${err.field}]` : ` [${err.code}]`}`)}\n`,
+      `authkeep: ${line(`${err.message}${err.field ? ` [${err.code} at ${err.field}]` : ` [${err.code}]`}${stepText(err.step)}`)}\n`,
     );
     const hint = HINTS[err.code]?.(err, ctx.serverUrl) ?? 'rerun with --debug for details';
     stderr.write(`hint: ${line(hint)}\n`);

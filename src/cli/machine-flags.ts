@@ -3,8 +3,10 @@
  * (no browser, no person): `--client-credentials` (SEP-1046) or `--assertion-file` /
  * `--assertion-env` (the RFC 7523 JWT bearer grant, workload identity federation), with
  * `--client-id` and the client's credential: `--client-secret-env`, `--client-secret-file`,
- * `--private-key`, `--private-key-env`. Secrets are named by where they are, never passed on the
- * command line (argv is visible to every local user); the record stores the same references.
+ * `--private-key`, `--private-key-env`; or `--idp` with `--idp-client-id` (SEP-990: the ID token of
+ * the user's session at that IdP, or `--id-token-file` / `--id-token-env`). Secrets are named by
+ * where they are, never passed on the command line (argv is visible to every local user); the
+ * record stores the same references.
  *
  * Not for: the grants themselves (session/machine-grant.ts).
  */
@@ -62,7 +64,7 @@ export function addMachineFlags(command: Command, withClient: boolean): Command 
     )
     .option(
       '--idp <issuer>',
-      "enterprise-managed: exchange the user's ID token at this identity provider for each server (needs --id-token-*)",
+      "enterprise-managed: exchange the user's ID token at this identity provider for each server (from your session there, signed in to once, or --id-token-*)",
     )
     .option('--idp-client-id <id>', "this client's client_id at the identity provider")
     .option('--idp-client-secret-env <var>', "this client's secret at the identity provider, from this variable")
@@ -144,9 +146,9 @@ export function parseMachineFlags(flags: MachineFlags): MachineGrantOptions | un
   }
   let idp: MachineGrantOptions['idp'];
   if (enterprise) {
-    if (!flags.idp || !idToken || !flags.idpClientId) {
+    if (!flags.idp || !flags.idpClientId) {
       throw new UsageError(
-        'enterprise-managed authorization needs --idp ISSUER, --idp-client-id ID and --id-token-file FILE (or --id-token-env VAR)',
+        'enterprise-managed authorization needs --idp ISSUER and --idp-client-id ID (and, to take the ID token from elsewhere than your session at the IdP, --id-token-file FILE or --id-token-env VAR)',
       );
     }
     const idpSecret = one(

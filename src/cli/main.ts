@@ -21,15 +21,19 @@ const deps: CliDeps = {
   now: () => Date.now(),
 };
 
-function flush(stream: NodeJS.WriteStream): Promise<void> {
+/** Resolves once `stream` has written everything: true if it did, false if its reader went away. */
+function flush(stream: NodeJS.WriteStream): Promise<boolean> {
   return new Promise((resolve) => {
-    if (stream.writableEnded || stream.destroyed) return resolve();
-    stream.write('', () => resolve());
+    if (stream.errored) return resolve(false);
+    if (stream.writableEnded || stream.destroyed) return resolve(true);
+    stream.write('', (err) => resolve(!err && !stream.errored));
   });
 }
 
 /** Exit codes of a process ended by a signal, as a shell reports them (128 + the signal number). */
 const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+/** What a shell reports for a writer whose reader went away (SIGPIPE). */
+const CLOSED_PIPE_EXIT = 141;
 
 /**
  * Ctrl-C (or SIGTERM, SIGHUP) in the middle of a command, typically a sign-in waiting for the
@@ -49,9 +53,24 @@ function exitOnSignals(): void {
   }
 }
 
+/**
+ * A reader that stopped reading (`authkeep status | head -1`) closes the pipe: the rest of the
+ * output has nowhere to go. Exit quietly with the code a shell gives a tool killed by SIGPIPE,
+ * instead of crashing on an unhandled EPIPE with a stack trace; locks are released first.
+ */
+function quietOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      void releaseHeldLocks().finally(() => process.exit(CLOSED_PIPE_EXIT));
+    });
+  }
+}
+
 /** Run the command line, then exit with its code once stdout and stderr are flushed. */
 async function main(): Promise<never> {
   exitOnSignals();
+  quietOnClosedPipe();
   let code: number;
   try {
     code = await runCli(process.argv.slice(2), deps);
@@ -59,8 +78,8 @@ async function main(): Promise<never> {
     code = reportError(err, { stderr: process.stderr, debug: process.argv.includes('--debug') });
   }
   // Exit explicitly: a finished command must not linger on a keep-alive socket or a stdin reader.
-  await Promise.all([flush(process.stdout), flush(process.stderr)]);
-  process.exit(code ?? ExitCode.Error);
+  const [outWritten] = await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  process.exit(outWritten ? (code ?? ExitCode.Error) : CLOSED_PIPE_EXIT);
 }
 
 // Not a top-level await: the built CLI is CommonJS (scripts/build.ts), which has none.

@@ -45,10 +45,15 @@ export function isAbort(err: unknown): boolean {
   return err instanceof Error && (err.name === 'AbortError' || /operation was aborted/i.test(err.message));
 }
 
-/** No point retrying the connection: authorization that failed, options that are wrong, or a 4xx answer. */
+/**
+ * No point retrying the connection: authorization that failed, options that are wrong, a 4xx
+ * answer, or a redirect the proxy does not follow (to another origin: credentials stay on the
+ * server's; origin-bound-fetch.ts), which a retry would only get again.
+ */
 export function isFatal(err: unknown): boolean {
   if (err instanceof NeedsAuthError) return true;
   if (err instanceof AuthkeepError) return err.code !== 'as_unreachable' && err.code !== 'server_unreachable';
   const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' && code >= 400 && code < 500 && code !== 408 && code !== 429;
+  if (typeof code !== 'number') return false;
+  return (code >= 300 && code < 400) || (code >= 400 && code < 500 && code !== 408 && code !== 429);
 }

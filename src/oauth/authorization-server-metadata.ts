@@ -50,6 +50,7 @@ const MetadataSchema = z.object({
   device_authorization_endpoint: z.catch(z.optional(z.string().check(z.minLength(1))), undefined),
   grant_types_supported: z.catch(z.optional(z.array(z.string())), undefined),
   dpop_signing_alg_values_supported: z.catch(z.optional(z.array(z.string())), undefined),
+  id_token_signing_alg_values_supported: z.catch(z.optional(z.array(z.string())), undefined),
 });
 
 /**
@@ -210,6 +211,8 @@ function toRecord(m: z.infer<typeof MetadataSchema>): AuthorizationServer {
   if (m.grant_types_supported !== undefined) record.grant_types_supported = m.grant_types_supported;
   if (m.dpop_signing_alg_values_supported !== undefined)
     record.dpop_signing_alg_values_supported = m.dpop_signing_alg_values_supported;
+  if (m.id_token_signing_alg_values_supported !== undefined)
+    record.id_token_signing_alg_values_supported = m.id_token_signing_alg_values_supported;
   return record;
 }
 

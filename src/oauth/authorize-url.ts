@@ -20,8 +20,11 @@ export interface AuthorizationRequest {
   readonly state: string;
   readonly codeChallenge: string;
   readonly codeChallengeMethod: 'S256';
-  readonly resource: string;
+  /** RFC 8707 resource; absent only for an OpenID Connect sign-in at an IdP itself (no resource server). */
+  readonly resource?: string;
   readonly scope?: string;
+  /** OpenID Connect Core 1.0 section 3.1.2.1 `nonce`, bound into the ID token (an IdP sign-in). */
+  readonly nonce?: string;
 }
 
 /** The parameters this module sets; the authorization endpoint's own query may not use them. */
@@ -34,6 +37,7 @@ const OUR_PARAMETERS = [
   'code_challenge_method',
   'resource',
   'scope',
+  'nonce',
 ] as const;
 type OurParameter = (typeof OUR_PARAMETERS)[number];
 
@@ -41,7 +45,8 @@ type OurParameter = (typeof OUR_PARAMETERS)[number];
  * Builds the authorization request URL: the authorization endpoint with its own query kept (RFC
  * 6749 section 3.1), plus exactly response_type=code, client_id, redirect_uri, state (RFC 6749
  * section 4.1.1), code_challenge and code_challenge_method=S256 (RFC 7636 section 4.3), resource
- * (RFC 8707 section 2) and scope only when non-empty (RFC 6749 section 3.3). The result is parsed
+ * (RFC 8707 section 2; absent at an IdP's own sign-in), scope only when non-empty (RFC 6749 section
+ * 3.3), and an OpenID Connect `nonce` when given. The result is parsed
  * back and verified before it is returned; a mismatch throws `authorize_url_mismatch`.
  */
 export function buildAuthorizationUrl(request: AuthorizationRequest): URL {
@@ -109,9 +114,10 @@ function intendedParameters(request: AuthorizationRequest): Array<[OurParameter,
     ['state', request.state],
     ['code_challenge', request.codeChallenge],
     ['code_challenge_method', request.codeChallengeMethod],
-    ['resource', request.resource],
   ];
+  if (request.resource !== undefined) parameters.push(['resource', request.resource]);
   if (request.scope !== undefined && request.scope !== '') parameters.push(['scope', request.scope]);
+  if (request.nonce !== undefined) parameters.push(['nonce', request.nonce]);
   return parameters;
 }
 
@@ -215,9 +221,10 @@ function verifyParameterValues(params: URLSearchParams, request: AuthorizationRe
   const redirectProblem = redirectUriProblem(request.redirectUri);
   if (redirectProblem !== undefined)
     throw mismatch('redirect_uri', `redirect_uri ${JSON.stringify(request.redirectUri)} ${redirectProblem}`);
-  const resourceProblem = resourceIndicatorProblem(request.resource);
+  const resourceProblem = request.resource === undefined ? undefined : resourceIndicatorProblem(request.resource);
   if (resourceProblem !== undefined)
     throw mismatch('resource', `resource ${JSON.stringify(request.resource)} ${resourceProblem}`);
+  if (request.nonce !== undefined) requireNonEmpty('nonce', request.nonce);
   if (request.scope !== undefined && request.scope !== '' && !SCOPE.test(request.scope)) {
     throw mismatch('scope', `scope ${JSON.stringify(request.scope)} is not a space-separated list of scope-tokens`);
   }

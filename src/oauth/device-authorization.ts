@@ -48,7 +48,7 @@ const SLOW_DOWN_SECONDS = 5;
 export async function requestDeviceAuthorization(
   as: AuthorizationServer,
   registration: Registration,
-  params: { scope?: string | undefined; resource: string },
+  params: { scope?: string | undefined; resource?: string | undefined },
   options: HttpOptions,
 ): Promise<DeviceAuthorization> {
   if (!as.device_authorization_endpoint) {
@@ -75,7 +75,10 @@ export async function requestDeviceAuthorization(
       as,
       client,
       clientAuthentication(registration),
-      { resource: params.resource, ...(params.scope ? { scope: params.scope } : {}) },
+      {
+        ...(params.resource !== undefined ? { resource: params.resource } : {}),
+        ...(params.scope ? { scope: params.scope } : {}),
+      },
       oauthRequestOptions(endpoint, options, purpose),
     );
   } catch (err) {
@@ -176,7 +179,10 @@ export interface PollOptions {
   intervalSeconds: number;
   /** Seconds until the device code expires, from the device authorization response. */
   expiresIn: number;
-  resource: string;
+  /** RFC 8707; absent at an IdP's own OpenID Connect sign-in. */
+  resource?: string | undefined;
+  /** OpenID Connect: the answer must carry an ID token. */
+  requireIdToken?: boolean;
   /** RFC 9449: sign each poll with this key (the tokens come bound to it). */
   dpop?: DPoPHandle;
   /** Stops polling early (the caller's own deadline, Ctrl-C). */
@@ -214,7 +220,12 @@ export async function pollDeviceToken(
         ...(await exchangeDeviceCode(
           as,
           registration,
-          { deviceCode, resource: poll.resource, ...(poll.dpop ? { dpop: poll.dpop } : {}) },
+          {
+            deviceCode,
+            resource: poll.resource,
+            ...(poll.dpop ? { dpop: poll.dpop } : {}),
+            ...(poll.requireIdToken ? { requireIdToken: true } : {}),
+          },
           options,
         )),
         requestedAt,

@@ -21,6 +21,7 @@ import {
   type DPoPHandle,
   deviceCodeGrantRequest,
   genericTokenEndpointRequest,
+  getValidatedIdTokenClaims,
   isDPoPNonceError,
   None,
   processAuthorizationCodeResponse,
@@ -29,7 +30,7 @@ import {
   refreshTokenGrantRequest,
   type TokenEndpointResponse,
 } from 'oauth4webapi';
-import { AuthkeepError, type ErrorCode, type NeedsAuthReason } from '../errors.js';
+import { AuthkeepError, type EnterpriseStep, type ErrorCode, type NeedsAuthReason } from '../errors.js';
 import {
   assertSecureUrl,
   classifyOauth4webapiError,
@@ -50,6 +51,22 @@ export interface TokenSet {
   /** Absent when the AS issued none (keep the old one on refresh). */
   refreshToken?: string;
   scope?: string;
+  /**
+   * OpenID Connect: the ID token, validated by oauth4webapi (OpenID Connect Core 1.0 section
+   * 3.1.3.7: `iss` the issuer, `aud` the client_id, `exp`, `iat`, and the `nonce` of the sign-in),
+   * with its `exp` (epoch ms) and `sub`. Present when the response carried one.
+   */
+  idToken?: IdToken;
+}
+
+/** A validated ID token and the claims the session keeps of it. */
+export interface IdToken {
+  token: string;
+  /** Epoch milliseconds (the `exp` claim). */
+  expiresAt: number;
+  /** Epoch milliseconds (the `iat` claim). */
+  issuedAt: number;
+  subject: string;
 }
 
 export type TokenErrorKind = 'needs_auth' | 'transient' | 'malformed';
@@ -63,6 +80,8 @@ export interface TokenEndpointErrorInit {
   oauthError?: string;
   oauthErrorDescription?: string;
   status?: number;
+  /** Enterprise-managed authorization: the SEP-990 step this request was. */
+  step?: EnterpriseStep;
 }
 
 /**
@@ -81,6 +100,7 @@ export class TokenEndpointError extends AuthkeepError {
 
   constructor(message: string, init: TokenEndpointErrorInit) {
     super(init.code, message, {
+      ...(init.step !== undefined ? { step: init.step } : {}),
       ...(init.field !== undefined ? { field: init.field } : {}),
       detail: {
         kind: init.kind,
@@ -97,6 +117,21 @@ export class TokenEndpointError extends AuthkeepError {
     this.oauthErrorDescription = init.oauthErrorDescription;
     this.status = init.status;
     this.request = init.request;
+  }
+
+  /** The same failure, naming the SEP-990 step it was (errors.ts atStep). */
+  withStep(step: EnterpriseStep): TokenEndpointError {
+    return new TokenEndpointError(this.message, {
+      kind: this.kind,
+      code: this.code,
+      request: this.request,
+      step,
+      ...(this.field !== undefined ? { field: this.field } : {}),
+      ...(this.needsAuthReason !== undefined ? { needsAuthReason: this.needsAuthReason } : {}),
+      ...(this.oauthError !== undefined ? { oauthError: this.oauthError } : {}),
+      ...(this.oauthErrorDescription !== undefined ? { oauthErrorDescription: this.oauthErrorDescription } : {}),
+      ...(this.status !== undefined ? { status: this.status } : {}),
+    });
   }
 }
 
@@ -180,6 +215,8 @@ export interface Exchange {
   dpop?: DPoPHandle | undefined;
   process: (response: Response) => Promise<TokenEndpointResponse>;
   secrets: readonly (string | undefined)[];
+  /** OpenID Connect: the answer must carry an ID token (the processor has validated it). */
+  requireIdToken?: boolean | undefined;
 }
 
 /** RFC 6749 section 5.2 error codes that mean "this grant or client is not good here". */
@@ -285,6 +322,7 @@ export async function tokenRequest(
   let response: Response;
   try {
     response = await send();
+    if (exchange.dpop && response.status !== 200) response = await withBoundedBody(response, request);
     if (exchange.dpop && (await demandsDpopNonce(response, exchange.process))) {
       // RFC 9449 section 8: oauth4webapi kept the DPoP-Nonce it sent; a new proof carries it.
       await response.body?.cancel().catch(() => undefined);
@@ -347,13 +385,41 @@ export async function tokenRequest(
       `expected ${exchange.dpop ? 'DPoP or Bearer' : 'Bearer'}, got ${/^[A-Za-z_-]{1,20}$/.test(got) ? got : 'another value'}`,
     );
   }
+  const claims = getValidatedIdTokenClaims(result);
+  if (exchange.requireIdToken && (claims === undefined || result.id_token === undefined)) {
+    throw malformed(request, 'id_token', 'an OpenID Connect answer without an ID token');
+  }
   return {
     accessToken: result.access_token,
     tokenType: result.token_type === 'dpop' ? 'DPoP' : 'Bearer',
     ...(result.expires_in !== undefined ? { expiresIn: result.expires_in } : {}),
     ...(result.refresh_token !== undefined ? { refreshToken: result.refresh_token } : {}),
     ...(result.scope !== undefined ? { scope: result.scope } : {}),
+    ...(claims !== undefined && result.id_token !== undefined
+      ? {
+          idToken: {
+            token: result.id_token,
+            expiresAt: claims.exp * 1000,
+            issuedAt: claims.iat * 1000,
+            subject: claims.sub,
+          },
+        }
+      : {}),
   };
+}
+
+/**
+ * The same answer with its body read at most MAX_JSON_BYTES (readJsonBody): what oauth4webapi's
+ * processor reads to judge a refusal, which would otherwise read any length an AS sends. A body
+ * that is too large or not JSON becomes an empty one; the status and headers (`DPoP-Nonce`,
+ * `WWW-Authenticate`) stay.
+ */
+async function withBoundedBody(response: Response, request: string): Promise<Response> {
+  const body = await readJsonBody(response, request).catch(() => undefined);
+  const headers = new Headers(response.headers);
+  headers.delete('content-length');
+  headers.delete('content-encoding');
+  return new Response(body?.ok ? JSON.stringify(body.value) : null, { status: response.status, headers });
 }
 
 /**
@@ -383,7 +449,16 @@ function clientOf(registration: Registration): { client_id: string } {
 export async function exchangeAuthorizationCode(
   as: AuthorizationServer,
   registration: Registration,
-  params: { code: string; codeVerifier: string; redirectUri: string; resource: string; dpop?: DPoPHandle },
+  params: {
+    code: string;
+    codeVerifier: string;
+    redirectUri: string;
+    /** RFC 8707; absent at an IdP's own OpenID Connect sign-in. */
+    resource?: string | undefined;
+    dpop?: DPoPHandle;
+    /** OpenID Connect: the sign-in's nonce; the answer must carry an ID token bound to it. */
+    nonce?: string | undefined;
+  },
   options: HttpOptions,
 ): Promise<TokenSet> {
   const client = clientOf(registration);
@@ -402,13 +477,20 @@ export async function exchangeAuthorizationCode(
             code: params.code,
             redirect_uri: params.redirectUri,
             code_verifier: params.codeVerifier,
-            resource: params.resource,
+            ...(params.resource !== undefined ? { resource: params.resource } : {}),
           },
           requestOptions,
         ),
-      process: (response) => processAuthorizationCodeResponse(as, client, response),
+      process: (response) =>
+        processAuthorizationCodeResponse(
+          as,
+          client,
+          response,
+          params.nonce !== undefined ? { expectedNonce: params.nonce, requireIdToken: true } : undefined,
+        ),
       secrets: [params.code, params.codeVerifier, registration.clientSecret],
       dpop: params.dpop,
+      requireIdToken: params.nonce !== undefined,
     },
     options,
   );
@@ -421,7 +503,15 @@ export async function exchangeAuthorizationCode(
 export async function refreshAccessToken(
   as: AuthorizationServer,
   registration: Registration,
-  params: { refreshToken: string; resource: string; scope?: string; dpop?: DPoPHandle },
+  params: {
+    refreshToken: string;
+    /** RFC 8707; absent for an IdP session's refresh (OpenID Connect Core 1.0 section 12). */
+    resource?: string | undefined;
+    scope?: string;
+    dpop?: DPoPHandle;
+    /** OpenID Connect Core 1.0 section 12.2: the answer must carry a new ID token (validated by oauth4webapi). */
+    requireIdToken?: boolean;
+  },
   options: HttpOptions,
 ): Promise<TokenSet> {
   const client = clientOf(registration);
@@ -433,11 +523,15 @@ export async function refreshAccessToken(
       send: (requestOptions) =>
         refreshTokenGrantRequest(as, client, auth, params.refreshToken, {
           ...requestOptions,
-          additionalParameters: { resource: params.resource, ...(params.scope ? { scope: params.scope } : {}) },
+          additionalParameters: {
+            ...(params.resource !== undefined ? { resource: params.resource } : {}),
+            ...(params.scope ? { scope: params.scope } : {}),
+          },
         }),
       process: (response) => processRefreshTokenResponse(as, client, response),
       secrets: [params.refreshToken, registration.clientSecret],
       dpop: params.dpop,
+      requireIdToken: params.requireIdToken,
     },
     options,
   );
@@ -452,7 +546,7 @@ export async function refreshAccessToken(
 export async function exchangeDeviceCode(
   as: AuthorizationServer,
   registration: Registration,
-  params: { deviceCode: string; resource: string; dpop?: DPoPHandle },
+  params: { deviceCode: string; resource?: string | undefined; dpop?: DPoPHandle; requireIdToken?: boolean },
   options: HttpOptions,
 ): Promise<TokenSet> {
   const client = clientOf(registration);
@@ -464,11 +558,12 @@ export async function exchangeDeviceCode(
       send: (requestOptions) =>
         deviceCodeGrantRequest(as, client, auth, params.deviceCode, {
           ...requestOptions,
-          additionalParameters: { resource: params.resource },
+          additionalParameters: params.resource !== undefined ? { resource: params.resource } : {},
         }),
       process: (response) => processDeviceCodeResponse(as, client, response),
       secrets: [params.deviceCode, registration.clientSecret],
       dpop: params.dpop,
+      requireIdToken: params.requireIdToken,
     },
     options,
   );

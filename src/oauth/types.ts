@@ -46,6 +46,8 @@ export type AuthorizationServer = {
   grant_types_supported?: string[];
   /** RFC 9449 section 5.1: the JWS algorithms the AS accepts in DPoP proofs (present: it supports DPoP). */
   dpop_signing_alg_values_supported?: string[];
+  /** OpenID Connect Discovery 1.0 section 3: the ID token signing algorithms (an IdP signed in to with OpenID Connect). */
+  id_token_signing_alg_values_supported?: string[];
 };
 
 /** A client registration, and the issuer it is valid at (RFC 7591 section 3.2.1 values). */

@@ -128,7 +128,9 @@ export async function deviceSignIn(
   }
 
   // 2. Device authorization request.
-  const device = await requestDeviceAuthorization(as, registration, { scope, resource: server.resource }, ctx.http);
+  // An OpenID Connect sign-in at an IdP (ctx.openid) names no resource and wants an ID token.
+  const resource = ctx.openid ? undefined : server.resource;
+  const device = await requestDeviceAuthorization(as, registration, { scope, resource }, ctx.http);
   ctx.logger.emit(
     'info',
     'login.device_code',
@@ -162,7 +164,7 @@ export async function deviceSignIn(
     ctx.timeoutMs,
   );
   timer.unref?.();
-  const dpop = await prepareDpop(server, ctx);
+  const dpop = ctx.openid ? undefined : await prepareDpop(server, ctx);
   let tokenSet: Awaited<ReturnType<typeof pollDeviceToken>>;
   try {
     tokenSet = await refusedClientDropped(ctx, registration, () =>
@@ -173,7 +175,8 @@ export async function deviceSignIn(
         {
           intervalSeconds: device.intervalSeconds,
           expiresIn: device.expiresIn,
-          resource: server.resource,
+          resource,
+          ...(ctx.openid ? { requireIdToken: true } : {}),
           signal: controller.signal,
           ...(dpop ? { dpop: dpop.handle } : {}),
         },
@@ -188,5 +191,6 @@ export async function deviceSignIn(
     registration,
     tokens: stampTokens(tokenSet, { sentAt: tokenSet.requestedAt, registration, requestedScope: scope }),
     ...dpopOutcome(tokenSet, dpop, as.issuer),
+    ...(tokenSet.idToken ? { idToken: tokenSet.idToken } : {}),
   };
 }

@@ -11,11 +11,12 @@
  *
  * Not for: the token requests themselves (oauth/client-credentials.ts, oauth/jwt-bearer.ts).
  */
-import { AuthkeepError } from '../errors.js';
+import { AuthkeepError, atStep } from '../errors.js';
 import { importClientSigningKey } from '../oauth/client-assertion.js';
 import { type ClientCredential, requestClientCredentialsToken } from '../oauth/client-credentials.js';
 import {
   describeSource,
+  type EnterpriseIdp,
   JWT_BEARER_GRANT_TYPE,
   type MachineGrant,
   type MachineGrantType,
@@ -55,7 +56,11 @@ export interface MachineGrantOptions {
   assertion?: SecretSource;
   /** jwt_bearer: the audience the assertion must name. Default: the authorization server's issuer. */
   audience?: string;
-  /** id_jag (enterprise-managed authorization, SEP-990): where the user's ID token from the IdP is. */
+  /**
+   * id_jag (enterprise-managed authorization, SEP-990): where the user's ID token from the IdP is.
+   * Absent: the ID token of the IdP session authkeep keeps for `idp.issuer` (idp-session.ts;
+   * `login` signs in to the IdP first when there is none).
+   */
   idToken?: SecretSource;
   /** id_jag: the enterprise IdP; its token endpoint is discovered from `issuer` (OpenID discovery) when not given. */
   idp?: { issuer: string; tokenEndpoint?: string; clientId: string; clientSecret?: SecretSource };
@@ -107,11 +112,8 @@ export function machineRegistration(
   if ((method === 'client_secret_basic' || method === 'client_secret_post') && options.clientSecret === undefined) {
     throw invalid(`${method} needs the client secret (clientSecret)`, 'grant.clientSecret');
   }
-  if (options.type === 'id_jag' && (!options.idToken || !options.idp?.issuer || !options.idp.clientId)) {
-    throw invalid(
-      'enterprise-managed authorization needs the ID token (idToken) and the IdP (idp: issuer and clientId)',
-      options.idToken ? 'grant.idp' : 'grant.idToken',
-    );
+  if (options.type === 'id_jag' && (!options.idp?.issuer || !options.idp.clientId)) {
+    throw invalid('enterprise-managed authorization needs the IdP (idp: issuer and clientId)', 'grant.idp');
   }
   checkSource(options.idToken, 'grant.idToken');
   checkSource(options.idp?.clientSecret, 'grant.idp.clientSecret');
@@ -178,8 +180,65 @@ export async function machineCredential(
   }
 }
 
+/**
+ * A step-up of a machine identity (MCP authorization, Step-Up Authorization Flow: a client acting on
+ * its own behalf MAY step up): the stored grant run again with `scope`, the union of what was
+ * granted and what the server challenged, with the stored registration. No person, no browser;
+ * the AS decides whether the client may have that scope.
+ */
+export async function machineStepUp(
+  server: DiscoveredServer,
+  stored: { registration: Registration; grant: MachineGrant },
+  scope: string | undefined,
+  context: {
+    http: HttpOptions;
+    logger: Logger;
+    secretReader?: SecretReader | undefined;
+    idpSessions?: IdpSessionTokens | undefined;
+  },
+): Promise<SignInResult> {
+  const union = unionScopes(scope, stored.grant.scope);
+  const grant: MachineGrant = { ...stored.grant, ...(union ? { scope: union } : {}) };
+  context.logger.emit('info', 'login.machine_step_up', `requesting a token with the ${grant.type} grant again`, {
+    serverUrl: server.serverUrl,
+    issuer: server.authorizationServer.issuer,
+    clientId: stored.registration.clientId,
+    grant: grant.type,
+    ...(grant.scope ? { scope: grant.scope } : {}),
+  });
+  const sentAt = Date.now();
+  const response = await nextMachineToken(
+    {
+      serverUrl: server.serverUrl,
+      authorizationServer: server.authorizationServer,
+      registration: stored.registration,
+      resource: server.resource,
+      grant,
+    },
+    context.http,
+    sentAt,
+    context.secretReader,
+    context.idpSessions,
+  );
+  const tokens = stampTokens(response, {
+    registration: stored.registration,
+    sentAt,
+    receivedAt: Date.now(),
+    requestedScope: grant.scope,
+  });
+  return { registration: stored.registration, tokens, grant };
+}
+
+/**
+ * The ID token of the user's session at an enterprise IdP (idp-session.ts IdpSessions.idToken),
+ * for a grant that names no ID token source; `serverUrl` is the MCP server it is for.
+ */
+export type IdpSessionTokens = (idp: EnterpriseIdp, serverUrl: string) => Promise<string>;
+
 /** What a renewal needs from the record. */
 export interface MachineGrantTarget {
+  /** The MCP server (errors name it). */
+  serverUrl?: string;
   authorizationServer: AuthorizationServer;
   registration: Registration;
   resource: string;
@@ -192,6 +251,7 @@ export async function nextMachineToken(
   http: HttpOptions,
   now: number,
   reader?: SecretReader,
+  idpSessions?: IdpSessionTokens,
 ): Promise<TokenSet> {
   const { authorizationServer: as, registration, resource, grant } = target;
   const credential = await machineCredential(grant, registration, reader);
@@ -200,8 +260,12 @@ export async function nextMachineToken(
     return requestClientCredentialsToken(as, registration, credential, params, http);
   }
   if (grant.type === 'id_jag') {
-    const idJag = await identityAssertion(target, http, now, reader);
-    return requestJwtBearerToken(as, registration, credential, { assertion: idJag, ...params }, http);
+    const idJag = await identityAssertion(target, http, now, reader, idpSessions);
+    try {
+      return await requestJwtBearerToken(as, registration, credential, { assertion: idJag, ...params }, http);
+    } catch (err) {
+      throw atStep(err, 'jwt_bearer');
+    }
   }
   if (!grant.assertion) throw invalid('the JWT bearer grant names no assertion', 'grant.assertion');
   const assertion = await readSecret(grant.assertion, 'assertion', reader);
@@ -210,22 +274,52 @@ export async function nextMachineToken(
 }
 
 /**
- * SEP-990 step 1: the user's ID token (read now; an expired one is not sent, the user must sign
- * in to the IdP again) exchanged at the IdP (RFC 8693) for an ID-JAG whose audience is this
- * authorization server and whose resource is the MCP server. Checked before it is redeemed: a JWT
- * naming this authorization server.
+ * SEP-990 step 1: the user's ID token (from the IdP session authkeep keeps, renewed there when due;
+ * or read now from the configured file or variable, where an expired one is not sent: the user
+ * must sign in to the IdP again) exchanged at the IdP (RFC 8693) for an ID-JAG whose audience is
+ * this authorization server and whose resource is the MCP server. Checked before it is redeemed: a
+ * JWT naming this authorization server. Failures name their step: `idp_sign_in` for the ID token,
+ * `token_exchange` for the exchange and the ID-JAG.
  */
 async function identityAssertion(
   target: MachineGrantTarget,
   http: HttpOptions,
   now: number,
   reader: SecretReader | undefined,
+  idpSessions: IdpSessionTokens | undefined,
+): Promise<string> {
+  const { grant, resource } = target;
+  const idp = grant.idp;
+  if (!idp) throw invalid('the enterprise grant names no IdP', 'grant.idp');
+  let idToken: string;
+  try {
+    if (grant.idToken) {
+      idToken = await readSecret(grant.idToken, 'idToken', reader);
+      checkIdTokenFresh(idToken, now);
+    } else {
+      if (!idpSessions) throw invalid('no IdP session store to take the ID token from', 'grant.idToken');
+      idToken = await idpSessions(idp, target.serverUrl ?? resource);
+    }
+  } catch (err) {
+    throw atStep(err, 'idp_sign_in');
+  }
+  try {
+    return await exchange(target, idp, idToken, http, now, reader);
+  } catch (err) {
+    throw atStep(err, 'token_exchange');
+  }
+}
+
+/** RFC 8693 at the IdP, then the ID-JAG checked: a JWT naming this authorization server. */
+async function exchange(
+  target: MachineGrantTarget,
+  idp: EnterpriseIdp,
+  idToken: string,
+  http: HttpOptions,
+  now: number,
+  reader: SecretReader | undefined,
 ): Promise<string> {
   const { grant, authorizationServer: as, resource } = target;
-  const idp = grant.idp;
-  if (!grant.idToken || !idp) throw invalid('the enterprise grant names no ID token or IdP', 'grant.idp');
-  const idToken = await readSecret(grant.idToken, 'idToken', reader);
-  checkIdTokenFresh(idToken, now);
   const idpRegistration: Registration = {
     issuer: idp.issuer,
     clientId: idp.clientId,
@@ -298,10 +392,9 @@ export function describeGrant(grant: MachineGrant, registration: Registration): 
   const assertion = grant.assertion
     ? `; assertion from ${describeSource(grant.assertion)} (audience ${grant.audience ?? registration.issuer})`
     : '';
-  const enterprise =
-    grant.idToken && grant.idp
-      ? `; ID token from ${describeSource(grant.idToken)}, exchanged at ${grant.idp.issuer} (client ${grant.idp.clientId}) for an ID-JAG`
-      : '';
+  const enterprise = grant.idp
+    ? `; ID token from ${grant.idToken ? describeSource(grant.idToken) : `the IdP session at ${grant.idp.issuer}`}, exchanged at ${grant.idp.issuer} (client ${grant.idp.clientId}) for an ID-JAG`
+    : '';
   const name = {
     client_credentials: 'client credentials',
     jwt_bearer: 'JWT bearer',
@@ -341,7 +434,12 @@ export async function machineSignIn(
   server: DiscoveredServer,
   options: MachineGrantOptions,
   scope: string | undefined,
-  context: { http: HttpOptions; logger: Logger; secretReader?: SecretReader | undefined },
+  context: {
+    http: HttpOptions;
+    logger: Logger;
+    secretReader?: SecretReader | undefined;
+    idpSessions?: IdpSessionTokens | undefined;
+  },
 ): Promise<SignInResult> {
   const as = server.authorizationServer;
   const { registration, grant } = machineRegistration(options, as, unionScopes(options.scope, scope));
@@ -363,10 +461,11 @@ export async function machineSignIn(
   });
   const sentAt = Date.now();
   const response = await nextMachineToken(
-    { authorizationServer: as, registration, resource: server.resource, grant },
+    { serverUrl: server.serverUrl, authorizationServer: as, registration, resource: server.resource, grant },
     context.http,
     sentAt,
     context.secretReader,
+    context.idpSessions,
   );
   const tokens = stampTokens(response, { registration, sentAt, receivedAt: Date.now(), requestedScope: grant.scope });
   return { registration, tokens, grant };

@@ -8,7 +8,8 @@
  * root so that nothing here imports from a layer above. The CLI and the proxy use this class
  * directly, so they never load the SDK adapter.
  */
-import { AuthkeepError, NeedsAuthError } from '../errors.js';
+import { AuthkeepError, atStep, NeedsAuthError } from '../errors.js';
+import { discoverAuthorizationServer } from '../oauth/authorization-server-metadata.js';
 import { machineClientAuthentication } from '../oauth/client-credentials.js';
 import { type DpopKeyPair, DpopKeyring, type DpopMode } from '../oauth/dpop.js';
 import type { HttpOptions } from '../oauth/http.js';
@@ -27,12 +28,13 @@ import { canonicalServerUrl } from './canonical-url.js';
 import { type Clock, systemClock } from './clock.js';
 import { deviceFlowUnavailable, deviceSignIn, printDeviceCode, type ShowDeviceCode } from './device-sign-in.js';
 import { type DiscoveredServer, discoverServer } from './discover-server.js';
+import { type IdpClient, IdpSessions, idpSessionKey } from './idp-session.js';
 import { Logger, type LogSink } from './log.js';
 import { signInNeedsHttp, storedHttpChoice } from './loopback-http.js';
-import { type MachineGrantOptions, machineCredential, machineSignIn } from './machine-grant.js';
+import { type MachineGrantOptions, machineCredential, machineSignIn, machineStepUp } from './machine-grant.js';
 import type { RefreshMode } from './refresh-policy.js';
-import type { SecretReader } from './secret-source.js';
-import { type CallbackOptions, type StaticClient, signIn } from './sign-in.js';
+import { readSecret, type SecretReader } from './secret-source.js';
+import { type CallbackOptions, type SignInContext, type SignInResult, type StaticClient, signIn } from './sign-in.js';
 import { SignInCoordinator } from './sign-in-coordinator.js';
 import { SignInGate } from './sign-in-gate.js';
 import { stampTokens } from './stamp-tokens.js';
@@ -134,7 +136,11 @@ export interface LoginOptions {
   mode?: 'browser' | 'device' | 'auto';
   /** With mode 'device': throw `device_flow_unavailable` instead of falling back to the browser. */
   requireDevice?: boolean;
-  /** Sign in with this machine grant (overrides `machineGrants`); no browser. */
+  /**
+   * Sign in with this machine grant (overrides `machineGrants`); no browser. An enterprise grant
+   * (`id_jag`) without `idToken` uses the IdP session (`loginIdp`), signing in there first, with
+   * `mode`, when there is none that can be renewed.
+   */
   grant?: MachineGrantOptions;
 }
 
@@ -160,6 +166,8 @@ export class SessionKeeper {
   private readonly refusals = new Map<string, RefusalBackoff>();
   /** DPoP handles per stored key (RFC 9449): proofs and the nonces each server last sent. */
   private readonly dpopKeyring = new DpopKeyring();
+  /** Enterprise IdP sessions (SEP-990), one record per IdP issuer. */
+  private readonly idpSessions: IdpSessions;
 
   constructor(options: AuthKeeperOptions = {}) {
     this.options = options;
@@ -179,7 +187,14 @@ export class SessionKeeper {
     this.logger = new Logger(options.log);
     this.clock = options.clock ?? systemClock;
     const loginTimeoutMs = options.loginTimeoutMs ?? 5 * 60_000;
+    this.idpSessions = new IdpSessions({
+      store: this.store,
+      http: (record) => this.http(record),
+      logger: this.logger,
+      clock: this.clock,
+    });
     this.tokens = new TokenManager({
+      idpSessions: (idp, serverUrl) => this.idpSessions.idToken(idp, serverUrl),
       store: this.store,
       http: (record) => this.http(record),
       logger: this.logger,
@@ -223,6 +238,16 @@ export class SessionKeeper {
     // The caller's scope first (a step-up's: the challenge's, then what was granted), then the
     // one discovery chose (the probe's challenge, else the PRM's scopes_supported).
     const scope = unionScopes(options.scope, server.scope);
+    // SEP-990 with the IdP session (a configured grant, or the stored one a step-up runs again):
+    // one sign-in at the IdP serves every server on it.
+    const configured =
+      options.grant ??
+      this.options.machineGrants?.[url] ??
+      this.options.machineGrants?.[server.authorizationServer.issuer] ??
+      (stored?.authorizationServer.issuer === server.authorizationServer.issuer ? stored.grant : undefined);
+    if (configured?.type === 'id_jag' && configured.idToken === undefined && configured.idp) {
+      await this.ensureIdpSession(configured.idp, url, options);
+    }
     const record = await this.coordinator.signIn(
       server,
       scope,
@@ -237,12 +262,22 @@ export class SessionKeeper {
           });
         }
         const machine = options.grant ?? this.options.machineGrants?.[url] ?? this.options.machineGrants?.[issuer];
-        if (machine) {
-          return machineSignIn(server, machine, scope, {
-            http: this.http(),
-            logger: this.logger,
-            secretReader: this.options.secretReader,
-          });
+        const machineContext = {
+          http: this.http(),
+          logger: this.logger,
+          secretReader: this.options.secretReader,
+          idpSessions: (idp: IdpClient, serverUrl: string) => this.idpSessions.idToken(idp, serverUrl),
+        };
+        if (machine) return machineSignIn(server, machine, scope, machineContext);
+        // A record signed in with a machine grant at this issuer steps up (or signs in again) with
+        // that grant, never with a browser its process may not have.
+        if (current?.grant && current.authorizationServer.issuer === issuer) {
+          return machineStepUp(
+            server,
+            { registration: current.registration, grant: current.grant },
+            scope,
+            machineContext,
+          );
         }
         const staticClient = staticClientFor(this.options.staticClients, url, issuer, current?.registration);
         // Credentials are keyed by issuer: the record's registration when it is one of this
@@ -279,46 +314,140 @@ export class SessionKeeper {
               ? { dpopMode: this.options.dpop }
               : {}),
         };
-        if (options.mode === 'device' || options.mode === 'auto') {
-          const unavailable = deviceFlowUnavailable(server.authorizationServer, knownRegistration, {
-            staticClient: staticClient !== undefined,
-            clientMetadataUrl: this.options.clientMetadataUrl !== undefined,
-          });
-          if (unavailable === undefined) {
-            return deviceSignIn(server, scope, {
-              ...context,
-              showDeviceCode: this.options.showDeviceCode ?? printDeviceCode,
-            });
-          }
-          if (options.mode === 'device' && options.requireDevice) {
-            throw new AuthkeepError(
-              'device_flow_unavailable',
-              `cannot use the device authorization grant: ${unavailable}`,
-              {
-                field: 'device_authorization_endpoint',
-              },
-            );
-          }
-          this.logger.emit(
-            options.mode === 'device' ? 'warn' : 'info',
-            'login.device_unavailable',
-            `signing in with the browser: ${unavailable}`,
-            {
-              serverUrl: url,
-              issuer: server.authorizationServer.issuer,
-            },
-          );
-        }
-        return signIn(server, scope, {
-          ...context,
-          openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
-          registerOnce: (issuer, register) => this.store.registerOnce(issuer, register),
-        });
+        return this.interactiveSignIn(server, scope, options, context);
       },
       requestedAt,
     );
     this.tokens.adopt(record);
     return serverStatus({ kind: 'ok', record });
+  }
+
+  /**
+   * The IdP session `idp` for `serverUrl`: the stored one when its ID token is fresh or can be
+   * renewed at the IdP, else a sign-in there (`loginIdp`). A failure names step `idp_sign_in`.
+   */
+  private async ensureIdpSession(idp: IdpClient, serverUrl: string, options: LoginOptions): Promise<void> {
+    try {
+      await this.idpSessions.idToken(idp, serverUrl);
+      return;
+    } catch (err) {
+      if (!(err instanceof NeedsAuthError)) throw atStep(err, 'idp_sign_in');
+      this.logger.emit('info', 'idp.sign_in_needed', `signing in to the identity provider ${idp.issuer}`, {
+        serverUrl,
+        issuer: idp.issuer,
+        reason: err.reason,
+      });
+    }
+    await this.loginIdp(idp, {
+      ...(options.mode ? { mode: options.mode } : {}),
+      ...(options.requireDevice ? { requireDevice: true } : {}),
+    });
+  }
+
+  /**
+   * Sign in to an enterprise IdP with OpenID Connect (SEP-990): authorization code with PKCE and a
+   * nonce through the browser, or the device grant (`mode` as for `login`), scope `openid` (and
+   * `offline_access` where the IdP lists it, so the session can be renewed). The ID token,
+   * validated (iss, aud = `idp.clientId`, exp, nonce), is stored with the IdP's tokens in a record
+   * of its own keyed by the IdP's issuer; every MCP server whose grant names this IdP without an ID
+   * token source exchanges it. Concurrent sign-ins to one IdP, in this process or others, run one
+   * flow. Failures carry `step` `idp_sign_in`.
+   */
+  async loginIdp(idp: IdpClient, options: Pick<LoginOptions, 'mode' | 'requireDevice'> = {}): Promise<ServerStatus> {
+    const requestedAt = Date.now();
+    const key = idpSessionKey(idp.issuer);
+    try {
+      const stored = await this.storedRecord(key);
+      const http = this.http(stored);
+      const as = await discoverAuthorizationServer(idp.issuer, http);
+      const server: DiscoveredServer = {
+        serverUrl: key,
+        resource: key,
+        authorizationServer: as,
+        scope: 'openid',
+        ...(http.allowInsecureLoopback && signInNeedsHttp({ serverUrl: key, authorizationServer: as })
+          ? { allowHttpLoopback: true as const }
+          : {}),
+      };
+      const record = await this.coordinator.signIn(
+        server,
+        'openid',
+        async () => {
+          // The client's secret at the IdP, if any, is kept with the registration, as every
+          // pre-registered client's is, so the session can be renewed.
+          const clientSecret = idp.clientSecret
+            ? await readSecret(idp.clientSecret, 'idp.clientSecret', this.options.secretReader)
+            : undefined;
+          const staticClient: StaticClient = {
+            clientId: idp.clientId,
+            issuer: as.issuer,
+            ...(clientSecret !== undefined
+              ? { clientSecret, tokenEndpointAuthMethod: 'client_secret_basic' as const }
+              : { tokenEndpointAuthMethod: 'none' as const }),
+          };
+          return this.interactiveSignIn(server, 'openid', options, {
+            http,
+            logger: this.logger,
+            clientName: this.options.clientName ?? 'authkeep',
+            staticClient,
+            callback: this.options.callback ?? {},
+            timeoutMs: this.options.loginTimeoutMs ?? 5 * 60_000,
+            openid: true,
+          });
+        },
+        requestedAt,
+      );
+      return serverStatus({ kind: 'ok', record });
+    } catch (err) {
+      throw atStep(err, 'idp_sign_in');
+    }
+  }
+
+  /**
+   * The browser sign-in, or the device grant where `options.mode` asks for it and the AS and
+   * registration allow it (else the browser, or `device_flow_unavailable` with `requireDevice`).
+   */
+  private interactiveSignIn(
+    server: DiscoveredServer,
+    scope: string | undefined,
+    options: Pick<LoginOptions, 'mode' | 'requireDevice'>,
+    context: Omit<SignInContext, 'openAuthorizationUrl'>,
+  ): Promise<SignInResult> {
+    if (options.mode === 'device' || options.mode === 'auto') {
+      const unavailable = deviceFlowUnavailable(server.authorizationServer, context.knownRegistration, {
+        staticClient: context.staticClient !== undefined,
+        clientMetadataUrl: this.options.clientMetadataUrl !== undefined,
+      });
+      if (unavailable === undefined) {
+        return deviceSignIn(server, scope, {
+          ...context,
+          showDeviceCode: this.options.showDeviceCode ?? printDeviceCode,
+        });
+      }
+      if (options.mode === 'device' && options.requireDevice) {
+        throw new AuthkeepError(
+          'device_flow_unavailable',
+          `cannot use the device authorization grant: ${unavailable}`,
+          {
+            field: 'device_authorization_endpoint',
+          },
+        );
+      }
+      this.logger.emit(
+        options.mode === 'device' ? 'warn' : 'info',
+        'login.device_unavailable',
+        `signing in with the browser: ${unavailable}`,
+        {
+          serverUrl: server.serverUrl,
+          issuer: server.authorizationServer.issuer,
+        },
+      );
+    }
+    return signIn(server, scope, {
+      ...context,
+      openAuthorizationUrl: this.options.openAuthorizationUrl ?? openInBrowser,
+      registerOnce: (issuer, register) => this.store.registerOnce(issuer, register),
+    });
   }
 
   /** A valid access token; refreshes single-flight across processes. Throws NeedsAuthError with a reason. */
@@ -602,7 +731,7 @@ export class SessionKeeper {
         return { revoked, deleted: false, revocation, ...(revocationError ? { revocationError } : {}) };
       }
       // A machine grant's client is configuration, never offered to sign-ins: nothing to forget.
-      if (record.grant === undefined) registration = record.registration;
+      if (record.grant === undefined && record.idpSession === undefined) registration = record.registration;
       await tx.delete();
       this.logger.emit('info', 'logout.ok', 'logged out', { serverUrl: url, revoked });
       return { revoked, deleted: true, revocation, ...(revocationError ? { revocationError } : {}) };

@@ -14,7 +14,7 @@
  *
  * Not for: coordinating concurrent sign-ins (sign-in-coordinator.ts) or writing the record.
  */
-import { generateRandomState } from 'oauth4webapi';
+import { generateRandomNonce, generateRandomState } from 'oauth4webapi';
 import { AuthkeepError } from '../errors.js';
 import { validateAuthorizationResponse } from '../oauth/authorization-response.js';
 import { buildAuthorizationUrl } from '../oauth/authorize-url.js';
@@ -25,7 +25,7 @@ import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
 import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
-import { exchangeAuthorizationCode, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
+import { exchangeAuthorizationCode, type IdToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
 import type { DiscoveredServer } from './discover-server.js';
@@ -68,6 +68,13 @@ export interface SignInContext {
   dpopKeyring?: DpopKeyring;
   /** When to bind tokens to a key (oauth/dpop.ts). Default `auto`. */
   dpopMode?: DpopMode;
+  /**
+   * An OpenID Connect sign-in at an enterprise IdP itself (idp-session.ts), not at an MCP server's
+   * AS: a `nonce` (OpenID Connect Core 1.0 section 3.1.2.1), no RFC 8707 `resource` (the IdP is
+   * not signed in to for a resource server), no DPoP, and the answer must carry an ID token,
+   * validated by oauth4webapi (iss, aud = client_id, exp, iat, nonce).
+   */
+  openid?: boolean;
 }
 
 export interface SignInResult {
@@ -77,6 +84,8 @@ export interface SignInResult {
   grant?: MachineGrant;
   /** The key the tokens are bound to (tokenType `DPoP`), stored with them. */
   dpop?: DpopKey;
+  /** An OpenID Connect sign-in at an IdP (SignInContext.openid): the validated ID token. */
+  idToken?: IdToken;
 }
 
 /** A sign-in's DPoP key and its handle, when DPoP applies to this server (RFC 9449 section 5). */
@@ -199,6 +208,7 @@ export async function signIn(
 
     // 3. PKCE and the authorize URL, built once and verified by parsing it back.
     const pkce = await createPkcePair();
+    const nonce = ctx.openid ? generateRandomNonce() : undefined;
     const url = buildAuthorizationUrl({
       authorizationEndpoint: as.authorization_endpoint,
       clientId: registration.clientId,
@@ -206,8 +216,9 @@ export async function signIn(
       state,
       codeChallenge: pkce.challenge,
       codeChallengeMethod: 'S256',
-      resource: server.resource,
+      ...(ctx.openid ? {} : { resource: server.resource }),
       ...(scope ? { scope } : {}),
+      ...(nonce !== undefined ? { nonce } : {}),
     });
 
     // 4. Send the user there and wait for the redirect.
@@ -225,7 +236,7 @@ export async function signIn(
     });
 
     // 5. Redeem the code with the same client, redirect URI and resource (and a DPoP proof).
-    const dpop = await prepareDpop(server, ctx);
+    const dpop = ctx.openid ? undefined : await prepareDpop(server, ctx);
     const sentAt = Date.now();
     const tokenSet = await refusedClientDropped(ctx, registration, () =>
       exchangeAuthorizationCode(
@@ -235,7 +246,7 @@ export async function signIn(
           code,
           codeVerifier: pkce.verifier,
           redirectUri: callback.redirectUri,
-          resource: server.resource,
+          ...(ctx.openid ? { nonce } : { resource: server.resource }),
           ...(dpop ? { dpop: dpop.handle } : {}),
         },
         ctx.http,
@@ -245,6 +256,7 @@ export async function signIn(
       registration,
       tokens: stampTokens(tokenSet, { sentAt, registration, requestedScope: scope }),
       ...dpopOutcome(tokenSet, dpop, as.issuer),
+      ...(tokenSet.idToken ? { idToken: tokenSet.idToken } : {}),
     };
   } finally {
     await callback.close();
@@ -289,6 +301,7 @@ export function recordFromSignIn(
     ...(result.grant ? { grant: result.grant } : {}),
     ...(result.dpop ? { dpop: result.dpop } : {}),
     ...(previous?.dpopRefused && !result.dpop ? { dpopRefused: true } : {}),
+    ...(result.idToken ? { idpSession: { ...result.idToken } } : {}),
     updatedAt: new Date().toISOString(),
   };
 }

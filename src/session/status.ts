@@ -6,7 +6,7 @@
  * Not for: checks that need the network or the file system's modes (cli doctor).
  */
 import { displayText } from '../display-text.js';
-import { displayNeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
+import { displayNeedsAuthInfo, type EnterpriseStep, type NeedsAuthReason } from '../errors.js';
 import type { MachineGrantType, SecretSource } from '../oauth/grants.js';
 import type { QuarantinedRecord } from '../store/credential-store.js';
 import type { ServerRecord } from '../store/record.js';
@@ -41,12 +41,26 @@ export interface ServerStatus {
       from: SecretSource;
     }>;
   };
+  /**
+   * This record is an enterprise IdP session (SEP-990, session/idp-session.ts), keyed by the IdP's
+   * issuer: whose ID token it holds, until when, and whether it can be renewed at the IdP (a
+   * refresh token is stored). Every server whose grant names this IdP without an ID token source
+   * exchanges this ID token. Never the token.
+   */
+  idpSession?: {
+    subject: string;
+    idTokenExpiresAt: string;
+    idTokenValid: boolean;
+    renewable: boolean;
+  };
   needsAuth?: {
     reason: NeedsAuthReason;
     error?: string;
     errorDescription?: string;
     at: string;
     request?: string;
+    /** Enterprise-managed authorization: the step that failed. */
+    step?: EnterpriseStep;
     fix: string;
   };
   /**
@@ -99,7 +113,9 @@ export function serverStatus(read: ReadLike & { key?: string }, serverUrl?: stri
       ? `rm ${read.file}`
       : read.kind === 'ok' && grant
         ? `authkeep login ${url} ${machineLoginFlags(grant, read.record.registration).map(shellWord).join(' ')}`
-        : `authkeep login ${url}`;
+        : read.kind === 'ok' && read.record.idpSession
+          ? `authkeep login SERVER_URL --idp ${shellWord(read.record.registration.issuer)} --idp-client-id ${shellWord(read.record.registration.clientId)} --client-id ...`
+          : `authkeep login ${url}`;
   if (read.kind === 'missing') {
     return {
       serverUrl: url,
@@ -149,6 +165,16 @@ export function serverStatus(read: ReadLike & { key?: string }, serverUrl?: stri
         }
       : {}),
     ...(record.lastRefreshAt ? { lastRefreshAt: new Date(record.lastRefreshAt).toISOString() } : {}),
+    ...(record.idpSession
+      ? {
+          idpSession: {
+            subject: displayText(record.idpSession.subject, 200),
+            idTokenExpiresAt: new Date(record.idpSession.expiresAt).toISOString(),
+            idTokenValid: now < record.idpSession.expiresAt,
+            renewable: tokens?.refreshToken !== undefined,
+          },
+        }
+      : {}),
   };
   if (tokens) {
     Object.assign(base, {
@@ -173,6 +199,7 @@ export function serverStatus(read: ReadLike & { key?: string }, serverUrl?: stri
       ...(shown.error ? { error: shown.error } : {}),
       ...(shown.errorDescription ? { errorDescription: shown.errorDescription } : {}),
       ...(shown.request ? { request: shown.request } : {}),
+      ...(marker.step ? { step: marker.step } : {}),
       fix,
     };
   } else if (drift) {

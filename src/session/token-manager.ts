@@ -35,7 +35,7 @@ import type { ServerRecord, Tokens } from '../store/record.js';
 import { type Clock, systemClock } from './clock.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
-import { nextMachineToken } from './machine-grant.js';
+import { type IdpSessionTokens, nextMachineToken } from './machine-grant.js';
 import { isUnexpired, type RefreshMode, refreshDueAt } from './refresh-policy.js';
 import type { SecretReader } from './secret-source.js';
 import { stampTokens } from './stamp-tokens.js';
@@ -76,6 +76,8 @@ export interface TokenManagerDeps {
   secretReader?: SecretReader;
   /** DPoP handles for refreshes of DPoP-bound grants (RFC 9449 section 5). Default: its own. */
   dpopKeyring?: DpopKeyring;
+  /** SEP-990 grants without an ID token source: the ID token of the IdP session (idp-session.ts). */
+  idpSessions?: IdpSessionTokens;
 }
 
 const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
@@ -111,6 +113,7 @@ export function needsAuthFromRecord(record: ServerRecord): NeedsAuthError | unde
     errorDescription: marker.errorDescription,
     at: marker.at,
     request: marker.request,
+    ...(marker.step ? { step: marker.step } : {}),
   });
 }
 
@@ -423,7 +426,13 @@ export class TokenManager {
             record,
             record.tokens,
             (sentAt, bound) =>
-              nextMachineToken(machine, { ...this.deps.http(record), ...bound }, sentAt, this.deps.secretReader),
+              nextMachineToken(
+                machine,
+                { ...this.deps.http(record), ...bound },
+                sentAt,
+                this.deps.secretReader,
+                this.deps.idpSessions,
+              ),
             async (info) => {
               await tx.write(markNeedsAuth(record, info));
             },
@@ -482,7 +491,8 @@ export class TokenManager {
               record.registration,
               {
                 refreshToken,
-                resource: record.resource,
+                // An IdP session (idp-session.ts) was signed in to for no resource server.
+                ...(record.idpSession ? {} : { resource: record.resource }),
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
@@ -598,6 +608,7 @@ export class TokenManager {
               error: err.oauthError,
               errorDescription: err.message,
               request: err.request,
+              ...(err.step ? { step: err.step } : {}),
             }),
             { cause: err },
           );
@@ -609,6 +620,7 @@ export class TokenManager {
           const info = needsAuthInfo(serverUrl, 'malformed_response', {
             errorDescription: err.message,
             request: err.request,
+            ...(err.step ? { step: err.step } : {}),
           });
           this.deps.logger.emit('warn', 'needs_auth', `refresh answer unusable: ${err.field ?? 'body'}`, {
             serverUrl,
@@ -623,6 +635,7 @@ export class TokenManager {
           error: err.oauthError,
           errorDescription: err.oauthErrorDescription,
           request: err.request,
+          ...(err.step ? { step: err.step } : {}),
         });
         await markNeedsAuth(info);
         // The AS refused the client itself (an AS purging idle dynamic clients): never reuse it. A
@@ -675,6 +688,7 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
       ...(info.error ? { error: info.error } : {}),
       ...(info.errorDescription ? { errorDescription: info.errorDescription } : {}),
       ...(info.request ? { request: info.request } : {}),
+      ...(info.step ? { step: info.step } : {}),
     },
     updatedAt: new Date().toISOString(),
   };

@@ -4,7 +4,8 @@
  * credential-store.ts), done while the record lock is held (the transaction's own for 'refresh'
  * and 'write', verified still ours just before: a holder paused past its bound finds out before it
  * writes, `lock_lost`; taken just for the compare-and-swap for 'login'). Its steps run one at a
- * time, and none after the transaction has finished.
+ * time, and none after the transaction has finished (transaction-core.ts, shared with the fleet
+ * store).
  *
  * Not for: taking the transaction's lock (file-credential-store.ts) or touching files directly
  * (record-files.ts).
@@ -12,29 +13,20 @@
 import { AuthkeepError } from '../errors.js';
 import type { ReadResult, StorePurpose, StoreTransaction } from './credential-store.js';
 import type { LockHandle } from './lock.js';
-import { recordKey } from './paths.js';
-import { type ServerRecord, ServerRecordSchema } from './record.js';
+import type { ServerRecord } from './record.js';
 import type { RecordFiles } from './record-files.js';
+import { storeConflict, TransactionCore } from './transaction-core.js';
 
-function conflict(key: string, message: string, expected: number, actual: number | 'missing'): AuthkeepError {
-  return new AuthkeepError('store_conflict', `write to ${key} refused: ${message}`, {
-    detail: { key, expected, actual },
-  });
-}
-
-export class FileTransaction implements StoreTransaction {
-  /** Generation this transaction last read or wrote: undefined = not read, 0 = no record. */
-  private seen: number | undefined;
-  private done = false;
-  private queue: Promise<unknown> = Promise.resolve();
-
+export class FileTransaction extends TransactionCore implements StoreTransaction {
   constructor(
     private readonly files: RecordFiles,
-    readonly serverUrl: string,
-    readonly key: string,
-    readonly purpose: StorePurpose,
+    serverUrl: string,
+    key: string,
+    purpose: StorePurpose,
     private readonly lock: LockHandle,
-  ) {}
+  ) {
+    super(serverUrl, key, purpose);
+  }
 
   get lockLost(): boolean {
     return this.lock.lost;
@@ -53,11 +45,6 @@ export class FileTransaction implements StoreTransaction {
     );
   }
 
-  /** Called when the transaction's function settled: every later step is refused. */
-  finish(): void {
-    this.done = true;
-  }
-
   read(): Promise<ReadResult> {
     return this.serial(async () => {
       const result = await this.files.read(this.key, this.holdsRecordLock);
@@ -68,41 +55,12 @@ export class FileTransaction implements StoreTransaction {
 
   write(next: ServerRecord): Promise<ServerRecord> {
     return this.serial(async () => {
-      const parsed = ServerRecordSchema.safeParse(next);
-      if (!parsed.success) {
-        const field = parsed.error.issues[0]?.path.map(String).join('.') || undefined;
-        throw new AuthkeepError(
-          'invalid_argument',
-          `record to write for ${this.key} is invalid${field ? ` at ${field}` : ''}`,
-          {
-            ...(field ? { field } : {}),
-          },
-        );
-      }
-      const record = parsed.data;
-      if (recordKey(record.serverUrl) !== this.key) {
-        throw new AuthkeepError(
-          'invalid_argument',
-          `record serverUrl does not belong to this transaction's server (${this.key})`,
-          {
-            field: 'serverUrl',
-          },
-        );
-      }
-      const stated = record.generation;
-      if (this.seen !== undefined && stated !== this.seen) {
-        throw conflict(
-          this.key,
-          `it states generation ${stated} but this transaction read ${this.seen}`,
-          this.seen,
-          stated,
-        );
-      }
+      const { record, stated } = this.checkedWrite(next);
       return this.underRecordLock('login-write', async () => {
         const current = await this.files.read(this.key, true);
         const onDisk = current.kind === 'ok' ? current.record.generation : 0;
         if (onDisk !== stated) {
-          throw conflict(
+          throw storeConflict(
             this.key,
             `on-disk generation ${current.kind === 'ok' ? onDisk : 'missing'} is not ${stated}`,
             stated,
@@ -124,7 +82,12 @@ export class FileTransaction implements StoreTransaction {
           const current = await this.files.read(this.key, true);
           const onDisk = current.kind === 'ok' ? current.record.generation : 0;
           if (onDisk !== this.seen)
-            throw conflict(this.key, `on-disk generation ${onDisk} is not ${this.seen} (delete)`, this.seen, onDisk);
+            throw storeConflict(
+              this.key,
+              `on-disk generation ${onDisk} is not ${this.seen} (delete)`,
+              this.seen,
+              onDisk,
+            );
         }
         const removed = await this.files.remove(this.key);
         this.seen = 0;
@@ -142,16 +105,5 @@ export class FileTransaction implements StoreTransaction {
     if (!this.holdsRecordLock) return this.files.withRecordLock(this.key, purpose, fn);
     await this.assertLockHeld();
     return fn();
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.done) {
-      return Promise.reject(
-        new AuthkeepError('invalid_argument', `transaction on ${this.key} is already finished`, { field: 'tx' }),
-      );
-    }
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 }

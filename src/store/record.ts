@@ -9,7 +9,7 @@
  * builds their schemas. Not for: reading or writing files (see credential-store.ts).
  */
 import * as z from 'zod/mini';
-import { NEEDS_AUTH_REASONS } from '../errors.js';
+import { ENTERPRISE_STEPS, NEEDS_AUTH_REASONS } from '../errors.js';
 import { DPOP_ALGS, type DpopKey } from '../oauth/dpop.js';
 import {
   type AuthorizationServer,
@@ -55,6 +55,7 @@ export const AuthorizationServerSchema = z.object({
   device_authorization_endpoint: z.exactOptional(z.string()),
   grant_types_supported: z.exactOptional(z.array(z.string())),
   dpop_signing_alg_values_supported: z.exactOptional(z.array(z.string())),
+  id_token_signing_alg_values_supported: z.exactOptional(z.array(z.string())),
 } satisfies Record<keyof AuthorizationServer, z.ZodMiniType>) satisfies z.ZodMiniType<AuthorizationServer>;
 
 /**
@@ -90,6 +91,16 @@ export const TokensSchema = z.object({
 });
 export type Tokens = z.infer<typeof TokensSchema>;
 
+/** An IdP session's ID token (see ServerRecord.idpSession). The token is a credential: never shown. */
+export const IdpSessionSchema = z.object({
+  token: z.string().check(z.minLength(1)),
+  /** Epoch milliseconds: the ID token's `exp`. */
+  expiresAt: z.number(),
+  /** Epoch milliseconds: the ID token's `iat`. */
+  issuedAt: z.number(),
+  subject: z.string(),
+});
+
 /** The needs-auth marker: why a sign-in is needed (one of NEEDS_AUTH_REASONS), and the evidence. */
 export const NeedsAuthStateSchema = z.object({
   reason: z.enum(NEEDS_AUTH_REASONS),
@@ -97,6 +108,8 @@ export const NeedsAuthStateSchema = z.object({
   errorDescription: z.optional(z.string()),
   at: z.string(),
   request: z.optional(z.string()),
+  /** Enterprise-managed authorization: which step failed (errors.ts ENTERPRISE_STEPS). */
+  step: z.optional(z.enum(ENTERPRISE_STEPS)),
 });
 export type NeedsAuthState = z.infer<typeof NeedsAuthStateSchema>;
 
@@ -130,6 +143,13 @@ export const ServerRecordSchema = z.object({
    * (session/loopback-http.ts), and http is never allowed for any other host whatever this says.
    */
   allowHttpLoopback: z.optional(z.literal(true)),
+  /**
+   * This record is an enterprise IdP session (session/idp-session.ts), keyed by the IdP's issuer:
+   * the user's ID token from the OpenID Connect sign-in there (validated when it arrived), its
+   * `exp` and subject. `tokens` holds the IdP's access and refresh tokens; the refresh token renews
+   * the ID token. Every MCP server on that IdP (SEP-990) exchanges this one ID token.
+   */
+  idpSession: z.exactOptional(IdpSessionSchema),
   updatedAt: z.string(),
 });
 export type ServerRecord = z.infer<typeof ServerRecordSchema>;

@@ -42,7 +42,8 @@ export function reusable(registration: Registration, dropped: readonly DroppedRe
  * The registrations at `issuer` that records in `entries` hold and another sign-in may reuse,
  * newest first: not dropped, secret not expired, and not a machine grant's client (client
  * credentials, JWT bearer: the user's configuration for that server, without redirect URIs or a
- * stored secret). Shared by every store backend.
+ * stored secret), nor an enterprise IdP session's (the user's client at the IdP, configured per
+ * `--idp-client-id`). Shared by every store backend.
  */
 export function reusableRegistrations(
   entries: ReadonlyArray<ReadResult & { key: string }>,
@@ -52,7 +53,7 @@ export function reusableRegistrations(
   const matches: RegistrationMatch[] = [];
   for (const entry of entries) {
     if (entry.kind !== 'ok' || entry.record.registration.issuer !== issuer) continue;
-    if (entry.record.grant !== undefined) continue;
+    if (entry.record.grant !== undefined || entry.record.idpSession !== undefined) continue;
     if (!reusable(entry.record.registration, dropped)) continue;
     const { record } = entry;
     matches.push({

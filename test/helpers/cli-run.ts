@@ -62,10 +62,15 @@ export interface SpawnOptions {
   input?: string;
   /** Keep stdin open for the caller to write (spawnCli only). */
   keepStdinOpen?: boolean;
+  /** Another command file to run instead of BIN (a bundle from cli-bundle.ts's bundledCli). */
+  bin?: string;
 }
 
 export function spawnCli(ctx: CliEnv, args: string[], options: SpawnOptions = {}): ChildProcessWithoutNullStreams {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...ctx.env, ...options.env }, stdio: 'pipe' });
+  const child = spawn(process.execPath, [options.bin ?? BIN, ...args], {
+    env: { ...ctx.env, ...options.env },
+    stdio: 'pipe',
+  });
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');
   if (!options.keepStdinOpen) child.stdin.end(options.input ?? '');

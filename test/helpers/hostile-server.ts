@@ -36,12 +36,16 @@ export interface Reply {
   hang?: boolean;
   /** Destroy the socket without answering. */
   drop?: boolean;
+  /** After `body` (or nothing), send filler bytes until the client goes away (a body that never ends). */
+  endless?: boolean;
 }
 
 export type Responder = Reply | ((req: RecordedRequest, server: HostileServer) => Reply | Promise<Reply>);
 
 export class HostileServer {
   readonly requests: RecordedRequest[] = [];
+  /** Bytes of `endless` filler written so far (what a client read, or the kernel buffered for it). */
+  endlessBytes = 0;
   private readonly routes = new Map<string, Responder[]>();
   private readonly sockets = new Set<Socket>();
   private readonly server: Server;
@@ -112,6 +116,7 @@ export class HostileServer {
 
   reset(): void {
     this.requests.length = 0;
+    this.endlessBytes = 0;
     this.routes.clear();
   }
 
@@ -141,6 +146,20 @@ export class HostileServer {
       headers['content-type'] ??= 'text/plain';
     }
     res.writeHead(reply.status ?? 200, headers);
+    if (reply.endless) {
+      res.write(payload);
+      const filler = Buffer.alloc(64 * 1024, 0x20);
+      const more = (): void => {
+        while (!res.destroyed) {
+          this.endlessBytes += filler.length;
+          if (!res.write(filler)) break;
+        }
+      };
+      res.on('drain', more);
+      res.on('close', () => res.off('drain', more));
+      more();
+      return;
+    }
     res.end(payload);
   }
 

@@ -4,8 +4,9 @@
  *   token-loop <home> <lifetimes> <url>...  getAccessToken for every server in a loop until it
  *     has been handed `lifetimes` different tokens for each server (so it raced that many
  *     expiries, however slow the machine). Checks each token had not expired when it was asked
- *     for (JWT exp), and now and then that the server accepts it; a refusal is classified from the
- *     server's own answer (see `Rejection`). Prints one JSON summary line (never a token).
+ *     for (JWT exp), notes whose it is (JWT iss, client_id, aud), and now and then that the server
+ *     accepts it; a refusal is classified from the server's own answer (see `Rejection`); failed
+ *     calls are grouped into outages (see `Outage`). Prints one JSON summary line (never a token).
  *     With SESSION_CHILD_PROBE=keeper the probe goes through keeper.fetch (DPoP-bound tokens need
  *     its proof), which answers a 401 itself: then any answer other than 200 is a rejection.
  *   token <home> <url>  one getAccessToken, then the token's fingerprint as {"token": ...}.
@@ -14,11 +15,13 @@
  *     token it ends up holding.
  */
 import { createHash } from 'node:crypto';
-import { type RefreshSend, refreshLog, storeRefreshLog } from '../../arena/testbed/refresh-sends.js';
+import { type RefreshSend, refreshLog } from '../../arena/testbed/refresh-sends.js';
+import { AuthkeepError } from '../../src/errors.js';
 import { AuthKeeper, NeedsAuthError } from '../../src/index.js';
 import type { LogEvent } from '../../src/session/log.js';
 import { fleetStoreSelected, openStore } from '../../src/store/open-store.js';
 import { DEFAULT_ACCOUNT } from '../../src/store/paths.js';
+import { RedisCredentialStore } from '../../src/store/redis/redis-credential-store.js';
 import { readyForGo } from './child-process.js';
 
 const [mode, home, ...rest] = process.argv.slice(2);
@@ -55,18 +58,52 @@ export interface TokenLoopSummary {
   /** Every other refusal. */
   rejected: Rejection[];
   errors: string[];
+  /**
+   * The failed calls above, grouped into runs of consecutive failures (one per outage this
+   * process met), each with the call that ended it.
+   */
+  outages: Outage[];
+  /**
+   * Whose tokens this process was handed, by server URL: the distinct `iss client_id aud` of their
+   * JWT claims (no secret), so a token of another client or issuer shows.
+   */
+  claims: Record<string, string[]>;
   /** When this process sent each refresh request (resource and time only). */
   refreshSends: RefreshSend[];
   capped: boolean;
+}
+
+/** Consecutive failed calls of one process, and the call that next returned a token. */
+export interface Outage {
+  /** The failures' distinct codes: AuthkeepError code, `needs_auth:<reason>`, or `untyped`. */
+  codes: string[];
+  calls: number;
+  /** Epoch ms the first failed call was made. */
+  firstAskedAt: number;
+  /** Epoch ms the last failed call failed. */
+  lastFailedAt: number;
+  /** Epoch ms the call that next returned a token was made; null if none did. */
+  recoveredAt: number | null;
 }
 
 function fingerprint(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 16);
 }
 
-function jwtExpiry(token: string): number {
-  const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: number };
-  return (payload.exp ?? 0) * 1000;
+interface Claims {
+  exp?: number;
+  iss?: string;
+  client_id?: string;
+  aud?: string | string[];
+}
+
+function jwtClaims(token: string): Claims {
+  return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Claims;
+}
+
+function failureCode(err: unknown): string {
+  if (err instanceof NeedsAuthError) return `needs_auth:${err.reason}`;
+  return err instanceof AuthkeepError ? err.code : 'untyped';
 }
 
 function errorDescription(header: string | null): string {
@@ -90,22 +127,16 @@ async function probe(url: string, token: string, keeper: AuthKeeper): Promise<Re
 
 async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
   const refreshSends: RefreshSend[] = [];
-  const mismatches: string[] = [];
-  // With the fleet store (AUTHKEEP_STORE=redis://...) the refreshed record is read from it.
+  // With the fleet store (AUTHKEEP_STORE=redis://...) the records are in Redis; refresh.ok events
+  // carry the resource and obtainedAt, so refreshLog reads no record for them.
   const fleet = fleetStoreSelected() ? openStore({ home: home as string, account: DEFAULT_ACCOUNT }) : undefined;
-  const fleetLog =
-    fleet &&
-    storeRefreshLog(
-      fleet,
-      (send) => refreshSends.push(send),
-      (m) => mismatches.push(m),
-    );
   const keeper = new AuthKeeper({
     home: home as string,
     allowInsecureLoopback: true,
-    log: fleetLog?.sink ?? refreshLog(home as string, (send) => refreshSends.push(send)),
+    log: refreshLog(home as string, (send) => refreshSends.push(send)),
     ...(fleet ? { store: fleet } : {}),
   });
+  const claims = new Map<string, Set<string>>(urls.map((url) => [url, new Set<string>()]));
   const seen = new Map<string, Set<string>>(urls.map((url) => [url, new Set<string>()]));
   const summary: TokenLoopSummary = {
     pid: process.pid,
@@ -116,9 +147,15 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
     expiredInFlight: [],
     rejected: [],
     errors: [],
+    outages: [],
+    claims: {},
     refreshSends,
     capped: false,
   };
+  let outage: Outage | undefined;
+  // Connected before READY, as a running agent is: the race starts with every process connected,
+  // not with every connection (and the client library's loading) at once on the go.
+  if (fleet instanceof RedisCredentialStore) await fleet.redis.send(['PING']);
   await readyForGo();
   const capAt = Date.now() + CAP_MS;
   const done = (): boolean => [...seen.values()].every((tokens) => tokens.size >= lifetimes);
@@ -130,10 +167,27 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
     for (const url of urls) {
       try {
         const askedAt = Date.now();
-        const token = await keeper.getAccessToken(url);
+        let token: string;
+        try {
+          token = await keeper.getAccessToken(url);
+        } catch (err) {
+          const code = failureCode(err);
+          outage ??= { codes: [], calls: 0, firstAskedAt: askedAt, lastFailedAt: 0, recoveredAt: null };
+          if (!outage.codes.includes(code)) outage.codes.push(code);
+          outage.calls++;
+          outage.lastFailedAt = Date.now();
+          throw err;
+        }
+        if (outage) {
+          outage.recoveredAt = askedAt;
+          summary.outages.push(outage);
+          outage = undefined;
+        }
         summary.calls++;
         seen.get(url)?.add(fingerprint(token));
-        const exp = jwtExpiry(token);
+        const payload = jwtClaims(token);
+        const exp = (payload.exp ?? 0) * 1000;
+        claims.get(url)?.add(`${payload.iss} ${payload.client_id} ${[payload.aud].flat().join(',')}`);
         if (exp <= askedAt) summary.stale++;
         if (i % 25 === 0) {
           summary.probes++;
@@ -172,8 +226,8 @@ async function tokenLoop(lifetimes: number, urls: string[]): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
   }
   for (const [url, tokens] of seen) summary.tokens[url] = tokens.size;
-  await fleetLog?.settled();
-  summary.errors.push(...mismatches);
+  for (const [url, seenClaims] of claims) summary.claims[url] = [...seenClaims];
+  if (outage) summary.outages.push(outage);
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 

@@ -45,7 +45,9 @@ test('proxy --client-credentials: no browser, tool calls across renewals from th
     { AUTHKEEP_HOME: bed.home, BROWSER: browser, CI_SECRET: SECRET },
   );
   assert.equal(resultText(await proxy.client.callTool({ name: 'echo', arguments: { text: 'first' } })), 'first');
-  assert.equal(bed.as.audit.counts().clientCredentialsGrants, 1);
+  // At least the first token (a saturated machine can take longer than its 2 s life to get from
+  // the proxy's start to this call, and the proxy then rightly renews before calling).
+  assert.ok(bed.as.audit.counts().clientCredentialsGrants >= 1, 'a token from the client credentials grant');
   assert.equal(bed.as.audit.counts().authorizationRequests, 0);
   assert.equal((await readRecord(bed.home, server.url)).grant?.type, 'client_credentials');
 

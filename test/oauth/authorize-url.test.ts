@@ -360,3 +360,30 @@ describe("verifyAuthorizationUrl refuses the field report's malformed URLs", () 
     );
   });
 });
+
+describe('an OpenID Connect sign-in at an enterprise IdP (SEP-990)', () => {
+  const oidc = (): AuthorizationRequest => {
+    const { resource: _resource, ...rest } = request({ scope: 'openid offline_access', nonce: 'nonce-xyz' });
+    return rest;
+  };
+
+  test('carries the nonce and no resource, and parses back to exactly that', () => {
+    const url = buildAuthorizationUrl(oidc());
+    assert.equal(url.searchParams.get('nonce'), 'nonce-xyz');
+    assert.equal(url.searchParams.has('resource'), false);
+    assert.equal(url.searchParams.get('scope'), 'openid offline_access');
+  });
+
+  test('a URL whose nonce was changed, dropped, or that gained a resource is refused by field', () => {
+    const url = buildAuthorizationUrl(oidc());
+    const changed = new URL(url.href);
+    changed.searchParams.set('nonce', 'other');
+    assertMismatch(() => verifyAuthorizationUrl(changed, oidc()), 'nonce');
+    const dropped = new URL(url.href);
+    dropped.searchParams.delete('nonce');
+    assertMismatch(() => verifyAuthorizationUrl(dropped, oidc()), 'nonce');
+    const withResource = new URL(url.href);
+    withResource.searchParams.set('resource', 'https://mcp.example/mcp');
+    assertMismatch(() => verifyAuthorizationUrl(withResource, oidc()), 'resource');
+  });
+});

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { AuthkeepError } from '../../src/errors.js';
 import { discoverAuthorizationServer } from '../../src/oauth/authorization-server-metadata.js';
+import { DpopKeyring, generateDpopKey } from '../../src/oauth/dpop.js';
 import { discoverProtectedResource } from '../../src/oauth/protected-resource.js';
 import { registerClient } from '../../src/oauth/registration.js';
 import { exchangeAuthorizationCode, refreshAccessToken, TokenEndpointError } from '../../src/oauth/token-endpoint.js';
@@ -401,6 +402,32 @@ describe('bad input: token responses', () => {
       expectError('insecure_url', 'token_endpoint'),
     );
     assert.deepEqual(srv.requests, []);
+  });
+  test('a DPoP token request refused with a body that never ends is cut off, not read to the end', async () => {
+    // oauth4webapi judges a refusal (use_dpop_nonce?) by reading the body: it gets a bounded copy.
+    const key = await generateDpopKey('ES256');
+    const handle = await new DpopKeyring().handle(key);
+    srv.on('POST', '/token', {
+      status: 400,
+      body: '{"error":"invalid_grant","error_description":"',
+      headers: { 'content-type': 'application/json' },
+      endless: true,
+    });
+    await assert.rejects(
+      refreshAccessToken(
+        as,
+        reg,
+        { refreshToken: REFRESH_TOKEN, resource: 'https://mcp.example.com', dpop: handle },
+        http,
+      ),
+      (err: unknown) => {
+        assert.ok(err instanceof TokenEndpointError, String(err));
+        assertNoSecrets(err, SECRETS, 'error');
+        return true;
+      },
+    );
+    assert.equal(srv.requestsTo('POST', '/token').length, 1, 'no second proof: the refusal was no nonce demand');
+    assert.ok(srv.endlessBytes < 16 * 1024 * 1024, `read at most a bounded prefix (${srv.endlessBytes} bytes sent)`);
   });
 });
 

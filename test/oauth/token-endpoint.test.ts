@@ -93,6 +93,47 @@ describe('token endpoint', () => {
     ]);
   });
 
+  test('OpenID Connect (an IdP sign-in): the ID token validated with the nonce; another nonce, or none, is refused', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const segment = (part: object) => Buffer.from(JSON.stringify(part)).toString('base64url');
+    // Unsigned in effect: a token endpoint's ID token is taken over TLS (OIDC Core 3.1.3.7 item 6).
+    const jwt = (claims: Record<string, unknown>) => `${segment({ alg: 'RS256', typ: 'JWT' })}.${segment(claims)}.c2ln`;
+    const idToken = (nonce: string) =>
+      jwt({ iss: srv.url, aud: 'client-1', sub: 'alice', iat: now, exp: now + 600, nonce });
+    const exchange = () =>
+      exchangeAuthorizationCode(
+        as,
+        registration(srv.url),
+        { code: 'code-1', codeVerifier: VERIFIER, redirectUri: 'http://127.0.0.1:4000/cb', nonce: 'nonce-1' },
+        http,
+      );
+    const answer = (extra: Record<string, unknown>) =>
+      srv.on('POST', '/token', { json: { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, ...extra } });
+
+    answer({ id_token: idToken('nonce-1') });
+    const tokens = await exchange();
+    assert.deepEqual(tokens.idToken && { ...tokens.idToken, token: tokens.idToken.token === idToken('nonce-1') }, {
+      token: true,
+      subject: 'alice',
+      issuedAt: now * 1000,
+      expiresAt: (now + 600) * 1000,
+    });
+    assert.equal(srv.requests.at(-1)?.form.has('resource'), false, 'no resource at the IdP');
+
+    answer({ id_token: idToken('another-nonce') });
+    await assert.rejects(
+      exchange(),
+      isTokenError((err) => assert.equal(err.code, 'token_response_invalid')),
+    );
+    answer({});
+    await assert.rejects(
+      exchange(),
+      isTokenError((err) => {
+        assert.equal(err.code, 'token_response_invalid');
+      }),
+    );
+  });
+
   test('refresh sends grant_type, refresh_token, resource, scope; a missing refresh_token stays missing', async () => {
     srv.on('POST', '/token', { json: { access_token: 'at-2', token_type: 'bearer', expires_in: '60' } });
     const tokens = await refreshAccessToken(

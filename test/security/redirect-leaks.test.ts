@@ -150,7 +150,12 @@ test('keeper.dpopFetch (the SDK adapter fetch): a DPoP-bound token and its proof
  * `initialize` on its stdin. Resolves once the proxy answered it (with an error: the server never
  * answered) and stopped.
  */
-async function proxyThroughRedirects(t: TestContext, other: HostileServer, headers: Record<string, string>) {
+async function proxyThroughRedirects(
+  t: TestContext,
+  other: HostileServer,
+  headers: Record<string, string>,
+  reconnectAttempts = 1,
+) {
   const server = await startHostileServer();
   t.after(() => server.close());
   const away = { status: 307, headers: { location: `${other.url}/mcp` }, body: '' };
@@ -169,7 +174,7 @@ async function proxyThroughRedirects(t: TestContext, other: HostileServer, heade
     stdout,
     stderr: new PassThrough(),
     logFile: false,
-    reconnect: { attempts: 1, initialDelayMs: 1 },
+    reconnect: { attempts: reconnectAttempts, initialDelayMs: 1 },
   }).catch((err: unknown) => err);
   stdin.write(
     `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'test', version: '0' } } })}\n`,
@@ -190,6 +195,19 @@ test('proxy --header x-api-key: a server redirecting the probe and the transport
     'the server itself received the header',
   );
   assert.deepEqual(credentialsReceived(other), [], 'the other origin received neither the API key nor a token');
+  assert.equal(other.requests.length, 0);
+});
+
+test('proxy: a redirect to another origin is not retried (a retry would get the same answer)', async (t) => {
+  const other = await collector(t);
+  const once = await proxyThroughRedirects(t, other, { 'x-api-key': API_KEY }, 1);
+  const allowedSix = await proxyThroughRedirects(t, other, { 'x-api-key': API_KEY }, 6);
+  assert.ok(allowedSix.answer.error, 'the client gets an error');
+  assert.equal(
+    allowedSix.server.requests.length,
+    once.server.requests.length,
+    'with six connection attempts allowed, the proxy sent what one attempt sends',
+  );
   assert.equal(other.requests.length, 0);
 });
 

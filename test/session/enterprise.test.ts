@@ -3,7 +3,7 @@
  * enterprise IdP that exchanges an ID token for an ID-JAG (RFC 8693, the testbed's token-exchange
  * grant) and the MCP authorization server that redeems it (RFC 7523). One ID token serves every
  * server on that IdP (no browser); the IdP's token endpoint comes from its OpenID configuration;
- * a failure says which step failed; no ID token, ID-JAG or secret in statuses, errors or logs.
+ * a failure says which step failed (`step`); no ID token, ID-JAG or secret in statuses, errors or logs.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
@@ -15,7 +15,7 @@ import { startAuthorizationServer } from '../../arena/testbed/index.js';
 import { NeedsAuthError } from '../../src/index.js';
 import type { MachineGrantOptions } from '../../src/session/machine-grant.js';
 import { callTool, startBed, tempHome } from '../helpers/bed.js';
-import { expireStoredTokens } from '../helpers/records.js';
+import { expireStoredTokens, readRecord } from '../helpers/records.js';
 import { allSecrets, assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 const SECRET = 'enterprise-mcp-client-secret-0123456789';
@@ -132,12 +132,19 @@ test('SEP-990: one ID token, exchanged at the IdP for an ID-JAG per server, rede
   assert.equal(refused.reason, 'invalid_grant');
   assert.match(refused.info.request ?? '', /^POST http:\/\/127\.0\.0\.1:\d+\/token \(token-exchange\)$/);
   assert.ok(refused.info.request?.includes(new URL(idp.issuer).host), 'the step that failed: the exchange at the IdP');
+  assert.equal(refused.info.step, 'token_exchange');
+  assert.equal(
+    (await readRecord(bed.home, bed.servers[1]!.url)).needsAuth?.step,
+    'token_exchange',
+    'the marker keeps it',
+  );
 
   // An expired ID token is not sent at all.
   const sent = exchanges().length;
   await writeFile(file, await idToken(idTokenKeys.privateKey, idp.issuer, 'idp-client', '-1m'));
   const expired = await rejection(renewer.login(bed.servers[1]!.url, { grant }));
   assert.equal((expired as { field?: string }).field, 'idToken.exp');
+  assert.equal((expired as { step?: string }).step, 'idp_sign_in');
   assert.match((expired as Error).message, /sign in to the identity provider again/);
   assert.equal(exchanges().length, sent);
 

@@ -2,11 +2,14 @@
  * The fleet store with real processes on three "hosts" (separate AUTHKEEP_HOMEs, nothing shared on
  * disk; only a real redis-server), against oidc-provider with refresh-token rotation and reuse
  * revocation. The authorization server's own audit is the judge: zero reuse, zero revoked grants,
- * zero invalid_grant, refreshes of a server never closer together than a token lifetime allows,
+ * zero invalid_grant, no refresh token presented twice, refreshes of a server never closer
+ * together than a token lifetime allows, no stale token and none of another client or issuer
+ * handed out, also across a crash and restart of Redis (persistence on) in the middle of the run;
  * and one sign-in (one tab, one code exchange, one registration) for the whole fleet.
  *
  * Determinism: children start together on their READY lines; token loops run until they have
- * raced a number of expiries; the sign-in's browser waits for the test, which releases it once
+ * raced a number of expiries; Redis crashes when the AS answers a given refresh (its audit, an
+ * event), not after a delay; the sign-in's browser waits for the test, which releases it once
  * every other process on every host is waiting for that sign-in.
  */
 import assert from 'node:assert/strict';
@@ -14,14 +17,22 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { AuditEntry, HttpAuditEntry } from '../../arena/testbed/audit.js';
 import { robotBrowserCommand } from '../../arena/testbed/index.js';
-import { MIN_REFRESH_SPACING_MS, refreshSpacing } from '../../arena/testbed/refresh-sends.js';
 import { openStore } from '../../src/store/open-store.js';
 import type { RedisCredentialStore } from '../../src/store/redis/redis-credential-store.js';
 import { startBed, tempHome } from '../helpers/bed.js';
-import { type Child, cleanStderr, lastJsonLine, spawnTsx, startTogether } from '../helpers/child-process.js';
-import { makeStoreKey, startRedis } from '../helpers/redis-server.js';
+import {
+  type Child,
+  cleanStderr,
+  lastJsonLine,
+  runTogether,
+  spawnTsx,
+  startTogether,
+} from '../helpers/child-process.js';
+import { makeStoreKey, persistenceArgs, startRedis } from '../helpers/redis-server.js';
 import type { TokenLoopSummary } from '../helpers/session-child.js';
+import { assertNoReuse, assertOneRefreshPerExpiry, assertRacedCleanly } from '../helpers/token-loop-checks.js';
 
 const CHILD = fileURLToPath(new URL('../helpers/session-child.ts', import.meta.url));
 const HOSTS = 3;
@@ -49,66 +60,120 @@ function spawnHosts(
   return children;
 }
 
-test('fleet: 3 hosts x 4 processes x 2 servers racing 4+ expiries through Redis: one refresh per server per expiry, no reuse, no revocation', async (t) => {
-  const lifetimes = 4;
-  const { env, store } = await fleet(t);
+/** A successful refresh grant, as the authorization server recorded it. */
+function isRefresh(entry: AuditEntry): entry is HttpAuditEntry {
+  return entry.kind === 'http' && entry.endpoint === 'token' && entry.grantType === 'refresh_token';
+}
+
+test('fleet: 3 hosts x 4 processes x 3 servers racing 6 expiries through Redis, which crashes and restarts (persistence on) mid-refresh: one refresh per server per expiry, no reuse, no revocation, no stale or foreign token', async (t) => {
+  const lifetimes = 6;
+  const perHost = 4;
+  // The crash comes when the AS answers this refresh (the second expiry of the three servers),
+  // before its holder has written the answer to Redis: an event, not a timer.
+  const crashAtRefresh = 4;
+  const redisDir = await tempHome(t as never);
+  const args = persistenceArgs(redisDir);
+  let redis = await startRedis({ args });
+  t.after(() => redis.stop());
+  const env = { AUTHKEEP_STORE: redis.url, AUTHKEEP_STORE_KEY: makeStoreKey() };
+  const store = openStore({ home: '/nonexistent', account: 'default', env }) as RedisCredentialStore;
+  t.after(() => store.close());
+
+  let refreshesAnswered = 0;
+  let restart: Promise<{ stoppedAt: number; readyAt: number }> | undefined;
+  const crashAndRestart = async (): Promise<{ stoppedAt: number; readyAt: number }> => {
+    const stoppedAt = Date.now();
+    await redis.stop(); // SIGKILL: a crash, not a shutdown
+    redis = await startRedis({ port: redis.port, args });
+    return { stoppedAt, readyAt: Date.now() };
+  };
   const bed = await startBed(t, {
-    as: { accessTokenTtlSeconds: 2 },
-    servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }],
+    as: {
+      accessTokenTtlSeconds: 2,
+      auditSink: (entry) => {
+        if (isRefresh(entry) && entry.status === 200 && ++refreshesAnswered === crashAtRefresh)
+          restart = crashAndRestart();
+      },
+    },
+    servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }, { discovery: 'two-challenges' }],
   });
   const keeper = bed.keeper({ store });
   for (const server of bed.servers) await keeper.login(server.url);
-  const before = bed.servers.map((server) => bed.as.audit.counts({ resource: server.resource }).refreshGrants);
+  const clientIds = new Set<string>();
+  for (const server of bed.servers) {
+    const read = await store.read(server.url);
+    assert.equal(read.kind, 'ok');
+    if (read.kind === 'ok') clientIds.add(read.record.registration.clientId);
+  }
+  assert.equal(clientIds.size, 1, 'one registration for the issuer');
+  const [clientId] = clientIds;
   const beforeAll = bed.as.audit.counts();
   const homes = await Promise.all(Array.from({ length: HOSTS }, () => tempHome(t as never)));
+  const urls = bed.servers.map((s) => s.url);
 
-  const children = spawnHosts(
-    t,
-    homes,
-    4,
-    (home) => ['token-loop', home, String(lifetimes), ...bed.servers.map((s) => s.url)],
-    env,
-  );
-  await startTogether(children);
-  const exits = await Promise.all(children.map((child) => child.exited));
+  const children = spawnHosts(t, homes, perHost, (home) => ['token-loop', home, String(lifetimes), ...urls], env);
+  const startedAt = Date.now();
+  const summaries = await runTogether<TokenLoopSummary>(children);
+  const ranMs = Date.now() - startedAt;
+  assert.ok(restart, `Redis was restarted (at refresh ${crashAtRefresh} of ${refreshesAnswered})`);
+  const { stoppedAt, readyAt } = await restart;
 
-  const summaries: TokenLoopSummary[] = [];
-  for (const [i, child] of children.entries()) {
-    assert.equal(exits[i]?.code, 0, cleanStderr(child));
-    const summary = lastJsonLine<TokenLoopSummary>(child);
-    summaries.push(summary);
-    assert.equal(summary.capped, false, `pid ${summary.pid} was not handed ${lifetimes} tokens per server`);
-    assert.deepEqual(summary.errors, [], 'every call returned a token');
-    assert.equal(summary.stale, 0, 'no process was handed a token that had expired when it asked');
-    assert.deepEqual(summary.rejected, [], 'the servers accepted every probed token');
-    for (const server of bed.servers)
-      assert.ok((summary.tokens[server.url] ?? 0) >= lifetimes, `pid ${summary.pid} raced the expiries`);
+  for (const summary of summaries) {
+    assertRacedCleanly(summary, urls, lifetimes, { failuresChecked: true });
+    for (const server of bed.servers) {
+      assert.deepEqual(
+        summary.claims[server.url],
+        [`${bed.as.issuer} ${clientId} ${server.resource}`],
+        `pid ${summary.pid} was handed only tokens of the one client and issuer, for ${server.url}`,
+      );
+    }
+    // Calls fail only in the outage, typed, and the process recovers: at most one run of
+    // failures, all store_unreachable, not over before Redis was killed, followed by a token. (A
+    // process may meet it after Redis is back: its connection reconnects with a backoff.)
+    assert.ok(summary.outages.length <= 1, `pid ${summary.pid}: ${JSON.stringify(summary.outages)}`);
+    assert.equal(
+      summary.errors.length,
+      summary.outages.reduce((n, o) => n + o.calls, 0),
+    );
+    for (const outage of summary.outages) {
+      assert.deepEqual(outage.codes, ['store_unreachable'], `pid ${summary.pid}: ${summary.errors.join('; ')}`);
+      assert.ok(outage.lastFailedAt >= stoppedAt, `pid ${summary.pid} failed before Redis was stopped`);
+      assert.ok(outage.recoveredAt !== null, `pid ${summary.pid} was handed a token again after the outage`);
+    }
   }
 
   const after = bed.as.audit.counts();
-  assert.equal(after.refreshReuses, 0, 'zero refresh-token reuse');
-  assert.equal(after.revokedGrants, 0, 'zero revoked grants');
-  assert.equal(after.invalidGrants, 0, 'zero invalid_grant');
-  assert.equal(after.authorizationRequests, beforeAll.authorizationRequests, 'no host had to sign in again');
+  assertNoReuse(after, beforeAll);
+  assert.equal(after.clientMismatches, 0, 'zero tokens presented by another client');
+  assert.equal(after.registrations, beforeAll.registrations, 'no host registered again');
 
-  // One refresh per expiry, fleet-wide: consecutive refreshes of a server, whichever host and
-  // process sent them, are at least a refresh interval apart.
+  // One refresh per expiry, fleet-wide. From the AS's audit: every refresh grant presented a
+  // refresh token no other had presented, and succeeded. From the clients' own dating of their
+  // requests: consecutive refreshes of a server, whichever host and process sent them, are at
+  // least a refresh interval apart (refresh-sends.ts).
   const sends = summaries.flatMap((s) => s.refreshSends);
+  const refreshGrants = bed.as.audit.http().filter(isRefresh);
   const pidsThatRefreshed = new Set<number>();
   for (const s of summaries) if (s.refreshSends.length > 0) pidsThatRefreshed.add(s.pid);
-  for (const [i, server] of bed.servers.entries()) {
-    const spacing = refreshSpacing(sends, server.resource);
-    const refreshes = bed.as.audit.counts({ resource: server.resource }).refreshGrants - (before[i] as number);
-    t.diagnostic(
-      `${server.discovery}: ${refreshes} refreshes over ${spacing.spanMs} ms, min gap ${spacing.minGapMs} ms`,
+  for (const server of bed.servers) {
+    const grants = refreshGrants.filter((e) => e.resources.includes(server.resource));
+    const refreshes = grants.length;
+    const presented = new Set(grants.map((e) => e.body?.refresh_token?.[0]));
+    const afterRestart = grants.filter((e) => e.time > readyAt).length;
+    assert.deepEqual(
+      grants.map((e) => e.status),
+      grants.map(() => 200),
+      `${server.url}: every refresh succeeded`,
     );
-    assert.equal(spacing.count, refreshes, `${server.url}: every refresh the AS saw was sent by a child`);
-    assert.ok(refreshes >= lifetimes - 1, `${server.url}: ${lifetimes - 1} expiries were crossed (${refreshes})`);
-    assert.ok(spacing.minGapMs >= MIN_REFRESH_SPACING_MS, `${server.url}: one expiry was refreshed twice`);
-    assert.ok(refreshes <= spacing.maxCount, `${server.url}: ${refreshes} refreshes, at most ${spacing.maxCount}`);
+    assert.equal(presented.size, refreshes, `${server.url}: no refresh token was presented twice`);
+    assert.ok(afterRestart >= 1, `${server.url}: refreshed again after the restart`);
+    const spacing = assertOneRefreshPerExpiry(sends, server.resource, refreshes, lifetimes);
+    t.diagnostic(`${server.discovery}: ${spacing} (${afterRestart} refreshes after the restart)`);
   }
+  const outages = summaries.flatMap((s) => s.outages);
+  const lastFailure = Math.max(readyAt, ...outages.map((o) => o.lastFailedAt));
   t.diagnostic(
-    `${summaries.reduce((n, s) => n + s.calls, 0)} calls; ${pidsThatRefreshed.size} of ${children.length} processes sent a refresh`,
+    `${children.length} processes ran ${ranMs} ms (from spawn); ${summaries.reduce((n, s) => n + s.calls, 0)} calls; ${pidsThatRefreshed.size} processes sent a refresh; Redis down ${readyAt - stoppedAt} ms at refresh ${crashAtRefresh}: ${outages.length} processes met it (${outages.reduce((n, o) => n + o.calls, 0)} failed calls, store_unreachable, the last ${lastFailure - readyAt} ms after Redis was back), the others met no failure`,
   );
   assert.deepEqual(await store.leases(), [], 'no lease left behind');
 });

@@ -14,7 +14,7 @@ import { redisTarget } from '../../src/store/redis/redis-connection.js';
 import { RedisCredentialStore } from '../../src/store/redis/redis-credential-store.js';
 import { storeKeyFromEnv } from '../../src/store/seal.js';
 import { type Child, spawnTsx } from '../helpers/child-process.js';
-import { makeStoreKey, type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { makeStoreKey, persistenceArgs, type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { HELPERS_DIR, makeRecord } from '../helpers/store-fixtures.js';
 
 const A = 'https://a.example.test/mcp';
@@ -324,7 +324,7 @@ describe('RedisCredentialStore (a real redis-server)', () => {
 
   it('Redis restarted (persistence on) in the middle of a refresh: the write waits for it and lands, once', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'authkeep-redis-aof-'));
-    const args = ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir];
+    const args = persistenceArgs(dir);
     let server = await startRedis({ args });
     try {
       const s = new RedisCredentialStore({

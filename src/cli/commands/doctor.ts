@@ -519,6 +519,14 @@ export async function diagnose(deps: CliDeps, options: DoctorOptions): Promise<D
   for (const s of statuses) {
     if (s.unreadable !== undefined || !URL.canParse(s.serverUrl)) continue; // nothing readable to reach
     const again = `authkeep doctor ${s.serverUrl}`;
+    if (s.idpSession) {
+      // An enterprise IdP session (SEP-990): its record is keyed by the IdP's issuer; no MCP server.
+      if (!issuers.has(s.serverUrl)) {
+        issuers.add(s.serverUrl);
+        probes.push(reach(deps, 'identity provider', s.serverUrl, s.serverUrl, 'HEAD', options.timeoutMs, again));
+      }
+      continue;
+    }
     probes.push(reach(deps, 'server', s.serverUrl, s.serverUrl, 'HEAD', options.timeoutMs, again));
     if (s.issuer && !issuers.has(s.issuer)) {
       issuers.add(s.issuer);

@@ -179,9 +179,17 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     };
   }
   const keeper = deps.createKeeper(keeperOptions(options.global, deps, extra));
+  // SEP-990 with the IdP session: the browser (or the device grant) only to sign in to the IdP.
+  const idpSession = options.grant?.type === 'id_jag' && options.grant.idToken === undefined;
   if (!options.json) {
     deps.stderr.write(
-      `${options.grant ? `Getting a token for ${options.serverUrl} (${GRANT_TEXT[options.grant.type]}, no browser)` : `Signing in to ${options.serverUrl}`}...\n`,
+      `${
+        idpSession && options.grant?.idp
+          ? `Getting a token for ${options.serverUrl} (${GRANT_TEXT.id_jag}; your session at ${displayText(options.grant.idp.issuer)}, signed in to first when there is none)`
+          : options.grant
+            ? `Getting a token for ${options.serverUrl} (${GRANT_TEXT[options.grant.type]}, no browser)`
+            : `Signing in to ${options.serverUrl}`
+      }...\n`,
     );
   }
   let status: ServerStatus;
@@ -191,8 +199,8 @@ export async function runLogin(deps: CliDeps, options: LoginOptions): Promise<Ex
     status = await keeper.login(options.serverUrl, {
       ...(options.scope !== undefined ? { scope: options.scope } : {}),
       ...(options.grant ? { grant: options.grant } : {}),
-      ...(mode !== 'browser' && !options.grant ? { mode } : {}),
-      ...(options.device && !options.grant ? { requireDevice: true } : {}),
+      ...(mode !== 'browser' && (!options.grant || idpSession) ? { mode } : {}),
+      ...(options.device && (!options.grant || idpSession) ? { requireDevice: true } : {}),
     });
   } finally {
     settled = true;

@@ -116,7 +116,7 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
     displayText(s.serverUrl),
     displayText(s.issuer ?? '-'),
     shortClientId(displayText(s.clientId ?? '-')),
-    displayText(s.grant?.type ?? s.registration ?? '-'),
+    displayText(s.grant?.type ?? (s.idpSession ? 'idp session' : undefined) ?? s.registration ?? '-'),
     accessExpiry(s, now),
     s.refreshTokenAgeSeconds !== undefined
       ? formatDuration(s.refreshTokenAgeSeconds * 1000)
@@ -142,6 +142,8 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
   for (const s of statuses) {
     // Where the next token comes from: the grant and its sources (names and paths, never values).
     if (s.grant) out += `\ngrant ${displayText(s.serverUrl)}: ${displayText(s.grant.description, 1000)}\n`;
+    // An enterprise IdP session (SEP-990): whose ID token, until when, renewable or not.
+    if (s.idpSession) out += `\nidp session ${displayText(s.serverUrl)}: ${describeIdpSession(s.idpSession, now)}\n`;
   }
   for (const s of statuses) {
     const n = s.state === 'needs-auth' ? s.needsAuth : undefined;
@@ -151,6 +153,19 @@ export function renderStatusTable(statuses: ServerStatus[], now: number, style: 
     out += `  fix: ${displayText(n.fix, 1000)}\n`;
   }
   return out;
+}
+
+/** An IdP session in words: the subject, when its ID token expires, and whether it can be renewed there. */
+function describeIdpSession(session: NonNullable<ServerStatus['idpSession']>, now: number): string {
+  const at = Date.parse(session.idTokenExpiresAt);
+  const expiry = at >= now ? `expires in ${formatDuration(at - now)}` : `expired ${formatDuration(now - at)} ago`;
+  return (
+    `ID token of ${displayText(session.subject, 200)}, ${expiry}; ` +
+    (session.renewable
+      ? 'renewed at the identity provider with its refresh token when due'
+      : 'no refresh token: a new sign-in there when it expires') +
+    '; exchanged for every server whose grant names this identity provider'
+  );
 }
 
 export function registerStatus(program: Command, deps: CliDeps, exit: ExitSlot): void {

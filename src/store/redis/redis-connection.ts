@@ -9,6 +9,7 @@
  * Not for: what is stored where (redis-credential-store.ts) or leases (redis-lease.ts).
  */
 import { AuthkeepError } from '../../errors.js';
+import { describeNetworkFailure } from '../../oauth/http.js';
 
 /** Is `value` a fleet-store URL (`redis://` or `rediss://`)? */
 export function isRedisUrl(value: string | undefined): value is `redis://${string}` | `rediss://${string}` {
@@ -111,11 +112,19 @@ export class RedisConnection implements RedisCommander {
           reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000),
         },
       }) as unknown as RawClient;
-      client.on('error', () => undefined); // reported to the command that fails, not as a crash
+      // Reported to the command that fails, not as a crash; the last one says why a connection
+      // that never came up did not ("connection refused" rather than only the timeout).
+      let lastError: unknown;
+      client.on('error', (err: unknown) => {
+        lastError = err;
+      });
       try {
         await this.bounded(client.connect(), 'did not answer');
       } catch (err) {
         client.destroy();
+        const why = lastError === undefined ? undefined : describeNetworkFailure({ cause: lastError });
+        if (err instanceof AuthkeepError && why !== undefined)
+          throw this.unreachable(`did not answer within ${this.timeoutMs} ms`, why);
         throw err;
       }
       client.unref();

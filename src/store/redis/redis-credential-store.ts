@@ -43,6 +43,7 @@ import { recordKey } from '../paths.js';
 import { RegistrationSchema, type ServerRecord, ServerRecordSchema } from '../record.js';
 import { type DroppedRegistration, reusable, reusableRegistrations } from '../registrations.js';
 import { openText, sealText } from '../seal.js';
+import { storeConflict, TransactionCore } from '../transaction-core.js';
 import { RedisConnection, type RedisTarget } from './redis-connection.js';
 import { LEASE_SCAN, leaseHolder, RedisLease } from './redis-lease.js';
 
@@ -210,10 +211,11 @@ export class RedisCredentialStore implements CredentialStore {
     const [status, generation] = (Array.isArray(reply) ? reply : []).map(Number);
     if (status === -1) throw lockLost(key, lease.key.endsWith('login') ? 'login' : 'refresh');
     if (status === 0)
-      throw new AuthkeepError(
-        'store_conflict',
-        `write to ${key} refused: stored generation ${generation} is not ${basedOn}`,
-        { detail: { key, expected: basedOn, actual: generation === 0 ? 'missing' : generation } },
+      throw storeConflict(
+        key,
+        `stored generation ${generation} is not ${basedOn}`,
+        basedOn ?? 0,
+        generation === 0 || generation === undefined ? 'missing' : generation,
       );
     return generation ?? 0;
   }
@@ -437,20 +439,17 @@ function lockLost(key: string, purpose: string): AuthkeepError {
 }
 
 /** One transaction of the fleet store (see the file store's file-transaction.ts for the contract). */
-class RedisTransaction implements StoreTransaction {
-  /** Generation this transaction last read or wrote: undefined = not read, 0 = no record. */
-  private seen: number | undefined;
-  private done = false;
-  private queue: Promise<unknown> = Promise.resolve();
-
+class RedisTransaction extends TransactionCore implements StoreTransaction {
   constructor(
     private readonly store: RedisCredentialStore,
-    readonly serverUrl: string,
-    readonly key: string,
-    readonly purpose: StorePurpose,
+    serverUrl: string,
+    key: string,
+    purpose: StorePurpose,
     private readonly ownLease: RedisLease,
     private readonly writePolicy: LockPolicy,
-  ) {}
+  ) {
+    super(serverUrl, key, purpose);
+  }
 
   get lockLost(): boolean {
     return this.ownLease.lost;
@@ -469,10 +468,6 @@ class RedisTransaction implements StoreTransaction {
     if (!held) throw lockLost(this.key, this.purpose);
   }
 
-  finish(): void {
-    this.done = true;
-  }
-
   read(): Promise<ReadResult> {
     return this.serial(async () => {
       const result =
@@ -486,29 +481,7 @@ class RedisTransaction implements StoreTransaction {
 
   write(next: ServerRecord): Promise<ServerRecord> {
     return this.serial(async () => {
-      const parsed = ServerRecordSchema.safeParse(next);
-      if (!parsed.success) {
-        const field = parsed.error.issues[0]?.path.map(String).join('.') || undefined;
-        throw new AuthkeepError(
-          'invalid_argument',
-          `record to write for ${this.key} is invalid${field ? ` at ${field}` : ''}`,
-          field ? { field } : {},
-        );
-      }
-      const record = parsed.data;
-      if (recordKey(record.serverUrl) !== this.key)
-        throw new AuthkeepError(
-          'invalid_argument',
-          `record serverUrl does not belong to this transaction's server (${this.key})`,
-          { field: 'serverUrl' },
-        );
-      const stated = record.generation;
-      if (this.seen !== undefined && stated !== this.seen)
-        throw new AuthkeepError(
-          'store_conflict',
-          `write to ${this.key} refused: it states generation ${stated} but this transaction read ${this.seen}`,
-          { detail: { key: this.key, expected: this.seen, actual: stated } },
-        );
+      const { record, stated } = this.checkedWrite(next);
       const written: ServerRecord = { ...record, generation: stated + 1, updatedAt: new Date().toISOString() };
       await this.underRecordLease(async (lease) => {
         if (this.purpose === 'login') await this.store.readUnderLease(this.key, lease); // a corrupt one moves aside
@@ -573,15 +546,5 @@ class RedisTransaction implements StoreTransaction {
     } finally {
       await lease.release();
     }
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.done)
-      return Promise.reject(
-        new AuthkeepError('invalid_argument', `transaction on ${this.key} is already finished`, { field: 'tx' }),
-      );
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 }
