@@ -13,6 +13,7 @@
  * --interval-ms N (mean real ms between two calls of one session to one server, default 2000).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -22,7 +23,7 @@ import { type ArenaReport, renderHtml, renderTable, type VariantReport, variantR
 import { runVariant, type VariantProgress } from './runner.js';
 import { columnRun, SCENARIO_NAMES, SCENARIOS, type ScenarioName, scenarioColumns } from './scenarios.js';
 
-const KNOWN_VARIANTS = ['naive', 'authkeep', 'mcp-remote'] as const;
+const KNOWN_VARIANTS = ['naive', 'authkeep', 'naive-v2', 'authkeep-proxy', 'mcp-remote'] as const;
 
 export interface CliOptions {
   scenario: ScenarioName;
@@ -53,7 +54,7 @@ const USAGE = `usage: npm start -- [options]
   --days N              simulated days to run (default ${DEFAULTS.days}; 1 day = 24 s at the default scale)
   --sessions N          agent sessions (OS processes) per variant (default ${DEFAULTS.sessions})
   --servers N           protected MCP servers (default ${DEFAULTS.servers})
-  --variants LIST       comma-separated: naive,authkeep,mcp-remote (default ${DEFAULTS.variants.join(',')})
+  --variants LIST       comma-separated: ${KNOWN_VARIANTS.join(',')} (default ${DEFAULTS.variants.join(',')})
   --seed N              seed of the call schedule (default ${DEFAULTS.seed})
   --out DIR             where report.json and report.html go (default ${DEFAULTS.out}/)
   --seconds-per-hour N  real seconds per simulated hour (default ${DEFAULTS.secondsPerHour})
@@ -117,11 +118,11 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
 function unavailable(variant: string): string | undefined {
   if (variant !== 'mcp-remote') return undefined;
   try {
-    import.meta.resolve('mcp-remote');
+    createRequire(import.meta.url).resolve('mcp-remote/package.json');
   } catch {
-    return 'mcp-remote is not installed (optional devDependency)';
+    return 'mcp-remote is not installed (a devDependency: run npm ci)';
   }
-  return 'the mcp-remote variant is not implemented in this arena yet';
+  return undefined;
 }
 
 function progressBar(stream: NodeJS.WriteStream): (p: VariantProgress) => void {

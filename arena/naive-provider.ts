@@ -50,6 +50,8 @@ export class CallbackListener {
   private server: Server | undefined;
   private lastCode: string | undefined;
   private lastError: string | undefined;
+  /** The whole query of the last callback (the v2 SDK's finishAuth takes it: code, iss, state). */
+  private lastParams: URLSearchParams | undefined;
   port = 0;
 
   async start(): Promise<void> {
@@ -63,6 +65,7 @@ export class CallbackListener {
       const error = url.searchParams.get('error');
       if (code) this.lastCode = code;
       if (error) this.lastError = error;
+      if (code || error) this.lastParams = url.searchParams;
       res
         .writeHead(code ? 200 : 400, { 'content-type': 'text/html' })
         .end(code ? '<h1>Authorization Successful!</h1>' : '<h1>Authorization Failed</h1>');
@@ -72,13 +75,15 @@ export class CallbackListener {
   }
 
   /** The code received since the last take(), if any (and clears it). */
-  take(): { code?: string; error?: string } {
+  take(): { code?: string; error?: string; params?: URLSearchParams } {
     const result = {
       ...(this.lastCode ? { code: this.lastCode } : {}),
       ...(this.lastError ? { error: this.lastError } : {}),
+      ...(this.lastParams ? { params: this.lastParams } : {}),
     };
     this.lastCode = undefined;
     this.lastError = undefined;
+    this.lastParams = undefined;
     return result;
   }
 

@@ -5,6 +5,7 @@
  *
  * For: arena/main.ts. Not for: computing figures (metrics.ts).
  */
+import type { ServerKind } from './bed.js';
 import type { Findings } from './detectors.js';
 import { explainReauths, type ReauthCause, type ServerMetrics, type VariantMetrics } from './metrics.js';
 import type { VariantRun } from './runner.js';
@@ -129,6 +130,54 @@ interface Row {
 
 const fmt = (n: number | null, digits = 2): string => (n === null ? 'n/a' : n.toFixed(digits));
 
+/**
+ * Server kinds a variant cannot use, and why (what the client lacks, as read from its code and
+ * seen in the run). Shown only where the run agrees: no call to that server succeeded.
+ */
+export const CANNOT_USE: Readonly<Record<string, Partial<Record<ServerKind['name'], string>>>> = {
+  naive: {
+    'two-challenges':
+      "the 1.x SDK reads only the first WWW-Authenticate challenge (DPoP), finds no resource_metadata and no PRM at the well-known path, takes the MCP server's origin for its AS and registers there (404)",
+    dpop: 'Bearer only: the 1.x SDK has no DPoP, and the server takes DPoP-bound tokens only (RFC 9449)',
+  },
+  'naive-v2': {
+    dpop: 'Bearer only: the 2.x SDK binds tokens only through a provider that implements dpop(), which a straightforward provider does not; the server refuses Bearer tokens, so every call ends in "401 after re-authentication"',
+  },
+  'mcp-remote': {
+    'two-challenges':
+      "mcp-remote 0.15.1's auth (the 1.x SDK's, bundled) reads only the first WWW-Authenticate challenge (DPoP), finds no resource_metadata, takes the MCP server's origin for its AS and registers there (404): the proxy exits",
+    dpop: "no DPoP in mcp-remote 0.15.1: its auth reads resource_metadata only from a Bearer challenge (this server's is DPoP), registers at the MCP server's origin (404) and exits; it could not present DPoP-bound tokens anyway",
+  },
+};
+
+/** Figures a variant cannot have, and why. */
+const NOT_APPLICABLE: Readonly<Record<string, Partial<Record<'needsAuth' | 'signIns', string>>>> = {
+  'mcp-remote': {
+    needsAuth: 'n/a: proxy signs in itself',
+    signIns: 'n/a: inside the proxy',
+  },
+  'authkeep-proxy': {
+    needsAuth: 'n/a: proxy signs in itself',
+    signIns: 'n/a: inside the proxy',
+  },
+};
+
+const kindOf = (serverName: string): string => serverName.replace(/-\d+$/, '');
+
+/** The servers a variant made no successful call to, with why. */
+export function unusableServers(m: VariantMetrics): Array<{ server: string; reason: string }> {
+  return m.perServer
+    .filter((s) => s.callsOk === 0)
+    .map((s) => ({
+      server: s.name,
+      reason:
+        s.callsFailed === 0
+          ? 'no call completed in the run (the client was still starting or signing in when it ended)'
+          : (CANNOT_USE[m.variant]?.[kindOf(s.name) as ServerKind['name']] ??
+            'no call succeeded (see the most frequent failed-call errors)'),
+    }));
+}
+
 export const TABLE_ROWS: Row[] = [
   { label: 'sessions x servers', value: (m) => `${m.sessions} x ${m.servers}` },
   { label: 'simulated days', value: (m) => fmt(m.days) },
@@ -156,10 +205,27 @@ export const TABLE_ROWS: Row[] = [
   { label: 'malformed authorize requests', value: (m) => String(m.malformedAuthorize) },
   { label: 'cross-client redemptions', value: (m) => String(m.crossClient) },
   { label: 'browser tabs at cold start', value: (m) => `${m.coldStartTabs} (ideal ${m.servers})` },
-  { label: 'needs-auth with / without reason', value: (m) => `${m.needsAuthWithReason} / ${m.needsAuthWithoutReason}` },
-  { label: 'failed sign-ins', value: (m) => String(m.loginsFailed) },
+  {
+    label: 'needs-auth with / without reason',
+    value: (m) => NOT_APPLICABLE[m.variant]?.needsAuth ?? `${m.needsAuthWithReason} / ${m.needsAuthWithoutReason}`,
+  },
+  { label: 'failed sign-ins', value: (m) => NOT_APPLICABLE[m.variant]?.signIns ?? String(m.loginsFailed) },
   { label: 'client registrations (DCR)', value: (m) => String(m.registrations) },
+  {
+    label: 'servers it could not use',
+    value: (m) =>
+      unusableServers(m)
+        .map((u) => u.server)
+        .join(', ') || 'none',
+  },
 ];
+
+/** One line per server a variant could not use, saying why (printed under the table). */
+export function renderUnusable(metrics: VariantMetrics[]): string {
+  return metrics
+    .flatMap((m) => unusableServers(m).map((u) => `${m.variant} cannot use ${u.server}: ${u.reason}`))
+    .join('\n');
+}
 
 export function renderTable(metrics: VariantMetrics[], scenarioRows: ScenarioRow[] = []): string {
   const header = ['', ...metrics.map((m) => m.variant)];
@@ -171,7 +237,8 @@ export function renderTable(metrics: VariantMetrics[], scenarioRows: ScenarioRow
       .join('  ')
       .trimEnd();
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(header), rule, ...rows.map(line)].join('\n');
+  const why = renderUnusable(metrics);
+  return [line(header), rule, ...rows.map(line), ...(why ? ['', why] : [])].join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,11 +402,16 @@ export function renderHtml(report: ArenaReport): string {
   const metrics = report.variants.map((v) => v.metrics);
   const serverCount = metrics[0]?.servers ?? 0;
   const headCells = metrics.map((m) => `<th>${esc(m.variant)}</th>`).join('');
+  const cell = (row: Row, m: VariantMetrics): string => {
+    if (row.label !== 'servers it could not use') return `<td>${esc(row.value(m))}</td>`;
+    const unusable = unusableServers(m);
+    if (!unusable.length) return '<td>none</td>';
+    return `<td class="cannot">${unusable.map((u) => `<div><b>${esc(u.server)}</b><div class="why">${esc(u.reason)}</div></div>`).join('')}</td>`;
+  };
   const scenario = report.scenario;
   const bodyRows = [...TABLE_ROWS, ...(scenario ? SCENARIOS[scenario.name].rows : [])]
     .map(
-      (row) =>
-        `<tr><td class="label">${esc(row.label.trim())}</td>${metrics.map((m) => `<td>${esc(row.value(m))}</td>`).join('')}</tr>`,
+      (row) => `<tr><td class="label">${esc(row.label.trim())}</td>${metrics.map((m) => cell(row, m)).join('')}</tr>`,
     )
     .join('\n');
   const legend = LEGEND.map((l) => `<span class="key">${legendSymbol(l.kind)} ${esc(l.label)}</span>`).join('');
@@ -349,7 +421,11 @@ export function renderHtml(report: ArenaReport): string {
       .map((v) => {
         const p = v.metrics.perServer.find((x) => x.index === s.index);
         if (!p) return '';
-        return `<tr><td class="label">${esc(v.metrics.variant)}</td><td>${p.callsOk} / ${p.callsFailed}</td><td>${p.coldStartTabs}</td><td>${p.forcedReauths}</td><td>${p.refreshCalls}</td><td>${p.expiries}</td><td>${fmt(p.refreshPerExpiry)}</td><td>${p.minimumRefreshes}</td><td>${p.redundantRefreshes}</td><td>${p.unauthorized}</td><td>${p.refreshReuses}</td><td>${p.revokedGrants}</td><td>${p.malformedAuthorize}</td><td>${p.crossClient}</td></tr>`;
+        const cannot = unusableServers(v.metrics).find((u) => u.server === p.name);
+        const calls = cannot
+          ? `${p.callsOk} / ${p.callsFailed}<div class="why">cannot use it: ${esc(cannot.reason)}</div>`
+          : `${p.callsOk} / ${p.callsFailed}`;
+        return `<tr><td class="label">${esc(v.metrics.variant)}</td><td class="${cannot ? 'cannot' : ''}">${calls}</td><td>${p.coldStartTabs}</td><td>${p.forcedReauths}</td><td>${p.refreshCalls}</td><td>${p.expiries}</td><td>${fmt(p.refreshPerExpiry)}</td><td>${p.minimumRefreshes}</td><td>${p.redundantRefreshes}</td><td>${p.unauthorized}</td><td>${p.refreshReuses}</td><td>${p.revokedGrants}</td><td>${p.malformedAuthorize}</td><td>${p.crossClient}</td></tr>`;
       })
       .join('');
     return `<section class="server">
@@ -394,6 +470,7 @@ table.small{font-size:12px;width:100%} table.small th,table.small td{padding:4px
 .legend{display:flex;flex-wrap:wrap;gap:6px 18px;margin:8px 0 4px;font-size:12.5px} .key{display:inline-flex;align-items:center;gap:5px}
 svg text.lane{font-size:13px;font-weight:600;fill:#323f4b} svg text.axis{font-size:11px;fill:#616e7c} svg text.note{font-size:11px;fill:#52606d}
 .cards{display:flex;gap:16px;flex-wrap:wrap} .card{flex:1 1 420px;border:1px solid #e4e7eb;border-radius:6px;padding:10px 14px} .card ul{margin:4px 0;padding-left:18px} code{font-size:12px}
+td.cannot{white-space:normal;max-width:260px;vertical-align:top} .why{font-size:11.5px;font-weight:normal;color:#7b3f00;text-align:left}
 dl{display:grid;grid-template-columns:270px 1fr;gap:4px 14px;font-size:13px} dt{font-weight:600}
 </style></head><body>
 <h1>authkeep arena</h1>

@@ -11,6 +11,7 @@
  *     SDK's simpleOAuthClient example.
  *   - `authkeep`: the same sessions with `fetch: keeper.fetch(url)` as the transport's fetch; on a
  *     NeedsAuthError the simulated user runs `keeper.login(url)` through the robot browser.
+ *   - `naive-v2`, `mcp-remote`, `authkeep-proxy`: in arena/variants/ (naive-v2.ts, stdio-proxy.ts).
  * Either way, a call that fails because the server needs a sign-in is retried once after it.
  * Scenarios (arena/scenarios.ts) may give a session its own home and environment (a fleet host),
  * machine grants for authkeep (no browser), or client credentials for naive (the SDK's
@@ -33,7 +34,7 @@ import { deriveSeed, exponentialDelay, mulberry32 } from './random.js';
 import { refreshLog } from './testbed/refresh-sends.js';
 import { createRobotBrowser } from './testbed/robot-browser.js';
 
-export type Variant = 'naive' | 'authkeep';
+export type Variant = 'naive' | 'authkeep' | 'naive-v2' | 'authkeep-proxy' | 'mcp-remote';
 
 export interface SessionConfig {
   variant: Variant;
@@ -72,11 +73,13 @@ export type ChildMessage =
   | { type: 'fatal'; error: string };
 export type ParentMessage = { type: 'go' } | { type: 'stop' };
 
-interface Pair {
+export interface Pair {
   serverIndex: number;
   url: string;
   /** Run one call (connecting first when needed); resolves with the outcome. */
   call(): Promise<void>;
+  /** The run is over: end a connect still in flight (a proxy still starting) now. */
+  stop?(): void;
   close(): Promise<void>;
 }
 
@@ -84,6 +87,15 @@ const send = (message: ChildMessage): void => {
   process.send?.(message);
 };
 const emit = (event: SessionEvent): void => send({ type: 'event', event });
+
+/** What a variant's session code (arena/variants/) gets from this process. */
+export interface VariantContext {
+  config: SessionConfig;
+  emit: (event: SessionEvent) => void;
+  errorText: (err: unknown) => string;
+  /** The simulated user's browser tab (in this process). */
+  openBrowser: (url: string) => Promise<void>;
+}
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`.slice(0, 300);
@@ -115,7 +127,16 @@ async function main(): Promise<void> {
     }
   };
 
-  const pairs = config.variant === 'naive' ? await naivePairs(config, openBrowser) : authkeepPairs(config, openBrowser);
+  const context: VariantContext = { config, emit, errorText, openBrowser };
+  const pairs =
+    config.variant === 'naive'
+      ? await naivePairs(config, openBrowser)
+      : config.variant === 'authkeep'
+        ? authkeepPairs(config, openBrowser)
+        : // Loaded only by their own sessions (the 2.x SDK is a second SDK to load).
+          config.variant === 'naive-v2'
+          ? await (await import('./variants/naive-v2.js')).naiveV2Pairs(context)
+          : await (await import('./variants/stdio-proxy.js')).stdioProxyPairs(context, config.variant);
 
   let stopping = false;
   let wake: Array<() => void> = [];
@@ -135,6 +156,7 @@ async function main(): Promise<void> {
       if (message.type === 'go') resolve();
       if (message.type === 'stop') {
         stopping = true;
+        for (const pair of pairs) pair.stop?.();
         for (const w of [...wake]) w();
         resolve();
       }

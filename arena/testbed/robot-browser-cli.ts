@@ -6,6 +6,9 @@
  * For: processes that open the authorization URL through `$BROWSER`. Build the command with
  * robot-browser-command.ts. Not for: importing (it runs on load). The log line holds the time,
  * pid, outcome, and the authorize request's client_id and resource, never the URL itself.
+ * `$ROBOT_BROWSER_EVENTS` names a JSON-lines file that gets one `open` line when the tab opens and
+ * one `done` line when it ends (epoch ms `t`, pid, resource, and for `done` the outcome), so the
+ * arena can time a tab opened by a process it does not control (a stdio proxy).
  */
 import { appendFileSync } from 'node:fs';
 
@@ -18,10 +21,20 @@ async function main(): Promise<number> {
     return 2;
   }
   const parsed = new URL(target);
+  const resource = parsed.searchParams.get('resource') ?? '';
+  const events = process.env.ROBOT_BROWSER_EVENTS;
+  const event = (fields: Record<string, unknown>): void => {
+    if (events) appendFileSync(events, `${JSON.stringify({ t: Date.now(), pid: process.pid, resource, ...fields })}\n`);
+  };
+  event({ phase: 'open' });
+  let status = 0;
+  let reachedRedirectUri = false;
   let outcome: string;
   let code: number;
   try {
     const visit = await createRobotBrowser().open(target);
+    status = visit.status;
+    reachedRedirectUri = visit.reachedRedirectUri;
     const ok = visit.reachedRedirectUri && visit.status < 400;
     outcome = `status=${visit.status} reached_redirect_uri=${visit.reachedRedirectUri}`;
     code = ok ? 0 : 1;
@@ -40,6 +53,7 @@ async function main(): Promise<number> {
     ].join(' ');
     appendFileSync(log, `${line}\n`);
   }
+  event({ phase: 'done', status, reachedRedirectUri, ok: code === 0 });
   if (code !== 0) process.stderr.write(`robot-browser: ${outcome}\n`);
   return code;
 }

@@ -11,7 +11,7 @@ import { SERVER_KINDS } from '../../arena/bed.js';
 import { timeScale } from '../../arena/clock.js';
 import { parseCli } from '../../arena/main.js';
 import { computeMetrics, explainReauths } from '../../arena/metrics.js';
-import { type ArenaReport, renderHtml, renderTable, variantReport } from '../../arena/report.js';
+import { type ArenaReport, renderHtml, renderTable, unusableServers, variantReport } from '../../arena/report.js';
 import type { TimedSessionEvent, VariantRun } from '../../arena/runner.js';
 import type { SessionEvent } from '../../arena/session.js';
 import type { HttpAuditEntry } from '../../arena/testbed/audit.js';
@@ -262,3 +262,34 @@ test('options: defaults, validation, variants', () => {
   assert.throws(() => parseCli(['--variants', 'naive,bogus']), /unknown variant/);
   assert.throws(() => parseCli(['--bogus']), /bogus/);
 });
+
+test('a server no call of a variant got through to is named, with why, in the table and the HTML', () => {
+  const events = [
+    ev(0, { type: 'call', server: 0, ok: true, at: 100 }),
+    ev(0, { type: 'call', server: 0, ok: false, error: 'Error: the proxy did not start', at: 200 }),
+  ];
+  const base = computeMetrics(run(events, [], 2400));
+  const server = base.perServer[0] as NonNullable<(typeof base.perServer)[0]>;
+  const failing = { ...server, name: 'dpop', callsOk: 0, callsFailed: 3 };
+  const mcpRemote = { ...base, variant: 'mcp-remote', perServer: [failing] };
+  const unknown = { ...base, variant: 'some-client', perServer: [failing] };
+  assert.deepEqual(unusableServers(base), [], 'a server with a successful call is usable, whatever else failed');
+  assert.match(unusableServers(mcpRemote)[0]?.reason ?? '', /no DPoP in mcp-remote 0\.15\.1/);
+  assert.match(unusableServers(unknown)[0]?.reason ?? '', /no call succeeded/);
+  const table = renderTable([base, mcpRemote]);
+  assert.match(table, /servers it could not use\s+none\s+dpop$/m);
+  assert.match(table, /^mcp-remote cannot use dpop: no DPoP in mcp-remote/m);
+  assert.match(table, /needs-auth with \/ without reason\s+\d+ \/ \d+\s+n\/a: proxy signs in itself$/m);
+  const html = renderHtml({
+    generatedAt: new Date(T0).toISOString(),
+    options: { days: 0.1, sessions: 1, servers: 1, variants: [], seed: 1, secondsPerHour: 1, meanCallIntervalMs: 2000 },
+    wallSeconds: 1,
+    skipped: [],
+    variants: [{ metrics: mcpRemote, timeline: [], reauthCauses: [], examples: emptyExamples() }],
+  });
+  assert.ok(html.includes('cannot use it: no DPoP in mcp-remote'), 'the per-server cell says why');
+});
+
+function emptyExamples() {
+  return { malformed: [], crossClient: [], refreshReuses: [], codeReuses: [], revokedGrants: [] };
+}

@@ -8,7 +8,7 @@
  * robot browser from the URL printed on stderr, or by the robot user of the device page.
  */
 import assert from 'node:assert/strict';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -88,10 +88,14 @@ for (const c of CASES) {
     const dir = await tempHome(t);
     const home = path.join(dir, 'home');
     // An MCP client's environment: the SDK adds HOME, PATH, USER, SHELL, TERM, LOGNAME. PATH holds
-    // only node's directory, so no xdg-open is found whatever this machine has installed.
+    // only a directory with node in it (not node's own, which may be /usr/bin), so no xdg-open is
+    // found whatever this machine has installed.
+    const pathDir = path.join(dir, 'path');
+    await mkdir(pathDir);
+    await symlink(process.execPath, path.join(pathDir, 'node'));
     const env: Record<string, string> = {
       AUTHKEEP_HOME: home,
-      PATH: path.dirname(process.execPath),
+      PATH: pathDir,
       ...(c.browser ? { BROWSER: await c.browser(dir) } : {}),
     };
     const transport = new StdioClientTransport({
