@@ -20,6 +20,7 @@
  */
 import type { TimeScale } from './clock.js';
 import {
+  type AuthorizationServerOptions,
   type DiscoveryVariant,
   type McpServerCounts,
   type RunningAuthorizationServer,
@@ -77,7 +78,19 @@ export interface ArenaBed {
   close(): Promise<void>;
 }
 
-export async function startArenaBed(serverCount: number, scale: TimeScale): Promise<ArenaBed> {
+/** What a scenario changes in the bed (arena/scenarios.ts); nothing: today's world. */
+export interface BedOptions {
+  /** The kinds to cycle through instead of SERVER_KINDS. */
+  kinds?: readonly ServerKind[];
+  /** Added to every authorization server's options (e.g. a static client for client credentials). */
+  as?: Partial<AuthorizationServerOptions>;
+}
+
+export async function startArenaBed(
+  serverCount: number,
+  scale: TimeScale,
+  options: BedOptions = {},
+): Promise<ArenaBed> {
   if (!Number.isSafeInteger(serverCount) || serverCount < 1)
     throw new RangeError('server count must be a positive integer');
   const lifetimes = {
@@ -85,7 +98,9 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
     refreshTokenTtlSeconds: scale.refreshTokenTtlSeconds,
     grantTtlSeconds: scale.grantTtlSeconds,
     preciseExpiry: true,
+    ...options.as,
   };
+  const cycle = options.kinds ?? SERVER_KINDS;
   const closers: Array<() => Promise<void>> = [];
   const close = async (): Promise<void> => {
     for (const fn of closers.reverse()) await fn().catch(() => {});
@@ -93,7 +108,7 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
   try {
     const root = await startAuthorizationServer(lifetimes);
     closers.push(() => root.close());
-    const kinds = Array.from({ length: serverCount }, (_, i) => SERVER_KINDS[i % SERVER_KINDS.length] as ServerKind);
+    const kinds = Array.from({ length: serverCount }, (_, i) => cycle[i % cycle.length] as ServerKind);
     let tenant: RunningAuthorizationServer | undefined;
     if (kinds.some((k) => k.tenant)) {
       tenant = await startAuthorizationServer({ ...lifetimes, issuerPath: '/tenant', pathInsertedMetadata: false });
@@ -114,7 +129,7 @@ export async function startArenaBed(serverCount: number, scale: TimeScale): Prom
         : kind.tenant
           ? (tenant as RunningAuthorizationServer)
           : root;
-      const round = Math.floor(index / SERVER_KINDS.length);
+      const round = Math.floor(index / cycle.length);
       const name = round === 0 ? kind.name : `${kind.name}-${round + 1}`;
       const mcp = await startProtectedMcpServer({
         authorizationServer: as,

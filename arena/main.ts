@@ -6,6 +6,9 @@
  *
  *   npm start -- --days 2 --sessions 8 --servers 5 --variants naive,authkeep --seed 1 --out arena-out
  *
+ * --scenario NAME picks the world (arena/scenarios.ts): default (today's), fleet, ci-workers, dpop,
+ * scale.
+ *
  * Extra knobs: --seconds-per-hour N (time compression, default 1: a simulated day is 24 s),
  * --interval-ms N (mean real ms between two calls of one session to one server, default 2000).
  */
@@ -18,11 +21,12 @@ import { timeScale } from './clock.js';
 import { computeMetrics, type VariantMetrics } from './metrics.js';
 import { type ArenaReport, renderHtml, renderTable, type VariantReport, variantReport } from './report.js';
 import { runVariant, type VariantProgress } from './runner.js';
-import type { Variant } from './session.js';
+import { columnRun, SCENARIO_NAMES, SCENARIOS, type ScenarioName, scenarioColumns } from './scenarios.js';
 
 const KNOWN_VARIANTS = ['naive', 'authkeep', 'naive-v2', 'authkeep-proxy', 'mcp-remote'] as const;
 
 export interface CliOptions {
+  scenario: ScenarioName;
   days: number;
   sessions: number;
   servers: number;
@@ -34,6 +38,7 @@ export interface CliOptions {
 }
 
 export const DEFAULTS: CliOptions = {
+  scenario: 'default',
   days: 3,
   sessions: 8,
   servers: 5,
@@ -45,6 +50,7 @@ export const DEFAULTS: CliOptions = {
 };
 
 const USAGE = `usage: npm start -- [options]
+  --scenario NAME       the world: ${SCENARIO_NAMES.join(', ')} (default ${DEFAULTS.scenario}; see arena/README.md)
   --days N              simulated days to run (default ${DEFAULTS.days}; 1 day = 24 s at the default scale)
   --sessions N          agent sessions (OS processes) per variant (default ${DEFAULTS.sessions})
   --servers N           protected MCP servers (default ${DEFAULTS.servers})
@@ -59,6 +65,7 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
+      scenario: { type: 'string' },
       days: { type: 'string' },
       sessions: { type: 'string' },
       servers: { type: 'string' },
@@ -80,19 +87,25 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
     }
     return n;
   };
-  const variants = (values.variants ?? DEFAULTS.variants.join(','))
+  const scenarioName = values.scenario ?? DEFAULTS.scenario;
+  if (!(SCENARIO_NAMES as readonly string[]).includes(scenarioName))
+    throw new Error(`unknown scenario ${JSON.stringify(scenarioName)} (known: ${SCENARIO_NAMES.join(', ')})`);
+  const scenario = SCENARIOS[scenarioName as ScenarioName];
+  const known = scenarioColumns(scenario, KNOWN_VARIANTS);
+  const variants = (values.variants ?? (scenario.defaults.variants ?? DEFAULTS.variants).join(','))
     .split(',')
     .map((v) => v.trim())
     .filter(Boolean);
   for (const v of variants) {
-    if (!(KNOWN_VARIANTS as readonly string[]).includes(v))
-      throw new Error(`unknown variant ${JSON.stringify(v)} (known: ${KNOWN_VARIANTS.join(', ')})`);
+    if (!known.includes(v))
+      throw new Error(`unknown variant ${JSON.stringify(v)} in scenario ${scenario.name} (known: ${known.join(', ')})`);
   }
   if (variants.length === 0) throw new Error('--variants names no variant');
   return {
+    scenario: scenario.name,
     days: num('days', values.days, DEFAULTS.days, false, 0.01),
-    sessions: num('sessions', values.sessions, DEFAULTS.sessions, true, 1),
-    servers: num('servers', values.servers, DEFAULTS.servers, true, 1),
+    sessions: num('sessions', values.sessions, scenario.defaults.sessions ?? DEFAULTS.sessions, true, 1),
+    servers: num('servers', values.servers, scenario.defaults.servers ?? DEFAULTS.servers, true, 1),
     variants: [...new Set(variants)],
     seed: num('seed', values.seed, DEFAULTS.seed, true, 0),
     out: values.out ?? DEFAULTS.out,
@@ -116,7 +129,7 @@ function progressBar(stream: NodeJS.WriteStream): (p: VariantProgress) => void {
   let lastDecile = -1;
   return (p) => {
     const fraction = p.totalMs ? p.elapsedMs / p.totalMs : 0;
-    const label = `${p.variant.padEnd(8)} ${p.phase.padEnd(8)}`;
+    const label = `${(p.column ?? p.variant).padEnd(8)} ${p.phase.padEnd(8)}`;
     const stats = `day ${(p.elapsedMs / p.dayMs).toFixed(2)}/${(p.totalMs / p.dayMs).toFixed(2)} · calls ${p.callsOk} ok / ${p.callsFailed} failed · tabs ${p.tabs}`;
     if (stream.isTTY) {
       const width = 30;
@@ -146,14 +159,18 @@ export async function runArena(
   const scale = timeScale(options.secondsPerHour);
   const variants: VariantReport[] = [];
   const skipped: ArenaReport['skipped'] = [];
-  for (const variant of options.variants) {
+  const scenario = SCENARIOS[options.scenario];
+  const worldNotes: string[] = [];
+  for (const column of options.variants) {
+    const { variant, world } = columnRun(scenario, column);
     const reason = unavailable(variant);
     if (reason) {
-      skipped.push({ variant, reason });
+      skipped.push({ variant: column, reason });
       continue;
     }
     const run = await runVariant({
-      variant: variant as Variant,
+      variant,
+      ...(world ? { world } : {}),
       days: options.days,
       sessions: options.sessions,
       servers: options.servers,
@@ -163,6 +180,7 @@ export async function runArena(
       logDir: path.join(options.out, 'logs'),
       ...(onProgress ? { onProgress } : {}),
     });
+    for (const note of run.worldNotes ?? []) worldNotes.push(`${column}: ${note}`);
     variants.push(variantReport(run, computeMetrics(run)));
   }
   const report: ArenaReport = {
@@ -176,6 +194,7 @@ export async function runArena(
       secondsPerHour: options.secondsPerHour,
       meanCallIntervalMs: options.intervalMs,
     },
+    scenario: { name: scenario.name, title: scenario.title, description: scenario.description, notes: worldNotes },
     wallSeconds: (Date.now() - started) / 1000,
     skipped,
     variants,
@@ -198,7 +217,7 @@ async function main(): Promise<void> {
   }
   await mkdir(options.out, { recursive: true });
   process.stderr.write(
-    `authkeep arena: ${options.variants.join(', ')} · ${options.sessions} sessions x ${options.servers} servers · ${options.days} simulated days (${Math.round(options.days * 24 * options.secondsPerHour)} s per variant)\n`,
+    `authkeep arena${options.scenario === 'default' ? '' : ` (scenario ${options.scenario})`}: ${options.variants.join(', ')} · ${options.sessions} sessions x ${options.servers} servers · ${options.days} simulated days (${Math.round(options.days * 24 * options.secondsPerHour)} s per variant)\n`,
   );
   const { report, metrics } = await runArena(options, progressBar(process.stderr));
   for (const s of report.skipped) process.stderr.write(`skipped ${s.variant}: ${s.reason}\n`);
@@ -206,7 +225,7 @@ async function main(): Promise<void> {
   const htmlPath = path.join(options.out, 'report.html');
   await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(htmlPath, renderHtml(report));
-  process.stdout.write(`\n${renderTable(metrics)}\n\n`);
+  process.stdout.write(`\n${renderTable(metrics, SCENARIOS[options.scenario].rows)}\n\n`);
   for (const m of metrics) {
     if (m.sessionErrors.length)
       process.stdout.write(

@@ -8,12 +8,20 @@
  *     forced re-auths: tabs opened after it (the report's "re-authenticate every 2-4 days").
  *     Per server per simulated day = forced re-auths / servers / simulated days.
  *   - refresh calls per access-token expiry, per server: refresh_token grants the AS received for
- *     the server's resource, divided by the number of access-token lifetimes that elapsed while
- *     the server was in use (from its first successful call to its last call). A client that
+ *     the server's resource, divided by the number of access-token lifetimes that elapsed, both
+ *     over one window: from the server's first token (the AS's first successful token response
+ *     for it, or its first successful call if earlier; not before the sessions started) to the
+ *     stop. (Counting the refreshes from
+ *     the sign-in but the lifetimes only from the first successful call, as this did before,
+ *     inflated a client that keeps tokens fresh from the sign-in on: 1.07-1.31 on short DPoP runs,
+ *     where the nonce round trips put seconds between a server's sign-in and its first call.) A client that
  *     refreshes exactly once per lifetime scores 1.00 (the physical limit with calls this dense);
  *     N processes refreshing the same expiry score up to N.
  *     With calls this dense, refreshing ahead of expiry (authkeep: at 72.5-75% of the lifetime)
  *     and the gap until the next call roughly cancel out; minimumRefreshes gives the strict bound.
+ *     A machine identity on the client credentials grant (SEP-1046) has no refresh token: each of
+ *     its token requests is its renewal, so they count here as refreshes do (scenario ci-workers),
+ *     the first one included.
  *   - redundant refreshes: refresh calls for a server made while a token it got less than half a
  *     lifetime earlier was still fresh (another process just refreshed).
  *
@@ -87,6 +95,8 @@ export interface VariantMetrics {
   registrations: number;
   authorizeRequests: number;
   codeExchanges: number;
+  /** Client credentials token requests (machine identities, scenario ci-workers). */
+  clientCredentialsRequests: number;
   /** Token-endpoint refusals by the AS's private error_detail (e.g. `client mismatch`). */
   tokenErrors: Record<string, number>;
   /** The most frequent failed-call errors (message -> count), top 8. */
@@ -131,7 +141,7 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
   const ratios = perServer.map((s) => s.refreshPerExpiry).filter((r): r is number => r !== null);
   const f: Findings = run.findings;
   return {
-    variant: run.variant,
+    variant: run.column ?? run.variant,
     sessions: run.sessions,
     servers: run.servers.length,
     days,
@@ -162,6 +172,8 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
     registrations: http.filter((e) => e.endpoint === 'registration' && e.method === 'POST' && e.status === 201).length,
     authorizeRequests: http.filter((e) => e.endpoint === 'authorization').length,
     codeExchanges: http.filter((e) => e.endpoint === 'token' && e.grantType === 'authorization_code').length,
+    clientCredentialsRequests: http.filter((e) => e.endpoint === 'token' && e.grantType === 'client_credentials')
+      .length,
     tokenErrors: countBy(
       http.filter((e) => e.endpoint === 'token' && e.status !== 200),
       (e) =>
@@ -175,6 +187,9 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
     sessionErrors: run.sessionErrors,
   };
 }
+
+/** The grants that renew a server's access token: a refresh, or a machine identity's next token. */
+const RENEWAL_GRANTS = new Set(['refresh_token', 'client_credentials']);
 
 function serverMetrics(
   server: ArenaServer,
@@ -194,15 +209,20 @@ function serverMetrics(
   // A DPoP nonce challenge (RFC 9449 section 8: 400 use_dpop_nonce, nothing spent) is half of one
   // refresh's round trip, not a refresh: counted apart.
   const nonceChallenge = (e: HttpAuditEntry): boolean => e.error === 'use_dpop_nonce';
-  const refreshes = tokenEntries.filter((e) => e.grantType === 'refresh_token' && !nonceChallenge(e));
+  const renewals = tokenEntries.filter((e) => RENEWAL_GRANTS.has(e.grantType ?? '') && !nonceChallenge(e));
 
-  // Access-token lifetimes elapsed while the server was in use.
+  // Access-token lifetimes elapsed from the server's first token to the stop, and the renewals
+  // in that same window.
   let expiries = 0;
   let minimumRefreshes = 0;
+  let windowStart = Number.POSITIVE_INFINITY;
   if (okTimes.length) {
     const first = Math.min(...okTimes);
-    const last = Math.max(...calls.map((e) => e.event.t));
-    expiries = Math.floor((last - first) / ttlMs);
+    const firstToken = tokenEntries.find((e) => e.status === 200)?.time ?? first;
+    // Not before the sessions started: lifetimes that ended while no session ran (a scenario
+    // that signs in before the run) are no client's to renew.
+    windowStart = Math.max(run.startedAt, Math.min(first, firstToken));
+    expiries = Math.floor((run.stoppedAt - windowStart) / ttlMs);
     let coveredUntil = first + ttlMs;
     for (const t of calls
       .map((e) => e.event.t)
@@ -215,12 +235,14 @@ function serverMetrics(
     }
   }
 
+  const refreshes = renewals.filter((e) => e.time > windowStart && e.time <= run.stoppedAt);
+
   // Redundant: a refresh while a token obtained < half a lifetime ago was fresh.
   let redundant = 0;
   let lastIssued = -Infinity;
   for (const entry of tokenEntries) {
     if (nonceChallenge(entry)) continue;
-    if (entry.grantType === 'refresh_token' && entry.time - lastIssued < ttlMs / 2) redundant++;
+    if (RENEWAL_GRANTS.has(entry.grantType ?? '') && entry.time - lastIssued < ttlMs / 2) redundant++;
     if (entry.status === 200) lastIssued = entry.time;
   }
 

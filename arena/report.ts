@@ -9,6 +9,7 @@ import type { ServerKind } from './bed.js';
 import type { Findings } from './detectors.js';
 import { explainReauths, type ReauthCause, type ServerMetrics, type VariantMetrics } from './metrics.js';
 import type { VariantRun } from './runner.js';
+import { SCENARIOS, type ScenarioName, type ScenarioRow } from './scenarios.js';
 import type { HttpAuditEntry } from './testbed/audit.js';
 
 export interface TimelineMark {
@@ -53,6 +54,8 @@ export interface ArenaReport {
     secondsPerHour: number;
     meanCallIntervalMs: number;
   };
+  /** The world it ran in (arena/scenarios.ts); absent in reports from before scenarios. */
+  scenario?: { name: ScenarioName; title: string; description: string; notes: string[] };
   /** Real seconds the whole run took. */
   wallSeconds: number;
   skipped: Array<{ variant: string; reason: string }>;
@@ -224,9 +227,9 @@ export function renderUnusable(metrics: VariantMetrics[]): string {
     .join('\n');
 }
 
-export function renderTable(metrics: VariantMetrics[]): string {
+export function renderTable(metrics: VariantMetrics[], scenarioRows: ScenarioRow[] = []): string {
   const header = ['', ...metrics.map((m) => m.variant)];
-  const rows = TABLE_ROWS.map((row) => [row.label, ...metrics.map((m) => row.value(m))]);
+  const rows = [...TABLE_ROWS, ...scenarioRows].map((row) => [row.label, ...metrics.map((m) => row.value(m))]);
   const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
@@ -385,6 +388,16 @@ function countByLabel(labels: string[]): Array<[string, number]> {
   return [...map.entries()].sort((a, b) => b[1] - a[1]);
 }
 
+function scenarioSection(scenario: NonNullable<ArenaReport['scenario']>): string {
+  const columns = Object.entries(SCENARIOS[scenario.name].columns ?? {})
+    .map(([name, c]) => `<li><b>${esc(name)}</b>: ${esc(c.description)}</li>`)
+    .join('');
+  const notes = scenario.notes.map((n) => `<li>${esc(n)}</li>`).join('');
+  return `<h2 id="scenario">Scenario: ${esc(scenario.title)}</h2>
+<p>${esc(scenario.description)}</p>
+${columns ? `<ul>${columns}</ul>` : ''}${notes ? `<p class="muted">Prepared before the sessions started:</p><ul class="muted">${notes}</ul>` : ''}`;
+}
+
 export function renderHtml(report: ArenaReport): string {
   const metrics = report.variants.map((v) => v.metrics);
   const serverCount = metrics[0]?.servers ?? 0;
@@ -395,9 +408,12 @@ export function renderHtml(report: ArenaReport): string {
     if (!unusable.length) return '<td>none</td>';
     return `<td class="cannot">${unusable.map((u) => `<div><b>${esc(u.server)}</b><div class="why">${esc(u.reason)}</div></div>`).join('')}</td>`;
   };
-  const bodyRows = TABLE_ROWS.map(
-    (row) => `<tr><td class="label">${esc(row.label.trim())}</td>${metrics.map((m) => cell(row, m)).join('')}</tr>`,
-  ).join('\n');
+  const scenario = report.scenario;
+  const bodyRows = [...TABLE_ROWS, ...(scenario ? SCENARIOS[scenario.name].rows : [])]
+    .map(
+      (row) => `<tr><td class="label">${esc(row.label.trim())}</td>${metrics.map((m) => cell(row, m)).join('')}</tr>`,
+    )
+    .join('\n');
   const legend = LEGEND.map((l) => `<span class="key">${legendSymbol(l.kind)} ${esc(l.label)}</span>`).join('');
   const days = Math.max(0, ...metrics.map((m) => m.days));
   const servers = (report.variants[0]?.metrics.perServer ?? []).map((s: ServerMetrics) => {
@@ -461,6 +477,7 @@ dl{display:grid;grid-template-columns:270px 1fr;gap:4px 14px;font-size:13px} dt{
 <p class="muted">${esc(report.generatedAt)} · ${o.sessions} sessions × ${o.servers} servers · ${fmt(days)} simulated days (1 simulated hour = ${o.secondsPerHour} s) · seed ${o.seed} · ${Math.round(report.wallSeconds)} s wall time</p>
 <p>Every variant runs ${o.sessions} agent sessions as separate OS processes against its own fresh oidc-provider (DCR, PKCE S256, resource indicators with JWT access tokens, refresh-token rotation with reuse revocation). Access tokens live 1 simulated hour, refresh tokens 15 days sliding, grants 30 days absolute. All sessions start together with no stored credentials, then call a tool on every server at random intervals (the same seeded schedule for every variant). When a server needs a sign-in, a simulated user completes it in a browser tab.</p>
 ${skipped}
+${scenario ? scenarioSection(scenario) : ''}
 <h2>Summary</h2>
 <table class="main"><thead><tr><th></th>${headCells}</tr></thead><tbody>
 ${bodyRows}

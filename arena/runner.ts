@@ -19,6 +19,7 @@ import { detect, type Findings, mergeFindings } from './detectors.js';
 import type { ChildMessage, SessionConfig, SessionEvent, Variant } from './session.js';
 import type { AuditEntry } from './testbed/audit.js';
 import type { McpServerCounts } from './testbed/mcp-server.js';
+import type { PreparedWorld, VariantWorld } from './world.js';
 
 export interface VariantRunOptions {
   variant: Variant;
@@ -40,10 +41,14 @@ export interface VariantRunOptions {
    */
   daysAfterColdStart?: boolean;
   onProgress?: (progress: VariantProgress) => void;
+  /** The scenario's changes for this column (arena/world.ts); none: today's world. */
+  world?: VariantWorld;
 }
 
 export interface VariantProgress {
   variant: Variant;
+  /** The scenario's column name, when it differs from the variant. */
+  column?: string;
   phase: 'starting' | 'running' | 'stopping' | 'done';
   elapsedMs: number;
   totalMs: number;
@@ -65,6 +70,12 @@ export interface AuditSnapshot {
 
 export interface VariantRun {
   variant: Variant;
+  /** The report's column when a scenario names it apart from the variant (e.g. `authkeep-fleet`). */
+  column?: string;
+  /** The simulated host of each session, by session index (fleet scenarios only). */
+  hosts?: number[];
+  /** What the scenario prepared before the sessions started. */
+  worldNotes?: string[];
   days: number;
   sessions: number;
   scale: TimeScale;
@@ -98,9 +109,14 @@ function sessionExecArgv(): string[] {
 
 export async function runVariant(options: VariantRunOptions): Promise<VariantRun> {
   const wallStart = Date.now();
-  const totalMs = daysToMs(options.days, options.scale);
-  const bed = await startArenaBed(options.servers, options.scale);
+  const world = options.world;
+  const scale = world?.accessTokenTtlSeconds
+    ? { ...options.scale, accessTokenTtlSeconds: world.accessTokenTtlSeconds }
+    : options.scale;
+  const totalMs = daysToMs(options.days, scale);
+  const bed = await startArenaBed(options.servers, scale, world?.bed);
   const storeDir = await mkdtemp(path.join(tmpdir(), `arena-${options.variant}-`));
+  let prepared: PreparedWorld | undefined;
   const events: TimedSessionEvent[] = [];
   const sessionErrors: string[] = [];
   const children: ChildProcess[] = [];
@@ -118,10 +134,11 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
   const progress = (): void =>
     options.onProgress?.({
       variant: options.variant,
+      ...(world ? { column: world.column } : {}),
       phase,
       elapsedMs: startedAt ? Math.min(totalMs, Date.now() - startedAt) : 0,
       totalMs,
-      dayMs: options.scale.dayMs,
+      dayMs: scale.dayMs,
       callsOk,
       callsFailed,
       tabs,
@@ -130,22 +147,27 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
 
   try {
     if (options.logDir) await mkdir(options.logDir, { recursive: true });
+    prepared = await world?.prepare?.({ bed, storeDir, sessions: options.sessions, scale });
+    const machineGrants = world?.machineGrants?.(bed);
     const ready: Array<Promise<void>> = [];
     const exited: Array<Promise<void>> = [];
     for (let session = 0; session < options.sessions; session++) {
+      const setting = prepared?.session(session) ?? {};
       const config: SessionConfig = {
         variant: options.variant,
         session,
         servers: bed.servers.map((s) => ({ index: s.index, url: s.url })),
-        storeDir,
+        storeDir: setting.storeDir ?? storeDir,
         seed: options.seed,
         meanIntervalMs: options.meanIntervalMs,
         callTimeoutMs: options.callTimeoutMs ?? 20_000,
+        ...(machineGrants ? { machineGrants } : {}),
+        ...(world?.clientCredentials ? { clientCredentials: world.clientCredentials } : {}),
       };
       const child = fork(SESSION_SCRIPT, [JSON.stringify(config)], {
         execArgv: sessionExecArgv(),
         stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-        env: { ...process.env, NODE_NO_WARNINGS: '1' },
+        env: { ...process.env, NODE_NO_WARNINGS: '1', ...setting.env },
       });
       children.push(child);
       const stderr: string[] = [];
@@ -184,7 +206,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
             markFailed(new Error(`session ${session} exited before it was ready`));
             if (options.logDir) {
               void writeFile(
-                path.join(options.logDir, `${options.variant}-session-${session}.log`),
+                path.join(options.logDir, `${world?.column ?? options.variant}-session-${session}.log`),
                 stderr.join(''),
               ).catch(() => {});
             }
@@ -224,11 +246,15 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     const audits = bed.authorizationServers.map((as) => ({ issuer: as.issuer, entries: [...as.audit.entries()] }));
     const publishedResources = bed.servers.map((s) => s.resource);
     const findings = mergeFindings(audits.map((a) => detect(a.entries, { publishedResources })));
+    const hosts = Array.from({ length: options.sessions }, (_, i) => prepared?.session(i).host);
     return {
       variant: options.variant,
+      ...(world ? { column: world.column } : {}),
+      ...(hosts.every((h) => h !== undefined) ? { hosts: hosts as number[] } : {}),
+      ...(prepared?.notes.length ? { worldNotes: prepared.notes } : {}),
       days: options.days,
       sessions: options.sessions,
-      scale: options.scale,
+      scale,
       servers: bed.servers,
       startedAt,
       stoppedAt,
@@ -243,6 +269,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
   } finally {
     clearInterval(ticker);
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await prepared?.close().catch(() => {});
     await bed.close();
     await rm(storeDir, { recursive: true, force: true }).catch(() => {});
   }

@@ -13,6 +13,9 @@
  *     NeedsAuthError the simulated user runs `keeper.login(url)` through the robot browser.
  *   - `naive-v2`, `mcp-remote`, `authkeep-proxy`: in arena/variants/ (naive-v2.ts, stdio-proxy.ts).
  * Either way, a call that fails because the server needs a sign-in is retried once after it.
+ * Scenarios (arena/scenarios.ts) may give a session its own home and environment (a fleet host),
+ * machine grants for authkeep (no browser), or client credentials for naive (the SDK's
+ * ClientCredentialsProvider in place of the file provider).
  *
  * Protocol with the runner (IPC): child -> `ready`, then events (see SessionEvent), then `done`;
  * runner -> `go` (start now), `stop` (finish in-flight calls and exit).
@@ -20,11 +23,12 @@
  * Not for: judging anything (the runner and the AS's audit do that).
  */
 
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { type OAuthClientProvider, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-import { AuthKeeper } from '../src/index.js';
+import { AuthKeeper, type MachineGrantOptions } from '../src/index.js';
 import { NaiveFileOAuthProvider } from './naive-provider.js';
 import { deriveSeed, exponentialDelay, mulberry32 } from './random.js';
 import { refreshLog } from './testbed/refresh-sends.js';
@@ -41,6 +45,13 @@ export interface SessionConfig {
   seed: number;
   meanIntervalMs: number;
   callTimeoutMs: number;
+  /** authkeep: per server URL, the machine grant to sign in with instead of a browser (scenario ci-workers). */
+  machineGrants?: Record<string, MachineGrantOptions>;
+  /**
+   * naive: the SDK's ClientCredentialsProvider (its tokens in this process's memory) instead of
+   * the file provider; the secret is read from the named environment variable (scenario ci-workers).
+   */
+  clientCredentials?: { clientId: string; clientSecretEnv: string; scope: string };
 }
 
 export type SessionEvent =
@@ -176,8 +187,18 @@ async function main(): Promise<void> {
 async function naivePairs(config: SessionConfig, openBrowser: (url: string) => Promise<void>): Promise<Pair[]> {
   return Promise.all(
     config.servers.map(async (server): Promise<Pair> => {
-      const provider = new NaiveFileOAuthProvider({ dir: config.storeDir, serverUrl: server.url, openBrowser });
-      await provider.start();
+      const cc = config.clientCredentials;
+      const fileProvider = cc
+        ? undefined
+        : new NaiveFileOAuthProvider({ dir: config.storeDir, serverUrl: server.url, openBrowser });
+      await fileProvider?.start();
+      const provider: OAuthClientProvider =
+        fileProvider ??
+        new ClientCredentialsProvider({
+          clientId: cc?.clientId ?? '',
+          clientSecret: process.env[cc?.clientSecretEnv ?? ''] ?? '',
+          scope: cc?.scope ?? '',
+        });
       let client: Client | undefined;
       let transport: StreamableHTTPClientTransport | undefined;
 
@@ -199,12 +220,12 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
             return;
           } catch (err) {
             const needsAuth = err instanceof UnauthorizedError;
-            if (needsAuth && attempt === 1 && transport) {
+            if (needsAuth && attempt === 1 && transport && fileProvider) {
               // The SDK could not get a token without the user: it opened the browser (our robot
               // went through the AS's pages) and the code is at our callback. Finish as the
               // SDK's example does, then reconnect.
               emit({ type: 'needs_auth', t: Date.now(), server: server.index });
-              const received = provider.callback.take();
+              const received = fileProvider.callback.take();
               try {
                 if (!received.code)
                   throw new Error(
@@ -241,7 +262,7 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
         call,
         close: async () => {
           await dropClient();
-          await provider.callback.close();
+          await fileProvider?.callback.close();
         },
       };
     }),
@@ -269,6 +290,7 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
     // lifetime per server machine-wide) rather than on the first call of a token's last quarter.
     refreshMode: 'keep-fresh',
     log,
+    ...(config.machineGrants ? { machineGrants: config.machineGrants } : {}),
     ...(process.env.ARENA_DEBUG
       ? {
           fetch: async (input: string | URL | Request, init?: RequestInit) => {

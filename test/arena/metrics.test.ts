@@ -145,13 +145,25 @@ test('refresh calls per expiry, the fewest possible refreshes and redundant refr
   const twice = computeMetrics(
     run(
       events,
-      Array.from({ length: 20 }, (_, i) => refresh(1000 * (Math.floor(i / 2) + 1) + (i % 2) * 30)),
+      Array.from({ length: 20 }, (_, i) => refresh(1000 * (Math.floor(i / 2) + 1) - 30 + (i % 2) * 30)),
       10_000,
     ),
   );
   assert.equal(twice.perServer[0]?.refreshPerExpiry, 2);
   assert.equal(twice.redundantRefreshes, 10);
   assert.equal(twice.refreshPerExpiry.max, 2);
+});
+
+test('refreshes and lifetimes are counted over one window, from the first token to the stop', () => {
+  // Signed in at 0 (code exchange), kept fresh once per lifetime from then on, but the first
+  // successful call only at 3 s (a slow cold start) and the last at 8 s: 10 lifetimes, 10 refreshes.
+  const signIn = { ...refresh(0), grantType: 'authorization_code' };
+  const events = [3000, 5000, 8000].map((at) => ev(0, { type: 'call', server: 0, ok: true, at }));
+  const keptFresh = Array.from({ length: 10 }, (_, i) => refresh(1000 * (i + 1) - 15));
+  const m = computeMetrics(run(events, [signIn, ...keptFresh, refresh(10_400)], 10_000));
+  assert.equal(m.perServer[0]?.expiries, 10, 'from the sign-in, not the first call');
+  assert.equal(m.perServer[0]?.refreshCalls, 10, 'the refresh after the stop is outside the window');
+  assert.equal(m.perServer[0]?.refreshPerExpiry, 1);
 });
 
 test('the fewest possible refreshes follow the calls, not the clock', () => {
