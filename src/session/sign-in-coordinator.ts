@@ -78,7 +78,7 @@ export class SignInCoordinator {
         const record = current.kind === 'ok' ? current.record : undefined;
 
         // Another process signed in while we waited: adopt its result, open no tab.
-        if (record && signedInSince(record, server, scope, waitingSince)) {
+        if (record && signedInSince(record, server, scope, waitingSince, announced)) {
           logger.emit('info', 'login.adopted', 'adopted a sign-in completed by another process', { serverUrl });
           return record;
         }
@@ -135,16 +135,24 @@ export class SignInCoordinator {
   }
 }
 
-/** True when `record` holds usable tokens obtained by a sign-in that finished after `since`. */
+/**
+ * True when `record` holds usable tokens obtained by a sign-in that finished after `since`. A
+ * caller that waited for another holder of the login lock also adopts tokens that landed (were
+ * written) after `since` though their request left before it: a sign-in with no browser (a machine
+ * grant) is nothing but its token request, so processes starting together would otherwise each
+ * find the leader's tokens "older" than their own start and run the grant again.
+ */
 function signedInSince(
   record: ServerRecord,
   server: DiscoveredServer,
   scope: string | undefined,
   since: number,
+  waitedForAnother: boolean,
 ): boolean {
   const tokens = record.tokens;
   if (!tokens || record.needsAuth || detectDrift(record)) return false;
   if (record.authorizationServer.issuer !== server.authorizationServer.issuer) return false;
-  if (tokens.obtainedAt < since) return false;
+  const landedAt = waitedForAnother ? Date.parse(record.updatedAt) : Number.NaN;
+  if (tokens.obtainedAt < since && !(landedAt >= since)) return false;
   return scopeCovers(tokens.scope, scope);
 }

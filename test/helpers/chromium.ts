@@ -3,25 +3,21 @@
  * playwright-core; `.ci/run` installs it), for checks of what the arena's HTML report looks like:
  * laid out, measured and screenshotted as a browser renders it, not as a string.
  *
- * The flags keep Chromium off the network (this machine's is closed) and out of any profile.
+ * The flags keep Chromium off the network (this machine's is closed).
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { inflateSync } from 'node:zlib';
 import { chromium, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
-/** A fresh page in headless Chromium, closed (with its profile) after the test. */
+/** A fresh page in headless Chromium (a throwaway profile of its own), closed after the test. */
 export async function chromiumPage(t: TestContext, viewport = { width: 1400, height: 900 }): Promise<Page> {
   if (!existsSync(CHROMIUM))
     throw new Error(
       `no Chromium at ${CHROMIUM}: install the Debian package chromium (.ci/run does), or set CHROMIUM_PATH`,
     );
-  const profile = await mkdtemp(path.join(tmpdir(), 'authkeep-chromium-'));
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -33,13 +29,9 @@ export async function chromiumPage(t: TestContext, viewport = { width: 1400, hei
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      `--user-data-dir=${profile}`,
     ],
   });
-  t.after(async () => {
-    await browser.close();
-    await rm(profile, { recursive: true, force: true });
-  });
+  t.after(() => browser.close());
   const page = await browser.newPage({ viewport });
   return page;
 }

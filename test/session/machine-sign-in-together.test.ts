@@ -1,0 +1,77 @@
+/**
+ * Two keepers on one store (two processes' view) signing in with the same machine grant at once:
+ * the second decides it needs a sign-in after the first's token request has left, waits for the
+ * first's login lock, and adopts its tokens instead of running the grant again. A sign-in with no
+ * browser is nothing but its token request, so without this every process starting together
+ * found the leader's tokens "older" than its own start (the arena's ci-workers scenario saw two
+ * token requests for eight processes).
+ *
+ * Determinism: the first keeper's client secret is read after its request's send time is taken
+ * and before the request goes out; the test holds that read until the second keeper says it waits
+ * for the lock (its `login.waiting` event), and starts the second only once the clock has moved
+ * past the first's send time.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startBed } from '../helpers/bed.js';
+import { recordLog } from '../helpers/log-events.js';
+
+const SECRET = 'together-secret-0123456789abcdef';
+
+test('a machine sign-in that starts while another one is in flight adopts its tokens: one token request', async (t) => {
+  const bed = await startBed(t, {
+    as: {
+      clientCredentials: true,
+      staticClients: [
+        {
+          client_id: 'ci-together',
+          client_secret: SECRET,
+          token_endpoint_auth_method: 'client_secret_basic' as const,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          scope: 'mcp:read mcp:write mcp:admin',
+        },
+      ],
+    },
+    servers: [{ discovery: 'header' }],
+  });
+  const server = bed.servers[0]!;
+  const grant = { type: 'client_credentials' as const, clientId: 'ci-together', clientSecret: { file: '/secret' } };
+
+  let readStarted!: (at: number) => void;
+  const firstReadStarted = new Promise<number>((resolve) => {
+    readStarted = resolve;
+  });
+  let releaseRead!: () => void;
+  const held = new Promise<void>((resolve) => {
+    releaseRead = resolve;
+  });
+  const first = bed.keeper({
+    secretReader: {
+      env: {},
+      readFile: async () => {
+        readStarted(Date.now());
+        await held;
+        return SECRET;
+      },
+    },
+  });
+  const secondLog = recordLog();
+  const second = bed.keeper({ secretReader: { env: {}, readFile: async () => SECRET }, log: secondLog.sink });
+
+  const leading = first.login(server.url, { grant });
+  const readAt = await firstReadStarted;
+  // The clock past the first's send time (taken before this read): the second starts later.
+  while (Date.now() <= readAt) await new Promise((resolve) => setImmediate(resolve));
+  const following = second.login(server.url, { grant });
+  await secondLog.next('login.waiting');
+  releaseRead();
+
+  const [a, b] = await Promise.all([leading, following]);
+  assert.equal(a.state, 'ok');
+  assert.equal(b.state, 'ok');
+  assert.equal(bed.as.audit.counts().clientCredentialsGrants, 1, 'one token request for both');
+  assert.equal(secondLog.named('login.adopted').length, 1, 'the second adopted the first sign-in');
+  assert.equal(await second.getAccessToken(server.url), await first.getAccessToken(server.url), 'the same token');
+});
