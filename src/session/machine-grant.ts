@@ -190,12 +190,7 @@ export async function machineStepUp(
   server: DiscoveredServer,
   stored: { registration: Registration; grant: MachineGrant },
   scope: string | undefined,
-  context: {
-    http: HttpOptions;
-    logger: Logger;
-    secretReader?: SecretReader | undefined;
-    idpSessions?: IdpSessionTokens | undefined;
-  },
+  context: MachineSignInContext,
 ): Promise<SignInResult> {
   const union = unionScopes(scope, stored.grant.scope);
   const grant: MachineGrant = { ...stored.grant, ...(union ? { scope: union } : {}) };
@@ -206,12 +201,30 @@ export async function machineStepUp(
     grant: grant.type,
     ...(grant.scope ? { scope: grant.scope } : {}),
   });
+  return tokenFromGrant(server, stored.registration, grant, context);
+}
+
+/** What a machine sign-in or step-up needs besides the server and the grant. */
+export interface MachineSignInContext {
+  http: HttpOptions;
+  logger: Logger;
+  secretReader?: SecretReader | undefined;
+  idpSessions?: IdpSessionTokens | undefined;
+}
+
+/** The grant's token request for `server`, stamped as a sign-in's result (no person involved). */
+async function tokenFromGrant(
+  server: DiscoveredServer,
+  registration: Registration,
+  grant: MachineGrant,
+  context: MachineSignInContext,
+): Promise<SignInResult> {
   const sentAt = Date.now();
   const response = await nextMachineToken(
     {
       serverUrl: server.serverUrl,
       authorizationServer: server.authorizationServer,
-      registration: stored.registration,
+      registration,
       resource: server.resource,
       grant,
     },
@@ -220,13 +233,8 @@ export async function machineStepUp(
     context.secretReader,
     context.idpSessions,
   );
-  const tokens = stampTokens(response, {
-    registration: stored.registration,
-    sentAt,
-    receivedAt: Date.now(),
-    requestedScope: grant.scope,
-  });
-  return { registration: stored.registration, tokens, grant };
+  const tokens = stampTokens(response, { registration, sentAt, receivedAt: Date.now(), requestedScope: grant.scope });
+  return { registration, tokens, grant };
 }
 
 /**
@@ -434,12 +442,7 @@ export async function machineSignIn(
   server: DiscoveredServer,
   options: MachineGrantOptions,
   scope: string | undefined,
-  context: {
-    http: HttpOptions;
-    logger: Logger;
-    secretReader?: SecretReader | undefined;
-    idpSessions?: IdpSessionTokens | undefined;
-  },
+  context: MachineSignInContext,
 ): Promise<SignInResult> {
   const as = server.authorizationServer;
   const { registration, grant } = machineRegistration(options, as, unionScopes(options.scope, scope));
@@ -459,14 +462,5 @@ export async function machineSignIn(
     clientId: registration.clientId,
     grant: grant.type,
   });
-  const sentAt = Date.now();
-  const response = await nextMachineToken(
-    { serverUrl: server.serverUrl, authorizationServer: as, registration, resource: server.resource, grant },
-    context.http,
-    sentAt,
-    context.secretReader,
-    context.idpSessions,
-  );
-  const tokens = stampTokens(response, { registration, sentAt, receivedAt: Date.now(), requestedScope: grant.scope });
-  return { registration, tokens, grant };
+  return tokenFromGrant(server, registration, grant, context);
 }
