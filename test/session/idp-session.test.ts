@@ -159,7 +159,10 @@ test('SEP-990 with the IdP session: one browser visit for three servers, the ID 
   await Promise.all([a.getAccessToken(s1.url), b.getAccessToken(s2.url)]);
   assert.equal(counts.idpRefreshes(), 1, 'one refresh at the IdP for two processes');
   const renewed = await readRecord(bed.home, idp.issuer);
-  assert.notEqual(renewed.idpSession?.token, session.idpSession?.token, 'a new ID token');
+  // The IdP's answer was stored (the ID token itself may be the same string: oidc-provider signs
+  // the same claims, iat in whole seconds, when the refresh falls in the sign-in's second).
+  assert.ok(renewed.generation > session.generation, 'the session record holds the IdP refresh answer');
+  assert.ok(renewed.idpSession !== undefined && renewed.idpSession.expiresAt >= (session.idpSession?.expiresAt ?? 0));
   assert.equal(renewed.idpSession?.subject, session.idpSession?.subject);
   assert.equal(counts.exchanges().length, 5, 'each server exchanged the renewed ID token');
   assert.equal(counts.idpAuthorizations(), 1, 'no new sign-in at the IdP');
