@@ -127,10 +127,11 @@ test('fleet: 3 hosts x 4 processes x 3 servers racing 6 expiries through Redis, 
         `pid ${summary.pid} was handed only tokens of the one client and issuer, for ${server.url}`,
       );
     }
-    // Calls fail only in the outage, typed, and the process recovers: at most one run of
-    // failures, all store_unreachable, not over before Redis was killed, followed by a token. (A
-    // process may meet it after Redis is back: its connection reconnects with a backoff.)
-    assert.ok(summary.outages.length <= 1, `pid ${summary.pid}: ${JSON.stringify(summary.outages)}`);
+    // Calls fail only in the outage, typed, and the process recovers: every run of failures all
+    // store_unreachable and not over before Redis was killed, the last one followed by a token. (A
+    // process may meet it after Redis is back: its connection reconnects with a backoff. A token
+    // still valid in the process's memory needs no store, so one outage can show as two runs of
+    // failures with a call served between them, as a CI run saw.)
     assert.equal(
       summary.errors.length,
       summary.outages.reduce((n, o) => n + o.calls, 0),
@@ -138,8 +139,9 @@ test('fleet: 3 hosts x 4 processes x 3 servers racing 6 expiries through Redis, 
     for (const outage of summary.outages) {
       assert.deepEqual(outage.codes, ['store_unreachable'], `pid ${summary.pid}: ${summary.errors.join('; ')}`);
       assert.ok(outage.lastFailedAt >= stoppedAt, `pid ${summary.pid} failed before Redis was stopped`);
-      assert.ok(outage.recoveredAt !== null, `pid ${summary.pid} was handed a token again after the outage`);
     }
+    const last = summary.outages.at(-1);
+    if (last) assert.ok(last.recoveredAt !== null, `pid ${summary.pid} was handed a token again after the outage`);
   }
 
   const after = bed.as.audit.counts();
