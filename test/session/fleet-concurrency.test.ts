@@ -65,9 +65,9 @@ function isRefresh(entry: AuditEntry): entry is HttpAuditEntry {
   return entry.kind === 'http' && entry.endpoint === 'token' && entry.grantType === 'refresh_token';
 }
 
-test('fleet: 3 hosts x 4 processes x 3 servers racing 6 expiries through Redis, which crashes and restarts (persistence on) mid-refresh: one refresh per server per expiry, no reuse, no revocation, no stale or foreign token', async (t) => {
+test('fleet: 3 hosts x 8 processes x 3 servers racing 6 expiries through Redis, which crashes and restarts (persistence on) mid-refresh: one refresh per server per expiry, no reuse, no revocation, no stale or foreign token', async (t) => {
   const lifetimes = 6;
-  const perHost = 4;
+  const perHost = 8;
   // The crash comes when the AS answers this refresh (the second expiry of the three servers),
   // before its holder has written the answer to Redis: an event, not a timer.
   const crashAtRefresh = 4;
