@@ -364,17 +364,28 @@ export class TokenManager {
   }
 
   /**
-   * While this process waits for the refresh lock, read the record lock-free (backing off from
+   * While this process waits for the refresh lock, look at the record lock-free (backing off from
    * 5 ms to 25 ms) until it holds tokens this manager may adopt, then abort the lock wait with
    * them. Ends when the lock is taken or the wait failed (the controller is aborted either way).
+   * Where the store has a cheap record version (a stat), the record is read only when it changed:
+   * dozens of waiters polling by reading would take the CPU the lock holder's refresh needs.
    */
   private async watchForAdoptable(serverUrl: string, cause: RefreshCause, watch: AbortController): Promise<void> {
+    const { store } = this.deps;
     let delay = 5;
+    let lastRead: { version: string | undefined } | undefined;
     while (!watch.signal.aborted) {
       await sleep(delay);
       delay = Math.min(25, delay * 1.5);
       if (watch.signal.aborted) return;
-      const read = await this.deps.store.read(serverUrl).catch(() => undefined);
+      // The version is taken before the read: a write landing in between changes it again.
+      const version = await store.recordVersion?.(serverUrl).then(
+        (v) => ({ version: v }),
+        () => undefined,
+      );
+      if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
+      lastRead = version;
+      const read = await store.read(serverUrl).catch(() => undefined);
       if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
       const fresh = this.adoptable(read.record, cause);
       if (fresh !== undefined && !watch.signal.aborted) {

@@ -169,6 +169,13 @@ export interface CredentialStore {
     fn: (tx: StoreTransaction) => Promise<T>,
     options?: TransactionOptions,
   ): Promise<T>;
+  /**
+   * A cheap token that differs whenever the record was replaced since it was taken (undefined when
+   * there is none), for a waiter polling for another process's write: it reads the record only
+   * when the token changed. A hint, never a proof of content. Optional: a store without it is
+   * polled by reading.
+   */
+  recordVersion?(serverUrl: string): Promise<string | undefined>;
   list(): Promise<Array<ReadResult & { key: string }>>;
   /**
    * Records whose registration is at `issuer` and may be reused (not dropped by dropRegistration,

@@ -38,6 +38,7 @@
  *
  * Not for: what a store offers and guarantees (credential-store.ts, the contract).
  */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 import type { Registration } from '../oauth/types.js';
@@ -117,6 +118,21 @@ export class FileCredentialStore implements CredentialStore {
   /** Lock-free; never writes (a corrupt record is reported, not moved: see the contract). */
   async read(serverUrl: string): Promise<ReadResult> {
     return this.files.read(recordKey(serverUrl), false, false);
+  }
+
+  /**
+   * The record file's identity (inode, modification time in ns, size): every write renames a new
+   * file in (atomic-file.ts), so a replaced record has another inode. One stat, no read, no checks
+   * (the read that follows a change makes them).
+   */
+  async recordVersion(serverUrl: string): Promise<string | undefined> {
+    try {
+      const stats = await stat(this.layout.recordPath(recordKey(serverUrl)), { bigint: true });
+      return `${stats.ino}:${stats.mtimeNs}:${stats.size}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
   }
 
   async transaction<T>(

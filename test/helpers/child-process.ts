@@ -35,7 +35,17 @@ export const LINE_TIMEOUT_MS = 600_000;
 
 /** Spawn `script` (a path) under tsx with `args`; stdin is a pipe, stdout is read line by line. */
 export function spawnTsx(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  return spawnChild(['--import', 'tsx', script], args, env);
+}
+
+/** Spawn a plain JavaScript `script` with Node alone (no loader): the package as users run it. */
+export function spawnNode(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  return spawnChild([script], args, env);
+}
+
+function spawnChild(nodeArgs: string[], args: string[], env: NodeJS.ProcessEnv): Child {
+  const script = nodeArgs.at(-1) as string;
+  const proc = spawn(process.execPath, [...nodeArgs, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],

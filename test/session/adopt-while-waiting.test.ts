@@ -3,7 +3,9 @@
  * record holds them, while the lock is still held: waiters do not queue on the lock one after
  * another only to adopt (the refresh storm of 32 processes at one expiry). The "other process"
  * is a refresh transaction of a second store on the same home; the waiter is a TokenManager whose
- * stored token is due. Nothing here talks to an AS: the waiter must never refresh.
+ * stored token is due. Nothing here talks to an AS: the waiter must never refresh. While the record
+ * does not change, a waiter looks at its version (one stat), not its content: dozens of waiters
+ * reading and parsing it every few milliseconds took the CPU the holder's refresh needed.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -55,4 +57,67 @@ test('a waiter adopts the tokens the lock holder stored, before the holder relea
   assert.equal(served, 'at.fresh', 'the holder’s token, adopted');
   assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
   assert.match(String(log.named('refresh.adopted')[0]?.message), /while waiting/);
+});
+
+/** A file store that counts the waiter's reads and version checks, and says when it made `n` checks. */
+class CountingStore extends FileCredentialStore {
+  versions = 0;
+  readsSinceFirstVersion = 0;
+  private readonly checked: Array<{ n: number; resolve(reads: number): void }> = [];
+
+  override async read(serverUrl: string) {
+    if (this.versions > 0) this.readsSinceFirstVersion++;
+    return super.read(serverUrl);
+  }
+
+  override async recordVersion(serverUrl: string) {
+    const version = await super.recordVersion(serverUrl);
+    this.versions++;
+    for (const w of this.checked) if (w.n === this.versions) w.resolve(this.readsSinceFirstVersion);
+    return version;
+  }
+
+  /** The reads made since the first version check, when the `n`th check has been answered. */
+  readsWhenChecked(n: number): Promise<number> {
+    return new Promise((resolve) => this.checked.push({ n, resolve }));
+  }
+}
+
+test('a waiter reads the record only when its version changed, then adopts what landed', async (t) => {
+  const home = await tempHome(t);
+  const holderStore = new FileCredentialStore({ home });
+  const due = makeRecord(URL_, { tag: 'due' });
+  const dueTokens = { ...due.tokens!, obtainedAt: Date.now() - 3_600_000, expiresAt: Date.now() - 1_000 };
+  await holderStore.transaction(URL_, 'write', (tx) => tx.write({ ...due, tokens: dueTokens }));
+
+  const log = recordLog();
+  const waiterStore = new CountingStore({ home });
+  const waiter = new TokenManager({
+    store: waiterStore,
+    http: () => ({
+      allowInsecureLoopback: false,
+      timeoutMs: 1_000,
+      fetch: async () => {
+        throw new Error('the waiter sent a token request');
+      },
+    }),
+    logger: new Logger(log.sink),
+    transientRetryDelaysMs: [],
+  });
+
+  let served: string | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    const asked = waiter.getAccessToken(URL_);
+    // Eight looks at an unchanged record: the first one reads it (nothing known yet), no other does.
+    assert.equal(await waiterStore.readsWhenChecked(8), 1, 'one read while the record stayed the same');
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    served = await asked;
+  });
+
+  assert.equal(served, 'at.fresh', 'the holder’s token, adopted once the version changed');
+  assert.equal(waiterStore.readsSinceFirstVersion, 2, 'the first look, then the changed record');
+  assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
 });
