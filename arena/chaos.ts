@@ -9,7 +9,8 @@
  * its answer was taken away by a fault after processing (`lost_answer`), or the process that sent
  * the refresh was killed before writing it (`kill`). The next refresh then presents the spent
  * token: a reuse, and the AS revokes the grant. Every other reuse, revocation or forced re-auth is
- * the client's.
+ * the client's, except one the client brings on itself without fault: a slow AS that answers after
+ * the client's own request timeout (`client_timeout`, counted apart: the answer never came in time).
  *
  * For: runner.ts, metrics.ts, report rows and the chaos test. Not for: the library.
  */
@@ -157,7 +158,12 @@ export async function inspectHomes(
 // ---------------------------------------------------------------------------------------------
 // figures
 
-export type LossCause = 'lost_answer' | 'kill';
+/**
+ * `lost_answer`: a fault after processing took the answer; `kill`: the sender was killed before
+ * its record held the new token; `client_timeout`: no fault and no kill, but the client closed the
+ * connection before the AS answered (its own request timeout on a slow AS: the answer came too late).
+ */
+export type LossCause = 'lost_answer' | 'kill' | 'client_timeout';
 
 export interface ChainLoss {
   cause: LossCause;
@@ -165,7 +171,10 @@ export interface ChainLoss {
   rotationSeq: number;
   resources: string[];
   answeredAt: number;
-  /** kill: the kill's instant minus the AS's answer (negative: killed while the AS was still processing). */
+  /**
+   * kill: the kill's instant minus the AS's answer (negative: killed while the AS was still
+   * processing; when the connection closed before any answer, minus the request's arrival).
+   */
   killOffsetMs?: number;
   killTrigger?: KillRecord['trigger'];
   /** The reuse that showed it (the spent token presented again), if one came before the stop. */
@@ -218,7 +227,6 @@ function widths(list: number[]): WindowWidth {
 }
 
 /** The AS's own answer to a request (a fault after processing replaced it; one before: none). */
-const asAnswer = (e: HttpAuditEntry): number | undefined => (e.fault ? e.fault.asStatus : e.status);
 
 export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
   const log = run.chaos;
@@ -239,6 +247,7 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     const request = bySeq.get(ev.requestSeq);
     if (request) issuedBy.set(ev.tokenFingerprint, request);
   }
+  const issuedSeqs = new Set([...issuedBy.values()].map((e) => e.seq));
   const stored = new Set<string>();
   const width: number[] = [];
   const clientWidth: number[] = [];
@@ -249,6 +258,7 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     if (answered !== undefined) width.push(event.t - answered);
     if (event.answeredAt !== undefined) clientWidth.push(event.t - event.answeredAt);
   }
+  const reportsStores = run.events.some((e) => e.event.type === 'refresh_stored');
   const killsByPid = new Map<number, KillRecord>();
   for (const k of log.kills) killsByPid.set(k.pid, k);
 
@@ -258,14 +268,30 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     const known = losses.get(rotation.seq);
     if (known) return known;
     const issued = [...issuedBy.entries()].find(([, e]) => e.seq === rotation.seq)?.[0];
-    if (issued !== undefined && stored.has(issued)) return undefined;
+    if (issued === undefined || stored.has(issued)) return undefined;
     const answeredAt = rotation.answeredAt ?? rotation.time;
     let loss: ChainLoss | undefined;
     if (rotation.fault?.phase === 'after')
       loss = { cause: 'lost_answer', rotationSeq: rotation.seq, resources: rotation.resources, answeredAt };
     else {
       const kill = rotation.sender !== undefined ? killsByPid.get(Number(rotation.sender)) : undefined;
-      if (kill)
+      // A column that does not report its stores (naive): the sender survived the write if its
+      // session made a successful call to that server between the answer and the kill (that
+      // client stores a refreshed token before it uses it, and refreshes only an expired one).
+      const server = run.servers.find((s) => rotation.resources.includes(s.resource))?.index;
+      const survived =
+        kill !== undefined &&
+        !reportsStores &&
+        run.events.some(
+          ({ session, event }) =>
+            session === kill.session &&
+            event.type === 'call' &&
+            event.ok &&
+            event.server === server &&
+            event.t > answeredAt &&
+            event.t < kill.t,
+        );
+      if (kill && !survived)
         loss = {
           cause: 'kill',
           rotationSeq: rotation.seq,
@@ -274,6 +300,8 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
           killOffsetMs: kill.t - answeredAt,
           killTrigger: kill.trigger,
         };
+      else if (rotation.status === 0)
+        loss = { cause: 'client_timeout', rotationSeq: rotation.seq, resources: rotation.resources, answeredAt };
     }
     if (loss) losses.set(rotation.seq, loss);
     return loss;
@@ -287,7 +315,7 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     const request = reuse.requestSeq !== undefined ? bySeq.get(reuse.requestSeq) : undefined;
     const spent = fp(request?.body?.refresh_token?.[0]);
     const rotation = refreshes.find(
-      (e) => e.seq < (request?.seq ?? reuse.seq) && fp(e.body?.refresh_token?.[0]) === spent && asAnswer(e) === 200,
+      (e) => e.seq < (request?.seq ?? reuse.seq) && fp(e.body?.refresh_token?.[0]) === spent && issuedSeqs.has(e.seq),
     );
     const loss = spent && rotation ? lossOf(rotation) : undefined;
     if (!loss) {
@@ -359,6 +387,7 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     lossesByCause: {
       lost_answer: lossList.filter((l) => l.cause === 'lost_answer').length,
       kill: lossList.filter((l) => l.cause === 'kill').length,
+      client_timeout: lossList.filter((l) => l.cause === 'client_timeout').length,
     },
     unexplainedReuses,
     unexplainedRevocations,

@@ -270,7 +270,10 @@ const CHAOS_ROWS: ScenarioRow[] = [
     (c) => `${c.faultsBefore} / ${c.faultsAfter} of ${c.tokenRequests}`,
   ),
   chaosRow('kills (timer / at a refresh answer)', (c) => `${c.kills.timer} / ${c.kills.answer}`),
-  chaosRow('chains lost: lost answer / kill', (c) => `${c.lossesByCause.lost_answer} / ${c.lossesByCause.kill}`),
+  chaosRow(
+    'chains lost: lost answer / kill / late answer',
+    (c) => `${c.lossesByCause.lost_answer} / ${c.lossesByCause.kill} / ${c.lossesByCause.client_timeout}`,
+  ),
   chaosRow('reuses / revocations not explained', (c) => `${c.unexplainedReuses} / ${c.unexplainedRevocations}`),
   chaosRow(
     'forced re-auths: after a loss / other',

@@ -75,7 +75,10 @@ test('chaos: transient token-endpoint faults and killed sessions: no reuse, revo
       const rotation = run.audits
         .flatMap((a) => a.entries)
         .find((e) => e.kind === 'http' && e.seq === loss.rotationSeq);
-      assert.ok(rotation?.kind === 'http' && rotation.fault?.phase === 'after' && rotation.fault.asStatus === 200);
+      assert.ok(rotation?.kind === 'http', 'the rotation is in the audit');
+      if (loss.cause === 'lost_answer') assert.ok(rotation.fault?.phase === 'after' && rotation.fault.asStatus === 200);
+      // A late answer: no fault, and the client had closed the connection before the AS answered.
+      else assert.ok(rotation.fault === undefined && rotation.status === 0);
     }
   }
   assert.equal(c.forcedReauthsUnexplained, 0, 'no forced re-auth but after a lost chain');
