@@ -207,6 +207,10 @@ export interface ChaosMetrics {
   /** Forced re-auths (tabs after a session's first successful call to the server) outside loss epochs. */
   forcedReauthsUnexplained: number;
   forcedReauthsAfterLoss: number;
+  /** Each unexplained forced re-auth: ms after go, where, and the needs-auth the session met before it. */
+  unexplainedReauths: Array<{ t: number; session: number; server: number; reason?: string; detail?: string }>;
+  /** Sign-ins the AS answered whose tokens no record got (a fault after processing, or the sender killed). */
+  lostSignIns: Array<{ cause: LossCause; seq: number; answeredAt: number }>;
   unreadableRecords: number;
   recordsChecked: number;
   /** needs-auth events whose reason was store_corrupt. */
@@ -335,23 +339,51 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
       ),
   ).length;
 
-  // Loss epochs per server: from the loss to the first sign-in the client got (a code exchange answered 200, no fault).
-  const epochs = [...losses.values()].map((loss) => {
-    const signIn = token
-      .filter(
-        (e) =>
-          e.grantType === 'authorization_code' &&
-          e.status === 200 &&
-          !e.fault &&
-          e.time > loss.answeredAt &&
-          e.resources.some((r) => loss.resources.includes(r)),
-      )
-      .sort((a, b) => a.time - b.time)[0];
-    return {
-      resources: loss.resources,
-      from: loss.answeredAt,
-      to: (signIn?.answeredAt ?? Number.POSITIVE_INFINITY) + 2000,
-    };
+  // Sign-ins lost the same way: a code exchange the AS answered 200 whose tokens no record got,
+  // its answer taken by a fault, or its sender killed before that session reported the sign-in.
+  const serverOf = (resources: string[]): number | undefined =>
+    run.servers.find((s) => resources.includes(s.resource))?.index;
+  const codeExchanges = token
+    .filter((e) => e.grantType === 'authorization_code' && (e.fault ? e.fault.asStatus : e.status) === 200)
+    .sort((a, b) => a.time - b.time);
+  const signInLost = (e: HttpAuditEntry): LossCause | undefined => {
+    if (e.fault?.phase === 'after') return 'lost_answer';
+    const kill = e.sender !== undefined ? killsByPid.get(Number(e.sender)) : undefined;
+    if (!kill) return undefined;
+    const answeredAt = e.answeredAt ?? e.time;
+    const server = serverOf(e.resources);
+    const reported = run.events.some(
+      ({ session, event }) =>
+        session === kill.session &&
+        event.type === 'login' &&
+        event.ok &&
+        event.server === server &&
+        event.t >= answeredAt &&
+        event.t <= kill.t,
+    );
+    return reported ? undefined : 'kill';
+  };
+  const lostSignIns = codeExchanges.flatMap((e) => {
+    const cause = signInLost(e);
+    return cause ? [{ cause, seq: e.seq, resources: e.resources, answeredAt: e.answeredAt ?? e.time }] : [];
+  });
+  const lostSignInSeqs = new Set(lostSignIns.map((l) => l.seq));
+
+  // Loss epochs per server: from a loss to the first sign-in the client got (a code exchange
+  // answered 200, no fault, not lost), and 2 s more.
+  const epochs = [
+    ...[...losses.values()].map((l) => ({ resources: l.resources, from: l.answeredAt })),
+    ...lostSignIns.map((l) => ({ resources: l.resources, from: l.answeredAt })),
+  ].map((loss) => {
+    const signIn = codeExchanges.find(
+      (e) =>
+        e.status === 200 &&
+        !e.fault &&
+        !lostSignInSeqs.has(e.seq) &&
+        e.time > loss.from &&
+        e.resources.some((r) => loss.resources.includes(r)),
+    );
+    return { resources: loss.resources, from: loss.from, to: (signIn?.answeredAt ?? Number.POSITIVE_INFINITY) + 2000 };
   });
   const firstOk = new Map<string, number>();
   for (const { session, event } of run.events) {
@@ -361,6 +393,7 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
   }
   let forcedReauthsUnexplained = 0;
   let forcedReauthsAfterLoss = 0;
+  const unexplainedReauths: ChaosMetrics['unexplainedReauths'] = [];
   for (const { session, event } of run.events) {
     if (event.type !== 'tab') continue;
     const first = firstOk.get(`${session}:${event.server}`);
@@ -368,7 +401,25 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     const resource = run.servers[event.server]?.resource ?? '';
     if (epochs.some((ep) => ep.resources.includes(resource) && event.t >= ep.from && event.t <= ep.to))
       forcedReauthsAfterLoss++;
-    else forcedReauthsUnexplained++;
+    else {
+      forcedReauthsUnexplained++;
+      const reason = run.events
+        .filter(
+          (e) =>
+            e.session === session &&
+            e.event.type === 'needs_auth' &&
+            e.event.server === event.server &&
+            e.event.t <= event.t,
+        )
+        .at(-1)?.event;
+      unexplainedReauths.push({
+        t: event.t - run.startedAt,
+        session,
+        server: event.server,
+        ...(reason?.type === 'needs_auth' && reason.reason ? { reason: reason.reason } : {}),
+        ...(reason?.type === 'needs_auth' && reason.detail ? { detail: reason.detail.slice(0, 200) } : {}),
+      });
+    }
   }
 
   const lossList = [...losses.values()].sort((a, b) => a.answeredAt - b.answeredAt);
@@ -393,6 +444,8 @@ export function chaosMetrics(run: VariantRun): ChaosMetrics | undefined {
     unexplainedRevocations,
     forcedReauthsUnexplained,
     forcedReauthsAfterLoss,
+    unexplainedReauths,
+    lostSignIns: lostSignIns.map(({ cause, seq, answeredAt }) => ({ cause, seq, answeredAt })),
     unreadableRecords: log.unreadableRecords + log.quarantined,
     recordsChecked: log.recordsChecked,
     storeCorruptEvents: run.events.filter((e) => e.event.type === 'needs_auth' && e.event.reason === 'store_corrupt')

@@ -257,6 +257,14 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     startedAt = Date.now();
     phase = 'running';
     for (const child of children) child.send({ type: 'go' });
+    if (options.daysAfterColdStart) {
+      await withTimeout(coldStartEnded, 120_000, 'the cold start did not end').then(
+        () => (coldStartEndedAt = Date.now()),
+        () => undefined,
+      );
+    }
+    // The kills start at go, or with daysAfterColdStart once the cold start is over (its sign-ins
+    // done: the chaos then hits sessions that have credentials to keep). The faults run throughout.
     chaos?.start({
       sessions: options.sessions,
       killSession: (session) => {
@@ -268,12 +276,6 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
         return session >= 0 && kill(current[session]) ? session : undefined;
       },
     });
-    if (options.daysAfterColdStart) {
-      await withTimeout(coldStartEnded, 120_000, 'the cold start did not end').then(
-        () => (coldStartEndedAt = Date.now()),
-        () => undefined,
-      );
-    }
     await sleep(totalMs);
 
     stoppedAt = Date.now();

@@ -8,7 +8,9 @@
  * its sender was killed), each of those explained one by one; no unreadable record; and every
  * kind of fault and kill did happen.
  *
- * The run uses the scenario's world with two knobs turned up so a short run meets every kind: a
+ * The days count from the end of the cold start (every session has called every server), and the
+ * kills start then (the faults from the first request on): the chaos hits sessions that hold
+ * credentials. The run uses the scenario's world with two knobs turned up so a short run meets every kind: a
  * timer kill every 2 s on average and 10% of refresh answers killing their sender (the arena: 4 s,
  * 3%). The fault and kill draws are seeded; the seed is fixed, so whether a kind happens depends
  * only on how many token requests and refresh answers there were, and the counts it needs are
@@ -49,6 +51,8 @@ test('chaos: transient token-endpoint faults and killed sessions: no reuse, revo
   for (const line of renderTable([m], SCENARIOS.chaos.rows).split('\n')) t.diagnostic(line);
   t.diagnostic(`faults ${faultSummary(c)}; ${c.restarts} restarts`);
   for (const loss of c.losses) t.diagnostic(`lost chain: ${JSON.stringify({ ...loss, resources: undefined })}`);
+  for (const lost of c.lostSignIns) t.diagnostic(`lost sign-in: ${JSON.stringify(lost)}`);
+  for (const r of c.unexplainedReauths) t.diagnostic(`unexplained re-auth: ${JSON.stringify(r)}`);
 
   assert.deepEqual(run.sessionErrors, []);
   assert.equal(run.coldStartEndedAt !== undefined, true, 'every session made a call to every server');
