@@ -84,6 +84,8 @@ export interface BedOptions {
   kinds?: readonly ServerKind[];
   /** Added to every authorization server's options (e.g. a static client for client credentials). */
   as?: Partial<AuthorizationServerOptions>;
+  /** Added to the root (rotating) authorization server's options only (scenario chaos: the token-endpoint faults). */
+  rootAs?: Partial<AuthorizationServerOptions>;
 }
 
 export async function startArenaBed(
@@ -106,7 +108,7 @@ export async function startArenaBed(
     for (const fn of closers.reverse()) await fn().catch(() => {});
   };
   try {
-    const root = await startAuthorizationServer(lifetimes);
+    const root = await startAuthorizationServer({ ...lifetimes, ...options.rootAs });
     closers.push(() => root.close());
     const kinds = Array.from({ length: serverCount }, (_, i) => cycle[i % cycle.length] as ServerKind);
     let tenant: RunningAuthorizationServer | undefined;

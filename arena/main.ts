@@ -7,7 +7,7 @@
  *   npm start -- --days 2 --sessions 8 --servers 5 --variants naive,authkeep --seed 1 --out arena-out
  *
  * --scenario NAME picks the world (arena/scenarios.ts): default (today's), fleet, ci-workers, dpop,
- * scale.
+ * short-ttl, scale, chaos.
  *
  * Extra knobs: --seconds-per-hour N (time compression, default 1: a simulated day is 24 s),
  * --interval-ms N (mean real ms between two calls of one session to one server, default 2000).
@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { faultSummary } from './chaos.js';
 import { timeScale } from './clock.js';
 import { computeMetrics, type VariantMetrics } from './metrics.js';
 import { type ArenaReport, renderHtml, renderTable, type VariantReport, variantReport } from './report.js';
@@ -227,6 +228,15 @@ async function main(): Promise<void> {
   await writeFile(htmlPath, renderHtml(report));
   process.stdout.write(`\n${renderTable(metrics, SCENARIOS[options.scenario].rows)}\n\n`);
   for (const m of metrics) {
+    if (m.chaos) {
+      const lost = m.chaos.losses
+        .filter((l) => l.cause === 'kill')
+        .map((l) => `${Math.round(l.killOffsetMs ?? 0)} ms`)
+        .join(', ');
+      process.stdout.write(
+        `${m.variant}: faults ${faultSummary(m.chaos)}; ${m.chaos.restarts} restarts; kills in the window at ${lost || 'none'} from the AS's answer\n`,
+      );
+    }
     if (m.sessionErrors.length)
       process.stdout.write(
         `${m.variant}: ${m.sessionErrors.length} session error(s): ${m.sessionErrors.slice(0, 3).join('; ')}\n`,

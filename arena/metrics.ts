@@ -28,6 +28,7 @@
  * For: report.ts and the arena test. Not for: running anything.
  */
 import type { ArenaServer } from './bed.js';
+import { type ChaosMetrics, chaosMetrics } from './chaos.js';
 import type { Findings } from './detectors.js';
 import type { TimedSessionEvent, VariantRun } from './runner.js';
 import type { HttpAuditEntry } from './testbed/audit.js';
@@ -103,6 +104,8 @@ export interface VariantMetrics {
   topErrors: Array<{ error: string; count: number }>;
   perServer: ServerMetrics[];
   sessionErrors: string[];
+  /** Scenario chaos: what was injected, the chains lost and why, the loss window (chaos.ts). */
+  chaos?: ChaosMetrics;
 }
 
 export function computeMetrics(run: VariantRun): VariantMetrics {
@@ -140,6 +143,7 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
   const forced = tabs.filter((e) => tabClass(e) === 'forced').length;
   const ratios = perServer.map((s) => s.refreshPerExpiry).filter((r): r is number => r !== null);
   const f: Findings = run.findings;
+  const chaos = chaosMetrics(run);
   return {
     variant: run.column ?? run.variant,
     sessions: run.sessions,
@@ -185,6 +189,7 @@ export function computeMetrics(run: VariantRun): VariantMetrics {
       .map(([error, count]) => ({ error, count })),
     perServer,
     sessionErrors: run.sessionErrors,
+    ...(chaos ? { chaos } : {}),
   };
 }
 

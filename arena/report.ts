@@ -6,6 +6,7 @@
  * For: arena/main.ts. Not for: computing figures (metrics.ts).
  */
 import type { ServerKind } from './bed.js';
+import { faultSummary } from './chaos.js';
 import type { Findings } from './detectors.js';
 import { explainReauths, type ReauthCause, type ServerMetrics, type VariantMetrics } from './metrics.js';
 import type { VariantRun } from './runner.js';
@@ -398,6 +399,25 @@ function scenarioSection(scenario: NonNullable<ArenaReport['scenario']>): string
 ${columns ? `<ul>${columns}</ul>` : ''}${notes ? `<p class="muted">Prepared before the sessions started:</p><ul class="muted">${notes}</ul>` : ''}`;
 }
 
+/** Scenario chaos: per column, the faults by kind and every chain lost, with its cause. */
+function chaosSection(metrics: VariantMetrics[]): string {
+  const items = metrics.flatMap((m) => {
+    const c = m.chaos;
+    if (!c) return [];
+    const losses = c.losses
+      .map((l) =>
+        l.cause === 'kill'
+          ? `kill (${l.killTrigger}) ${Math.round(l.killOffsetMs ?? 0)} ms after the AS's answer`
+          : 'answer taken by a fault after processing',
+      )
+      .join('; ');
+    return [
+      `<li><b>${esc(m.variant)}</b>: faults ${esc(faultSummary(c))}; ${c.kills.timer} timer kills, ${c.kills.answer} at a refresh answer, ${c.restarts} restarts; chains lost: ${esc(losses || 'none')}; loss window (AS answer to record written) p50 ${fmt(c.window.medianMs, 0)} ms, max ${fmt(c.window.maxMs, 0)} ms over ${c.window.count} stored refreshes</li>`,
+    ];
+  });
+  return items.length ? `<h3>What the chaos did</h3><ul>${items.join('')}</ul>` : '';
+}
+
 export function renderHtml(report: ArenaReport): string {
   const metrics = report.variants.map((v) => v.metrics);
   const serverCount = metrics[0]?.servers ?? 0;
@@ -478,6 +498,7 @@ dl{display:grid;grid-template-columns:270px 1fr;gap:4px 14px;font-size:13px} dt{
 <p>Every variant runs ${o.sessions} agent sessions as separate OS processes against its own fresh oidc-provider (DCR, PKCE S256, resource indicators with JWT access tokens, refresh-token rotation with reuse revocation). Access tokens live 1 simulated hour, refresh tokens 15 days sliding, grants 30 days absolute. All sessions start together with no stored credentials, then call a tool on every server at random intervals (the same seeded schedule for every variant). When a server needs a sign-in, a simulated user completes it in a browser tab.</p>
 ${skipped}
 ${scenario ? scenarioSection(scenario) : ''}
+${chaosSection(metrics)}
 <h2>Summary</h2>
 <table class="main"><thead><tr><th></th>${headCells}</tr></thead><tbody>
 ${bodyRows}

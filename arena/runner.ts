@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 import { type ArenaServer, startArenaBed } from './bed.js';
+import { type ChaosLog, createChaos, inspectHomes } from './chaos.js';
 import { daysToMs, type TimeScale } from './clock.js';
 import { detect, type Findings, mergeFindings } from './detectors.js';
 import type { ChildMessage, SessionConfig, SessionEvent, Variant } from './session.js';
@@ -95,6 +96,8 @@ export interface VariantRun {
   findings: Findings;
   /** Sessions that died or reported a fatal error. */
   sessionErrors: string[];
+  /** Scenario chaos: the kills, restarts and the stores read back after the run. */
+  chaos?: ChaosLog;
   /** Real ms from spawning the first session to the last one exiting. */
   wallMs: number;
 }
@@ -114,7 +117,11 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     ? { ...options.scale, accessTokenTtlSeconds: world.accessTokenTtlSeconds }
     : options.scale;
   const totalMs = daysToMs(options.days, scale);
-  const bed = await startArenaBed(options.servers, scale, world?.bed);
+  const chaos = world?.chaos ? createChaos(world.chaos, options.seed) : undefined;
+  const bedOptions = chaos
+    ? { ...world?.bed, rootAs: { ...world?.bed?.rootAs, tokenFaults: chaos.tokenFaults, auditSink: chaos.auditSink } }
+    : world?.bed;
+  const bed = await startArenaBed(options.servers, scale, bedOptions);
   const storeDir = await mkdtemp(path.join(tmpdir(), `arena-${options.variant}-`));
   let prepared: PreparedWorld | undefined;
   const events: TimedSessionEvent[] = [];
@@ -150,9 +157,14 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     prepared = await world?.prepare?.({ bed, storeDir, sessions: options.sessions, scale });
     const machineGrants = world?.machineGrants?.(bed);
     const ready: Array<Promise<void>> = [];
-    const exited: Array<Promise<void>> = [];
-    for (let session = 0; session < options.sessions; session++) {
+    const homes: string[] = [];
+    /** Each session's current process (a killed one is replaced by a new process with the same home). */
+    const current: Array<ChildProcess | undefined> = [];
+    const alive = new Set<Promise<void>>();
+    let restarts = 0;
+    const spawn = (session: number, incarnation: number): Promise<void> => {
       const setting = prepared?.session(session) ?? {};
+      homes[session] = setting.storeDir ?? storeDir;
       const config: SessionConfig = {
         variant: options.variant,
         session,
@@ -163,6 +175,7 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
         callTimeoutMs: options.callTimeoutMs ?? 20_000,
         ...(machineGrants ? { machineGrants } : {}),
         ...(world?.clientCredentials ? { clientCredentials: world.clientCredentials } : {}),
+        ...(world?.chaos ? { chaos: { httpTimeoutMs: world.chaos.httpTimeoutMs, incarnation } } : {}),
       };
       const child = fork(SESSION_SCRIPT, [JSON.stringify(config)], {
         execArgv: sessionExecArgv(),
@@ -170,18 +183,23 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
         env: { ...process.env, NODE_NO_WARNINGS: '1', ...setting.env },
       });
       children.push(child);
+      current[session] = child;
       const stderr: string[] = [];
       child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
         if (stderr.length < 2000) stderr.push(chunk);
       });
       let markReady!: () => void;
       let markFailed!: (err: Error) => void;
-      ready.push(
-        new Promise<void>((resolve, reject) => {
-          markReady = resolve;
-          markFailed = reject;
-        }),
-      );
+      const isReady = new Promise<void>((resolve, reject) => {
+        markReady = resolve;
+        markFailed = reject;
+      });
+      // A restarted process is told to go as soon as it is ready.
+      if (incarnation > 0)
+        isReady.then(
+          () => child.connected && phase === 'running' && child.send({ type: 'go' }),
+          () => {},
+        );
       child.on('message', (message: ChildMessage) => {
         if (message.type === 'ready') markReady();
         else if (message.type === 'event') {
@@ -197,24 +215,43 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
           markFailed(new Error(`session ${session} failed to start: ${message.error}`));
         }
       });
-      exited.push(
-        new Promise<void>((resolve) => {
-          child.once('exit', (code, signal) => {
-            if ((code !== 0 && code !== null) || (signal && signal !== 'SIGKILL')) {
-              sessionErrors.push(`session ${session} exited with ${code ?? signal}`);
-            }
-            markFailed(new Error(`session ${session} exited before it was ready`));
-            if (options.logDir) {
-              void writeFile(
-                path.join(options.logDir, `${world?.column ?? options.variant}-session-${session}.log`),
-                stderr.join(''),
-              ).catch(() => {});
-            }
-            resolve();
-          });
-        }),
-      );
-    }
+      const exited = new Promise<void>((resolve) => {
+        child.once('exit', (code, signal) => {
+          if ((code !== 0 && code !== null) || (signal && signal !== 'SIGKILL')) {
+            sessionErrors.push(`session ${session} exited with ${code ?? signal}`);
+          }
+          markFailed(new Error(`session ${session} exited before it was ready`));
+          if (options.logDir) {
+            const suffix = incarnation > 0 ? `-${incarnation}` : '';
+            void writeFile(
+              path.join(options.logDir, `${world?.column ?? options.variant}-session-${session}${suffix}.log`),
+              stderr.join(''),
+            ).catch(() => {});
+          }
+          resolve();
+        });
+      });
+      alive.add(exited);
+      void exited.then(() => alive.delete(exited));
+      // Killed by the chaos: a new process with the same home, unless the run is stopping.
+      if (chaos) {
+        void exited.then(async () => {
+          if (child.signalCode !== 'SIGKILL' || phase !== 'running' || !killed.has(child)) return;
+          await sleep(world?.chaos?.restartDelayMs ?? 0);
+          if (phase !== 'running') return;
+          restarts++;
+          spawn(session, incarnation + 1).catch(() => {});
+        });
+      }
+      return isReady;
+    };
+    const killed = new WeakSet<ChildProcess>();
+    const kill = (child: ChildProcess | undefined): boolean => {
+      if (!child || child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return false;
+      killed.add(child);
+      return child.kill('SIGKILL');
+    };
+    for (let session = 0; session < options.sessions; session++) ready.push(spawn(session, 0));
     await withTimeout(Promise.all(ready), 120_000, 'sessions did not become ready');
 
     startedAt = Date.now();
@@ -226,12 +263,26 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
         () => undefined,
       );
     }
+    // The kills start at go, or with daysAfterColdStart once the cold start is over (its sign-ins
+    // done: the chaos then hits sessions that have credentials to keep). The faults run throughout.
+    chaos?.start({
+      sessions: options.sessions,
+      killSession: (session) => {
+        const child = current[session];
+        return kill(child) ? child?.pid : undefined;
+      },
+      killPid: (pid) => {
+        const session = current.findIndex((c) => c?.pid === pid);
+        return session >= 0 && kill(current[session]) ? session : undefined;
+      },
+    });
     await sleep(totalMs);
 
     stoppedAt = Date.now();
     phase = 'stopping';
+    chaos?.stop();
     for (const child of children) if (child.connected) child.send({ type: 'stop' });
-    const allExited = Promise.all(exited);
+    const allExited = Promise.all([...alive]);
     const clean = await withTimeout(allExited, 30_000, 'sessions did not stop').then(
       () => true,
       () => false,
@@ -242,6 +293,9 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
     }
     phase = 'done';
     progress();
+    const chaosLog: ChaosLog | undefined = chaos
+      ? { kills: [...chaos.kills], restarts, ...(await inspectHomes(homes)) }
+      : undefined;
 
     const audits = bed.authorizationServers.map((as) => ({ issuer: as.issuer, entries: [...as.audit.entries()] }));
     const publishedResources = bed.servers.map((s) => s.resource);
@@ -264,10 +318,12 @@ export async function runVariant(options: VariantRunOptions): Promise<VariantRun
       mcpCounts: bed.mcpCounts(),
       findings,
       sessionErrors,
+      ...(chaosLog ? { chaos: chaosLog } : {}),
       wallMs: Date.now() - wallStart,
     };
   } finally {
     clearInterval(ticker);
+    chaos?.stop();
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await prepared?.close().catch(() => {});
     await bed.close();

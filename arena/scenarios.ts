@@ -15,6 +15,9 @@
  *     fixed 60 s margin mcp-remote keeps before expiry (a client with such a margin sees every
  *     token as due). Everything else stays compressed.
  *   - `scale`: 64 sessions x 8 servers.
+ *   - `chaos` (issue 13): 20% of token requests at the rotating AS fail transiently (before or
+ *     after the AS processed them), sessions are SIGKILLed at random moments and at refresh
+ *     answers and restarted with the same home (chaos.ts, testbed/token-faults.ts).
  *
  * For: arena/main.ts, report.ts and the scenario tests. Not for: running or judging (runner.ts,
  * metrics.ts).
@@ -27,13 +30,14 @@ import path from 'node:path';
 import { AuthKeeper, type MachineGrantOptions } from '../src/index.js';
 import { openStore } from '../src/store/open-store.js';
 import { type ArenaBed, SERVER_KINDS, type ServerKind } from './bed.js';
+import { CHAOS_DEFAULTS, type ChaosMetrics } from './chaos.js';
 import type { VariantMetrics } from './metrics.js';
 import type { Variant } from './session.js';
 import { makeStoreKey, startRedis } from './testbed/redis-server.js';
 import { createRobotBrowser } from './testbed/robot-browser.js';
 import type { PreparedWorld, VariantWorld, WorldContext } from './world.js';
 
-export const SCENARIO_NAMES = ['default', 'fleet', 'ci-workers', 'dpop', 'short-ttl', 'scale'] as const;
+export const SCENARIO_NAMES = ['default', 'fleet', 'ci-workers', 'dpop', 'short-ttl', 'scale', 'chaos'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 /** A row the scenario adds to the report's table. */
@@ -232,6 +236,61 @@ function ciWorld(variant: string): VariantWorld {
 }
 
 // ---------------------------------------------------------------------------------------------
+// chaos
+
+function chaosWorld(variant: string): VariantWorld {
+  const c = CHAOS_DEFAULTS;
+  return {
+    column: variant,
+    bed: { kinds: ROTATING_KINDS },
+    chaos: c,
+    prepare: async () => ({
+      // Plaintext records: each refresh's stored token is fingerprinted from the record (chaos.ts).
+      session: () => ({ env: FILE_ENV }),
+      notes: [
+        `${Math.round(c.faultRate * 100)}% of token requests at the rotating AS fail (503, temporarily_unavailable, no answer, reset in turn); a third of the 503 / no-answer / reset faults come after the AS processed the request`,
+        `a session killed every ${c.killMeanIntervalMs / 1000} s on average (seeded), and the sender of ${Math.round(c.answerKillChance * 100)}% of refresh answers killed at the answer; each restarted after ${c.restartDelayMs} ms with the same home`,
+        `authkeep's request timeout ${c.httpTimeoutMs / 1000} s (httpTimeoutMs), file store`,
+      ],
+      close: async () => {},
+    }),
+  };
+}
+
+const chaosRow = (label: string, value: (c: ChaosMetrics) => string): ScenarioRow => ({
+  label,
+  value: (m) => (m.chaos ? value(m.chaos) : 'n/a'),
+});
+
+const ms = (n: number | null): string => (n === null ? 'n/a' : `${Math.round(n)}`);
+
+const CHAOS_ROWS: ScenarioRow[] = [
+  chaosRow(
+    'token requests faulted (before / after)',
+    (c) => `${c.faultsBefore} / ${c.faultsAfter} of ${c.tokenRequests}`,
+  ),
+  chaosRow('kills (timer / at a refresh answer)', (c) => `${c.kills.timer} / ${c.kills.answer}`),
+  chaosRow(
+    'chains lost: lost answer / kill / late answer',
+    (c) => `${c.lossesByCause.lost_answer} / ${c.lossesByCause.kill} / ${c.lossesByCause.client_timeout}`,
+  ),
+  chaosRow('reuses / revocations not explained', (c) => `${c.unexplainedReuses} / ${c.unexplainedRevocations}`),
+  chaosRow(
+    'forced re-auths: after a loss / other',
+    (c) => `${c.forcedReauthsAfterLoss} / ${c.forcedReauthsUnexplained}`,
+  ),
+  chaosRow('unreadable records (of read back)', (c) => `${c.unreadableRecords} (${c.recordsChecked})`),
+  chaosRow(
+    'loss window AS answer->record, ms p50/p95/max',
+    (c) => `${ms(c.window.medianMs)} / ${ms(c.window.p95Ms)} / ${ms(c.window.maxMs)}`,
+  ),
+  chaosRow(
+    '  inside the client, ms p50/p95/max',
+    (c) => `${ms(c.clientWindow.medianMs)} / ${ms(c.clientWindow.p95Ms)} / ${ms(c.clientWindow.maxMs)}`,
+  ),
+];
+
+// ---------------------------------------------------------------------------------------------
 
 /** short-ttl: real seconds an access token lives (mcp-remote refreshes within 60 s of expiry). */
 export const SHORT_TTL_SECONDS = 45;
@@ -290,6 +349,15 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     description: "Today's world at 64 sessions (processes) x 8 servers.",
     defaults: { sessions: 64, servers: 8 },
     rows: [],
+  },
+  chaos: {
+    name: 'chaos',
+    title: 'chaos: transient token-endpoint failures, sessions killed and restarted',
+    description:
+      "The rotating authorization server's three kinds of servers. 20% of token requests there fail transiently (a 503, a 400 temporarily_unavailable, an answer that never comes, a reset connection, in turn), some after the AS processed them (it rotated, the client never got the answer); sessions are SIGKILLed at seeded random moments and at refresh answers, and restarted with the same home. Goals: 0 forced re-auths, 0 reuses, 0 revoked grants, 0 unreadable records, except the chains lost physically: a rotation whose answer a fault took away, or whose sender was killed before its record held the new token. Those are counted apart, with the width of that window (from the AS's answer to the record write).",
+    defaults: { sessions: 8, servers: 3 },
+    plainWorld: chaosWorld,
+    rows: CHAOS_ROWS,
   },
 };
 

@@ -23,14 +23,18 @@
  * Not for: judging anything (the runner and the AS's audit do that).
  */
 
+import { readFileSync } from 'node:fs';
 import { type OAuthClientProvider, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { AuthKeeper, type MachineGrantOptions } from '../src/index.js';
+import type { LogSink } from '../src/session/log.js';
+import { recordKey, storeLayout } from '../src/store/paths.js';
 import { NaiveFileOAuthProvider } from './naive-provider.js';
 import { deriveSeed, exponentialDelay, mulberry32 } from './random.js';
+import { fingerprint } from './testbed/audit.js';
 import { refreshLog } from './testbed/refresh-sends.js';
 import { createRobotBrowser } from './testbed/robot-browser.js';
 
@@ -52,6 +56,14 @@ export interface SessionConfig {
    * the file provider; the secret is read from the named environment variable (scenario ci-workers).
    */
   clientCredentials?: { clientId: string; clientSecretEnv: string; scope: string };
+  /**
+   * Scenario chaos: every request carries `x-testbed-sender: <pid>` (the AS's audit names the
+   * process, so a refresh answer can kill its sender); authkeep's requests time out after
+   * `httpTimeoutMs`; each refresh the record stored is reported (`refresh_stored`); and a
+   * needs-auth `as_unreachable` fails the call without a sign-in (the AS is down, a browser
+   * would not help). `incarnation`: how many processes of this session were killed before this one.
+   */
+  chaos?: { httpTimeoutMs: number; incarnation: number };
 }
 
 export type SessionEvent =
@@ -64,7 +76,13 @@ export type SessionEvent =
   | { type: 'needs_auth'; t: number; server: number; reason?: string; detail?: string }
   | { type: 'login'; t: number; server: number; ok: boolean; error?: string }
   /** authkeep only: a refresh request left this process for the server's resource. */
-  | { type: 'refresh_sent'; t: number; server: number };
+  | { type: 'refresh_sent'; t: number; server: number }
+  /**
+   * authkeep, scenario chaos: a refresh's tokens were written to the record (`t`, just after the
+   * write); `answeredAt`: when the answer was parsed (the record's lastRefreshAt); `rt`: the
+   * fingerprint of the refresh token stored (audit.ts: a truncated hash, never the token).
+   */
+  | { type: 'refresh_stored'; t: number; server: number; answeredAt?: number; rt?: string };
 
 export type ChildMessage =
   | { type: 'ready' }
@@ -203,7 +221,10 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
       let transport: StreamableHTTPClientTransport | undefined;
 
       const connect = async (): Promise<Client> => {
-        transport = new StreamableHTTPClientTransport(new URL(server.url), { authProvider: provider });
+        transport = new StreamableHTTPClientTransport(new URL(server.url), {
+          authProvider: provider,
+          ...(config.chaos ? { requestInit: { headers: { [SENDER_HEADER]: String(process.pid) } } } : {}),
+        });
         const fresh = new Client({ name: 'arena-naive', version: '1.0.0' });
         await fresh.connect(transport, { timeout: config.callTimeoutMs });
         return fresh;
@@ -272,14 +293,28 @@ async function naivePairs(config: SessionConfig, openBrowser: (url: string) => P
 /** The authkeep variant: AuthKeeper's authenticated fetch as the transport's fetch. */
 function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Promise<void>): Pair[] {
   // When each refresh was sent (the arena test judges refresh spacing by the sender's clock).
+  const debug: LogSink | undefined = process.env.ARENA_DEBUG
+    ? (e) => process.stderr.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`)
+    : undefined;
   const log = refreshLog(
     config.storeDir,
     ({ resource, at }) => {
       const server = config.servers.find((s) => s.url === resource)?.index ?? -1;
       emit({ type: 'refresh_sent', t: at, server });
     },
-    process.env.ARENA_DEBUG ? (e) => process.stderr.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`) : undefined,
+    config.chaos ? refreshStored(config, debug) : debug,
   );
+  const debugFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const res = await fetch(input, init);
+    if (res.status === 401) {
+      const url = input instanceof Request ? input.url : String(input);
+      process.stderr.write(
+        `${JSON.stringify({ event: 'http.401', serverUrl: url, message: res.headers.get('www-authenticate') ?? '', t: Date.now() })}\n`,
+      );
+    }
+    return res;
+  };
+  const baseFetch = process.env.ARENA_DEBUG ? debugFetch : undefined;
   const keeper = new AuthKeeper({
     home: config.storeDir,
     clientName: 'arena-authkeep',
@@ -291,20 +326,11 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
     refreshMode: 'keep-fresh',
     log,
     ...(config.machineGrants ? { machineGrants: config.machineGrants } : {}),
-    ...(process.env.ARENA_DEBUG
-      ? {
-          fetch: async (input: string | URL | Request, init?: RequestInit) => {
-            const res = await fetch(input, init);
-            if (res.status === 401) {
-              const url = input instanceof Request ? input.url : String(input);
-              process.stderr.write(
-                `${JSON.stringify({ event: 'http.401', serverUrl: url, message: res.headers.get('www-authenticate') ?? '', t: Date.now() })}\n`,
-              );
-            }
-            return res;
-          },
-        }
-      : {}),
+    ...(config.chaos
+      ? { httpTimeoutMs: config.chaos.httpTimeoutMs, fetch: senderFetch(baseFetch ?? fetch) }
+      : baseFetch
+        ? { fetch: baseFetch }
+        : {}),
   });
   return config.servers.map((server): Pair => {
     let client: Client | undefined;
@@ -325,7 +351,9 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
           return;
         } catch (err) {
           const needs = err as { name?: string; reason?: string; message?: string };
-          if (needs?.name === 'NeedsAuthError' && attempt === 1) {
+          // Chaos: the AS stayed unreachable through every retry; a sign-in would meet the same AS.
+          const unreachable = config.chaos !== undefined && needs?.reason === 'as_unreachable';
+          if (needs?.name === 'NeedsAuthError' && attempt === 1 && !unreachable) {
             emit({
               type: 'needs_auth',
               t: Date.now(),
@@ -359,6 +387,51 @@ function authkeepPairs(config: SessionConfig, openBrowser: (url: string) => Prom
       },
     };
   });
+}
+
+/** The header naming the sending process (scenario chaos; the AS's audit records it). */
+const SENDER_HEADER = 'x-testbed-sender';
+
+/** A fetch that names this process on every request. */
+function senderFetch(base: typeof fetch): typeof fetch {
+  return (input, init) => {
+    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    headers.set(SENDER_HEADER, String(process.pid));
+    return base(input, { ...init, headers });
+  };
+}
+
+/**
+ * Reports each refresh written to the record (the `refresh.ok` event follows the write): when,
+ * when its answer was parsed, and the fingerprint of the refresh token now stored. The chaos world
+ * keeps plaintext records (AUTHKEEP_STORE=file); the token itself never leaves this function.
+ */
+function refreshStored(config: SessionConfig, next?: LogSink): LogSink {
+  const layout = storeLayout(config.storeDir);
+  return (event) => {
+    if (event.event === 'refresh.ok' && event.serverUrl !== undefined) {
+      const t = Date.now();
+      try {
+        const record = JSON.parse(readFileSync(layout.recordPath(recordKey(event.serverUrl)), 'utf8')) as {
+          resource?: string;
+          lastRefreshAt?: number;
+          tokens?: { refreshToken?: string };
+        };
+        const server = config.servers.find((s) => s.url === record.resource)?.index ?? -1;
+        const rt = record.tokens?.refreshToken;
+        emit({
+          type: 'refresh_stored',
+          t,
+          server,
+          ...(record.lastRefreshAt !== undefined ? { answeredAt: record.lastRefreshAt } : {}),
+          ...(rt ? { rt: fingerprint(rt) } : {}),
+        });
+      } catch {
+        emit({ type: 'refresh_stored', t, server: -1 });
+      }
+    }
+    next?.(event);
+  };
 }
 
 main().catch((err: unknown) => {

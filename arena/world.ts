@@ -8,6 +8,7 @@
  */
 import type { MachineGrantOptions } from '../src/index.js';
 import type { ArenaBed, BedOptions } from './bed.js';
+import type { ChaosOptions } from './chaos.js';
 import type { TimeScale } from './clock.js';
 
 export interface SessionSetting {
@@ -45,4 +46,6 @@ export interface VariantWorld {
   /** The naive sessions' client credentials (the SDK's ClientCredentialsProvider, one token per process). */
   clientCredentials?: { clientId: string; clientSecretEnv: string; scope: string };
   prepare?: (context: WorldContext) => Promise<PreparedWorld>;
+  /** Scenario chaos: token-endpoint faults at the rotating AS, sessions killed and restarted (chaos.ts). */
+  chaos?: ChaosOptions;
 }

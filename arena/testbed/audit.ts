@@ -13,6 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 
+import type { AuditedFault } from './token-faults.js';
+
 /** Parameter names whose values are secrets and are never stored. */
 export const SECRET_PARAMETERS: ReadonlySet<string> = new Set([
   'code',
@@ -78,6 +80,16 @@ export interface HttpAuditEntry {
   errorDetail?: string;
   /** Names of provider events emitted while this request was handled. */
   events: string[];
+  /** Epoch ms when the AS's answer was complete (for a fault after processing: when the layer took it). */
+  answeredAt?: number;
+  /** The `x-testbed-sender` request header: which test process sent it (the arena's sessions send their pid). */
+  sender?: string;
+  /**
+   * A fault the token endpoint's fault layer put in place of the answer (token-faults.ts); then
+   * `status` is what the client got (0: nothing) and `fault.asStatus` what the AS answered, if it
+   * processed the request.
+   */
+  fault?: AuditedFault;
 }
 
 export interface EventAuditEntry {

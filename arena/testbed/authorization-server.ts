@@ -21,11 +21,12 @@ import Provider, { type ClientMetadata, type Configuration, errors, type KoaCont
 import { handler as clientCredentialsHandler } from 'oidc-provider/lib/actions/grants/client_credentials.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
 
-import { type AuditEntry, AuditLog, type HttpAuditEntry } from './audit.js';
+import { type AuditEntry, AuditLog, type HttpAuditEntry, toAuditParams } from './audit.js';
 import { closeServer, listenEphemeral, sendText } from './http-util.js';
 import { completeInteraction, type InteractionBehavior } from './interactions.js';
 import { createMemoryAdapter } from './memory-adapter.js';
 import { installEventAudit, installRequestAudit, startHttpEntry } from './provider-audit.js';
+import { drainBody, inflict, interceptAnswer, type TokenFaultPlan } from './token-faults.js';
 
 export interface ResourceDefinition {
   /** The resource indicator, i.e. the MCP server URL (also the JWT `aud`). */
@@ -130,6 +131,12 @@ export interface AuthorizationServerOptions {
    * would refuse tokens bound to a key.
    */
   dpop?: { requireNonce?: boolean };
+  /**
+   * A fault layer at the token endpoint (token-faults.ts, the arena's chaos scenario): the plan
+   * says which POSTs fail, how, and whether before or after the provider processes them. Each
+   * fault is recorded on the request's audit entry (`fault`).
+   */
+  tokenFaults?: TokenFaultPlan;
 }
 
 export interface TokenExchangeOptions {
@@ -321,6 +328,7 @@ export function createAuthorizationServer(
     inFlight.set(req, entry);
     res.on('finish', () => {
       entry.status = res.statusCode;
+      entry.answeredAt ??= Date.now();
       audit.record(entry);
     });
     // A request aborted before its response finished is still recorded.
@@ -333,6 +341,35 @@ export function createAuthorizationServer(
 
     const path = url.pathname;
     const serveMetadata = options.serveMetadata ?? true;
+
+    const plan = options.tokenFaults;
+    const fault = plan && req.method === 'POST' && path === `${issuerPath}${routes.token}` ? plan.next() : undefined;
+    if (plan && fault?.phase === 'before') {
+      // The provider never sees it: read the body for the audit only (grant type, resources).
+      entry.endpoint = 'token';
+      entry.fault = { ...fault };
+      drainBody(req).then(
+        (raw) => {
+          const { names, params } = toAuditParams(new URLSearchParams(raw).entries());
+          entry.bodyNames = names;
+          entry.body = params;
+          const grantType = params.grant_type?.[0];
+          if (grantType) entry.grantType = grantType;
+          if (params.resource?.length) entry.resources = [...entry.resources, ...params.resource];
+          inflict(fault, req, res, plan.holdCapMs);
+        },
+        () => req.socket.destroy(),
+      );
+      return;
+    }
+    if (plan && fault?.phase === 'after') {
+      const audited: NonNullable<HttpAuditEntry['fault']> = { ...fault };
+      entry.fault = audited;
+      interceptAnswer(fault, req, res, plan.holdCapMs, (status) => {
+        audited.asStatus = status;
+        entry.answeredAt = Date.now();
+      });
+    }
 
     if (path.startsWith('/.well-known/') || path.startsWith(`${issuerPath}/.well-known/`)) {
       if (!serveMetadata) {

@@ -34,6 +34,8 @@ export function startHttpEntry(audit: AuditLog, req: IncomingMessage, url: URL):
     resources: url.searchParams.getAll('resource'),
     events: [],
   };
+  const sender = req.headers['x-testbed-sender'];
+  if (typeof sender === 'string' && /^[\w.:-]{1,64}$/.test(sender)) entry.sender = sender;
   const basic = basicClientId(req.headers.authorization);
   const queryClient = url.searchParams.get('client_id');
   if (basic !== undefined) entry.clientId = basic;

@@ -105,7 +105,11 @@ test("--scenario: the default is today's world; a scenario brings its columns an
   assert.deepEqual(fleet.variants, ['authkeep-files', 'authkeep-fleet']);
   assert.equal(fleet.sessions, 6);
   assert.deepEqual(parseCli(['--scenario', 'fleet', '--sessions', '9']), { ...fleet, sessions: 9 });
-  assert.throws(() => parseCli(['--scenario', 'chaos']), /unknown scenario/);
+  assert.throws(() => parseCli(['--scenario', 'nonesuch']), /unknown scenario/);
+  const chaos = parseCli(['--scenario', 'chaos']);
+  assert.ok(chaos !== 'help');
+  assert.deepEqual([chaos.variants, chaos.sessions, chaos.servers], [['naive', 'authkeep'], 8, 3]);
+  assert.ok(columnRun(SCENARIOS.chaos, 'authkeep').world?.chaos, 'chaos: faults and kills in the world');
   assert.throws(() => parseCli(['--scenario', 'fleet', '--variants', 'naive']), /unknown variant/);
   const ci = columnRun(SCENARIOS['ci-workers'], 'naive').world;
   assert.equal(ci?.clientCredentials?.clientId, 'arena-ci', 'naive ci workers: the SDK client credentials provider');
