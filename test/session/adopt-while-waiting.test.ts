@@ -18,17 +18,21 @@ import { makeRecord } from '../helpers/store-fixtures.js';
 
 const URL_ = 'https://mcp.example.test/mcp';
 
-test('a waiter adopts the tokens the lock holder stored, before the holder releases the lock', async (t) => {
+/** A home whose record of URL_ holds a due token, and the store of the "other process" on it. */
+async function dueRecord(t: Parameters<typeof tempHome>[0]) {
   const home = await tempHome(t);
   const holderStore = new FileCredentialStore({ home });
   const due = makeRecord(URL_, { tag: 'due' });
   const dueTokens = { ...due.tokens!, obtainedAt: Date.now() - 3_600_000, expiresAt: Date.now() - 1_000 };
   await holderStore.transaction(URL_, 'write', (tx) => tx.write({ ...due, tokens: dueTokens }));
+  return { home, holderStore, dueTokens };
+}
 
-  const log = recordLog();
-  const waiter = new TokenManager({
-    store: new FileCredentialStore({ home }),
-    // Any token-endpoint request fails the test: the waiter must adopt, never refresh.
+/** The waiting process: a TokenManager on `store` for which any token-endpoint request fails the test. */
+function waiterOn(store: FileCredentialStore, log: ReturnType<typeof recordLog>): TokenManager {
+  return new TokenManager({
+    store,
+    // The waiter must adopt, never refresh.
     http: () => ({
       allowInsecureLoopback: false,
       timeoutMs: 1_000,
@@ -39,6 +43,12 @@ test('a waiter adopts the tokens the lock holder stored, before the holder relea
     logger: new Logger(log.sink),
     transientRetryDelaysMs: [],
   });
+}
+
+test('a waiter adopts the tokens the lock holder stored, before the holder releases the lock', async (t) => {
+  const { home, holderStore, dueTokens } = await dueRecord(t);
+  const log = recordLog();
+  const waiter = waiterOn(new FileCredentialStore({ home }), log);
 
   let adoptedWhileHeld = false;
   let served: string | undefined;
@@ -84,26 +94,10 @@ class CountingStore extends FileCredentialStore {
 }
 
 test('a waiter reads the record only when its version changed, then adopts what landed', async (t) => {
-  const home = await tempHome(t);
-  const holderStore = new FileCredentialStore({ home });
-  const due = makeRecord(URL_, { tag: 'due' });
-  const dueTokens = { ...due.tokens!, obtainedAt: Date.now() - 3_600_000, expiresAt: Date.now() - 1_000 };
-  await holderStore.transaction(URL_, 'write', (tx) => tx.write({ ...due, tokens: dueTokens }));
-
+  const { home, holderStore, dueTokens } = await dueRecord(t);
   const log = recordLog();
   const waiterStore = new CountingStore({ home });
-  const waiter = new TokenManager({
-    store: waiterStore,
-    http: () => ({
-      allowInsecureLoopback: false,
-      timeoutMs: 1_000,
-      fetch: async () => {
-        throw new Error('the waiter sent a token request');
-      },
-    }),
-    logger: new Logger(log.sink),
-    transientRetryDelaysMs: [],
-  });
+  const waiter = waiterOn(waiterStore, log);
 
   let served: string | undefined;
   await holderStore.transaction(URL_, 'refresh', async (tx) => {
