@@ -85,6 +85,9 @@ const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
 /** Time kept free before the refresh lock's max hold: 10% of the hold, at most 10 s. */
 const MAX_HOLD_MARGIN_MS = 10_000;
 
+/** A waiter notified of record replacements still looks this often, in case notifications never come. */
+const WATCH_BACKSTOP_MS = 50;
+
 /**
  * The instant (epoch ms) by which a refresh under a lock that may be taken over at `holdUntil`
  * must have ended; undefined when the lock is not bounded.
@@ -364,34 +367,48 @@ export class TokenManager {
   }
 
   /**
-   * While this process waits for the refresh lock, look at the record lock-free (backing off from
-   * 5 ms to 25 ms) until it holds tokens this manager may adopt, then abort the lock wait with
-   * them. Ends when the lock is taken or the wait failed (the controller is aborted either way).
-   * Where the store has a cheap record version (a stat), the record is read only when it changed:
-   * dozens of waiters polling by reading would take the CPU the lock holder's refresh needs.
+   * While this process waits for the refresh lock, look at the record lock-free until it holds
+   * tokens this manager may adopt, then abort the lock wait with them. Ends when the lock is taken
+   * or the wait failed (the controller is aborted either way). Where the store notifies
+   * replacements (watchRecord: the file store's OS file-change events), it looks once at once and
+   * then on each notification, with a stat every WATCH_BACKSTOP_MS in case notifications never
+   * come; elsewhere it polls, backing off from 5 ms to 25 ms. Where the store has a cheap record
+   * version (a stat), the record is read only when it changed. Dozens of waiters polling would
+   * take the CPU that the lock holder's refresh needs.
    */
   private async watchForAdoptable(serverUrl: string, cause: RefreshCause, watch: AbortController): Promise<void> {
     const { store } = this.deps;
+    const changes = store.watchRecord?.(serverUrl);
     let delay = 5;
+    let looked = false;
     let lastRead: { version: string | undefined } | undefined;
-    while (!watch.signal.aborted) {
-      await sleep(delay);
-      delay = Math.min(25, delay * 1.5);
-      if (watch.signal.aborted) return;
-      // The version is taken before the read: a write landing in between changes it again.
-      const version = await store.recordVersion?.(serverUrl).then(
-        (v) => ({ version: v }),
-        () => undefined,
-      );
-      if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
-      lastRead = version;
-      const read = await store.read(serverUrl).catch(() => undefined);
-      if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
-      const fresh = this.adoptable(read.record, cause);
-      if (fresh !== undefined && !watch.signal.aborted) {
-        watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)));
-        return;
+    try {
+      while (!watch.signal.aborted) {
+        if (changes === undefined) {
+          await sleep(delay);
+          delay = Math.min(25, delay * 1.5);
+        } else if (looked) {
+          await changes.next(WATCH_BACKSTOP_MS, watch.signal);
+        }
+        looked = true;
+        if (watch.signal.aborted) return;
+        // The version is taken before the read: a write landing in between changes it again.
+        const version = await store.recordVersion?.(serverUrl).then(
+          (v) => ({ version: v }),
+          () => undefined,
+        );
+        if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
+        lastRead = version;
+        const read = await store.read(serverUrl).catch(() => undefined);
+        if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
+        const fresh = this.adoptable(read.record, cause);
+        if (fresh !== undefined && !watch.signal.aborted) {
+          watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)));
+          return;
+        }
       }
+    } finally {
+      changes?.close();
     }
   }
 

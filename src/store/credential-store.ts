@@ -21,6 +21,7 @@
 
 import type { AuthkeepError } from '../errors.js';
 import type { Registration } from '../oauth/types.js';
+import type { FileChanges } from './file-change-watch.js';
 import type { LockHolder } from './lock.js';
 import type { LoginOutcome } from './login-outcome.js';
 import type { ServerRecord } from './record.js';
@@ -176,6 +177,13 @@ export interface CredentialStore {
    * polled by reading.
    */
   recordVersion?(serverUrl: string): Promise<string | undefined>;
+  /**
+   * Wake-ups when the record may have been replaced, from the backend's own notification (the file
+   * store: the OS's file-change events), so a waiter needs no polling between them. A hint with a
+   * timer backstop (file-change-watch.ts): the waiter still compares `recordVersion` and reads.
+   * Optional: a store without it is polled.
+   */
+  watchRecord?(serverUrl: string): FileChanges;
   list(): Promise<Array<ReadResult & { key: string }>>;
   /**
    * Records whose registration is at `issuer` and may be reused (not dropped by dropRegistration,

@@ -56,6 +56,7 @@ import {
   type StoreTransaction,
   type TransactionOptions,
 } from './credential-store.js';
+import { type FileChanges, watchFileChanges } from './file-change-watch.js';
 import { FileTransaction } from './file-transaction.js';
 import { acquireLock } from './lock.js';
 import { readLoginOutcome, writeLoginOutcome } from './login-outcome.js';
@@ -133,6 +134,11 @@ export class FileCredentialStore implements CredentialStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
+  }
+
+  /** The OS's notifications of the record file's replacement (the rename that lands a write). */
+  watchRecord(serverUrl: string): FileChanges {
+    return watchFileChanges(this.layout.recordPath(recordKey(serverUrl)));
   }
 
   async transaction<T>(

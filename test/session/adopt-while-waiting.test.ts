@@ -115,3 +115,63 @@ test('a waiter reads the record only when its version changed, then adopts what 
   assert.equal(waiterStore.readsSinceFirstVersion, 2, 'the first look, then the changed record');
   assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
 });
+
+/** A file store whose record notifications have an hour's backstop, and which says when a read is done. */
+class NotifiedOnlyStore extends FileCredentialStore {
+  versions = 0;
+  private readsDone = 0;
+  private readonly afterRead: Array<{ n: number; resolve(): void }> = [];
+
+  override watchRecord(serverUrl: string) {
+    const changes = super.watchRecord(serverUrl);
+    return {
+      next: (_ms: number, signal?: AbortSignal) => changes.next(3_600_000, signal),
+      close: () => changes.close(),
+    };
+  }
+
+  override async recordVersion(serverUrl: string) {
+    this.versions++;
+    return super.recordVersion(serverUrl);
+  }
+
+  override async read(serverUrl: string) {
+    const result = await super.read(serverUrl);
+    this.readsDone++;
+    for (const w of this.afterRead) if (w.n === this.readsDone) w.resolve();
+    return result;
+  }
+
+  /** Resolves once the `n`th read has been answered. */
+  readDone(n: number): Promise<void> {
+    return new Promise((resolve) => this.afterRead.push({ n, resolve }));
+  }
+}
+
+test('a waiter is woken by the notification that the record was replaced, not by polling', {
+  timeout: 30_000,
+}, async (t) => {
+  const { home, holderStore, dueTokens } = await dueRecord(t);
+  const log = recordLog();
+  const waiterStore = new NotifiedOnlyStore({ home });
+  const waiter = waiterOn(waiterStore, log);
+
+  let served: string | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    const asked = waiter.getAccessToken(URL_);
+    // Read 1: the lock-free look before the lock; read 2: the watcher's first look, once waiting.
+    await waiterStore.readDone(2);
+    const versionsBefore = waiterStore.versions;
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    // Its only other wake-up is an hour away: a waiter that does not hear the rename hangs here.
+    served = await asked;
+    assert.ok(waiterStore.versions > versionsBefore, 'it looked again after the write');
+  });
+
+  assert.equal(served, 'at.fresh');
+  assert.match(String(log.named('refresh.adopted')[0]?.message), /while waiting/);
+  assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
+});
