@@ -17,7 +17,7 @@ import { revokeToken } from '../oauth/revocation.js';
 import { unionScopes } from '../oauth/scope.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { BearerChallenge } from '../oauth/www-authenticate.js';
-import type { CredentialStore, QuarantinedRecord } from '../store/credential-store.js';
+import { type CredentialStore, DEFAULT_LOCK_POLICIES, type QuarantinedRecord } from '../store/credential-store.js';
 import { openStore } from '../store/open-store.js';
 import { accountHome, DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import type { ServerRecord } from '../store/record.js';
@@ -208,6 +208,9 @@ export class SessionKeeper {
       store: this.store,
       logger: this.logger,
       lockTimeoutMs: loginTimeoutMs + 60_000,
+      // A sign-in holds the login lock while it waits for the browser (loginTimeoutMs), and a
+      // minute more for the code exchange and the write; only then may a waiter take over.
+      maxHoldMs: Math.max(DEFAULT_LOCK_POLICIES.login.maxHoldMs ?? 0, loginTimeoutMs + 60_000),
     });
   }
 

@@ -35,6 +35,12 @@ export interface SignInCoordinatorDeps {
   store: CredentialStore;
   logger: Logger;
   lockTimeoutMs: number;
+  /**
+   * How long a sign-in may hold the login lock before waiters take it over: longer than the
+   * sign-in's own timeout, so a slow human is never overtaken by a second tab (the store's
+   * default, 10 minutes, when unset).
+   */
+  maxHoldMs?: number;
 }
 
 export class SignInCoordinator {
@@ -120,6 +126,7 @@ export class SignInCoordinator {
       },
       {
         timeoutMs: this.deps.lockTimeoutMs,
+        ...(this.deps.maxHoldMs !== undefined ? { maxHoldMs: this.deps.maxHoldMs } : {}),
         onWait: (holder) => {
           if (announced) return;
           announced = true;

@@ -232,6 +232,7 @@ export const DEFAULT_LOCK_POLICIES: Readonly<Record<StorePurpose, LockPolicy>> =
   // Waiting out another process's refresh (a token request with retries) is normal.
   refresh: { timeoutMs: 60_000, staleMs: 10_000, maxHoldMs: 120_000 },
   write: { timeoutMs: 60_000, staleMs: 10_000, maxHoldMs: 120_000 },
-  // A sign-in waits on a human: hold up to 10 minutes while alive and heartbeating.
+  // A sign-in waits on a human: hold up to 10 minutes while alive and heartbeating (longer when the
+  // keeper's loginTimeoutMs says so: the sign-in coordinator passes its own maxHoldMs).
   login: { timeoutMs: 11 * 60_000, staleMs: 10_000, maxHoldMs: 10 * 60_000 },
 };

@@ -12,6 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createRobotBrowser, startAuthorizationServer } from '../../arena/testbed/index.js';
 import { type AuthKeeper, NeedsAuthError } from '../../src/index.js';
+import { listLocks } from '../../src/store/lock.js';
 import { jwtExpiresAt, startBed, untilPast } from '../helpers/bed.js';
 import { expireStoredTokens } from '../helpers/records.js';
 import { assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
@@ -414,4 +415,37 @@ test('close() waits for a background refresh in flight to be stored, then refres
   const counts = bed.as.audit.counts();
   assert.equal(counts.refreshGrants, 1, 'no timer refreshed after close()');
   assert.equal(counts.refreshReuses, 0);
+});
+
+test('a sign-in given 20 minutes holds the login lock for longer than that: no waiter takes it over from a slow human', async (t) => {
+  const bed = await startBed(t);
+  const server = bed.servers[0]!;
+  let tabOpened!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    tabOpened = resolve;
+  });
+  let finish!: () => void;
+  const userDone = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const keeper = bed.keeper({
+    loginTimeoutMs: 20 * 60_000,
+    openAuthorizationUrl: async (url) => {
+      tabOpened();
+      await userDone; // the human is still reading the consent page
+      await createRobotBrowser().open(url);
+    },
+  });
+  const signingIn = keeper.login(server.url);
+  await opened;
+  let held: Awaited<ReturnType<typeof listLocks>>[number] | undefined;
+  try {
+    [held] = (await listLocks(path.join(bed.home, 'locks'))).filter((lock) => lock.name.endsWith('login'));
+  } finally {
+    finish(); // whatever the assertions below say, the sign-in ends
+  }
+  assert.equal((await signingIn).state, 'ok');
+  assert.ok(held?.info, 'the sign-in held the login lock');
+  assert.ok((held.info.maxHoldMs ?? 0) > 20 * 60_000, `declared hold ${held.info.maxHoldMs} ms`);
+  assert.equal(held.stale, undefined);
 });
