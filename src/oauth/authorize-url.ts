@@ -25,6 +25,11 @@ export interface AuthorizationRequest {
   readonly scope?: string;
   /** OpenID Connect Core 1.0 section 3.1.2.1 `nonce`, bound into the ID token (an IdP sign-in). */
   readonly nonce?: string;
+  /**
+   * OpenID Connect Core 1.0 section 3.1.2.1 `prompt`: `consent` when an IdP sign-in asks for
+   * `offline_access` (section 11: the request MUST then carry prompt=consent).
+   */
+  readonly prompt?: 'consent';
 }
 
 /** The parameters this module sets; the authorization endpoint's own query may not use them. */
@@ -38,6 +43,7 @@ const OUR_PARAMETERS = [
   'resource',
   'scope',
   'nonce',
+  'prompt',
 ] as const;
 type OurParameter = (typeof OUR_PARAMETERS)[number];
 
@@ -46,7 +52,7 @@ type OurParameter = (typeof OUR_PARAMETERS)[number];
  * 6749 section 3.1), plus exactly response_type=code, client_id, redirect_uri, state (RFC 6749
  * section 4.1.1), code_challenge and code_challenge_method=S256 (RFC 7636 section 4.3), resource
  * (RFC 8707 section 2; absent at an IdP's own sign-in), scope only when non-empty (RFC 6749 section
- * 3.3), and an OpenID Connect `nonce` when given. The result is parsed
+ * 3.3), and an OpenID Connect `nonce` and `prompt` when given. The result is parsed
  * back and verified before it is returned; a mismatch throws `authorize_url_mismatch`.
  */
 export function buildAuthorizationUrl(request: AuthorizationRequest): URL {
@@ -118,6 +124,7 @@ function intendedParameters(request: AuthorizationRequest): Array<[OurParameter,
   if (request.resource !== undefined) parameters.push(['resource', request.resource]);
   if (request.scope !== undefined && request.scope !== '') parameters.push(['scope', request.scope]);
   if (request.nonce !== undefined) parameters.push(['nonce', request.nonce]);
+  if (request.prompt !== undefined) parameters.push(['prompt', request.prompt]);
   return parameters;
 }
 
@@ -225,6 +232,8 @@ function verifyParameterValues(params: URLSearchParams, request: AuthorizationRe
   if (resourceProblem !== undefined)
     throw mismatch('resource', `resource ${JSON.stringify(request.resource)} ${resourceProblem}`);
   if (request.nonce !== undefined) requireNonEmpty('nonce', request.nonce);
+  if (request.prompt !== undefined && request.prompt !== 'consent')
+    throw mismatch('prompt', `prompt must be consent, not ${JSON.stringify(request.prompt)}`);
   if (request.scope !== undefined && request.scope !== '' && !SCOPE.test(request.scope)) {
     throw mismatch('scope', `scope ${JSON.stringify(request.scope)} is not a space-separated list of scope-tokens`);
   }

@@ -24,7 +24,7 @@ import type { HttpOptions } from '../oauth/http.js';
 import { startLoopbackCallback } from '../oauth/loopback-callback.js';
 import { createPkcePair } from '../oauth/pkce.js';
 import { registerClient } from '../oauth/registration.js';
-import { unionScopes, withOfflineAccess } from '../oauth/scope.js';
+import { OFFLINE_ACCESS, scopeList, unionScopes, withOfflineAccess } from '../oauth/scope.js';
 import { exchangeAuthorizationCode, type IdToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import type { AuthorizationServer, Registration } from '../oauth/types.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
@@ -219,6 +219,8 @@ export async function signIn(
       ...(ctx.openid ? {} : { resource: server.resource }),
       ...(scope ? { scope } : {}),
       ...(nonce !== undefined ? { nonce } : {}),
+      // OpenID Connect Core 1.0 section 11: offline_access at an IdP is asked for with prompt=consent.
+      ...(ctx.openid && scopeList(scope).includes(OFFLINE_ACCESS) ? { prompt: 'consent' as const } : {}),
     });
 
     // 4. Send the user there and wait for the redirect.

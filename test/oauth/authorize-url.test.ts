@@ -374,6 +374,18 @@ describe('an OpenID Connect sign-in at an enterprise IdP (SEP-990)', () => {
     assert.equal(url.searchParams.get('scope'), 'openid offline_access');
   });
 
+  test('asks for offline_access with prompt=consent, checked on parse-back like every other parameter', () => {
+    const request = { ...oidc(), prompt: 'consent' as const };
+    const url = buildAuthorizationUrl(request);
+    assert.equal(url.searchParams.get('prompt'), 'consent');
+    const dropped = new URL(url.href);
+    dropped.searchParams.delete('prompt');
+    assertMismatch(() => verifyAuthorizationUrl(dropped, request), 'prompt');
+    const other = new URL(url.href);
+    other.searchParams.set('prompt', 'none');
+    assertMismatch(() => verifyAuthorizationUrl(other, request), 'prompt');
+  });
+
   test('a URL whose nonce was changed, dropped, or that gained a resource is refused by field', () => {
     const url = buildAuthorizationUrl(oidc());
     const changed = new URL(url.href);

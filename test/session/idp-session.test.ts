@@ -100,7 +100,7 @@ async function startWorld(
     idpRefreshes: () => http().filter((e) => e.endpoint === 'token' && e.grantType === 'refresh_token').length,
     exchanges: () => http().filter((e) => e.endpoint === 'token' && e.grantType === TOKEN_EXCHANGE),
   };
-  return { idp, bed, grant, counts, denied };
+  return { idp, bed, grant, counts, denied, http };
 }
 
 test('SEP-990 with the IdP session: one browser visit for three servers, the ID token renewed at the IdP when due, each failing step named', async (t) => {
@@ -108,7 +108,7 @@ test('SEP-990 with the IdP session: one browser visit for three servers, the ID 
   // IdP has seen the refresh that renews it: time is moved by the test and put back by an event.
   let due = false;
   const clock = { now: () => Date.now() + (due ? (ID_TOKEN_TTL_S - 20) * 1000 : 0), setTimer: systemClock.setTimer };
-  const { idp, bed, grant, counts, denied } = await startWorld(t, {
+  const { idp, bed, grant, counts, denied, http } = await startWorld(t, {
     onIdpRefresh: () => {
       due = false;
     },
@@ -132,6 +132,13 @@ test('SEP-990 with the IdP session: one browser visit for three servers, the ID 
     assert.equal((await callTool(keeper.fetch(server.url), server.url)).status, 200);
   }
   assert.equal(counts.idpAuthorizations(), 1, 'one authorization request at the IdP for three servers');
+  const [authorize] = http().filter((e) => e.endpoint === 'authorization');
+  assert.match(String(authorize?.query.scope?.[0]), /\boffline_access\b/, 'the IdP session asks to be renewable');
+  assert.deepEqual(
+    authorize?.query.prompt,
+    ['consent'],
+    'offline_access is asked for with prompt=consent (OIDC Core 11)',
+  );
   assert.equal(bed.robotOpens(), 1, 'one browser visit');
   assert.equal(bed.as.audit.counts().authorizationRequests, 0, 'no browser at the MCP authorization server');
   assert.deepEqual(
