@@ -1,0 +1,187 @@
+/**
+ * proxy-http: the fetch the proxy sends its MCP requests with: node:http/https over keep-alive
+ * agents, returning a standard `Response` whose body streams (SSE included), for the one shape of
+ * request the proxy's fetch chain makes (a string or URL, a string or bytes body or none,
+ * `redirect: 'manual'`, as origin-bound-fetch.ts always asks). Any other request goes to the
+ * global fetch unchanged.
+ *
+ * Why not the global fetch (Node's bundled undici): a tool call through the proxy is one request,
+ * and on Node 20 undici's fetch spends about 0.5 ms of CPU on it (WHATWG streams, its request and
+ * response objects, header validation) against about 0.05 ms for node:http, measured with
+ * bench/proxy.bench.ts and the proxy's CPU time per call (/proc/<pid>/stat). That is most of what
+ * the proxy adds to a call on loopback, whose goal is +0.3 ms. So this file keeps what the proxy
+ * relies on from fetch and no more:
+ *   - a network failure rejects as undici's does: TypeError `fetch failed` with the error (and its
+ *     `code`, e.g. ECONNREFUSED) as `cause`, which proxy-errors.ts and oauth/http.ts read;
+ *   - an abort (the caller's signal) rejects with the signal's reason, and errors a body still
+ *     streaming; a body cut short errors as undici's does (TypeError `terminated`);
+ *   - redirects are never followed (the caller asked for `manual`), 3xx come back as they are;
+ *   - requests carry what fetch adds when the caller did not (`accept: *\/*`, a content type for a
+ *     string body, a content length, `user-agent: node`), responses a body that is read with
+ *     back-pressure (the socket pauses while the reader does not read) and no body for HEAD, 204,
+ *     205 and 304; a gzip, deflate or br body (which the proxy does not ask for) is decoded.
+ *
+ * Not for: requests to authorization servers (oauth/http.ts, the global fetch), or anything but
+ * the proxy's own requests.
+ */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true }),
+  'https:': new https.Agent({ keepAlive: true }),
+} as const;
+
+const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+
+/** A `typeof fetch` over node:http (see the file's charter); anything else goes to `fallback`. */
+export function nodeHttpFetch(fallback: typeof fetch = (input, init) => globalThis.fetch(input, init)): typeof fetch {
+  const send = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const body = init?.body;
+    const simpleBody = body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
+    if (input instanceof Request || init?.redirect !== 'manual' || !simpleBody) return fallback(input, init);
+    let url: URL;
+    try {
+      url = new URL(String(input));
+    } catch {
+      return fallback(input, init);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return fallback(input, init);
+    return request(url, init, body ?? undefined);
+  };
+  return send as typeof fetch;
+}
+
+function request(url: URL, init: RequestInit, body: string | Uint8Array | undefined): Promise<Response> {
+  const method = (init.method ?? 'GET').toUpperCase();
+  const headers: Record<string, string> = {};
+  new Headers(init.headers).forEach((value, name) => {
+    headers[name] = value;
+  });
+  headers.accept ??= '*/*';
+  headers['user-agent'] ??= 'node';
+  if (typeof body === 'string') headers['content-type'] ??= 'text/plain;charset=UTF-8';
+  if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+  const signal = init.signal ?? undefined;
+  const lib = url.protocol === 'https:' ? https : http;
+  const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
+
+  return new Promise<Response>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    let settled = false;
+    /** Errors the response body once it is streaming. */
+    let failBody: ((reason: unknown) => void) | undefined;
+    const onAbort = (): void => {
+      const reason = signal?.reason;
+      if (!settled) {
+        settled = true;
+        reject(reason);
+      }
+      failBody?.(reason);
+      req.destroy();
+    };
+    const req = lib.request(url, { method, headers, agent }, (res) => {
+      if (settled) {
+        res.destroy();
+        return;
+      }
+      settled = true;
+      const status = res.statusCode ?? 0;
+      const responseHeaders = new Headers();
+      const raw = res.rawHeaders;
+      for (let i = 0; i + 1 < raw.length; i += 2) responseHeaders.append(raw[i] as string, raw[i + 1] as string);
+      let stream: ReadableStream<Uint8Array> | null = null;
+      if (NULL_BODY_STATUS.has(status) || method === 'HEAD') {
+        res.resume();
+      } else {
+        const streamed = bodyStream(res, decoded(res));
+        stream = streamed.stream;
+        failBody = streamed.fail;
+      }
+      let response: Response;
+      try {
+        response = new Response(stream, { status, statusText: res.statusMessage ?? '', headers: responseHeaders });
+      } catch (err) {
+        res.destroy();
+        reject(new TypeError('fetch failed', { cause: err }));
+        return;
+      }
+      Object.defineProperty(response, 'url', { value: url.href });
+      resolve(response);
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.once('close', () => signal?.removeEventListener('abort', onAbort));
+    req.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(new TypeError('fetch failed', { cause: err }));
+    });
+    req.end(body);
+  });
+}
+
+/** The response's body stream, decoded when the server encoded it anyway. */
+function decoded(res: IncomingMessage): Readable {
+  const encoding = res.headers['content-encoding']?.trim().toLowerCase();
+  const decoder =
+    encoding === 'gzip' || encoding === 'x-gzip'
+      ? zlib.createGunzip()
+      : encoding === 'deflate'
+        ? zlib.createInflate()
+        : encoding === 'br'
+          ? zlib.createBrotliDecompress()
+          : undefined;
+  if (decoder === undefined) return res;
+  res.on('error', (err) => decoder.destroy(err));
+  return res.pipe(decoder);
+}
+
+/**
+ * A web stream over `source` that pauses the socket while the reader is not reading; a body cut
+ * short (the connection closed before its end) errors it, as undici's fetch does.
+ */
+function bodyStream(
+  res: IncomingMessage,
+  source: Readable,
+): { stream: ReadableStream<Uint8Array>; fail: (reason: unknown) => void } {
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let done = false;
+  const fail = (reason: unknown): void => {
+    if (done) return;
+    done = true;
+    controller.error(reason);
+    res.destroy();
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+      source.on('data', (chunk: Buffer) => {
+        if (done) return;
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 1) <= 0) source.pause();
+      });
+      source.once('end', () => {
+        if (done) return;
+        done = true;
+        controller.close();
+      });
+      source.once('error', (err) => fail(new TypeError('terminated', { cause: err })));
+      res.once('close', () => {
+        if (!res.complete) fail(new TypeError('terminated', { cause: new Error('the connection closed early') }));
+      });
+    },
+    pull() {
+      source.resume();
+    },
+    cancel() {
+      done = true;
+      res.destroy();
+    },
+  });
+  return { stream, fail };
+}
