@@ -29,9 +29,15 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 
+/**
+ * Idle connections are closed after 4 s, or 1 s before the server's `Keep-Alive: timeout=` hint
+ * if that is sooner (node:http reads it), as undici does: a request is then not sent on a
+ * connection the server is closing. A connection in use (an SSE stream) is not timed out.
+ */
+const agentOptions = { keepAlive: true, timeout: 4_000 };
 const agents = {
-  'http:': new http.Agent({ keepAlive: true }),
-  'https:': new https.Agent({ keepAlive: true }),
+  'http:': new http.Agent(agentOptions),
+  'https:': new https.Agent(agentOptions),
 } as const;
 
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
