@@ -6,7 +6,9 @@
  *     (the pinned devDependency, launched as the arena launches it), and from the same SDK Client
  *     calling the server directly with `keeper.fetch`; calls alternate direct / authkeep proxy /
  *     mcp-remote so a busy machine slows all three alike. Goal: authkeep proxy at most +0.3 ms
- *     p50 over direct, and below mcp-remote.
+ *     p50 over direct, and below mcp-remote. The order is not quite neutral: the same proxy
+ *     measured in three columns at once was 0.03 to 0.1 ms slower at p50 in the first column
+ *     (right after direct) than in the other two; authkeep proxy has that place.
  *   - memory: RSS of each idle proxy after its calls, and of one process holding tokens for 8
  *     servers (an AuthKeeper that signed in to each and made a call). Reported, no goal.
  * mcp-remote signs in by itself through `$BROWSER`: the arena's robot browser script
