@@ -1,8 +1,8 @@
 /**
  * proxy-http: the proxy's node:http fetch against a real loopback HTTP server: what the proxy
- * relies on from fetch (headers and length sent, a streaming body with back-pressure, aborts,
- * failures shaped as undici's, 3xx not followed, null bodies, a decoded gzip body), and that any
- * other request goes to the fallback.
+ * relies on from fetch (headers and length sent, a streaming body, aborts, failures shaped as
+ * undici's, 3xx not followed, null bodies, a decoded gzip body, a JSON answer read once by any
+ * of a Response's ways), and that any other request goes to the fallback.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -117,13 +117,54 @@ test('proxy-http: a refused connection rejects like undici: TypeError fetch fail
   );
 });
 
-test('proxy-http: a body cut short errors with TypeError terminated', async (t) => {
-  const url = await serve(t, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+test('proxy-http: a body cut short errors with TypeError terminated: the read of a stream, the fetch of a JSON answer', async (t) => {
+  const url = await serve(t, (req, res) => {
+    const type = req.url === '/mcp' ? 'application/json' : 'text/event-stream';
+    res.writeHead(200, { 'content-type': type, 'content-length': '100' });
     res.write('{"partial":', () => res.socket?.destroy());
   });
-  const response = await nodeHttpFetch(noFallback)(url, { method: 'POST', body: '{}', redirect: 'manual' });
-  await assert.rejects(response.text(), { name: 'TypeError', message: 'terminated' });
+  const fetchFn = nodeHttpFetch(noFallback);
+  await assert.rejects(fetchFn(url, { method: 'POST', body: '{}', redirect: 'manual' }), {
+    name: 'TypeError',
+    message: 'terminated',
+  });
+  const streamed = await fetchFn(`${url}/stream`, { redirect: 'manual' });
+  await assert.rejects(streamed.text(), { name: 'TypeError', message: 'terminated' });
+});
+
+test('proxy-http: a JSON answer reads like a Response: once, by any method, through body or a clone too', async (t) => {
+  const url = await serve(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'mcp-session-id': 's1' });
+    res.end('{"jsonrpc":"2.0","id":1,"result":{"text":"héllo"}}');
+  });
+  const fetchFn = nodeHttpFetch(noFallback);
+  const post = () => fetchFn(url, { method: 'POST', body: '{}', redirect: 'manual' });
+  const expected = { jsonrpc: '2.0', id: 1, result: { text: 'héllo' } };
+
+  const first = await post();
+  assert.ok(first instanceof Response);
+  assert.equal(first.status, 200);
+  assert.equal(first.url, url);
+  assert.equal(first.headers.get('mcp-session-id'), 's1');
+  assert.equal(first.bodyUsed, false);
+  const copy = first.clone();
+  assert.deepEqual(await first.json(), expected);
+  assert.equal(first.bodyUsed, true);
+  await assert.rejects(first.text(), TypeError);
+  assert.throws(() => first.clone(), TypeError);
+  assert.equal(copy.url, url);
+  assert.equal(new TextDecoder().decode(await copy.arrayBuffer()), JSON.stringify(expected));
+
+  const viaStream = await post();
+  const body = viaStream.body as ReadableStream<Uint8Array>;
+  assert.deepEqual(JSON.parse(await new Response(body).text()), expected);
+  assert.equal(viaStream.bodyUsed, true);
+  await assert.rejects(viaStream.json(), TypeError);
+
+  const cancelled = await post();
+  await cancelled.body?.cancel();
+  assert.deepEqual(await (await post()).json(), expected);
+  assert.equal((await (await post()).blob()).size, Buffer.byteLength(JSON.stringify(expected)));
 });
 
 test('proxy-http: a redirect comes back as it is; 204 and HEAD have no body; gzip is decoded', async (t) => {
