@@ -15,6 +15,9 @@
  *   - an abort (the caller's signal) rejects with the signal's reason, and errors a body still
  *     streaming; a body cut short errors as undici's does (TypeError `terminated`);
  *   - redirects are never followed (the caller asked for `manual`), 3xx come back as they are;
+ *   - undici's default timeouts are kept: no answer's headers within 300 s fails the fetch, and a
+ *     body silent for 300 s (an SSE stream over a connection that died without a word) errors,
+ *     each with undici's error as the `cause`, so the transports give up and reconnect as before;
  *   - requests carry what fetch adds when the caller did not (`accept: *\/*`, a content type for a
  *     string body, a content length, `user-agent: node`); no body for HEAD, 204, 205 and 304; a
  *     gzip, deflate or br body (which the proxy does not ask for) is decoded;
@@ -52,7 +55,19 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const JSON_TYPE = /^\s*application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 /** A `typeof fetch` over node:http (see the file's charter); anything else goes to `fallback`. */
-export function nodeHttpFetch(fallback: typeof fetch = (input, init) => globalThis.fetch(input, init)): typeof fetch {
+/** How long an answer may take: its headers, and the silence between two pieces of its body. */
+export interface HttpTimeouts {
+  headersMs: number;
+  bodyIdleMs: number;
+}
+
+/** undici's defaults (headersTimeout, bodyTimeout), which the proxy had with the global fetch. */
+const UNDICI_TIMEOUTS: HttpTimeouts = { headersMs: 300_000, bodyIdleMs: 300_000 };
+
+export function nodeHttpFetch(
+  fallback: typeof fetch = (input, init) => globalThis.fetch(input, init),
+  timeouts: HttpTimeouts = UNDICI_TIMEOUTS,
+): typeof fetch {
   const send = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const body = init?.body;
     const simpleBody = body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
@@ -64,12 +79,17 @@ export function nodeHttpFetch(fallback: typeof fetch = (input, init) => globalTh
       return fallback(input, init);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return fallback(input, init);
-    return request(url, init, body ?? undefined);
+    return request(url, init, body ?? undefined, timeouts);
   };
   return send as typeof fetch;
 }
 
-function request(url: URL, init: RequestInit, body: string | Uint8Array | undefined): Promise<Response> {
+function request(
+  url: URL,
+  init: RequestInit,
+  body: string | Uint8Array | undefined,
+  timeouts: HttpTimeouts,
+): Promise<Response> {
   const method = (init.method ?? 'GET').toUpperCase();
   const headers: Record<string, string> = {};
   new Headers(init.headers).forEach((value, name) => {
@@ -101,10 +121,19 @@ function request(url: URL, init: RequestInit, body: string | Uint8Array | undefi
       req.destroy();
     };
     const req = lib.request(url, { method, headers, agent }, (res) => {
+      clearTimeout(headersTimer);
       if (settled) {
         res.destroy();
         return;
       }
+      // A body silent for longer than bodyIdleMs (an SSE stream on a connection that died
+      // without a word) fails as undici's does, so the transport reconnects.
+      const idle = setTimeout(
+        () => res.destroy(timeoutError('BodyTimeoutError', 'UND_ERR_BODY_TIMEOUT', 'Body Timeout Error')),
+        timeouts.bodyIdleMs,
+      ).unref();
+      res.on('data', () => idle.refresh());
+      res.once('close', () => clearTimeout(idle));
       const status = res.statusCode ?? 0;
       const responseHeaders = new Headers();
       const raw = res.rawHeaders;
@@ -142,8 +171,15 @@ function request(url: URL, init: RequestInit, body: string | Uint8Array | undefi
         answer(() => new Response(streamed.stream, responseInit));
       }
     });
+    const headersTimer = setTimeout(
+      () => req.destroy(timeoutError('HeadersTimeoutError', 'UND_ERR_HEADERS_TIMEOUT', 'Headers Timeout Error')),
+      timeouts.headersMs,
+    ).unref();
     signal?.addEventListener('abort', onAbort, { once: true });
-    req.once('close', () => signal?.removeEventListener('abort', onAbort));
+    req.once('close', () => {
+      clearTimeout(headersTimer);
+      signal?.removeEventListener('abort', onAbort);
+    });
     req.on('error', (err) => {
       if (settled) return;
       settled = true;
@@ -151,6 +187,11 @@ function request(url: URL, init: RequestInit, body: string | Uint8Array | undefi
     });
     req.end(body);
   });
+}
+
+/** An error shaped as undici's timeouts (the `cause` of its TypeError). */
+function timeoutError(name: string, code: string, message: string): Error {
+  return Object.assign(new Error(message), { name, code });
 }
 
 /** The response's body stream, decoded when the server encoded it anyway. */

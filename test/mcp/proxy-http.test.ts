@@ -1,8 +1,8 @@
 /**
  * proxy-http: the proxy's node:http fetch against a real loopback HTTP server: what the proxy
  * relies on from fetch (headers and length sent, a streaming body, aborts, failures shaped as
- * undici's, 3xx not followed, null bodies, a decoded gzip body, a JSON answer read once by any
- * of a Response's ways), and that any other request goes to the fallback.
+ * undici's, undici's timeouts, 3xx not followed, null bodies, a decoded gzip body, a JSON answer
+ * read once by any of a Response's ways), and that any other request goes to the fallback.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -114,6 +114,35 @@ test('proxy-http: a refused connection rejects like undici: TypeError fetch fail
       err instanceof TypeError &&
       err.message === 'fetch failed' &&
       (err.cause as { code?: string } | undefined)?.code === 'ECONNREFUSED',
+  );
+});
+
+test("proxy-http: no headers in time fails the fetch, a silent body errors, each with undici's timeout as the cause", async (t) => {
+  const url = await serve(t, (req, res) => {
+    if (req.method === 'POST') return; // never answers
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: one\n\n'); // then silence
+  });
+  const quickHeaders = nodeHttpFetch(noFallback, { headersMs: 20, bodyIdleMs: 600_000 });
+  await assert.rejects(
+    quickHeaders(url, { method: 'POST', body: '{}', redirect: 'manual' }),
+    (err: unknown) =>
+      err instanceof TypeError &&
+      err.message === 'fetch failed' &&
+      (err.cause as { code?: string } | undefined)?.code === 'UND_ERR_HEADERS_TIMEOUT',
+  );
+  const quickBody = nodeHttpFetch(noFallback, { headersMs: 600_000, bodyIdleMs: 20 });
+  const response = await quickBody(url, { redirect: 'manual' });
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  await reader.read().catch(() => undefined); // the first event, unless the silence already ended it
+  await assert.rejects(
+    (async () => {
+      for (;;) if ((await reader.read()).done) return;
+    })(),
+    (err: unknown) =>
+      err instanceof TypeError &&
+      err.message === 'terminated' &&
+      (err.cause as { code?: string } | undefined)?.code === 'UND_ERR_BODY_TIMEOUT',
   );
 });
 
