@@ -22,8 +22,8 @@ export class ProxyAuth {
   /** 'oauth': keeper.fetch; 'none': the server did not ask (yet); 'headers': the user's Authorization. */
   private mode: 'oauth' | 'none' | 'headers' = 'none';
   private readonly keeperFetch: typeof fetch;
-  /** Without a token: the global fetch, bound to the server's origin like keeper.fetch. */
-  private readonly plainFetch: typeof fetch = fetchWithinOrigin((input, init) => fetch(input, init));
+  /** Without a token: the same base fetch, bound to the server's origin like keeper.fetch. */
+  private readonly plainFetch: typeof fetch;
   private readonly gate: SignInGate;
   private reason: string = 'no_credentials';
 
@@ -36,8 +36,11 @@ export class ProxyAuth {
     scope: string | undefined,
     /** 'auto' where no browser can open: the device grant when the AS offers it (proxy-sign-in.ts). */
     mode: 'browser' | 'auto' = 'browser',
+    /** What requests to the server are sent with (proxy-http.ts). */
+    base?: typeof fetch,
   ) {
-    this.keeperFetch = keeper.fetch(url);
+    this.keeperFetch = keeper.fetch(url, base);
+    this.plainFetch = fetchWithinOrigin(base ?? ((input, init) => fetch(input, init)));
     this.gate = new SignInGate(async () => {
       this.log.info(`authorization needed (${this.reason}): signing in to ${this.url}`);
       try {

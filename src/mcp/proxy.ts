@@ -30,8 +30,9 @@
  *   header values).
  *
  * The pieces: proxy-options.ts (what it takes), proxy-log.ts (stderr and the log file),
- * proxy-auth.ts (which fetch, when to sign in), proxy-bridge.ts (the stdio <-> remote state
- * machine), proxy-errors.ts (what a transport's failure means). This file wires them.
+ * proxy-auth.ts (which fetch, when to sign in), proxy-http.ts (what sends the requests),
+ * proxy-bridge.ts (the stdio <-> remote state machine), proxy-errors.ts (what a transport's
+ * failure means). This file wires them.
  *
  * Not for: parsing command lines (src/cli/commands/proxy.ts, the one parser of the proxy's
  * arguments), the OAuth steps (session/).
@@ -46,6 +47,7 @@ import { DEFAULT_ACCOUNT, defaultHome } from '../store/paths.js';
 import { ProxyAuth } from './proxy-auth.js';
 import { Bridge } from './proxy-bridge.js';
 import { describeError } from './proxy-errors.js';
+import { nodeHttpFetch } from './proxy-http.js';
 import { ProxyLog } from './proxy-log.js';
 import {
   keeperOptionsFor,
@@ -126,7 +128,11 @@ export async function runProxy(options: ProxyOptions): Promise<number> {
         `no browser can be opened here (${prompts.noBrowser}): a sign-in uses a code entered on any device when the authorization server offers it, else prints the URL to open`,
       );
     }
-    const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, http, scope, prompts.mode);
+    // Requests to the server go out through node:http (proxy-http.ts says why), unless the caller
+    // brought its own keeper or fetch.
+    const base =
+      options.keeper === undefined && options.keeperOptions?.fetch === undefined ? nodeHttpFetch() : undefined;
+    const auth = new ProxyAuth(keeper, url.href, options.headers ?? {}, log, http, scope, prompts.mode, base);
     await auth.prepare();
     const bridge = new Bridge({
       url,

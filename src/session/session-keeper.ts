@@ -535,8 +535,11 @@ export class SessionKeeper {
     return url;
   }
 
-  /** A fetch for `serverUrl` that authenticates, refreshes on 401 and steps up on 403 insufficient_scope. */
-  fetch(serverUrl: string): typeof fetch {
+  /**
+   * A fetch for `serverUrl` that authenticates, refreshes on 401 and steps up on 403
+   * insufficient_scope, sending with `base` (default: the `fetch` option, else the global fetch).
+   */
+  fetch(serverUrl: string, base: typeof fetch = this.options.fetch ?? globalThis.fetch): typeof fetch {
     const url = canonicalServerUrl(serverUrl);
     let gate = this.stepUpGates.get(url);
     if (gate === undefined) {
@@ -570,7 +573,7 @@ export class SessionKeeper {
         return read.kind === 'ok' ? read.record.tokens?.scope : undefined;
       },
       maxStepUps: this.options.maxStepUps ?? 2,
-      fetch: this.options.fetch ?? globalThis.fetch,
+      fetch: base,
       checkAuthorizationServer: (challenge, presented) => this.checkAuthorizationServer(url, challenge, presented),
     });
   }
