@@ -54,7 +54,6 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 /** application/json and application/<x>+json. */
 const JSON_TYPE = /^\s*application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
-/** A `typeof fetch` over node:http (see the file's charter); anything else goes to `fallback`. */
 /** How long an answer may take: its headers, and the silence between two pieces of its body. */
 export interface HttpTimeouts {
   headersMs: number;
@@ -64,6 +63,7 @@ export interface HttpTimeouts {
 /** undici's defaults (headersTimeout, bodyTimeout), which the proxy had with the global fetch. */
 const UNDICI_TIMEOUTS: HttpTimeouts = { headersMs: 300_000, bodyIdleMs: 300_000 };
 
+/** A `typeof fetch` over node:http (see the file's charter); anything else goes to `fallback`. */
 export function nodeHttpFetch(
   fallback: typeof fetch = (input, init) => globalThis.fetch(input, init),
   timeouts: HttpTimeouts = UNDICI_TIMEOUTS,
