@@ -20,7 +20,14 @@ import { parseArgs } from 'node:util';
 import { faultSummary } from './chaos.js';
 import { timeScale } from './clock.js';
 import { computeMetrics, type VariantMetrics } from './metrics.js';
-import { type ArenaReport, renderHtml, renderTable, type VariantReport, variantReport } from './report.js';
+import {
+  type ArenaReport,
+  renderHeadline,
+  renderHtml,
+  renderTable,
+  type VariantReport,
+  variantReport,
+} from './report.js';
 import { runVariant, type VariantProgress } from './runner.js';
 import { columnRun, SCENARIO_NAMES, SCENARIOS, type ScenarioName, scenarioColumns } from './scenarios.js';
 
@@ -226,7 +233,9 @@ async function main(): Promise<void> {
   const htmlPath = path.join(options.out, 'report.html');
   await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(htmlPath, renderHtml(report));
-  process.stdout.write(`\n${renderTable(metrics, SCENARIOS[options.scenario].rows)}\n\n`);
+  process.stdout.write(
+    `\n${renderHeadline(metrics).join('\n')}\n\n${renderTable(metrics, SCENARIOS[options.scenario].rows)}\n\n`,
+  );
   for (const m of metrics) {
     if (m.chaos) {
       const lost = m.chaos.losses

@@ -228,6 +228,35 @@ export function renderUnusable(metrics: VariantMetrics[]): string {
     .join('\n');
 }
 
+/** The field report's experience: a forced sign-in every 2 to 4 days per server. */
+export const FIELD_REPORT_DAYS = { min: 2, max: 4 } as const;
+
+/**
+ * The headline per variant: forced re-auths per server per 30 simulated days, over the servers it
+ * could use (a server it made no successful call to forces no re-auth and says nothing), and how
+ * many days apart that is, next to the field report's "every 2-4 days" (7.5 to 15 per 30 days).
+ */
+export function headline(m: VariantMetrics): { per30Days: number | null; everyDays: number | null; servers: number } {
+  const servers = m.perServer.filter((s) => s.callsOk > 0).length;
+  if (servers === 0 || m.days <= 0) return { per30Days: null, everyDays: null, servers };
+  const perServerDay = m.forcedReauths / servers / m.days;
+  return { per30Days: perServerDay * 30, everyDays: perServerDay > 0 ? 1 / perServerDay : null, servers };
+}
+
+/** The headline lines, one per variant, printed above the table and opening the HTML page. */
+export function renderHeadline(metrics: VariantMetrics[]): string[] {
+  const field = `the field report: one every ${FIELD_REPORT_DAYS.min}-${FIELD_REPORT_DAYS.max} days, ${fmt(30 / FIELD_REPORT_DAYS.max, 1)}-${fmt(30 / FIELD_REPORT_DAYS.min, 1)} per 30 days`;
+  return [
+    `forced re-auths per server per 30 simulated days (${field}):`,
+    ...metrics.map((m) => {
+      const h = headline(m);
+      if (h.per30Days === null) return `  ${m.variant}: n/a (no server it could use, or no time run)`;
+      const every = h.everyDays === null ? `none in ${fmt(m.days, 1)} days` : `one every ${fmt(h.everyDays, 1)} days`;
+      return `  ${m.variant}: ${fmt(h.per30Days, 1)} (${every} per server; ${m.forcedReauths} over ${h.servers} servers it could use in ${fmt(m.days, 1)} days)`;
+    }),
+  ];
+}
+
 export function renderTable(metrics: VariantMetrics[], scenarioRows: ScenarioRow[] = []): string {
   const header = ['', ...metrics.map((m) => m.variant)];
   const rows = [...TABLE_ROWS, ...scenarioRows].map((row) => [row.label, ...metrics.map((m) => row.value(m))]);
@@ -496,6 +525,11 @@ dl{display:grid;grid-template-columns:270px 1fr;gap:4px 14px;font-size:13px} dt{
 <h1>authkeep arena</h1>
 <p class="muted">${esc(report.generatedAt)} · ${o.sessions} sessions × ${o.servers} servers · ${fmt(days)} simulated days (1 simulated hour = ${o.secondsPerHour} s) · seed ${o.seed} · ${Math.round(report.wallSeconds)} s wall time</p>
 <p>Every variant runs ${o.sessions} agent sessions as separate OS processes against its own fresh oidc-provider (DCR, PKCE S256, resource indicators with JWT access tokens, refresh-token rotation with reuse revocation). Access tokens live 1 simulated hour, refresh tokens 15 days sliding, grants 30 days absolute. All sessions start together with no stored credentials, then call a tool on every server at random intervals (the same seeded schedule for every variant). When a server needs a sign-in, a simulated user completes it in a browser tab.</p>
+<p class="headline"><b>${esc(renderHeadline(metrics)[0] ?? '')}</b></p>
+<ul class="headline">${renderHeadline(metrics)
+    .slice(1)
+    .map((line) => `<li>${esc(line.trim())}</li>`)
+    .join('')}</ul>
 ${skipped}
 ${scenario ? scenarioSection(scenario) : ''}
 ${chaosSection(metrics)}

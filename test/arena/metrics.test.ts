@@ -11,7 +11,15 @@ import { SERVER_KINDS } from '../../arena/bed.js';
 import { timeScale } from '../../arena/clock.js';
 import { parseCli } from '../../arena/main.js';
 import { computeMetrics, explainReauths } from '../../arena/metrics.js';
-import { type ArenaReport, renderHtml, renderTable, unusableServers, variantReport } from '../../arena/report.js';
+import {
+  type ArenaReport,
+  headline,
+  renderHeadline,
+  renderHtml,
+  renderTable,
+  unusableServers,
+  variantReport,
+} from '../../arena/report.js';
 import type { TimedSessionEvent, VariantRun } from '../../arena/runner.js';
 import type { SessionEvent } from '../../arena/session.js';
 import type { HttpAuditEntry } from '../../arena/testbed/audit.js';
@@ -172,6 +180,47 @@ test('the fewest possible refreshes follow the calls, not the clock', () => {
   const m = computeMetrics(run(events, [], 3300));
   assert.equal(m.perServer[0]?.minimumRefreshes, 2);
   assert.equal(m.perServer[0]?.expiries, 3);
+});
+
+test("the headline: forced re-auths per server per 30 days over the servers a variant could use, beside the field report's 2-4 days", () => {
+  const events = [
+    ev(0, { type: 'tab', server: 0, at: 10 }),
+    ev(0, { type: 'call', server: 0, ok: true, at: 300 }),
+    ev(0, { type: 'tab', server: 0, at: 20_001 }),
+    ev(0, { type: 'call', server: 0, ok: true, at: 20_500 }),
+  ];
+  const m = computeMetrics(run(events, [], scale.dayMs * 3));
+  assert.equal(m.forcedReauths, 1);
+  const h = headline(m);
+  assert.equal(h.servers, 1);
+  assert.ok(Math.abs((h.per30Days ?? 0) - 10) < 1e-9, `one re-auth in 3 days is 10 per 30 days, got ${h.per30Days}`);
+  assert.ok(Math.abs((h.everyDays ?? 0) - 3) < 1e-9);
+  const clean = computeMetrics(run([ev(0, { type: 'call', server: 0, ok: true, at: 300 })], [], scale.dayMs * 3));
+  assert.deepEqual(headline(clean), { per30Days: 0, everyDays: null, servers: 1 });
+  const unusable = computeMetrics(
+    run([ev(0, { type: 'call', server: 0, ok: false, error: 'x', at: 300 })], [], scale.dayMs),
+  );
+  assert.equal(headline(unusable).per30Days, null, 'no server it could use: no figure');
+  const lines = renderHeadline([m, { ...clean, variant: 'authkeep' }]);
+  assert.match(lines[0] ?? '', /every 2-4 days, 7\.5-15\.0 per 30 days/);
+  assert.match(lines[1] ?? '', /naive: 10\.0 \(one every 3\.0 days per server/);
+  assert.match(lines[2] ?? '', /authkeep: 0\.0 \(none in 3\.0 days per server/);
+  const html = renderHtml({
+    generatedAt: 'now',
+    options: {
+      days: 3,
+      sessions: 2,
+      servers: 1,
+      variants: ['naive'],
+      seed: 1,
+      secondsPerHour: 1,
+      meanCallIntervalMs: 1,
+    },
+    variants: [variantReport(run(events, [], scale.dayMs * 3), m)],
+    skipped: [],
+    wallSeconds: 1,
+  } as unknown as ArenaReport);
+  assert.ok(html.includes('naive: 10.0 (one every 3.0 days per server'), 'the HTML page opens with the headline');
 });
 
 test('the table and the HTML report carry every figure, and the HTML is self-contained', () => {
