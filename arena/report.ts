@@ -449,6 +449,7 @@ function chaosSection(metrics: VariantMetrics[]): string {
 
 export function renderHtml(report: ArenaReport): string {
   const metrics = report.variants.map((v) => v.metrics);
+  const [headlineTitle, ...headlineLines] = renderHeadline(metrics);
   const serverCount = metrics[0]?.servers ?? 0;
   const headCells = metrics.map((m) => `<th>${esc(m.variant)}</th>`).join('');
   const cell = (row: Row, m: VariantMetrics): string => {
@@ -525,11 +526,8 @@ dl{display:grid;grid-template-columns:270px 1fr;gap:4px 14px;font-size:13px} dt{
 <h1>authkeep arena</h1>
 <p class="muted">${esc(report.generatedAt)} · ${o.sessions} sessions × ${o.servers} servers · ${fmt(days)} simulated days (1 simulated hour = ${o.secondsPerHour} s) · seed ${o.seed} · ${Math.round(report.wallSeconds)} s wall time</p>
 <p>Every variant runs ${o.sessions} agent sessions as separate OS processes against its own fresh oidc-provider (DCR, PKCE S256, resource indicators with JWT access tokens, refresh-token rotation with reuse revocation). Access tokens live 1 simulated hour, refresh tokens 15 days sliding, grants 30 days absolute. All sessions start together with no stored credentials, then call a tool on every server at random intervals (the same seeded schedule for every variant). When a server needs a sign-in, a simulated user completes it in a browser tab.</p>
-<p class="headline"><b>${esc(renderHeadline(metrics)[0] ?? '')}</b></p>
-<ul class="headline">${renderHeadline(metrics)
-    .slice(1)
-    .map((line) => `<li>${esc(line.trim())}</li>`)
-    .join('')}</ul>
+<p class="headline"><b>${esc(headlineTitle ?? '')}</b></p>
+<ul class="headline">${headlineLines.map((line) => `<li>${esc(line.trim())}</li>`).join('')}</ul>
 ${skipped}
 ${scenario ? scenarioSection(scenario) : ''}
 ${chaosSection(metrics)}
