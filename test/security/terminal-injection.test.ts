@@ -10,6 +10,7 @@
  * against a real hostile HTTP server through the real CLI (in-process) and the real proxy.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -19,6 +20,7 @@ import { runCli } from '../../src/cli/program.js';
 import { displayJson, displayText } from '../../src/display-text.js';
 import { AuthKeeper, AuthkeepError, NeedsAuthError } from '../../src/index.js';
 import { runProxy } from '../../src/mcp/proxy.js';
+import { watchFileChanges } from '../../src/store/file-change-watch.js';
 import { tempHome } from '../helpers/bed.js';
 import { BufferWriter } from '../helpers/cli-fakes.js';
 import { asMetadata } from '../helpers/hostile-server.js';
@@ -51,7 +53,11 @@ async function followingBrowser(dir: string): Promise<{ script: string; page: st
   await writeFile(
     script,
     `#!${process.execPath}
-fetch(process.argv[2]).then(async (r) => require('node:fs').writeFileSync(${JSON.stringify(page)}, await r.text()));
+fetch(process.argv[2]).then(async (r) => {
+  const fs = require('node:fs');
+  fs.writeFileSync(${JSON.stringify(`${page}.part`)}, await r.text());
+  fs.renameSync(${JSON.stringify(`${page}.part`)}, ${JSON.stringify(page)});
+});
 `,
   );
   await chmod(script, 0o755);
@@ -105,12 +111,16 @@ test('sign-in: error_description in the authorization response reaches neither t
   const w = await hostileWorld(t);
   authorizeAnswers(w, { error: 'access_denied', error_description: PAYLOAD });
   const c = await cli(t, w);
+  // The browser saves the page after the CLI has answered it: wait for the save, not a time.
+  const saved = watchFileChanges(c.page);
+  t.after(() => saved.close());
   const out = await c.run('login', w.mcpUrl);
   assert.equal(out.code, 1, out.stderr);
   assertPrintable('stderr', out.stderr);
   assertPrintable('stdout', out.stdout);
   assert.match(out.stderr, /access_denied/, 'the refusal is reported');
   assert.match(out.stderr, /\\x1b\[2J/, 'the escape is shown visibly, as evidence');
+  if (!existsSync(c.page)) assert.equal(await saved.next(60_000), 'changed', 'the browser saved the page');
   const page = await readFile(c.page, 'utf8');
   assert.match(page, /Sign-in failed/);
   assert.ok(!page.includes('<script>'), 'no markup from the AS in the page');
