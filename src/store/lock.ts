@@ -19,9 +19,11 @@
  * The scheme
  * - The lock is the file `<dir>/<name>.lock`, created with O_CREAT|O_EXCL (`wx`): the file system
  *   lets exactly one creator succeed. It holds JSON {pid, hostname, nonce, acquiredAt, purpose,
- *   staleMs, maxHoldMs?}; the random nonce identifies this holding (pids and inode numbers are
- *   reused, nonces are not). `staleMs`/`maxHoldMs` are the holder's promise, so every waiter
- *   judges it by the same bounds whatever its own options.
+ *   staleMs, maxHoldMs?, processStart?}; the random nonce identifies this holding (pids and inode
+ *   numbers are reused, nonces are not). `staleMs`/`maxHoldMs` are the holder's promise, so every
+ *   waiter judges it by the same bounds whatever its own options. `processStart` (Linux) is the
+ *   holder's process start time, so a waiter can tell the holder from a later process given the
+ *   same pid.
  * - The holder refreshes the file's mtime (the heartbeat) every staleMs/4 from an unref'd timer,
  *   after checking the file still carries its nonce (if not, the handle is marked `lost`).
  * - No lock or claim file is ever followed through a symbolic link (store-trust.ts): creation is
@@ -30,10 +32,23 @@
  *   link itself, never its target) like a file abandoned mid-creation. The lock directory must be
  *   the user's own and not writable by others, or acquireLock throws `store_untrusted`.
  * - A waiter treats the lock as stale when (a) its holder is on this host and its pid is dead
- *   (ESRCH, or a zombie): at once; (b) the heartbeat is older than staleMs: a hung holder; (c) it
- *   was taken more than maxHoldMs ago (when the holder set such a bound); (d) the file has stayed
- *   unparseable for UNREADABLE_GRACE_MS (a creator killed between create and write; a creator
- *   that was only slow notices after its write that its file was unlinked, and retries).
+ *   (ESRCH, a zombie, or a pid now carrying another start time): at once; (b) the heartbeat is
+ *   older than staleMs: a hung holder, unless this host shows the holder is its very process and
+ *   able to run (see below); (c) it was taken more than maxHoldMs ago (when the holder set such a
+ *   bound); (d) the file has stayed unparseable for UNREADABLE_GRACE_MS (a creator killed between
+ *   create and write; a creator that was only slow notices after its write that its file was
+ *   unlinked, and retries).
+ * - Why a runnable holder on this host is not judged by its heartbeat: a process starved of CPU
+ *   (tens of processes on two cores) can miss its heartbeat for longer than staleMs while its
+ *   refresh request is in flight; taking its lock over then hands the same refresh token to a
+ *   second process, and a strict authorization server revokes the grant. A silent heartbeat
+ *   tells a starved holder from a hung one only by guessing; the process state does not guess.
+ *   So on Linux, a same-host holder whose recorded start time matches its pid's and which is not
+ *   stopped keeps the lock until it releases it, dies, or its maxHoldMs passes (the refresh lock
+ *   declares one, and a refresh bounds its requests by it; a lock with no max hold keeps the
+ *   heartbeat rule, so it stays bounded). A stopped holder (SIGSTOP, Ctrl-Z), a
+ *   holder on another host, and any holder where the state cannot be read (no /proc, no start
+ *   time recorded) are judged by the heartbeat as before.
  * - What a lock file declares is capped by the waiter: a staleMs or maxHoldMs above
  *   DECLARED_BOUND_SLACK times the waiter's own bound for that lock counts as that cap, and a
  *   heartbeat or acquiredAt more than MAX_CLOCK_SKEW_MS in the future (or an acquiredAt that does
@@ -79,7 +94,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, storeIoError } from './atomic-file.js';
-import { isProcessAlive } from './process-alive.js';
+import { holderProcessState, isProcessAlive, ownProcessStart } from './process-alive.js';
 import { checkDirectory, openStoreFile } from './store-trust.js';
 
 /** What a lock (or claim) file holds. Never a secret. */
@@ -94,6 +109,8 @@ export interface LockInfo {
   staleMs?: number;
   /** When set, the lock is stale this long after acquiredAt even while heartbeating. */
   maxHoldMs?: number;
+  /** The holder's process start time on this host (Linux: proc(5) starttime), if known. */
+  processStart?: number;
 }
 
 export type StaleReason = 'dead_pid' | 'heartbeat' | 'max_hold' | 'unreadable';
@@ -176,6 +193,11 @@ const BACKOFF_START_MS = 5;
 const BACKOFF_CAP_MS = 50;
 
 const HOSTNAME = osHostname();
+/** Recorded in every lock this process takes (see LockInfo.processStart). */
+const processStartField: { processStart?: number } = (() => {
+  const start = ownProcessStart();
+  return start === undefined ? {} : { processStart: start };
+})();
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function errno(err: unknown): string | undefined {
@@ -219,6 +241,7 @@ const LockInfoSchema = z.object({
   purpose: z.string(),
   staleMs: BoundSchema,
   maxHoldMs: BoundSchema,
+  processStart: z.catch(z.optional(z.int().check(z.nonnegative())), undefined),
 });
 
 /** The holder a lock file names, or undefined when it names none (a creator mid-write, a torn file). */
@@ -231,11 +254,12 @@ function parseInfo(text: string): LockInfo | undefined {
   }
   const parsed = LockInfoSchema.safeParse(value);
   if (!parsed.success) return undefined;
-  const { staleMs, maxHoldMs, ...holder } = parsed.data;
+  const { staleMs, maxHoldMs, processStart, ...holder } = parsed.data;
   return {
     ...holder,
     ...(staleMs !== undefined ? { staleMs } : {}),
     ...(maxHoldMs !== undefined ? { maxHoldMs } : {}),
+    ...(processStart !== undefined ? { processStart } : {}),
   };
 }
 
@@ -303,11 +327,15 @@ function lockStaleReason(
   const age = now - obs.mtimeMs;
   const staleMs = capped(obs.info?.staleMs, fallbackStaleMs) ?? fallbackStaleMs;
   if (obs.info === undefined) return age > Math.min(staleMs, UNREADABLE_GRACE_MS) ? 'unreadable' : undefined;
-  if (obs.info.hostname === HOSTNAME && !isProcessAlive(obs.info.pid)) return 'dead_pid';
-  if (age > staleMs || -age > MAX_CLOCK_SKEW_MS) return 'heartbeat';
+  const state = obs.info.hostname === HOSTNAME ? holderProcessState(obs.info.pid, obs.info.processStart) : 'unknown';
+  if (state === 'dead') return 'dead_pid';
+  const maxHoldMs = capped(obs.info.maxHoldMs, fallbackMaxHoldMs);
+  // A runnable holder on this host is starved, not hung: its max hold bounds it, when there is
+  // one, instead of its heartbeat (see the header).
+  const starvedNotHung = state === 'runnable' && maxHoldMs !== undefined;
+  if ((!starvedNotHung && age > staleMs) || -age > MAX_CLOCK_SKEW_MS) return 'heartbeat';
   const since = Date.parse(obs.info.acquiredAt);
   if (!Number.isFinite(since) || since - now > MAX_CLOCK_SKEW_MS) return 'max_hold';
-  const maxHoldMs = capped(obs.info.maxHoldMs, fallbackMaxHoldMs);
   if (maxHoldMs !== undefined && now - since > maxHoldMs) return 'max_hold';
   return undefined;
 }
@@ -471,7 +499,8 @@ function timeoutError(name: string, timeoutMs: number, last: LockHolder | undefi
 
 /**
  * Take the exclusive lock `name` in directory `dir` (created 0700 if missing), waiting up to
- * `timeoutMs`. Dead holders are taken over at once, hung ones after `staleMs` (see the header).
+ * `timeoutMs`. Dead holders are taken over at once, hung ones after `staleMs`, starved ones on
+ * this host only after their max hold (see the header).
  * Throws AuthkeepError `lock_timeout` naming the lock and holder pid, or `store_io`.
  */
 export async function acquireLock(dir: string, name: string, options: AcquireLockOptions = {}): Promise<LockHandle> {
@@ -503,6 +532,7 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
       purpose: options.purpose ?? name,
       staleMs,
       ...(options.maxHoldMs !== undefined ? { maxHoldMs: options.maxHoldMs } : {}),
+      ...processStartField,
     };
     if (await createExclusive(file, info)) return startHolding(file, name, info, Date.now() - start, options.onLost);
 

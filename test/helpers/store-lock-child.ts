@@ -7,12 +7,17 @@
  *   `counter` non-atomically, remove the marker, release. Prints DONE.
  * - hold: {dir, name, staleMs}: take the lock, print `ACQUIRED <nonce>`, stay alive; prints LOST
  *   if the heartbeat finds the lock taken over.
+ * - starved: {dir, name, staleMs, maxHoldMs, stopFile}: take the lock, print `ACQUIRED <nonce>`
+ *   and BLOCKING, then keep its event loop blocked (a process starved of CPU: alive, runnable,
+ *   never heartbeating) until `stopFile` exists; then print HELD or LOST (the lock's `verify`),
+ *   release, exit.
  * - waiter: {dir, name, staleMs, timeoutMs, holdMs, marker, log, waitForGo}: print READY; if
  *   waitForGo, wait for a line on stdin; take the lock (printing WAITING when blocked and
  *   `TOOKOVER <reason>` when it removed a stale holding), print `ACQUIRED <epoch ms>`, stay
  *   inside holdMs, append one JSON line {pid, enter, exit, overlap, tookOver} to `log`, release,
  *   exit.
  */
+import { existsSync } from 'node:fs';
 import { appendFile, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { acquireLock } from '../../src/store/lock.js';
 
@@ -23,6 +28,8 @@ interface Options {
   marker?: string;
   iterations?: number;
   staleMs?: number;
+  maxHoldMs?: number;
+  stopFile?: string;
   timeoutMs?: number;
   holdMs?: number;
   log?: string;
@@ -68,6 +75,21 @@ async function holdMode(): Promise<void> {
   setInterval(() => undefined, 1_000); // stay alive until killed
 }
 
+async function starvedMode(): Promise<void> {
+  const lock = await acquireLock(options.dir, options.name, {
+    timeoutMs: 10_000,
+    staleMs: options.staleMs ?? 10_000,
+    ...(options.maxHoldMs !== undefined ? { maxHoldMs: options.maxHoldMs } : {}),
+  });
+  console.log(`ACQUIRED ${lock.holder.nonce}`);
+  console.log('BLOCKING');
+  // Synchronous on purpose: no timer (the heartbeat included) runs until the test says stop.
+  while (!existsSync(options.stopFile!)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  console.log((await lock.verify()) ? 'HELD' : 'LOST');
+  await lock.release();
+  process.exit(0);
+}
+
 async function waiterMode(): Promise<void> {
   console.log('READY');
   if (options.waitForGo) {
@@ -100,7 +122,13 @@ async function waiterMode(): Promise<void> {
   process.exit(0);
 }
 
-const run = mode === 'counter' ? counterMode : mode === 'hold' ? holdMode : mode === 'waiter' ? waiterMode : undefined;
+const modes: Record<string, () => Promise<void>> = {
+  counter: counterMode,
+  hold: holdMode,
+  starved: starvedMode,
+  waiter: waiterMode,
+};
+const run = mode === undefined ? undefined : modes[mode];
 if (run === undefined) {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

@@ -20,6 +20,7 @@ import {
   readLockHolder,
   sweepStaleClaims,
 } from '../../src/store/lock.js';
+import { ownProcessStart } from '../../src/store/process-alive.js';
 import { type Child, deadPid, makeTempDir, spawnHelper } from '../helpers/store-fixtures.js';
 
 const CHILD = 'store-lock-child.ts';
@@ -344,5 +345,84 @@ describe('cross-process lock', () => {
       holder.proc.kill('SIGCONT');
       holder.proc.kill('SIGKILL');
     }
+  });
+
+  it('a holder starved of CPU on this host (alive, able to run, silent heartbeat) is not taken over while within its max hold', {
+    skip: process.platform !== 'linux',
+  }, async () => {
+    const staleMs = 200;
+    const stopFile = path.join(tmp.dir, 'starved.stop');
+    const holder = spawnHelper(CHILD, [
+      'starved',
+      JSON.stringify({ dir, name: 'starved', staleMs, maxHoldMs: 120_000, stopFile }),
+    ]);
+    children.push(holder);
+    await holder.waitForLine(/^BLOCKING$/);
+    // The holder has not heartbeaten since it blocked; a waiter on the heartbeat rule alone would
+    // take it over after 200 ms, while (in the field) its refresh request may be in flight.
+    const takeovers: LockHolder[] = [];
+    await assert.rejects(
+      acquireLock(dir, 'starved', { timeoutMs: 10 * staleMs, staleMs, onTakeover: (h) => takeovers.push(h) }),
+      { code: 'lock_timeout' },
+    );
+    assert.deepEqual(takeovers, []);
+    const seen = await readLockHolder(dir, 'starved', { staleMs });
+    assert.equal(typeof seen?.info?.processStart, 'number', 'the holder records its process start time');
+    assert.ok((seen?.heartbeatAgeMs ?? 0) > staleMs, `heartbeat ${seen?.heartbeatAgeMs} ms old`);
+    assert.equal(seen?.stale, undefined, 'a starved holder is not stale');
+    await writeFile(stopFile, '');
+    await holder.waitForLine(/^(HELD|LOST)$/);
+    assert.ok(holder.lines.includes('HELD'), 'the starved holder still held its lock when it woke');
+    assert.equal((await holder.exited).code, 0);
+    assert.equal(await readLockHolder(dir, 'starved'), undefined);
+  });
+
+  it('a starved holder on this host is taken over once its max hold has passed', {
+    skip: process.platform !== 'linux',
+  }, async () => {
+    const staleMs = 200;
+    const maxHoldMs = 1_500;
+    const stopFile = path.join(tmp.dir, 'overheld.stop');
+    const holder = spawnHelper(CHILD, [
+      'starved',
+      JSON.stringify({ dir, name: 'overheld', staleMs, maxHoldMs, stopFile }),
+    ]);
+    children.push(holder);
+    await holder.waitForLine(/^BLOCKING$/);
+    const takeovers: LockHolder[] = [];
+    const lock = await acquireLock(dir, 'overheld', {
+      timeoutMs: 60_000,
+      staleMs,
+      maxHoldMs,
+      onTakeover: (h) => takeovers.push(h),
+    });
+    assert.deepEqual(
+      takeovers.map((h) => h.stale),
+      ['max_hold'],
+    );
+    const heldFor = Date.parse(lock.holder.acquiredAt) - Date.parse(takeovers[0]?.info?.acquiredAt ?? '');
+    assert.ok(heldFor >= maxHoldMs, `taken over ${heldFor} ms after it was acquired, not before its max hold`);
+    await writeFile(stopFile, '');
+    await holder.waitForLine(/^(HELD|LOST)$/);
+    assert.ok(holder.lines.includes('LOST'), 'the holder learns it lost the lock');
+    assert.equal((await holder.exited).code, 0);
+    assert.equal((await readLockHolder(dir, 'overheld'))?.info?.nonce, lock.holder.nonce);
+    await lock.release();
+  });
+
+  it('a lock naming a live pid that carries another start time (a reused pid) is taken over at once', {
+    skip: process.platform !== 'linux',
+  }, async () => {
+    const own = ownProcessStart();
+    assert.equal(typeof own, 'number');
+    const forged: LockInfo = { ...staleInfo(process.pid), processStart: (own ?? 0) + 1 };
+    await writeFile(lockFilePath(dir, 'reused'), JSON.stringify(forged));
+    const takeovers: LockHolder[] = [];
+    const lock = await acquireLock(dir, 'reused', { timeoutMs: 0, onTakeover: (h) => takeovers.push(h) });
+    assert.deepEqual(
+      takeovers.map((h) => h.stale),
+      ['dead_pid'],
+    );
+    await lock.release();
   });
 });
