@@ -82,14 +82,17 @@ export class SignInCoordinator {
       async (tx) => {
         const current = await tx.read();
         const record = current.kind === 'ok' ? current.record : undefined;
+        const outcome = await store.readLoginOutcome(serverUrl);
+        // A sign-in finished after the caller decided it needs one: we waited for its holder, or
+        // its outcome (written by sign-ins only, never by a refresh) is newer than our decision.
+        const anotherFinished = announced || (outcome?.status === 'ok' && outcome.at >= waitingSince);
 
         // Another process signed in while we waited: adopt its result, open no tab.
-        if (record && signedInSince(record, server, scope, waitingSince, announced)) {
+        if (record && signedInSince(record, server, scope, waitingSince, anotherFinished)) {
           logger.emit('info', 'login.adopted', 'adopted a sign-in completed by another process', { serverUrl });
           return record;
         }
         // Another process's sign-in failed while we waited: release with its reason.
-        const outcome = await store.readLoginOutcome(serverUrl);
         if (outcome && outcome.status === 'failed' && outcome.at >= waitingSince && outcome.pid !== process.pid) {
           throw new NeedsAuthError(
             needsAuthInfo(serverUrl, 'login_failed', {
@@ -143,23 +146,25 @@ export class SignInCoordinator {
 }
 
 /**
- * True when `record` holds usable tokens obtained by a sign-in that finished after `since`. A
- * caller that waited for another holder of the login lock also adopts tokens that landed (were
- * written) after `since` though their request left before it: a sign-in with no browser (a machine
- * grant) is nothing but its token request, so processes starting together would otherwise each
- * find the leader's tokens "older" than their own start and run the grant again.
+ * True when `record` holds usable tokens obtained by a sign-in that finished after `since`. When
+ * another sign-in finished after `since` (the caller waited for the login lock's holder, or the
+ * stored sign-in outcome is newer than `since`), tokens that landed (were written) after `since`
+ * count too though their request left before it: a sign-in with no browser (a machine grant) is
+ * nothing but its token request, so processes starting together would otherwise each find the
+ * leader's tokens "older" than their own start and run the grant again. A refresh alone never
+ * counts: it writes no sign-in outcome, so a sign-in the user asked for is not skipped for it.
  */
 function signedInSince(
   record: ServerRecord,
   server: DiscoveredServer,
   scope: string | undefined,
   since: number,
-  waitedForAnother: boolean,
+  anotherFinished: boolean,
 ): boolean {
   const tokens = record.tokens;
   if (!tokens || record.needsAuth || detectDrift(record)) return false;
   if (record.authorizationServer.issuer !== server.authorizationServer.issuer) return false;
-  const landedAt = waitedForAnother ? Date.parse(record.updatedAt) : Number.NaN;
+  const landedAt = anotherFinished ? Date.parse(record.updatedAt) : Number.NaN;
   if (tokens.obtainedAt < since && !(landedAt >= since)) return false;
   return scopeCovers(tokens.scope, scope);
 }

@@ -6,10 +6,14 @@
  * found the leader's tokens "older" than its own start (the arena's ci-workers scenario saw two
  * token requests for eight processes).
  *
+ * The second test is the same race where the second never sees the lock held: it decides after the
+ * first's request left, and reaches the lock only after the first has released it.
+ *
  * Determinism: the first keeper's client secret is read after its request's send time is taken
  * and before the request goes out; the test holds that read until the second keeper says it waits
  * for the lock (its `login.waiting` event), and starts the second only once the clock has moved
- * past the first's send time.
+ * past the first's send time. In the second test the second keeper's first request (discovery)
+ * is held until the first sign-in has finished.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -71,6 +75,82 @@ test('a machine sign-in that starts while another one is in flight adopts its to
   const [a, b] = await Promise.all([leading, following]);
   assert.equal(a.state, 'ok');
   assert.equal(b.state, 'ok');
+  assert.equal(bed.as.audit.counts().clientCredentialsGrants, 1, 'one token request for both');
+  assert.equal(secondLog.named('login.adopted').length, 1, 'the second adopted the first sign-in');
+  assert.equal(await second.getAccessToken(server.url), await first.getAccessToken(server.url), 'the same token');
+});
+
+test('a machine sign-in decided while another was in flight adopts it even when it reaches the lock after its release', async (t) => {
+  const bed = await startBed(t, {
+    as: {
+      clientCredentials: true,
+      staticClients: [
+        {
+          client_id: 'ci-together',
+          client_secret: SECRET,
+          token_endpoint_auth_method: 'client_secret_basic' as const,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          scope: 'mcp:read mcp:write mcp:admin',
+        },
+      ],
+    },
+    servers: [{ discovery: 'header' }],
+  });
+  const server = bed.servers[0]!;
+  const grant = { type: 'client_credentials' as const, clientId: 'ci-together', clientSecret: { file: '/secret' } };
+
+  let readStarted!: (at: number) => void;
+  const firstReadStarted = new Promise<number>((resolve) => {
+    readStarted = resolve;
+  });
+  let releaseRead!: () => void;
+  const held = new Promise<void>((resolve) => {
+    releaseRead = resolve;
+  });
+  const first = bed.keeper({
+    secretReader: {
+      env: {},
+      readFile: async () => {
+        readStarted(Date.now());
+        await held;
+        return SECRET;
+      },
+    },
+  });
+  let secondFetched!: () => void;
+  const secondStarted = new Promise<void>((resolve) => {
+    secondFetched = resolve;
+  });
+  let releaseSecond!: () => void;
+  const secondGate = new Promise<void>((resolve) => {
+    releaseSecond = resolve;
+  });
+  const secondLog = recordLog();
+  const second = bed.keeper({
+    secretReader: { env: {}, readFile: async () => SECRET },
+    log: secondLog.sink,
+    fetch: async (input, init) => {
+      secondFetched();
+      await secondGate;
+      return fetch(input, init);
+    },
+  });
+
+  const leading = first.login(server.url, { grant });
+  const readAt = await firstReadStarted;
+  while (Date.now() <= readAt) await new Promise((resolve) => setImmediate(resolve));
+  const following = second.login(server.url, { grant });
+  await secondStarted; // the second has decided it needs a sign-in, and waits on its discovery
+  releaseRead();
+  const a = await leading; // the first has signed in and released the login lock
+  releaseSecond();
+  const b = await following;
+
+  assert.equal(a.state, 'ok');
+  assert.equal(b.state, 'ok');
+  assert.equal(secondLog.named('login.waiting').length, 0, 'the second never saw the lock held');
   assert.equal(bed.as.audit.counts().clientCredentialsGrants, 1, 'one token request for both');
   assert.equal(secondLog.named('login.adopted').length, 1, 'the second adopted the first sign-in');
   assert.equal(await second.getAccessToken(server.url), await first.getAccessToken(server.url), 'the same token');
