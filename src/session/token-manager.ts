@@ -89,6 +89,25 @@ const MAX_HOLD_MARGIN_MS = 10_000;
 const WATCH_BACKSTOP_MS = 50;
 
 /**
+ * How long a refresh waits for its answer: until the refresh deadline, not the generic request
+ * timeout. Once the AS has read a refresh token it may have rotated it; giving up on the answer
+ * loses the new one, and the retry presents the old one again: a reuse, for which a strict AS
+ * (RFC 9700 section 4.14.2) revokes the whole grant. A starved machine (the arena's `scale`
+ * scenario: a load average of 100 on two cores) answers late, not never, so the answer is worth
+ * the wait; the deadline still ends it before the lock's max hold. Without a deadline (no lock
+ * bound), the generic timeout stands.
+ */
+export function awaitSpentTokenAnswer(bound: Pick<HttpOptions, 'deadline'>): Pick<HttpOptions, 'timeoutMs'> {
+  return bound.deadline === undefined ? {} : { timeoutMs: Math.max(1, bound.deadline - Date.now()) };
+}
+
+/** A refresh's HTTP bounds under a lock held until `holdUntil`: its deadline, and its answer awaited until then. */
+export function refreshBound(holdUntil: number | undefined): Pick<HttpOptions, 'deadline' | 'timeoutMs'> {
+  const deadline = refreshDeadline(holdUntil);
+  return deadline === undefined ? {} : { deadline, ...awaitSpentTokenAnswer({ deadline }) };
+}
+
+/**
  * The instant (epoch ms) by which a refresh under a lock that may be taken over at `holdUntil`
  * must have ended; undefined when the lock is not bounded.
  */
@@ -524,7 +543,7 @@ export class TokenManager {
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
-              { ...this.deps.http(record), ...bound },
+              { ...this.deps.http(record), ...bound, ...awaitSpentTokenAnswer(bound) },
             );
           },
           async (info) => {
