@@ -16,13 +16,22 @@
  * is held until the first sign-in has finished.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { startBed } from '../helpers/bed.js';
+import { type TestContext, test } from 'node:test';
+import type { ServerStatus } from '../../src/index.js';
+import { type Bed, startBed } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
 
 const SECRET = 'together-secret-0123456789abcdef';
+const GRANT = { type: 'client_credentials' as const, clientId: 'ci-together', clientSecret: { file: '/secret' } };
 
-test('a machine sign-in that starts while another one is in flight adopts its tokens: one token request', async (t) => {
+/**
+ * A bed with one pre-registered client-credentials client, and the first keeper's sign-in started
+ * with its secret read held: `leading` settles once `releaseRead` is called; this resolves once
+ * that read has begun and the clock has moved past the first's send time.
+ */
+async function firstSignInInFlight(
+  t: TestContext,
+): Promise<{ bed: Bed; url: string; leading: Promise<ServerStatus>; releaseRead: () => void }> {
   const bed = await startBed(t, {
     as: {
       clientCredentials: true,
@@ -40,9 +49,7 @@ test('a machine sign-in that starts while another one is in flight adopts its to
     },
     servers: [{ discovery: 'header' }],
   });
-  const server = bed.servers[0]!;
-  const grant = { type: 'client_credentials' as const, clientId: 'ci-together', clientSecret: { file: '/secret' } };
-
+  const url = bed.servers[0]!.url;
   let readStarted!: (at: number) => void;
   const firstReadStarted = new Promise<number>((resolve) => {
     readStarted = resolve;
@@ -61,14 +68,18 @@ test('a machine sign-in that starts while another one is in flight adopts its to
       },
     },
   });
-  const secondLog = recordLog();
-  const second = bed.keeper({ secretReader: { env: {}, readFile: async () => SECRET }, log: secondLog.sink });
-
-  const leading = first.login(server.url, { grant });
+  const leading = first.login(url, { grant: GRANT });
   const readAt = await firstReadStarted;
   // The clock past the first's send time (taken before this read): the second starts later.
   while (Date.now() <= readAt) await new Promise((resolve) => setImmediate(resolve));
-  const following = second.login(server.url, { grant });
+  return { bed, url, leading, releaseRead };
+}
+
+test('a machine sign-in that starts while another one is in flight adopts its tokens: one token request', async (t) => {
+  const { bed, url, leading, releaseRead } = await firstSignInInFlight(t);
+  const secondLog = recordLog();
+  const second = bed.keeper({ secretReader: { env: {}, readFile: async () => SECRET }, log: secondLog.sink });
+  const following = second.login(url, { grant: GRANT });
   await secondLog.next('login.waiting');
   releaseRead();
 
@@ -77,48 +88,11 @@ test('a machine sign-in that starts while another one is in flight adopts its to
   assert.equal(b.state, 'ok');
   assert.equal(bed.as.audit.counts().clientCredentialsGrants, 1, 'one token request for both');
   assert.equal(secondLog.named('login.adopted').length, 1, 'the second adopted the first sign-in');
-  assert.equal(await second.getAccessToken(server.url), await first.getAccessToken(server.url), 'the same token');
+  assert.equal(await second.getAccessToken(url), await bed.keeper().getAccessToken(url), 'the same token');
 });
 
 test('a machine sign-in decided while another was in flight adopts it even when it reaches the lock after its release', async (t) => {
-  const bed = await startBed(t, {
-    as: {
-      clientCredentials: true,
-      staticClients: [
-        {
-          client_id: 'ci-together',
-          client_secret: SECRET,
-          token_endpoint_auth_method: 'client_secret_basic' as const,
-          grant_types: ['client_credentials'],
-          response_types: [],
-          redirect_uris: [],
-          scope: 'mcp:read mcp:write mcp:admin',
-        },
-      ],
-    },
-    servers: [{ discovery: 'header' }],
-  });
-  const server = bed.servers[0]!;
-  const grant = { type: 'client_credentials' as const, clientId: 'ci-together', clientSecret: { file: '/secret' } };
-
-  let readStarted!: (at: number) => void;
-  const firstReadStarted = new Promise<number>((resolve) => {
-    readStarted = resolve;
-  });
-  let releaseRead!: () => void;
-  const held = new Promise<void>((resolve) => {
-    releaseRead = resolve;
-  });
-  const first = bed.keeper({
-    secretReader: {
-      env: {},
-      readFile: async () => {
-        readStarted(Date.now());
-        await held;
-        return SECRET;
-      },
-    },
-  });
+  const { bed, url, leading, releaseRead } = await firstSignInInFlight(t);
   let secondFetched!: () => void;
   const secondStarted = new Promise<void>((resolve) => {
     secondFetched = resolve;
@@ -137,11 +111,7 @@ test('a machine sign-in decided while another was in flight adopts it even when 
       return fetch(input, init);
     },
   });
-
-  const leading = first.login(server.url, { grant });
-  const readAt = await firstReadStarted;
-  while (Date.now() <= readAt) await new Promise((resolve) => setImmediate(resolve));
-  const following = second.login(server.url, { grant });
+  const following = second.login(url, { grant: GRANT });
   await secondStarted; // the second has decided it needs a sign-in, and waits on its discovery
   releaseRead();
   const a = await leading; // the first has signed in and released the login lock
@@ -153,5 +123,5 @@ test('a machine sign-in decided while another was in flight adopts it even when 
   assert.equal(secondLog.named('login.waiting').length, 0, 'the second never saw the lock held');
   assert.equal(bed.as.audit.counts().clientCredentialsGrants, 1, 'one token request for both');
   assert.equal(secondLog.named('login.adopted').length, 1, 'the second adopted the first sign-in');
-  assert.equal(await second.getAccessToken(server.url), await first.getAccessToken(server.url), 'the same token');
+  assert.equal(await second.getAccessToken(url), await bed.keeper().getAccessToken(url), 'the same token');
 });
