@@ -18,7 +18,7 @@ export interface Child {
   pid: number;
   /** Every stdout line so far. */
   lines: string[];
-  /** Resolves with the first line (past or future) matching `pattern`; rejects if the child exits first. */
+  /** Resolves with the first line (past or future) matching `pattern`; rejects if the child exits first (all its output read). */
   waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Calls `listener` for every stdout line from now on. */
   onLine(listener: (line: string) => void): void;
@@ -68,8 +68,11 @@ function spawnChild(nodeArgs: string[], args: string[], env: NodeJS.ProcessEnv):
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
   // A child that exits early must not turn a write to its stdin into an unhandled EPIPE.
   proc.stdin!.on('error', () => undefined);
+  // 'close', not 'exit': 'exit' can come before the last of the child's stdout has been read, and
+  // a line the child printed just before exiting would then look never printed. 'close' comes
+  // after its stdio streams ended (the children here start no process that keeps them open).
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('exit', (code, signal) => resolve({ code, signal })),
+    proc.on('close', (code, signal) => resolve({ code, signal })),
   );
   return {
     proc,
