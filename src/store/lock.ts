@@ -193,11 +193,11 @@ const BACKOFF_START_MS = 5;
 const BACKOFF_CAP_MS = 50;
 
 const HOSTNAME = osHostname();
-/** Recorded in every lock this process takes (see LockInfo.processStart). */
-const processStartField: { processStart?: number } = (() => {
+/** Recorded in every lock this process takes (see LockInfo.processStart); read once, on first use. */
+function processStartField(): { processStart?: number } {
   const start = ownProcessStart();
   return start === undefined ? {} : { processStart: start };
-})();
+}
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function errno(err: unknown): string | undefined {
@@ -532,7 +532,7 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
       purpose: options.purpose ?? name,
       staleMs,
       ...(options.maxHoldMs !== undefined ? { maxHoldMs: options.maxHoldMs } : {}),
-      ...processStartField,
+      ...processStartField(),
     };
     if (await createExclusive(file, info)) return startHolding(file, name, info, Date.now() - start, options.onLost);
 
