@@ -85,8 +85,12 @@ const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
 /** Time kept free before the refresh lock's max hold: 10% of the hold, at most 10 s. */
 const MAX_HOLD_MARGIN_MS = 10_000;
 
-/** A waiter notified of record replacements still looks this often, in case notifications never come. */
-const WATCH_BACKSTOP_MS = 50;
+/**
+ * A waiter notified of record replacements still looks this often: every 250 ms while the OS
+ * watches the directory (a write from another host of a shared file system is not notified), every
+ * 50 ms where it does not.
+ */
+const WATCH_BACKSTOP_MS = { notified: 250, unnotified: 50 };
 
 /**
  * How long a refresh waits for its answer: until the refresh deadline, not the generic request
@@ -340,6 +344,8 @@ export class TokenManager {
     const { store, logger } = this.deps;
 
     // 1. Lock-free read: the common case after another process refreshed is a plain adoption.
+    //    The record's version is taken first, so a waiter's watch can tell whether it changed since.
+    const hintVersion = await this.recordVersion(serverUrl);
     const hint = await this.readRecord(serverUrl, () => store.read(serverUrl));
     const stored = needsAuthFromRecord(hint);
     if (stored) throw stored;
@@ -362,7 +368,7 @@ export class TokenManager {
       return await this.lockedRefresh(serverUrl, cause, {
         signal: watch.signal,
         onWait: () => {
-          watching ??= this.watchForAdoptable(serverUrl, cause, watch);
+          watching ??= this.watchForAdoptable(serverUrl, cause, watch, hintVersion);
         },
         onLocked: () => {
           if (!watch.signal.aborted) watch.abort(new LockTaken());
@@ -392,30 +398,34 @@ export class TokenManager {
    * replacements (watchRecord: the file store's OS file-change events), it looks once at once and
    * then on each notification, with a stat every WATCH_BACKSTOP_MS in case notifications never
    * come; elsewhere it polls, backing off from 5 ms to 25 ms. Where the store has a cheap record
-   * version (a stat), the record is read only when it changed. Dozens of waiters polling would
-   * take the CPU that the lock holder's refresh needs.
+   * version (a stat), the record is read only when it changed since `seen` (the version of step
+   * 1's read) or since the last read. Dozens of waiters polling, or reading a record they have
+   * just read, take the CPU that the lock holder's refresh needs.
    */
-  private async watchForAdoptable(serverUrl: string, cause: RefreshCause, watch: AbortController): Promise<void> {
+  private async watchForAdoptable(
+    serverUrl: string,
+    cause: RefreshCause,
+    watch: AbortController,
+    seen: RecordVersion | undefined,
+  ): Promise<void> {
     const { store } = this.deps;
     const changes = store.watchRecord?.(serverUrl);
     let delay = 5;
     let looked = false;
-    let lastRead: { version: string | undefined } | undefined;
+    let lastRead = seen;
     try {
       while (!watch.signal.aborted) {
         if (changes === undefined) {
           await sleep(delay);
           delay = Math.min(25, delay * 1.5);
         } else if (looked) {
-          await changes.next(WATCH_BACKSTOP_MS, watch.signal);
+          const backstop = changes.notifies ? WATCH_BACKSTOP_MS.notified : WATCH_BACKSTOP_MS.unnotified;
+          await changes.next(backstop, watch.signal);
         }
         looked = true;
         if (watch.signal.aborted) return;
         // The version is taken before the read: a write landing in between changes it again.
-        const version = await store.recordVersion?.(serverUrl).then(
-          (v) => ({ version: v }),
-          () => undefined,
-        );
+        const version = await this.recordVersion(serverUrl);
         if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
         lastRead = version;
         const read = await store.read(serverUrl).catch(() => undefined);
@@ -429,6 +439,16 @@ export class TokenManager {
     } finally {
       changes?.close();
     }
+  }
+
+  /** The store's cheap version of the record (store.recordVersion), or undefined without one or on failure. */
+  private recordVersion(serverUrl: string): Promise<RecordVersion | undefined> {
+    const versionOf = this.deps.store.recordVersion;
+    if (versionOf === undefined) return Promise.resolve(undefined);
+    return versionOf.call(this.deps.store, serverUrl).then(
+      (version) => ({ version }),
+      () => undefined,
+    );
   }
 
   /** Steps 2 to 7, under the server's refresh lock. */
@@ -739,6 +759,11 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
     },
     updatedAt: new Date().toISOString(),
   };
+}
+
+/** A record version as a waiter saw it (its `version` is undefined when there was no record). */
+interface RecordVersion {
+  version: string | undefined;
 }
 
 /** The reason a lock wait is aborted when the record came to hold adoptable tokens meanwhile. */

@@ -23,6 +23,12 @@ export interface FileChanges {
    * subscription is closed; with which of these happened.
    */
   next(maxWaitMs: number, signal?: AbortSignal): Promise<'changed' | 'timeout' | 'ended'>;
+  /**
+   * Whether the operating system is watching the directory now. False when the watch could not be
+   * set up or failed since: then only the timer wakes `next`, and a caller should keep its timer
+   * short.
+   */
+  readonly notifies: boolean;
   close(): void;
 }
 
@@ -109,6 +115,9 @@ export function watchFileChanges(file: string): FileChanges {
         signal?.addEventListener('abort', ended, { once: true });
         waiter = done;
       });
+    },
+    get notifies() {
+      return !closed && entry.watcher !== undefined;
     },
     close() {
       if (closed) return;

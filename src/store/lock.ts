@@ -94,6 +94,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod/mini';
 import { AuthkeepError } from '../errors.js';
 import { ensurePrivateDir, storeIoError } from './atomic-file.js';
+import { type FileChanges, watchFileChanges } from './file-change-watch.js';
 import { holderProcessState, isProcessAlive, ownProcessStart } from './process-alive.js';
 import { checkDirectory, openStoreFile } from './store-trust.js';
 
@@ -191,6 +192,13 @@ const UNREADABLE_GRACE_MS = 500;
 const MAX_CLAIM_DEPTH = 3;
 const BACKOFF_START_MS = 5;
 const BACKOFF_CAP_MS = 50;
+/**
+ * Where the OS notifies the lock file's removal (file-change-watch.ts), a waiter sleeps until then
+ * and looks on its own only this often, for a holder that died or hung without releasing. Dozens
+ * of waiters polling every few milliseconds would take the CPU that the holder needs to finish.
+ */
+const NOTIFIED_BACKOFF_START_MS = 100;
+const NOTIFIED_BACKOFF_CAP_MS = 500;
 
 const HOSTNAME = osHostname();
 /** Recorded in every lock this process takes (see LockInfo.processStart); read once, on first use. */
@@ -521,47 +529,63 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
   let backoff = BACKOFF_START_MS + Math.random() * BACKOFF_START_MS;
   let lastHolder: LockHolder | undefined;
   let lastHolderId: string | undefined;
+  // Set up once the lock is found held: the OS's notice of the lock file's removal or replacement.
+  let changes: FileChanges | undefined;
+  let notifiedBackoff: number | undefined;
+  try {
+    for (;;) {
+      if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
+      const info: LockInfo = {
+        pid: process.pid,
+        hostname: HOSTNAME,
+        nonce: newNonce(),
+        acquiredAt: new Date().toISOString(),
+        purpose: options.purpose ?? name,
+        staleMs,
+        ...(options.maxHoldMs !== undefined ? { maxHoldMs: options.maxHoldMs } : {}),
+        ...processStartField(),
+      };
+      if (await createExclusive(file, info)) return startHolding(file, name, info, Date.now() - start, options.onLost);
+      // Watch before looking at the holder, so a release after that look cannot go unnoticed.
+      changes ??= watchFileChanges(file);
 
-  for (;;) {
-    if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
-    const info: LockInfo = {
-      pid: process.pid,
-      hostname: HOSTNAME,
-      nonce: newNonce(),
-      acquiredAt: new Date().toISOString(),
-      purpose: options.purpose ?? name,
-      staleMs,
-      ...(options.maxHoldMs !== undefined ? { maxHoldMs: options.maxHoldMs } : {}),
-      ...processStartField(),
-    };
-    if (await createExclusive(file, info)) return startHolding(file, name, info, Date.now() - start, options.onLost);
-
-    const obs = await inspect(file);
-    if (obs === undefined) continue; // released between our create and our read: try again now
-    const now = Date.now();
-    const stale = lockStaleReason(obs, staleMs, options.maxHoldMs, now);
-    lastHolder = holderView(file, obs, stale, now);
-    if (obs.id !== lastHolderId) {
-      lastHolderId = obs.id;
-      options.onWait?.(lastHolder);
-      if (lockWaitChannel.hasSubscribers)
-        lockWaitChannel.publish({ dir, name, holder: lastHolder } satisfies LockWaitMessage);
+      const obs = await inspect(file);
+      if (obs === undefined) continue; // released between our create and our read: try again now
+      const now = Date.now();
+      const stale = lockStaleReason(obs, staleMs, options.maxHoldMs, now);
+      lastHolder = holderView(file, obs, stale, now);
+      if (obs.id !== lastHolderId) {
+        lastHolderId = obs.id;
+        options.onWait?.(lastHolder);
+        if (lockWaitChannel.hasSubscribers)
+          lockWaitChannel.publish({ dir, name, holder: lastHolder } satisfies LockWaitMessage);
+      }
+      if (stale !== undefined) {
+        const outcome = await removeInstance(
+          file,
+          obs,
+          (cur) => lockStaleReason(cur, staleMs, options.maxHoldMs, Date.now()) !== undefined,
+          0,
+        );
+        if (outcome === 'removed') options.onTakeover?.(lastHolder);
+        if (outcome !== 'busy') continue;
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw timeoutError(name, timeoutMs, lastHolder);
+      if (changes.notifies) {
+        // The release (an unlink) or a takeover wakes us; the timer only looks for a holder that
+        // died or hung meanwhile: 100-200 ms first, then up to 500-1000 ms.
+        notifiedBackoff ??= NOTIFIED_BACKOFF_START_MS;
+        await changes.next(Math.min(remaining, notifiedBackoff + Math.random() * notifiedBackoff), options.signal);
+        notifiedBackoff = Math.min(notifiedBackoff * 1.5, NOTIFIED_BACKOFF_CAP_MS);
+      } else {
+        // Jittered exponential backoff: 5-10 ms first, then up to 50-100 ms.
+        await waitForWake(file, Math.min(remaining, backoff + Math.random() * backoff), options.signal);
+        backoff = Math.min(backoff * 1.5, BACKOFF_CAP_MS);
+      }
     }
-    if (stale !== undefined) {
-      const outcome = await removeInstance(
-        file,
-        obs,
-        (cur) => lockStaleReason(cur, staleMs, options.maxHoldMs, Date.now()) !== undefined,
-        0,
-      );
-      if (outcome === 'removed') options.onTakeover?.(lastHolder);
-      if (outcome !== 'busy') continue;
-    }
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) throw timeoutError(name, timeoutMs, lastHolder);
-    // Jittered exponential backoff: 5-10 ms first, then up to 50-100 ms.
-    await waitForWake(file, Math.min(remaining, backoff + Math.random() * backoff), options.signal);
-    backoff = Math.min(backoff * 1.5, BACKOFF_CAP_MS);
+  } finally {
+    changes?.close();
   }
 }
 

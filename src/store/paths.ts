@@ -86,6 +86,24 @@ const SLUG_MAX = 48;
  * The slug is for humans only; the hash makes the key unique.
  */
 export function recordKey(serverUrl: string): string {
+  let key = recordKeys.get(serverUrl);
+  if (key === undefined) {
+    key = computeRecordKey(serverUrl);
+    // A process knows a handful of servers; the bound only keeps a pathological caller's memory flat.
+    if (recordKeys.size >= RECORD_KEY_CACHE_SIZE) recordKeys.clear();
+    recordKeys.set(serverUrl, key);
+  }
+  return key;
+}
+
+/**
+ * Record keys already computed in this process, by the URL as given: every store operation needs
+ * the key, and a waiter in a refresh storm computes it a dozen times (URL parsing and a SHA-256 each).
+ */
+const recordKeys = new Map<string, string>();
+const RECORD_KEY_CACHE_SIZE = 256;
+
+function computeRecordKey(serverUrl: string): string {
   const canonical = canonicalServerUrl(serverUrl);
   const url = new URL(canonical);
   const readable = `${url.hostname}${url.port ? `-${url.port}` : ''}${url.pathname}`

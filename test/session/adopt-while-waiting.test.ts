@@ -102,7 +102,8 @@ test('a waiter reads the record only when its version changed, then adopts what 
   let served: string | undefined;
   await holderStore.transaction(URL_, 'refresh', async (tx) => {
     const asked = waiter.getAccessToken(URL_);
-    // Eight looks at an unchanged record: the first one reads it (nothing known yet), no other does.
+    // Eight looks at an unchanged record: only the lock-free look before the lock reads it (its
+    // version taken first); the watcher's looks, its first included, compare versions only.
     assert.equal(await waiterStore.readsWhenChecked(8), 1, 'one read while the record stayed the same');
     const read = await tx.read();
     assert.ok(read.kind === 'ok');
@@ -112,39 +113,42 @@ test('a waiter reads the record only when its version changed, then adopts what 
   });
 
   assert.equal(served, 'at.fresh', 'the holder’s token, adopted once the version changed');
-  assert.equal(waiterStore.readsSinceFirstVersion, 2, 'the first look, then the changed record');
+  assert.equal(waiterStore.readsSinceFirstVersion, 2, 'the lock-free look, then the changed record');
   assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
 });
 
-/** A file store whose record notifications have an hour's backstop, and which says when a read is done. */
+/** A file store whose record notifications have an hour's backstop, and which counts reads and says when a version check is done. */
 class NotifiedOnlyStore extends FileCredentialStore {
   versions = 0;
-  private readsDone = 0;
-  private readonly afterRead: Array<{ n: number; resolve(): void }> = [];
+  reads = 0;
+  private readonly checked: Array<{ n: number; resolve(): void }> = [];
 
   override watchRecord(serverUrl: string) {
     const changes = super.watchRecord(serverUrl);
     return {
       next: (_ms: number, signal?: AbortSignal) => changes.next(3_600_000, signal),
+      get notifies() {
+        return changes.notifies;
+      },
       close: () => changes.close(),
     };
   }
 
   override async recordVersion(serverUrl: string) {
+    const version = await super.recordVersion(serverUrl);
     this.versions++;
-    return super.recordVersion(serverUrl);
+    for (const w of this.checked) if (w.n === this.versions) w.resolve();
+    return version;
   }
 
   override async read(serverUrl: string) {
-    const result = await super.read(serverUrl);
-    this.readsDone++;
-    for (const w of this.afterRead) if (w.n === this.readsDone) w.resolve();
-    return result;
+    this.reads++;
+    return super.read(serverUrl);
   }
 
-  /** Resolves once the `n`th read has been answered. */
-  readDone(n: number): Promise<void> {
-    return new Promise((resolve) => this.afterRead.push({ n, resolve }));
+  /** Resolves once the `n`th version check has been answered. */
+  versionChecked(n: number): Promise<void> {
+    return new Promise((resolve) => this.checked.push({ n, resolve }));
   }
 }
 
@@ -159,8 +163,9 @@ test('a waiter is woken by the notification that the record was replaced, not by
   let served: string | undefined;
   await holderStore.transaction(URL_, 'refresh', async (tx) => {
     const asked = waiter.getAccessToken(URL_);
-    // Read 1: the lock-free look before the lock; read 2: the watcher's first look, once waiting.
-    await waiterStore.readDone(2);
+    // Check 1: before the lock-free read; check 2: the watcher's first look, once waiting.
+    await waiterStore.versionChecked(2);
+    assert.equal(waiterStore.reads, 1, 'the watcher did not read the record it had just read');
     const versionsBefore = waiterStore.versions;
     const read = await tx.read();
     assert.ok(read.kind === 'ok');
