@@ -3,8 +3,9 @@
  * (the built dist/, plain Node). A running agent process: before READY it has been handed
  * `<url>`'s access token (read from the record, still valid) and has made a call with it. On "go"
  * (the parent has made the stored token due meanwhile) it asks for the token again as a process
- * whose cached token fell due does, then prints one JSON line: when it held the token (epoch ms)
- * and the token's fingerprint (never the token).
+ * whose cached token fell due does, then prints one JSON line: when it held the token (epoch ms),
+ * the token's fingerprint (never the token), and, in the one process that refreshed, when its
+ * refresh landed in the record; and goes on running until the parent ends it.
  */
 import { createHash } from 'node:crypto';
 import { AuthKeeper } from '../dist/index.js';
@@ -25,14 +26,23 @@ await running
 await running.close();
 
 // Its cache holds nothing now, as a cache whose token fell due: the next ask goes to the record.
-const keeper = new AuthKeeper({ home, allowInsecureLoopback: true });
+// When this process's own refresh landed in the record (its `refresh.ok` comes after the write).
+let landedAt;
+const keeper = new AuthKeeper({
+  home,
+  allowInsecureLoopback: true,
+  log: (event) => {
+    if (event.event === 'refresh.ok') landedAt = Date.now();
+  },
+});
 await new Promise((resolve) => {
   process.stdin.once('data', resolve);
   process.stdout.write('READY\n');
 });
-process.stdin.pause();
 const token = await keeper.getAccessToken(url);
 const doneAt = Date.now();
 const fingerprint = createHash('sha256').update(token).digest('hex').slice(0, 16);
-process.stdout.write(`${JSON.stringify({ doneAt, fingerprint })}\n`);
-await keeper.close();
+process.stdout.write(`${JSON.stringify({ doneAt, fingerprint, landedAt })}\n`);
+// It goes on running, as an agent does, until the parent ends it: a process that exited here would
+// take CPU, tearing down, from the others still on their way to the token.
+process.stdin.resume();
