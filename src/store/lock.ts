@@ -3,8 +3,10 @@
  * holders and a hard bound on hung ones (docs/DESIGN.md invariants 3 and 7).
  *
  * For: serialising the read-modify-write of one server's record, and one interactive sign-in per
- * server, across every process of this user on this host. `acquireLock` waits (polling with small
- * jittered backoff), `readLockHolder` reports the holder for `authkeep doctor`.
+ * server, across every process of this user on this host. `acquireLock` waits (woken by the OS's
+ * notice that the lock file was removed, with a slow timer for a holder that died or hung; polling
+ * with small jittered backoff where nothing notifies), `readLockHolder` reports the holder for
+ * `authkeep doctor`.
  * Not for: protecting data on its own. A lease on a file system cannot stop a holder that was
  * paused (SIGSTOP, swap, debugger) past the bound from waking up and acting; that is why every
  * record write is ALSO a compare-and-swap on the record's generation (credential-store.ts), which
@@ -456,8 +458,8 @@ async function removeInstance(
 }
 
 // ---------------------------------------------------------------------------------------------
-// In-process wake-ups: a release in this process wakes this process's waiters at once (waiters in
-// other processes find out by polling).
+// In-process wake-ups, where the OS does not notify the lock file's removal: a release in this
+// process wakes this process's waiters at once (waiters in other processes find out by polling).
 
 const wakers = new Map<string, Set<() => void>>();
 
