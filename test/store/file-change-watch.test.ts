@@ -1,13 +1,14 @@
 /**
  * file-change-watch: a subscription wakes on the OS's notification that its file was replaced (the
- * store's atomic write: temp file, rename), not on its timer; a sibling's replacement does not wake
+ * store's atomic write: temp file, rename) or removed (a lock's release), not on its timer, and
+ * says whether the OS is watching (`notifies`); a sibling's replacement does not wake
  * it; a notification that arrives while nobody waits is kept for the next wait; closing or aborting
  * ends a wait; where no notification can be had (a directory that does not exist) the timer still
  * wakes it. Backstops are an hour wherever a notification must do the waking, so a missing one
  * fails the test (by its timeout) instead of passing late.
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { writeFileAtomic } from '../../src/store/atomic-file.js';
@@ -32,6 +33,20 @@ test('an atomic replacement of the file wakes a waiting subscription by notifica
   t.after(() => changes.close());
   const woke = changes.next(HOUR);
   await writeFileAtomic(file, '{"v":2}');
+  assert.equal(await woke, 'changed');
+});
+
+test('removing the file wakes a waiting subscription by notification (a lock released)', {
+  timeout: 20_000,
+}, async (t) => {
+  const dir = await dirWith(t);
+  const file = path.join(dir, 'a.lock');
+  await writeFileAtomic(file, '{}');
+  const changes = watchFileChanges(file);
+  t.after(() => changes.close());
+  assert.equal(changes.notifies, true, 'the OS watches an existing directory');
+  const woke = changes.next(HOUR);
+  await unlink(file);
   assert.equal(await woke, 'changed');
 });
 
@@ -82,6 +97,7 @@ test('closing or aborting ends a wait; a closed subscription does not wait', { t
   const closed = watchFileChanges(file);
   const waiting = closed.next(HOUR);
   closed.close();
+  assert.equal(closed.notifies, false, 'a closed subscription is not notified');
   assert.equal(await waiting, 'ended');
   assert.equal(await closed.next(HOUR), 'ended');
 
@@ -97,5 +113,6 @@ test('without notifications (no such directory) the timer still wakes a wait', a
   const dir = await dirWith(t);
   const changes = watchFileChanges(path.join(dir, 'missing-dir', 'a.json'));
   t.after(() => changes.close());
+  assert.equal(changes.notifies, false, 'nothing watches a directory that does not exist');
   assert.equal(await changes.next(1), 'timeout');
 });
