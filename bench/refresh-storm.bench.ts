@@ -17,10 +17,10 @@
  *
  *   node --import tsx bench/refresh-storm.bench.ts      (STORM_ROUNDS=5, STORM_SIZES=8,32)
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { procStatFields } from '../src/store/process-alive.js';
 import { type Bed, startBed } from '../test/helpers/bed.js';
 import { type Child, spawnNode } from '../test/helpers/child-process.js';
 import { expireStoredTokens } from '../test/helpers/records.js';
@@ -37,14 +37,9 @@ const context = { after: (fn: () => unknown) => teardown.push(fn) } as unknown a
 
 /** CPU clock ticks (user + system, every thread) `pid` has used, or undefined without /proc. */
 function cpuTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // proc(5) fields 14 and 15 (utime, stime), counted from field 3 (the state).
-    return Number(fields[14 - 3]) + Number(fields[15 - 3]);
-  } catch {
-    return undefined;
-  }
+  const fields = procStatFields(pid);
+  // proc(5) fields 14 and 15: utime and stime.
+  return fields === undefined ? undefined : Number(fields[14 - 3]) + Number(fields[15 - 3]);
 }
 
 /**

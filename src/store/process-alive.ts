@@ -20,8 +20,11 @@ import { readFileSync } from 'node:fs';
  */
 export type HolderProcessState = 'dead' | 'stopped' | 'runnable' | 'unknown';
 
-/** The fields of /proc/<pid>/stat after "pid (comm)", or undefined without /proc. */
-function procStatFields(pid: number): string[] | undefined {
+/**
+ * The fields of /proc/<pid>/stat after "pid (comm)", or undefined without /proc: fields[0] is
+ * proc(5)'s field 3 (the state), so field N is fields[N - 3]. Also the benchmarks' CPU clock.
+ */
+export function procStatFields(pid: number): string[] | undefined {
   if (process.platform !== 'linux') return undefined;
   try {
     // /proc/<pid>/stat is "pid (comm) S ..."; comm may contain spaces and parentheses, so split
