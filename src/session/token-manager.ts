@@ -362,14 +362,19 @@ export class TokenManager {
 
     // 2. Take the per-server refresh lock and re-read under it. While another process holds it,
     //    watch the record: its tokens are adopted the moment they land, without queueing on the lock.
+    //    The holder's write lands before its release, and both wake this waiter: the look at the
+    //    record goes first (`beforeRetry`), so waiters adopt instead of taking the lock in turn
+    //    only to adopt under it.
     const watch = new AbortController();
+    const look: LookInProgress = { finished: undefined };
     let watching: Promise<void> | undefined;
     try {
       return await this.lockedRefresh(serverUrl, cause, {
         signal: watch.signal,
         onWait: () => {
-          watching ??= this.watchForAdoptable(serverUrl, cause, watch, hintVersion);
+          watching ??= this.watchForAdoptable(serverUrl, cause, watch, hintVersion, look);
         },
+        beforeRetry: () => look.finished,
         onLocked: () => {
           if (!watch.signal.aborted) watch.abort(new LockTaken());
         },
@@ -407,6 +412,7 @@ export class TokenManager {
     cause: RefreshCause,
     watch: AbortController,
     seen: RecordVersion | undefined,
+    look: LookInProgress,
   ): Promise<void> {
     const { store } = this.deps;
     const changes = store.watchRecord?.(serverUrl);
@@ -424,16 +430,27 @@ export class TokenManager {
         }
         looked = true;
         if (watch.signal.aborted) return;
-        // The version is taken before the read: a write landing in between changes it again.
-        const version = await this.recordVersion(serverUrl);
-        if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
-        lastRead = version;
-        const read = await store.read(serverUrl).catch(() => undefined);
-        if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
-        const fresh = this.adoptable(read.record, cause);
-        if (fresh !== undefined && !watch.signal.aborted) {
-          watch.abort(new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)));
-          return;
+        let finish = (): void => {};
+        look.finished = new Promise<void>((resolve) => {
+          finish = resolve;
+        });
+        try {
+          // The version is taken before the read: a write landing in between changes it again.
+          const version = await this.recordVersion(serverUrl);
+          if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
+          lastRead = version;
+          const read = await store.read(serverUrl).catch(() => undefined);
+          if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
+          const fresh = this.adoptable(read.record, cause);
+          if (fresh !== undefined && !watch.signal.aborted) {
+            watch.abort(
+              new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)),
+            );
+            return;
+          }
+        } finally {
+          look.finished = undefined;
+          finish();
         }
       }
     } finally {
@@ -455,7 +472,12 @@ export class TokenManager {
   private lockedRefresh(
     serverUrl: string,
     cause: RefreshCause,
-    waiting: { signal: AbortSignal; onWait: () => void; onLocked: () => void },
+    waiting: {
+      signal: AbortSignal;
+      onWait: () => void;
+      beforeRetry: () => Promise<void> | undefined;
+      onLocked: () => void;
+    },
   ): Promise<CachedToken> {
     const { store, logger } = this.deps;
     return store.transaction(
@@ -588,6 +610,7 @@ export class TokenManager {
       {
         ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
         signal: waiting.signal,
+        beforeRetry: waiting.beforeRetry,
         onWait: (holder) => {
           logger.emit('debug', 'refresh.waiting', 'waiting for another process refreshing this server', {
             serverUrl,
@@ -759,6 +782,11 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
     },
     updatedAt: new Date().toISOString(),
   };
+}
+
+/** The waiter's look at the record while it runs (`finished` resolves when it ends), else undefined. */
+interface LookInProgress {
+  finished: Promise<void> | undefined;
 }
 
 /** A record version as a waiter saw it (its `version` is undefined when there was no record). */

@@ -74,6 +74,12 @@ export interface TransactionOptions {
   maxHoldMs?: number;
   /** Called when another process holds the lock and we wait (to say so to the user). */
   onWait?(holder: LockHolder): void;
+  /**
+   * Awaited after each wait for the lock, before the next attempt (the file store; see lock.ts):
+   * the refresh's look at the record, woken by the same write, finishes first, and may end the
+   * wait by adopting instead of taking the lock only to adopt under it. Optional for backends.
+   */
+  beforeRetry?(): Promise<void> | undefined;
   signal?: AbortSignal;
 }
 

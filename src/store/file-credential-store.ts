@@ -163,6 +163,7 @@ export class FileCredentialStore implements CredentialStore {
       staleMs: options.staleMs ?? policy.staleMs,
       ...(maxHoldMs !== undefined ? { maxHoldMs } : {}),
       ...(options.onWait ? { onWait: options.onWait } : {}),
+      ...(options.beforeRetry ? { beforeRetry: options.beforeRetry } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       purpose,
     });

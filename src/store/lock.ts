@@ -140,6 +140,12 @@ export interface AcquireLockOptions {
   purpose?: string;
   /** Called when this call finds the lock held, and again whenever the holder changes. */
   onWait?(holder: LockHolder): void;
+  /**
+   * Awaited after each wait, before the next attempt: a caller woken by the same change (the
+   * holder's write, then its release) finishes what that change started first, and may abort the
+   * wait through `signal` (the token manager adopting the record the holder wrote).
+   */
+  beforeRetry?(): Promise<void> | undefined;
   /** Called when this call removed a stale lock (whoever then wins the create). */
   onTakeover?(stale: LockHolder): void;
   /** Called (at most once) when the heartbeat finds that the lock was taken from us. */
@@ -585,6 +591,7 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
         await waitForWake(file, Math.min(remaining, backoff + Math.random() * backoff), options.signal);
         backoff = Math.min(backoff * 1.5, BACKOFF_CAP_MS);
       }
+      await options.beforeRetry?.();
     }
   } finally {
     changes?.close();

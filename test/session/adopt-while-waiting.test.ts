@@ -5,12 +5,15 @@
  * is a refresh transaction of a second store on the same home; the waiter is a TokenManager whose
  * stored token is due. Nothing here talks to an AS: the waiter must never refresh. While the record
  * does not change, a waiter looks at its version (one stat), not its content: dozens of waiters
- * reading and parsing it every few milliseconds took the CPU the holder's refresh needed.
+ * reading and parsing it every few milliseconds took the CPU the holder's refresh needed. Woken by
+ * the holder's write and then by its release, a waiter finishes its look at the record before it
+ * tries the lock again, so it adopts instead of taking the lock only to adopt under it.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Logger } from '../../src/session/log.js';
 import { TokenManager } from '../../src/session/token-manager.js';
+import type { StoreTransaction, TransactionOptions } from '../../src/store/credential-store.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { tempHome } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
@@ -114,6 +117,87 @@ test('a waiter reads the record only when its version changed, then adopts what 
 
   assert.equal(served, 'at.fresh', 'the holder’s token, adopted once the version changed');
   assert.equal(waiterStore.readsSinceFirstVersion, 2, 'the lock-free look, then the changed record');
+  assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
+});
+
+/**
+ * A CountingStore whose reads, once `holdReads` is called, wait until the waiter retries the lock
+ * (its `beforeRetry`) or takes it: the waiter's look at the record is still running when the
+ * holder's release wakes its lock wait, as it is for a waiter short of CPU in a refresh storm.
+ */
+class SlowLookStore extends CountingStore {
+  private gate: { promise: Promise<void>; open(): void } | undefined;
+
+  holdReads(): void {
+    let open = (): void => {};
+    const promise = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    this.gate = { promise, open };
+  }
+
+  private openReads(): void {
+    this.gate?.open();
+  }
+
+  override async read(serverUrl: string) {
+    await this.gate?.promise;
+    return super.read(serverUrl);
+  }
+
+  override transaction<T>(
+    serverUrl: string,
+    purpose: Parameters<FileCredentialStore['transaction']>[1],
+    fn: (tx: StoreTransaction) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    const { beforeRetry } = options;
+    return super.transaction(
+      serverUrl,
+      purpose,
+      (tx) => {
+        this.openReads();
+        return fn(tx);
+      },
+      {
+        ...options,
+        ...(beforeRetry
+          ? {
+              beforeRetry: () => {
+                this.openReads();
+                return beforeRetry();
+              },
+            }
+          : {}),
+      },
+    );
+  }
+}
+
+test('a waiter woken by the holder’s write and then by its release adopts the record instead of taking the lock', async (t) => {
+  const { home, holderStore, dueTokens } = await dueRecord(t);
+  const log = recordLog();
+  const waiterStore = new SlowLookStore({ home });
+  const waiter = waiterOn(waiterStore, log);
+
+  let asked: Promise<string> | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    asked = waiter.getAccessToken(URL_);
+    // Check 1: before the lock-free read; check 2: the watcher's first look, once waiting.
+    await waiterStore.readsWhenChecked(2);
+    waiterStore.holdReads();
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    // Released at once, as a refresh does: the waiter hears the write, then the release.
+  });
+
+  assert.equal(await asked, 'at.fresh');
+  const adopted = log.named('refresh.adopted');
+  assert.equal(adopted.length, 1);
+  // Taking the lock on the release only to adopt under it is the queue this avoids.
+  assert.match(String(adopted[0]?.message), /while waiting/, 'adopted from the record, not under the lock');
   assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
 });
 
