@@ -4,9 +4,9 @@
  *
  * For: serialising the read-modify-write of one server's record, and one interactive sign-in per
  * server, across every process of this user on this host. `acquireLock` waits (woken by the OS's
- * notice that the lock file was removed, with a slow timer for a holder that died or hung; polling
- * with small jittered backoff where nothing notifies), `readLockHolder` reports the holder for
- * `authkeep doctor`.
+ * notice that the lock file was removed, and checking on a small jittered backoff that a holder on
+ * this host is still alive; polling the file on that backoff where nothing notifies),
+ * `readLockHolder` reports the holder for `authkeep doctor`.
  * Not for: protecting data on its own. A lease on a file system cannot stop a holder that was
  * paused (SIGSTOP, swap, debugger) past the bound from waking up and acting; that is why every
  * record write is ALSO a compare-and-swap on the record's generation (credential-store.ts), which
