@@ -578,7 +578,8 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
         // alive and within its bounds (a signal and a /proc read, no lock file opened): a holder
         // killed mid-holding is found as promptly as by polling, at a fraction of its CPU.
         for (;;) {
-          const woke = await changes.next(Math.min(remaining, backoff + Math.random() * backoff), options.signal);
+          const left = deadline - Date.now();
+          const woke = await changes.next(Math.min(left, backoff + Math.random() * backoff), options.signal);
           backoff = Math.min(backoff * 1.5, BACKOFF_CAP_MS);
           if (woke !== 'timeout' || Date.now() >= deadline) break;
           if (obs.info?.hostname !== HOSTNAME) break; // judged by its file alone: look again
