@@ -28,7 +28,7 @@ import { canonicalServerUrl } from './canonical-url.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './log.js';
 import { stampTokens } from './stamp-tokens.js';
-import { markNeedsAuth, needsAuthInfo, refreshBound } from './token-manager.js';
+import { markNeedsAuth, needsAuthInfo, refreshHttp } from './token-manager.js';
 
 /** An enterprise IdP as the user configures it: its issuer and this client there. */
 export interface IdpClient {
@@ -177,8 +177,8 @@ export class IdpSessions {
           record.authorizationServer,
           record.registration,
           { refreshToken: tokens.refreshToken, requireIdToken: true },
-          // Bounded by the lock's max hold, and its answer awaited until then (token-manager.ts).
-          { ...this.deps.http(record), ...refreshBound(tx.holdUntil) },
+          // Bounded by the lock's max hold, and its answer awaited 4 request timeouts (token-manager.ts).
+          refreshHttp(this.deps.http(record), tx.holdUntil),
         );
       } catch (err) {
         if (!(err instanceof TokenEndpointError)) throw err;

@@ -27,7 +27,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { displayNeedsAuthInfo, NeedsAuthError, type NeedsAuthInfo, type NeedsAuthReason } from '../errors.js';
 import { type DpopKey, DpopKeyring } from '../oauth/dpop.js';
-import type { HttpOptions } from '../oauth/http.js';
+import { DEFAULT_TIMEOUT_MS, type HttpOptions } from '../oauth/http.js';
 import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/token-endpoint.js';
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import type { CredentialStore } from '../store/credential-store.js';
@@ -92,23 +92,33 @@ const MAX_HOLD_MARGIN_MS = 10_000;
  */
 const WATCH_BACKSTOP_MS = { notified: 250, unnotified: 50 };
 
+/** A sent refresh's answer is awaited this many request timeouts (at most until the refresh deadline). */
+const SPENT_TOKEN_ANSWER_TIMEOUTS = 4;
+
 /**
- * How long a refresh waits for its answer: until the refresh deadline, not the generic request
- * timeout. Once the AS has read a refresh token it may have rotated it; giving up on the answer
+ * How long a refresh waits for its answer: 4 times the request timeout, at most until the refresh
+ * deadline. Once the AS has read a refresh token it may have rotated it; giving up on the answer
  * loses the new one, and the retry presents the old one again: a reuse, for which a strict AS
  * (RFC 9700 section 4.14.2) revokes the whole grant. A starved machine (the arena's `scale`
  * scenario: a load average of 100 on two cores) answers late, not never, so the answer is worth
- * the wait; the deadline still ends it before the lock's max hold. Without a deadline (no lock
- * bound), the generic timeout stands.
+ * more than the request timeout. It is not worth holding every other process's refresh for the
+ * lock's whole max hold when it never comes (the arena's `chaos` scenario); the caller's request
+ * timeout says how slow an AS it expects. With the default 30 s the deadline (about 110 s) is the
+ * bound. Without a deadline (no lock bound), the request timeout stands.
  */
-export function awaitSpentTokenAnswer(bound: Pick<HttpOptions, 'deadline'>): Pick<HttpOptions, 'timeoutMs'> {
-  return bound.deadline === undefined ? {} : { timeoutMs: Math.max(1, bound.deadline - Date.now()) };
+export function awaitSpentTokenAnswer(
+  http: Pick<HttpOptions, 'timeoutMs'>,
+  bound: Pick<HttpOptions, 'deadline'>,
+): Pick<HttpOptions, 'timeoutMs'> {
+  if (bound.deadline === undefined) return {};
+  const patience = SPENT_TOKEN_ANSWER_TIMEOUTS * (http.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  return { timeoutMs: Math.max(1, Math.min(patience, bound.deadline - Date.now())) };
 }
 
-/** A refresh's HTTP bounds under a lock held until `holdUntil`: its deadline, and its answer awaited until then. */
-export function refreshBound(holdUntil: number | undefined): Pick<HttpOptions, 'deadline' | 'timeoutMs'> {
+/** A refresh's HTTP options under a lock held until `holdUntil`: its deadline, and its answer awaited (above). */
+export function refreshHttp(http: HttpOptions, holdUntil: number | undefined): HttpOptions {
   const deadline = refreshDeadline(holdUntil);
-  return deadline === undefined ? {} : { deadline, ...awaitSpentTokenAnswer({ deadline }) };
+  return deadline === undefined ? http : { ...http, deadline, ...awaitSpentTokenAnswer(http, { deadline }) };
 }
 
 /**
@@ -569,6 +579,7 @@ export class TokenManager {
 
         // 6. Refresh, persist with compare-and-swap, then expose.
         const refreshToken = tokens.refreshToken;
+        const http = this.deps.http(record);
         const next = await this.refreshWithRetry(
           record,
           tokens,
@@ -585,7 +596,7 @@ export class TokenManager {
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
-              { ...this.deps.http(record), ...bound, ...awaitSpentTokenAnswer(bound) },
+              { ...http, ...bound, ...awaitSpentTokenAnswer(http, bound) },
             );
           },
           async (info) => {
