@@ -12,11 +12,16 @@
  * the same token, or its time means nothing and the run fails. Two figures explain the ratio: how
  * long after the refresh landed in the record the last process held it (the waiters' adoption),
  * and the floor: the same processes, same "go", asking for a token that is still valid in the
- * record (no refresh, no lock), which is what N processes waking and reading cost on this machine. The processes run the built
+ * record (no refresh, no lock), which is what N processes waking and reading cost on this machine.
+ * Each process also reports its CPU time from "go" until it held the token: the refreshing
+ * process's, the waiters' median, and all of it divided by the machine's cores, the wall time the
+ * machine needs to run that much work at all (when it is near the storm's time, the storm is
+ * bound by CPU, not by waiting). The processes run the built
  * package with plain Node (storm-child.mjs), as users run it; `npm run bench` builds first.
  *
  *   node --import tsx bench/refresh-storm.bench.ts      (STORM_ROUNDS=5, STORM_SIZES=8,32)
  */
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -75,6 +80,11 @@ interface Round {
   allHoldMs: number;
   /** From the refresh landing in the record (its process's `refresh.ok`) until the last held it. */
   afterLandingMs: number | undefined;
+  /** CPU time from "go" until it held the token: the process that refreshed, and the others' median. */
+  refresherCpuMs: number | undefined;
+  waiterCpuMs: number | undefined;
+  /** Every process's CPU time from "go" until it held the token, over this machine's cores. */
+  cpuOverCoresMs: number;
 }
 
 /**
@@ -92,7 +102,9 @@ async function storm(bed: Bed, url: string, n: number, expire = true): Promise<R
     const goAt = Date.now();
     for (const child of children) child.proc.stdin?.write('go\n');
     const lines = await Promise.all(children.map((child) => child.waitForLine(/^\{/)));
-    const results = lines.map((line) => JSON.parse(line) as { doneAt: number; fingerprint: string; landedAt?: number });
+    const results = lines.map(
+      (line) => JSON.parse(line) as { doneAt: number; fingerprint: string; landedAt?: number; cpuMs: number },
+    );
     const after = bed.as.audit.counts();
     const refreshes = after.refreshGrants - before.refreshGrants;
     const expected = expire ? 1 : 0;
@@ -100,8 +112,15 @@ async function storm(bed: Bed, url: string, n: number, expire = true): Promise<R
     if (after.refreshReuses !== before.refreshReuses) throw new Error('a refresh token was reused');
     if (new Set(results.map((r) => r.fingerprint)).size !== 1) throw new Error('the processes hold different tokens');
     const lastHeld = Math.max(...results.map((r) => r.doneAt));
-    const landedAt = results.find((r) => r.landedAt !== undefined)?.landedAt;
-    return { allHoldMs: lastHeld - goAt, afterLandingMs: landedAt === undefined ? undefined : lastHeld - landedAt };
+    const refresher = results.find((r) => r.landedAt !== undefined);
+    const waiters = results.filter((r) => r !== refresher);
+    return {
+      allHoldMs: lastHeld - goAt,
+      afterLandingMs: refresher?.landedAt === undefined ? undefined : lastHeld - refresher.landedAt,
+      refresherCpuMs: refresher?.cpuMs,
+      waiterCpuMs: waiters.length === 0 ? undefined : median(waiters.map((r) => r.cpuMs)),
+      cpuOverCoresMs: results.reduce((sum, r) => sum + r.cpuMs, 0) / availableParallelism(),
+    };
   } finally {
     for (const child of children) child.proc.kill();
     await Promise.all(children.map((child) => child.exited));
@@ -112,22 +131,25 @@ async function main(): Promise<void> {
   const bed = await startBed(context);
   const url = (bed.servers[0] as Bed['servers'][number]).url;
   await bed.keeper().login(url);
-  const lone: number[] = [];
+  const lone: Round[] = [];
   const stormed = new Map<number, Round[]>(SIZES.map((n) => [n, []]));
-  const floor = new Map<number, number[]>(SIZES.map((n) => [n, []]));
+  const floor = new Map<number, Round[]>(SIZES.map((n) => [n, []]));
   for (let round = 0; round < ROUNDS; round++) {
-    lone.push((await storm(bed, url, 1)).allHoldMs);
+    lone.push(await storm(bed, url, 1));
     for (const n of SIZES) {
       stormed.get(n)?.push(await storm(bed, url, n));
-      floor.get(n)?.push((await storm(bed, url, n, false)).allHoldMs);
+      floor.get(n)?.push(await storm(bed, url, n, false));
     }
   }
-  const loneMs = median(lone);
+  const loneMs = median(lone.map((r) => r.allHoldMs));
+  const loneCpuMs = median(lone.flatMap((r) => (r.refresherCpuMs === undefined ? [] : [r.refresherCpuMs])));
   const results: BenchResult[] = SIZES.map((n) => {
     const rounds = stormed.get(n) ?? [];
     const ms = median(rounds.map((r) => r.allHoldMs));
     const afterLanding = median(rounds.flatMap((r) => (r.afterLandingMs === undefined ? [] : [r.afterLandingMs])));
-    const noExpiryMs = median(floor.get(n) ?? []);
+    const noExpiryMs = median((floor.get(n) ?? []).map((r) => r.allHoldMs));
+    const ofRounds = (pick: (r: Round) => number | undefined): number =>
+      Number(median(rounds.flatMap((r) => (pick(r) === undefined ? [] : [pick(r) as number]))).toFixed(1));
     const ratio = ms / loneMs;
     return {
       name: `refresh storm: ${n} processes at one expiry`,
@@ -142,15 +164,26 @@ async function main(): Promise<void> {
       medianNoExpiryMs: Math.round(noExpiryMs),
       noExpiryRatio: noExpiryMs / loneMs,
       refreshesPerExpiry: 1,
+      medianLoneRefreshCpuMs: Number(loneCpuMs.toFixed(1)),
+      medianRefresherCpuMs: ofRounds((r) => r.refresherCpuMs),
+      medianWaiterCpuMs: ofRounds((r) => r.waiterCpuMs),
+      medianNoExpiryCpuMs: Number(median((floor.get(n) ?? []).map((r) => r.waiterCpuMs ?? 0)).toFixed(1)),
+      medianCpuOverCoresMs: ofRounds((r) => r.cpuOverCoresMs),
+      cores: availableParallelism(),
     };
   });
-  console.log(`refresh storm (${ROUNDS} rounds; one refresh alone: median ${Math.round(loneMs)} ms)`);
+  console.log(
+    `refresh storm (${ROUNDS} rounds; one refresh alone: median ${Math.round(loneMs)} ms, ${loneCpuMs.toFixed(1)} ms of its process's CPU)`,
+  );
   for (const r of results) {
     console.log(
       `  ${String(r.processes).padStart(3)} processes: all fresh after ${r.medianAllFreshMs} ms = ${r.ratio.toFixed(2)}x (goal <= ${GOAL}x${r.goalMet ? '' : ', NOT MET'}); the last held it ${r.medianAfterLandingMs} ms after the refresh landed`,
     );
     console.log(
-      `      floor: the same ${r.processes} processes reading a still-valid token, no refresh: ${r.medianNoExpiryMs} ms = ${(r.noExpiryRatio as number).toFixed(2)}x`,
+      `      floor: the same ${r.processes} processes reading a still-valid token, no refresh: ${r.medianNoExpiryMs} ms = ${(r.noExpiryRatio as number).toFixed(2)}x (${r.medianNoExpiryCpuMs} ms CPU each)`,
+    );
+    console.log(
+      `      CPU from "go" to the token: the refreshing process ${r.medianRefresherCpuMs} ms, each waiter ${r.medianWaiterCpuMs} ms (median); all of it over ${r.cores} cores: ${r.medianCpuOverCoresMs} ms`,
     );
   }
   recordResults(results);

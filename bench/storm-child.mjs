@@ -4,8 +4,9 @@
  * `<url>`'s access token (read from the record, still valid) and has made a call with it. On "go"
  * (the parent has made the stored token due meanwhile) it asks for the token again as a process
  * whose cached token fell due does, then prints one JSON line: when it held the token (epoch ms),
- * the token's fingerprint (never the token), and, in the one process that refreshed, when its
- * refresh landed in the record; and goes on running until the parent ends it.
+ * the token's fingerprint (never the token), the CPU time it spent from "go" until then, and, in
+ * the one process that refreshed, when its refresh landed in the record; and goes on running until
+ * the parent ends it.
  */
 import { createHash } from 'node:crypto';
 import { AuthKeeper } from '../dist/index.js';
@@ -39,10 +40,13 @@ await new Promise((resolve) => {
   process.stdin.once('data', resolve);
   process.stdout.write('READY\n');
 });
+const cpuAtGo = process.cpuUsage();
 const token = await keeper.getAccessToken(url);
 const doneAt = Date.now();
+const cpu = process.cpuUsage(cpuAtGo);
+const cpuMs = (cpu.user + cpu.system) / 1000;
 const fingerprint = createHash('sha256').update(token).digest('hex').slice(0, 16);
-process.stdout.write(`${JSON.stringify({ doneAt, fingerprint, landedAt })}\n`);
+process.stdout.write(`${JSON.stringify({ doneAt, fingerprint, landedAt, cpuMs })}\n`);
 // It goes on running, as an agent does, until the parent ends it: a process that exited here would
 // take CPU, tearing down, from the others still on their way to the token.
 process.stdin.resume();
