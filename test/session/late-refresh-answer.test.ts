@@ -7,59 +7,69 @@
  * lost 5 grants before this.
  *
  * Real oidc-provider; the answer is held inside the client's own fetch after the AS has sent it,
- * until the client gives up on it (its abort signal fires: the failure) or for 3 times the
- * generic request timeout, whichever comes first. An answer that never comes is given up at 4
- * request timeouts, not held until the refresh deadline: the other processes wait on that lock.
+ * until 2 request timeouts after the request was sent or until the client gives up on it (its
+ * abort signal fires: the failure), whichever comes first. An answer that never comes (the request
+ * lost on the way, the AS never reads it) is given up at 4 request timeouts, not held until the
+ * refresh deadline: the other processes wait on that lock.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { awaitSpentTokenAnswer } from '../../src/session/token-manager.js';
 import { startBed } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
 import { expireStoredTokens } from '../helpers/records.js';
 
-const GENERIC_TIMEOUT_MS = 200;
+const GENERIC_TIMEOUT_MS = 500;
 
-test('a late refresh answer is awaited beyond the request timeout: one refresh, no reuse, no retry', async (t) => {
+/**
+ * A signed-in bed whose stored token is due, and a keeper whose first refresh request is held in
+ * its fetch: answered by the AS and handed over `answerAfterMs` after it was sent, or with `never`
+ * lost on the way. `seen` counts the held request and says whether the client gave up on it.
+ */
+async function heldRefresh(t: TestContext, answerAfterMs: number | 'never') {
   const bed = await startBed(t);
   const server = bed.servers[0]!;
   await bed.keeper().login(server.url);
   await expireStoredTokens(bed.home, server.url);
-
-  let held = 0;
-  let abandoned = false;
+  const seen = { held: 0, abandoned: false };
   const log = recordLog();
   const keeper = bed.keeper({
     httpTimeoutMs: GENERIC_TIMEOUT_MS,
     log: log.sink,
     fetch: async (input, init) => {
-      const response = await fetch(input, init);
-      if (held === 0 && String(init?.body ?? '').includes('grant_type=refresh_token')) {
-        held++;
-        // The AS has rotated the token and answered; the answer reaches the client late.
-        await new Promise<void>((resolve) => {
-          const late = setTimeout(resolve, 3 * GENERIC_TIMEOUT_MS);
-          init?.signal?.addEventListener(
-            'abort',
-            () => {
-              abandoned = true;
-              clearTimeout(late);
-              resolve();
-            },
-            { once: true },
-          );
-        });
-        init?.signal?.throwIfAborted();
-      }
+      if (seen.held > 0 || !String(init?.body ?? '').includes('grant_type=refresh_token')) return fetch(input, init);
+      seen.held++;
+      const sentAt = Date.now();
+      // The AS rotates the token and answers; or, lost on the way, it never reads the request.
+      const response = answerAfterMs === 'never' ? undefined : await fetch(input, init);
+      await new Promise<void>((resolve) => {
+        const late =
+          answerAfterMs === 'never' ? undefined : setTimeout(resolve, Math.max(0, sentAt + answerAfterMs - Date.now()));
+        init?.signal?.addEventListener(
+          'abort',
+          () => {
+            seen.abandoned = true;
+            clearTimeout(late);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+      init?.signal?.throwIfAborted();
+      if (response === undefined) throw new Error('a lost request has no answer');
       return response;
     },
   });
+  return { bed, server, keeper, log, seen };
+}
 
+test('a late refresh answer is awaited beyond the request timeout: one refresh, no reuse, no retry', async (t) => {
+  const { bed, server, keeper, log, seen } = await heldRefresh(t, 2 * GENERIC_TIMEOUT_MS);
   const before = bed.as.audit.counts();
   const token = await keeper.getAccessToken(server.url);
   const after = bed.as.audit.counts();
-  assert.equal(held, 1, 'the refresh went through the held fetch');
-  assert.equal(abandoned, false, 'the client gave up on the answer at its generic timeout');
+  assert.equal(seen.held, 1, 'the refresh went through the held fetch');
+  assert.equal(seen.abandoned, false, 'the client gave up on the answer');
   assert.equal(log.named('refresh.retry').length, 0, 'the refresh was not sent again');
   assert.equal(after.refreshGrants - before.refreshGrants, 1, 'one refresh at the AS');
   assert.equal(after.refreshReuses, before.refreshReuses, 'no refresh token presented twice');
@@ -69,42 +79,12 @@ test('a late refresh answer is awaited beyond the request timeout: one refresh, 
 });
 
 test('a refresh answer that never comes is given up at 4 request timeouts, then sent again', async (t) => {
-  const bed = await startBed(t);
-  const server = bed.servers[0]!;
-  await bed.keeper().login(server.url);
-  await expireStoredTokens(bed.home, server.url);
-
-  let held = 0;
-  let abandoned = false;
-  const log = recordLog();
-  const keeper = bed.keeper({
-    httpTimeoutMs: GENERIC_TIMEOUT_MS,
-    log: log.sink,
-    fetch: async (input, init) => {
-      if (held === 0 && String(init?.body ?? '').includes('grant_type=refresh_token')) {
-        held++;
-        // Lost on the way: the AS never reads it, and no answer comes until the client gives up.
-        await new Promise<void>((resolve) =>
-          init?.signal?.addEventListener(
-            'abort',
-            () => {
-              abandoned = true;
-              resolve();
-            },
-            { once: true },
-          ),
-        );
-        init?.signal?.throwIfAborted();
-      }
-      return fetch(input, init);
-    },
-  });
-
+  const { bed, server, keeper, log, seen } = await heldRefresh(t, 'never');
   const before = bed.as.audit.counts();
   const token = await keeper.getAccessToken(server.url);
   const after = bed.as.audit.counts();
-  assert.equal(held, 1, 'the refresh went through the held fetch');
-  assert.equal(abandoned, true, 'the client gave up on the answer');
+  assert.equal(seen.held, 1, 'the refresh went through the held fetch');
+  assert.equal(seen.abandoned, true, 'the client gave up on the answer');
   assert.equal(log.named('refresh.retry').length, 1, 'the refresh was sent again once');
   assert.equal(after.refreshGrants - before.refreshGrants, 1, 'one refresh at the AS');
   assert.equal(after.refreshReuses, before.refreshReuses, 'no refresh token presented twice');
