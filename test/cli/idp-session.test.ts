@@ -6,46 +6,20 @@
  * output; no ID token, refresh token or secret in any output.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { startAuthorizationServer, startProtectedMcpServer } from '../../arena/testbed/index.js';
 import { type CliResult, cliEnv, runCliProcess } from '../helpers/cli-run.js';
+import { jagKeyPair, jagRedeemingAs, startEnterpriseIdp } from '../helpers/enterprise-world.js';
 import { readRecord } from '../helpers/records.js';
 import { allSecrets, assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 const SECRET = 'cli-enterprise-secret-0123456789abcdef';
-const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 test('login --idp without --id-token-*: one browser visit at the IdP for two servers, status shows the session, a failing step named', async (t) => {
-  const jagKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const idp = await startAuthorizationServer({
-    tokenExchange: { signingKey: jagKeys.privateKey, clientIdAtAudience: 'mcp-client' },
-    staticClients: [
-      {
-        client_id: 'agent',
-        token_endpoint_auth_method: 'none',
-        application_type: 'native',
-        grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
-        response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
-      },
-    ],
-  });
-  t.after(() => idp.close());
-  const as = await startAuthorizationServer({
-    jwtBearer: { publicKey: jagKeys.publicKey },
-    staticClients: [
-      {
-        client_id: 'mcp-client',
-        client_secret: SECRET,
-        grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'],
-        response_types: [],
-        redirect_uris: [],
-        scope: 'mcp:read mcp:write mcp:admin',
-      },
-    ],
-  });
+  const jagKeys = jagKeyPair();
+  const idp = await startEnterpriseIdp(t, jagKeys);
+  const as = await startAuthorizationServer(jagRedeemingAs(jagKeys, SECRET));
   t.after(() => as.close());
   const witness = witnessSecrets(as);
   const idpWitness = witnessSecrets(idp);

@@ -6,50 +6,23 @@
  * No ID token or secret on either proxy's stderr.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { startAuthorizationServer } from '../../arena/testbed/index.js';
 import { writeRobotBrowserScript } from '../../arena/testbed/robot-browser-command.js';
 import { startBed } from '../helpers/bed.js';
+import { jagKeyPair, jagRedeemingAs, startEnterpriseIdp } from '../helpers/enterprise-world.js';
 import { connectThroughProxy, resultText } from '../helpers/mcp-proxy-client.js';
 import { readRecord } from '../helpers/records.js';
 import { allSecrets, assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 const SECRET = 'proxy-enterprise-secret-0123456789abcdef';
-const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 test('proxy --idp without --id-token-*: one IdP sign-in for two proxies on two servers; no secret on stderr', async (t) => {
-  const jagKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const idp = await startAuthorizationServer({
-    tokenExchange: { signingKey: jagKeys.privateKey, clientIdAtAudience: 'mcp-client' },
-    staticClients: [
-      {
-        client_id: 'agent',
-        token_endpoint_auth_method: 'none',
-        application_type: 'native',
-        grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
-        response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
-      },
-    ],
-  });
-  t.after(() => idp.close());
+  const jagKeys = jagKeyPair();
+  const idp = await startEnterpriseIdp(t, jagKeys);
   const bed = await startBed(t, {
-    as: {
-      jwtBearer: { publicKey: jagKeys.publicKey },
-      staticClients: [
-        {
-          client_id: 'mcp-client',
-          client_secret: SECRET,
-          grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'],
-          response_types: [],
-          redirect_uris: [],
-          scope: 'mcp:read mcp:write mcp:admin',
-        },
-      ],
-    },
+    as: jagRedeemingAs(jagKeys, SECRET),
     servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }],
   });
   const witness = witnessSecrets(bed.as);

@@ -15,11 +15,11 @@ import { startAuthorizationServer } from '../../arena/testbed/index.js';
 import { NeedsAuthError } from '../../src/index.js';
 import type { MachineGrantOptions } from '../../src/session/machine-grant.js';
 import { callTool, startBed, tempHome } from '../helpers/bed.js';
+import { jagKeyPair, jagRedeemingAs, TOKEN_EXCHANGE } from '../helpers/enterprise-world.js';
 import { expireStoredTokens, readRecord } from '../helpers/records.js';
 import { allSecrets, assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 const SECRET = 'enterprise-mcp-client-secret-0123456789';
-const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 async function idToken(key: KeyObject, issuer: string, audience: string, expiresIn: string): Promise<string> {
   return new SignJWT({ email: 'alice@example.com' })
@@ -43,7 +43,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 test('SEP-990: one ID token, exchanged at the IdP for an ID-JAG per server, redeemed at the MCP AS; failures name their step', async (t) => {
   const idTokenKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const jagKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jagKeys = jagKeyPair();
   const idp = await startAuthorizationServer({
     tokenExchange: {
       subjectTokenKey: idTokenKeys.publicKey,
@@ -62,19 +62,7 @@ test('SEP-990: one ID token, exchanged at the IdP for an ID-JAG per server, rede
   });
   t.after(() => idp.close());
   const bed = await startBed(t, {
-    as: {
-      jwtBearer: { publicKey: jagKeys.publicKey },
-      staticClients: [
-        {
-          client_id: 'mcp-client',
-          client_secret: SECRET,
-          grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'],
-          response_types: [],
-          redirect_uris: [],
-          scope: 'mcp:read mcp:write mcp:admin',
-        },
-      ],
-    },
+    as: jagRedeemingAs(jagKeys, SECRET),
     servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }],
   });
   const witness = witnessSecrets(bed.as);

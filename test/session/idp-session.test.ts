@@ -9,20 +9,17 @@
  * ID token, refresh token or secret in statuses, errors or logs.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
-import { startAuthorizationServer } from '../../arena/testbed/index.js';
 import { completeDeviceVerification } from '../../arena/testbed/robot-device.js';
 import { AuthkeepError, NeedsAuthError } from '../../src/index.js';
 import { systemClock } from '../../src/session/clock.js';
 import type { MachineGrantOptions } from '../../src/session/machine-grant.js';
 import { callTool, startBed } from '../helpers/bed.js';
+import { jagKeyPair, jagRedeemingAs, startEnterpriseIdp, TOKEN_EXCHANGE } from '../helpers/enterprise-world.js';
 import { expireStoredTokens, readRecord } from '../helpers/records.js';
 import { allSecrets, assertNoSecrets, witnessSecrets } from '../helpers/secrets.js';
 
 const SECRET = 'enterprise-mcp-client-secret-0123456789';
-const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 /** The ID tokens' lifetime at the IdP: due for renewal 30 s before `exp`. */
 const ID_TOKEN_TTL_S = 120;
 
@@ -39,9 +36,9 @@ async function startWorld(
   t: import('node:test').TestContext,
   options: { deviceFlow?: boolean; onIdpRefresh?: () => void } = {},
 ) {
-  const jagKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jagKeys = jagKeyPair();
   const denied = new Set<string>();
-  const idp = await startAuthorizationServer({
+  const idp = await startEnterpriseIdp(t, jagKeys, {
     idTokenTtlSeconds: ID_TOKEN_TTL_S,
     // The IdP saw a refresh (recorded as its answer goes out, before the client reads it).
     auditSink: (entry) => {
@@ -50,42 +47,10 @@ async function startWorld(
       }
     },
     ...(options.deviceFlow ? { deviceFlow: true } : {}),
-    tokenExchange: {
-      signingKey: jagKeys.privateKey,
-      clientIdAtAudience: 'mcp-client',
-      allowResource: (resource) => !denied.has(resource),
-    },
-    staticClients: [
-      {
-        client_id: 'agent',
-        token_endpoint_auth_method: 'none',
-        application_type: 'native',
-        grant_types: [
-          'authorization_code',
-          'refresh_token',
-          TOKEN_EXCHANGE,
-          ...(options.deviceFlow ? ['urn:ietf:params:oauth:grant-type:device_code'] : []),
-        ],
-        response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
-      },
-    ],
+    allowResource: (resource) => !denied.has(resource),
   });
-  t.after(() => idp.close());
   const bed = await startBed(t, {
-    as: {
-      jwtBearer: { publicKey: jagKeys.publicKey },
-      staticClients: [
-        {
-          client_id: 'mcp-client',
-          client_secret: SECRET,
-          grant_types: [JWT_BEARER],
-          response_types: [],
-          redirect_uris: [],
-          scope: 'mcp:read mcp:write mcp:admin',
-        },
-      ],
-    },
+    as: jagRedeemingAs(jagKeys, SECRET),
     servers: [{ discovery: 'header' }, { discovery: 'well-known-path' }, { discovery: 'header' }, {}],
   });
   const grant: MachineGrantOptions = {
