@@ -115,10 +115,15 @@ export function awaitSpentTokenAnswer(
   return { timeoutMs: Math.max(1, Math.min(patience, bound.deadline - Date.now())) };
 }
 
-/** A refresh's HTTP options under a lock held until `holdUntil`: its deadline, and its answer awaited (above). */
+/** A refresh request's HTTP options within `bound` (the refresh deadline): that deadline, and its answer awaited (above). */
+export function spentTokenHttp(http: HttpOptions, bound: Pick<HttpOptions, 'deadline'>): HttpOptions {
+  return { ...http, ...bound, ...awaitSpentTokenAnswer(http, bound) };
+}
+
+/** The same under a lock held until `holdUntil` (an IdP session's refresh: one request, no retries). */
 export function refreshHttp(http: HttpOptions, holdUntil: number | undefined): HttpOptions {
   const deadline = refreshDeadline(holdUntil);
-  return deadline === undefined ? http : { ...http, deadline, ...awaitSpentTokenAnswer(http, { deadline }) };
+  return deadline === undefined ? http : spentTokenHttp(http, { deadline });
 }
 
 /**
@@ -579,7 +584,6 @@ export class TokenManager {
 
         // 6. Refresh, persist with compare-and-swap, then expose.
         const refreshToken = tokens.refreshToken;
-        const http = this.deps.http(record);
         const next = await this.refreshWithRetry(
           record,
           tokens,
@@ -596,7 +600,7 @@ export class TokenManager {
                 ...(tokens.scope ? { scope: tokens.scope } : {}),
                 ...(dpop ? { dpop } : {}),
               },
-              { ...http, ...bound, ...awaitSpentTokenAnswer(http, bound) },
+              spentTokenHttp(this.deps.http(record), bound),
             );
           },
           async (info) => {
