@@ -19,7 +19,7 @@ import { startBed } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
 import { expireStoredTokens } from '../helpers/records.js';
 
-const GENERIC_TIMEOUT_MS = 500;
+const GENERIC_TIMEOUT_MS = 1_000;
 
 /**
  * A signed-in bed whose stored token is due, and a keeper whose first refresh request is held in
