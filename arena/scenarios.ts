@@ -28,6 +28,7 @@ import { cp, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import { AuthKeeper, type MachineGrantOptions } from '../src/index.js';
+import { SPENT_TOKEN_ANSWER_TIMEOUTS } from '../src/session/token-manager.js';
 import { openStore } from '../src/store/open-store.js';
 import { type ArenaBed, SERVER_KINDS, type ServerKind } from './bed.js';
 import { CHAOS_DEFAULTS, type ChaosMetrics } from './chaos.js';
@@ -250,7 +251,7 @@ function chaosWorld(variant: string): VariantWorld {
       notes: [
         `${Math.round(c.faultRate * 100)}% of token requests at the rotating AS fail (503, temporarily_unavailable, no answer, reset in turn); a third of the 503 / no-answer / reset faults come after the AS processed the request`,
         `a session killed every ${c.killMeanIntervalMs / 1000} s on average (seeded), and the sender of ${Math.round(c.answerKillChance * 100)}% of refresh answers killed at the answer; each restarted after ${c.restartDelayMs} ms with the same home`,
-        `authkeep's request timeout ${c.httpTimeoutMs / 1000} s (httpTimeoutMs), file store`,
+        `authkeep's request timeout ${c.httpTimeoutMs / 1000} s (httpTimeoutMs; a sent refresh's answer awaited ${(SPENT_TOKEN_ANSWER_TIMEOUTS * c.httpTimeoutMs) / 1000} s), file store`,
       ],
       close: async () => {},
     }),

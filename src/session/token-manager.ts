@@ -93,7 +93,7 @@ const MAX_HOLD_MARGIN_MS = 10_000;
 const WATCH_BACKSTOP_MS = { notified: 250, unnotified: 50 };
 
 /** A sent refresh's answer is awaited this many request timeouts (at most until the refresh deadline). */
-const SPENT_TOKEN_ANSWER_TIMEOUTS = 4;
+export const SPENT_TOKEN_ANSWER_TIMEOUTS = 4;
 
 /**
  * How long a refresh waits for its answer: 4 times the request timeout, at most until the refresh
