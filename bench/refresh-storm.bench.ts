@@ -87,6 +87,16 @@ interface Round {
   cpuOverCoresMs: number;
 }
 
+/** The median of what `pick` gives for each round that has it. */
+function medianOf(rounds: Round[], pick: (r: Round) => number | undefined): number {
+  return median(
+    rounds.flatMap((r) => {
+      const value = pick(r);
+      return value === undefined ? [] : [value];
+    }),
+  );
+}
+
 /**
  * One expiry met by `n` processes, or with `expire` false the same processes asking for a token
  * that is still valid in the record (no refresh: the floor of `n` processes waking and reading
@@ -141,15 +151,15 @@ async function main(): Promise<void> {
       floor.get(n)?.push(await storm(bed, url, n, false));
     }
   }
-  const loneMs = median(lone.map((r) => r.allHoldMs));
-  const loneCpuMs = median(lone.flatMap((r) => (r.refresherCpuMs === undefined ? [] : [r.refresherCpuMs])));
+  const loneMs = medianOf(lone, (r) => r.allHoldMs);
+  const loneCpuMs = medianOf(lone, (r) => r.refresherCpuMs);
   const results: BenchResult[] = SIZES.map((n) => {
     const rounds = stormed.get(n) ?? [];
-    const ms = median(rounds.map((r) => r.allHoldMs));
-    const afterLanding = median(rounds.flatMap((r) => (r.afterLandingMs === undefined ? [] : [r.afterLandingMs])));
-    const noExpiryMs = median((floor.get(n) ?? []).map((r) => r.allHoldMs));
-    const ofRounds = (pick: (r: Round) => number | undefined): number =>
-      Number(median(rounds.flatMap((r) => (pick(r) === undefined ? [] : [pick(r) as number]))).toFixed(1));
+    const floorRounds = floor.get(n) ?? [];
+    const ms = medianOf(rounds, (r) => r.allHoldMs);
+    const afterLanding = medianOf(rounds, (r) => r.afterLandingMs);
+    const noExpiryMs = medianOf(floorRounds, (r) => r.allHoldMs);
+    const ofRounds = (pick: (r: Round) => number | undefined): number => Number(medianOf(rounds, pick).toFixed(1));
     const ratio = ms / loneMs;
     return {
       name: `refresh storm: ${n} processes at one expiry`,
@@ -167,7 +177,7 @@ async function main(): Promise<void> {
       medianLoneRefreshCpuMs: Number(loneCpuMs.toFixed(1)),
       medianRefresherCpuMs: ofRounds((r) => r.refresherCpuMs),
       medianWaiterCpuMs: ofRounds((r) => r.waiterCpuMs),
-      medianNoExpiryCpuMs: Number(median((floor.get(n) ?? []).map((r) => r.waiterCpuMs ?? 0)).toFixed(1)),
+      medianNoExpiryCpuMs: Number(medianOf(floorRounds, (r) => r.waiterCpuMs).toFixed(1)),
       medianCpuOverCoresMs: ofRounds((r) => r.cpuOverCoresMs),
       cores: availableParallelism(),
     };
