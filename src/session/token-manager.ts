@@ -7,7 +7,10 @@
  *   1. read the record without a lock; if another process already refreshed, adopt its tokens;
  *   2. otherwise take the server's refresh lock and re-read (the pre-lock read is only a hint);
  *      while another process holds the lock, watch the record lock-free and adopt the holder's
- *      tokens as soon as they land (waiters do not queue on the lock only to adopt);
+ *      tokens as soon as they land (waiters do not queue on the lock only to adopt). A process
+ *      that finds the lock already held watches first and takes no part in the lock for a while:
+ *      in a refresh storm the holder's refresh lands before the waiters would have spent the CPU
+ *      that taking part in the lock costs;
  *   3. check drift: tokens stamped with another client_id or issuer are never sent;
  *   4. adopt if, under the lock, the record now holds tokens that are not due;
  *   5. a registration whose client secret expired is not used: needs-auth, registration dropped;
@@ -91,6 +94,14 @@ const MAX_HOLD_MARGIN_MS = 10_000;
  * 50 ms where it does not.
  */
 const WATCH_BACKSTOP_MS = { notified: 250, unnotified: 50 };
+
+/**
+ * A process that finds the refresh lock held watches the record this long before taking part in
+ * the lock (unless the tokens land, the lock is released or the record changes first), looking at
+ * the lock file every `lockCheckMs`. A refresh round trip to a near AS fits in it; a holder killed
+ * mid-refresh leaves its lock file, and is taken over this much later than by a lock waiter.
+ */
+const DEFER_TO_HOLDER = { maxMs: 250, lockCheckMs: 25 };
 
 /** A sent refresh's answer is awaited this many request timeouts (at most until the refresh deadline). */
 export const SPENT_TOKEN_ANSWER_TIMEOUTS = 4;
@@ -379,16 +390,33 @@ export class TokenManager {
     //    watch the record: its tokens are adopted the moment they land, without queueing on the lock.
     //    The holder's write lands before its release, and both wake this waiter: the look at the
     //    record goes first (`beforeRetry`), so waiters adopt instead of taking the lock in turn
-    //    only to adopt under it.
+    //    only to adopt under it. Found held at once, the lock is left alone for a while (2a).
     const watch = new AbortController();
     const look: LookInProgress = { finished: undefined };
     let watching: Promise<void> | undefined;
+    const startWatching = (): void => {
+      watching ??= this.watchForAdoptable(serverUrl, cause, watch, hintVersion, look);
+    };
+    const adoptedWhileWaiting = (adopted: AdoptedWhileWaiting): CachedToken => {
+      logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored while waiting for its lock', {
+        serverUrl,
+        generation: adopted.generation,
+      });
+      return this.remember(serverUrl, adopted.tokens, adopted.dpop, adopted.arrivedAt);
+    };
+    // Deferred to the holder at most once: before the transaction, or when its first create finds the lock held.
+    let deferred = false;
+    const deferToHolder = async (lockKnownHeld: boolean): Promise<void> => {
+      if (deferred) return;
+      deferred = await this.deferToRefreshUnderWay(serverUrl, watch.signal, look, startWatching, lockKnownHeld);
+    };
     try {
+      await deferToHolder(false);
+      if (watch.signal.reason instanceof AdoptedWhileWaiting) return adoptedWhileWaiting(watch.signal.reason);
       return await this.lockedRefresh(serverUrl, cause, {
         signal: watch.signal,
-        onWait: () => {
-          watching ??= this.watchForAdoptable(serverUrl, cause, watch, hintVersion, look);
-        },
+        onHeld: () => deferToHolder(true),
+        onWait: startWatching,
         beforeRetry: () => look.finished,
         onLocked: () => {
           if (!watch.signal.aborted) watch.abort(new LockTaken());
@@ -396,18 +424,63 @@ export class TokenManager {
       });
     } catch (err) {
       // acquireLock throws the abort's reason itself: only then was the wait given up for adoption.
-      if (err instanceof AdoptedWhileWaiting) {
-        const adopted = err;
-        logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored while waiting for its lock', {
-          serverUrl,
-          generation: adopted.generation,
-        });
-        return this.remember(serverUrl, adopted.tokens, adopted.dpop, adopted.arrivedAt);
-      }
+      if (err instanceof AdoptedWhileWaiting) return adoptedWhileWaiting(err);
       throw err;
     } finally {
       if (!watch.signal.aborted) watch.abort(new LockTaken());
       await watching;
+    }
+  }
+
+  /**
+   * 2a. The refresh lock is already held (store.refreshUnderWay, or `lockKnownHeld`: the
+   * transaction's first create found it held; another process's refresh, most likely): watch the
+   * record for the holder's tokens (`startWatching`) before taking any (further) part in the
+   * lock. Returns once they are adopted (`signal` aborted), the lock is found released, a look
+   * found the record changed to something not adoptable (needs-auth, another registration), or
+   * after DEFER_TO_HOLDER.maxMs (true: it deferred; false: the lock was free or the store cannot
+   * tell); then, unless adopted, the lock is waited for as usual (the same watch going on). Why: taking part in the lock (directory checks, an exclusive create, reading
+   * and judging the holder's file) costs a waiter several times the CPU of watching, and in a
+   * refresh storm dozens of waiters doing so at once take the CPU that the one refresh they wait
+   * for needs. Processes meeting one expiry together mostly look before any of them holds the
+   * lock; the losers of its create defer then. A store that cannot tell, or does not notify record
+   * changes, goes to the lock at once.
+   */
+  private async deferToRefreshUnderWay(
+    serverUrl: string,
+    signal: AbortSignal,
+    look: LookInProgress,
+    startWatching: () => void,
+    lockKnownHeld: boolean,
+  ): Promise<boolean> {
+    const { store, logger } = this.deps;
+    const refreshUnderWay = store.refreshUnderWay;
+    if (refreshUnderWay === undefined || store.watchRecord === undefined) return false;
+    const lockHeld = (): Promise<boolean> => refreshUnderWay.call(store, serverUrl).catch(() => false);
+    if (!lockKnownHeld && !(await lockHeld())) return false;
+    logger.emit('debug', 'refresh.waiting', 'another process is refreshing this server: watching its record', {
+      serverUrl,
+    });
+    const ended = new AbortController();
+    const end = (): void => ended.abort();
+    signal.addEventListener('abort', end, { once: true });
+    look.onUnadoptableChange = end;
+    startWatching();
+    try {
+      for (const giveUpAt = Date.now() + DEFER_TO_HOLDER.maxMs; !ended.signal.aborted; ) {
+        const left = giveUpAt - Date.now();
+        if (left <= 0) break;
+        await sleep(Math.min(DEFER_TO_HOLDER.lockCheckMs, left), undefined, { signal: ended.signal }).catch(
+          () => undefined,
+        );
+        if (!ended.signal.aborted && !(await lockHeld())) break;
+      }
+      return true;
+    } finally {
+      signal.removeEventListener('abort', end);
+      look.onUnadoptableChange = undefined;
+      // A look reading what the holder just wrote ends first: adopt rather than take the lock to.
+      await look.finished;
     }
   }
 
@@ -455,9 +528,16 @@ export class TokenManager {
           if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
           lastRead = version;
           const read = await store.read(serverUrl).catch(() => undefined);
-          if (read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined) continue;
-          const fresh = this.adoptable(read.record, cause);
-          if (fresh !== undefined && !watch.signal.aborted) {
+          const fresh =
+            read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined
+              ? undefined
+              : this.adoptable(read.record, cause);
+          if (fresh === undefined || read?.kind !== 'ok') {
+            // Known to have changed (a store without versions is read at every look).
+            if (version !== undefined) look.onUnadoptableChange?.();
+            continue;
+          }
+          if (!watch.signal.aborted) {
             watch.abort(
               new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)),
             );
@@ -489,6 +569,7 @@ export class TokenManager {
     cause: RefreshCause,
     waiting: {
       signal: AbortSignal;
+      onHeld: () => Promise<void>;
       onWait: () => void;
       beforeRetry: () => Promise<void> | undefined;
       onLocked: () => void;
@@ -626,6 +707,7 @@ export class TokenManager {
         ...(this.deps.lockTimeoutMs === undefined ? {} : { timeoutMs: this.deps.lockTimeoutMs }),
         signal: waiting.signal,
         beforeRetry: waiting.beforeRetry,
+        onHeld: waiting.onHeld,
         onWait: (holder) => {
           logger.emit('debug', 'refresh.waiting', 'waiting for another process refreshing this server', {
             serverUrl,
@@ -802,6 +884,8 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
 /** The waiter's look at the record while it runs (`finished` resolves when it ends), else undefined. */
 interface LookInProgress {
   finished: Promise<void> | undefined;
+  /** Called when a look read a changed record that holds nothing to adopt (2a stops deferring). */
+  onUnadoptableChange?: (() => void) | undefined;
 }
 
 /** A record version as a waiter saw it (its `version` is undefined when there was no record). */

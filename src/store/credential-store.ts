@@ -80,6 +80,12 @@ export interface TransactionOptions {
    * wait by adopting instead of taking the lock only to adopt under it. Optional for backends.
    */
   beforeRetry?(): Promise<void> | undefined;
+  /**
+   * Awaited once, when the lock is first found held, before the wait is set up (the file store;
+   * see lock.ts): the refresh watches the record the holder writes instead of judging the holder
+   * first, and may end the wait by adopting. Optional for backends.
+   */
+  onHeld?(): Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -190,6 +196,14 @@ export interface CredentialStore {
    * Optional: a store without it is polled.
    */
   watchRecord?(serverUrl: string): FileChanges;
+  /**
+   * Whether the record's refresh lock is held now (by a refresh or a write of another process, or
+   * of another transaction of this one), from one cheap look that does not read the holder. A
+   * hint: a waiter that finds it held watches the record (watchRecord) for a while before taking
+   * any part in the lock, which judges the holder itself. Optional: a store without it is waited
+   * for at the lock at once.
+   */
+  refreshUnderWay?(serverUrl: string): Promise<boolean>;
   list(): Promise<Array<ReadResult & { key: string }>>;
   /**
    * Records whose registration is at `issuer` and may be reused (not dropped by dropRegistration,

@@ -38,7 +38,7 @@
  *
  * Not for: what a store offers and guarantees (credential-store.ts, the contract).
  */
-import { stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AuthkeepError } from '../errors.js';
 import type { Registration } from '../oauth/types.js';
@@ -58,7 +58,7 @@ import {
 } from './credential-store.js';
 import { type FileChanges, watchFileChanges } from './file-change-watch.js';
 import { FileTransaction } from './file-transaction.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, lockFilePath } from './lock.js';
 import { readLoginOutcome, writeLoginOutcome } from './login-outcome.js';
 import { defaultHome, recordKey, type StoreLayout, storeLayout } from './paths.js';
 import { RecordFiles } from './record-files.js';
@@ -136,6 +136,21 @@ export class FileCredentialStore implements CredentialStore {
     }
   }
 
+  /**
+   * Whether the record's refresh lock is held now: its lock file exists (one lstat, no read). A
+   * hint for a waiter deciding whether to wait for another process's refresh before taking any
+   * part in the lock (the lock itself judges its holder: lock.ts).
+   */
+  async refreshUnderWay(serverUrl: string): Promise<boolean> {
+    try {
+      await lstat(lockFilePath(this.layout.locksDir, this.layout.lockName(recordKey(serverUrl), 'refresh')));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
   /** The OS's notifications of the record file's replacement (the rename that lands a write). */
   watchRecord(serverUrl: string): FileChanges {
     return watchFileChanges(this.layout.recordPath(recordKey(serverUrl)));
@@ -164,6 +179,7 @@ export class FileCredentialStore implements CredentialStore {
       ...(maxHoldMs !== undefined ? { maxHoldMs } : {}),
       ...(options.onWait ? { onWait: options.onWait } : {}),
       ...(options.beforeRetry ? { beforeRetry: options.beforeRetry } : {}),
+      ...(options.onHeld ? { onHeld: options.onHeld } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       purpose,
     });

@@ -141,6 +141,13 @@ export interface AcquireLockOptions {
   /** Called when this call finds the lock held, and again whenever the holder changes. */
   onWait?(holder: LockHolder): void;
   /**
+   * Awaited once, the first time this call finds the lock held, before it looks at the holder or
+   * sets up its wait: a caller that can learn the holder's outcome by cheaper means (the token
+   * manager watching the record the holder writes) waits there first, and may end the acquisition
+   * by aborting `signal`. When it returns, the wait goes on as usual.
+   */
+  onHeld?(): Promise<void>;
+  /**
    * Awaited after each wait, before the next attempt: a caller woken by the same change (the
    * holder's write, then its release) finishes what that change started first, and may abort the
    * wait through `signal` (the token manager adopting the record the holder wrote).
@@ -532,6 +539,7 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
   let lastHolderId: string | undefined;
   // Set up once the lock is found held: the OS's notice of the lock file's removal or replacement.
   let changes: FileChanges | undefined;
+  let onHeld = options.onHeld;
   try {
     for (;;) {
       if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
@@ -546,6 +554,12 @@ export async function acquireLock(dir: string, name: string, options: AcquireLoc
         ...processStartField(),
       };
       if (await createExclusive(file, info)) return startHolding(file, name, info, Date.now() - start, options.onLost);
+      if (onHeld !== undefined) {
+        const held = onHeld;
+        onHeld = undefined;
+        await held();
+        if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
+      }
       // Watch before looking at the holder, so a release after that look cannot go unnoticed.
       changes ??= watchFileChanges(file);
 

@@ -8,16 +8,26 @@
  * reading and parsing it every few milliseconds took the CPU the holder's refresh needed. Woken by
  * the holder's write and then by its release, a waiter finishes its look at the record before it
  * tries the lock again, so it adopts instead of taking the lock only to adopt under it.
+ * A waiter that finds the lock already held takes no part in it while it watches (no exclusive
+ * create, no look at the holder): the holder's tokens usually land first. It goes to the lock when
+ * the holder releases it without storing tokens, when the record changes to something it cannot
+ * adopt (needs-auth), or after a while (a holder killed mid-refresh leaves its lock file).
  */
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { test } from 'node:test';
+import { NeedsAuthError } from '../../src/errors.js';
 import { Logger } from '../../src/session/log.js';
-import { TokenManager } from '../../src/session/token-manager.js';
+import { markNeedsAuth, needsAuthInfo, TokenManager } from '../../src/session/token-manager.js';
 import type { StoreTransaction, TransactionOptions } from '../../src/store/credential-store.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
+import { type LockInfo, type LockWaitMessage, lockFilePath, lockWaitChannel } from '../../src/store/lock.js';
+import { recordKey, storeLayout } from '../../src/store/paths.js';
 import { tempHome } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
-import { makeRecord } from '../helpers/store-fixtures.js';
+import { deadPid, makeRecord } from '../helpers/store-fixtures.js';
 
 const URL_ = 'https://mcp.example.test/mcp';
 
@@ -31,15 +41,22 @@ async function dueRecord(t: Parameters<typeof tempHome>[0]) {
   return { home, holderStore, dueTokens };
 }
 
-/** The waiting process: a TokenManager on `store` for which any token-endpoint request fails the test. */
-function waiterOn(store: FileCredentialStore, log: ReturnType<typeof recordLog>): TokenManager {
+/**
+ * The waiting process: a TokenManager on `store` whose token-endpoint requests are counted in
+ * `requests` and fail (where it must adopt, a test asserts none was sent).
+ */
+function waiterOn(
+  store: FileCredentialStore,
+  log: ReturnType<typeof recordLog>,
+  requests = { count: 0 },
+): TokenManager {
   return new TokenManager({
     store,
-    // The waiter must adopt, never refresh.
     http: () => ({
       allowInsecureLoopback: false,
       timeoutMs: 1_000,
       fetch: async () => {
+        requests.count++;
         throw new Error('the waiter sent a token request');
       },
     }),
@@ -178,6 +195,9 @@ test('a waiter woken by the holder’s write and then by its release adopts the 
   const { home, holderStore, dueTokens } = await dueRecord(t);
   const log = recordLog();
   const waiterStore = new SlowLookStore({ home });
+  // A store that cannot tell whether the lock is held (as the fleet store): the waiter goes to the
+  // lock at once, and this is its wait there.
+  Object.defineProperty(waiterStore, 'refreshUnderWay', { value: undefined });
   const waiter = waiterOn(waiterStore, log);
 
   let asked: Promise<string> | undefined;
@@ -263,4 +283,109 @@ test('a waiter is woken by the notification that the record was replaced, not by
   assert.equal(served, 'at.fresh');
   assert.match(String(log.named('refresh.adopted')[0]?.message), /while waiting/);
   assert.equal(log.named('refresh.ok').length, 0, 'the waiter did not refresh');
+});
+
+/** Every lock wait this process publishes for a lock in `home` (lock.ts's diagnostics channel) until `stop`. */
+function lockWaitsIn(home: string): { messages: LockWaitMessage[]; stop(): void } {
+  const messages: LockWaitMessage[] = [];
+  const listener = (message: unknown): void => {
+    const wait = message as LockWaitMessage;
+    if (wait.dir.startsWith(home)) messages.push(wait);
+  };
+  subscribe(lockWaitChannel.name, listener);
+  return { messages, stop: () => unsubscribe(lockWaitChannel.name, listener) };
+}
+
+test('a waiter that finds the lock held adopts the holder’s tokens without taking part in the lock', async (t) => {
+  const { home, holderStore, dueTokens } = await dueRecord(t);
+  const log = recordLog();
+  const waits = lockWaitsIn(home);
+  t.after(() => waits.stop());
+  const requests = { count: 0 };
+  const waiter = waiterOn(new FileCredentialStore({ home }), log, requests);
+
+  let served: string | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    const asked = waiter.getAccessToken(URL_);
+    const waiting = await log.next('refresh.waiting');
+    assert.match(String(waiting.message), /watching its record/);
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    served = await asked;
+  });
+
+  assert.equal(served, 'at.fresh');
+  assert.equal(waits.messages.length, 0, 'the waiter never looked at the holder’s lock file to wait for it');
+  assert.equal(log.named('refresh.waiting').length, 1, 'it waited once, watching the record');
+  assert.equal(requests.count, 0, 'the waiter did not refresh');
+});
+
+test('a holder that releases the lock without storing tokens: the waiter stops watching, takes the lock and refreshes', async (t) => {
+  const { home, holderStore } = await dueRecord(t);
+  const log = recordLog();
+  const requests = { count: 0 };
+  const waiter = waiterOn(new FileCredentialStore({ home }), log, requests);
+
+  let asked: Promise<string> | undefined;
+  await holderStore.transaction(URL_, 'refresh', async () => {
+    asked = waiter.getAccessToken(URL_);
+    await log.next('refresh.waiting');
+    assert.equal(requests.count, 0, 'no request while the holder holds the lock');
+    // Released with the record unchanged (a holder whose refresh failed before it could store).
+  });
+
+  // The waiter's refresh is the one request; this test's token endpoint refuses it.
+  await assert.rejects(asked as Promise<string>);
+  assert.equal(requests.count, 1, 'the waiter refreshed once the lock was free');
+});
+
+test('a holder that stores needs-auth: the waiter ends with the stored reason and sends nothing', async (t) => {
+  const { home, holderStore } = await dueRecord(t);
+  const log = recordLog();
+  const requests = { count: 0 };
+  const waiter = waiterOn(new FileCredentialStore({ home }), log, requests);
+
+  let asked: Promise<string> | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    asked = waiter.getAccessToken(URL_);
+    await log.next('refresh.waiting');
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    await tx.write(markNeedsAuth(read.record, needsAuthInfo(URL_, 'revoked', { error: 'invalid_grant' })));
+  });
+
+  await assert.rejects(asked as Promise<string>, (err: unknown) => {
+    assert.ok(err instanceof NeedsAuthError);
+    assert.equal(err.info.reason, 'revoked');
+    return true;
+  });
+  assert.equal(requests.count, 0, 'the waiter did not refresh a grant the holder found revoked');
+});
+
+test('a holder killed mid-refresh (its lock file left behind): the waiter watches, then takes the lock over and refreshes', async (t) => {
+  const { home } = await dueRecord(t);
+  const log = recordLog();
+  const requests = { count: 0 };
+  const waiter = waiterOn(new FileCredentialStore({ home }), log, requests);
+  const layout = storeLayout(home);
+  await mkdir(layout.locksDir, { recursive: true, mode: 0o700 });
+  const dead: LockInfo = {
+    pid: await deadPid(),
+    hostname: hostname(),
+    nonce: 'deadbeefdeadbeefdeadbeef',
+    acquiredAt: new Date().toISOString(),
+    purpose: 'refresh',
+    staleMs: 10_000,
+  };
+  await writeFile(lockFilePath(layout.locksDir, layout.lockName(recordKey(URL_), 'refresh')), JSON.stringify(dead), {
+    mode: 0o600,
+  });
+
+  await assert.rejects(waiter.getAccessToken(URL_));
+  const waiting = log.named('refresh.waiting');
+  assert.match(String(waiting[0]?.message), /watching its record/, 'it watched first');
+  assert.equal(waiting[1]?.holderPid, dead.pid, 'then waited at the lock, where the dead holder was found');
+  assert.equal(requests.count, 1, 'and refreshed once, after taking the lock over');
 });
