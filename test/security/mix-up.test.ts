@@ -62,11 +62,11 @@ for (const [name, iss] of [
         assert.equal(err.code, 'iss_mismatch');
         assert.equal(err.field, 'iss');
         const said = `${err.message} ${JSON.stringify(err.detail ?? {})}`;
-        for (const word of ['access_denied', '555', 'help.example']) assert.ok(!said.includes(word), word);
+        for (const word of ['access_denied', '555-0100', 'help.example']) assert.ok(!said.includes(word), word);
         return true;
       });
       assert.match(page, /did not come from the authorization server this sign-in was started with/);
-      for (const word of ['access_denied', '555', 'help.example', 'honest.example']) {
+      for (const word of ['access_denied', '555-0100', 'help.example', 'honest.example']) {
         assert.ok(!page.includes(word), `the page shows nothing of the response: ${word}`);
       }
       assert.deepEqual(w.server.requestsTo('POST', '/token'), [], 'no code was sent to a token endpoint');
