@@ -8,9 +8,9 @@
  *   2. otherwise take the server's refresh lock and re-read (the pre-lock read is only a hint);
  *      while another process holds the lock, watch the record lock-free and adopt the holder's
  *      tokens as soon as they land (waiters do not queue on the lock only to adopt). A process
- *      that finds the lock already held watches first and takes no part in the lock for a while:
- *      in a refresh storm the holder's refresh lands before the waiters would have spent the CPU
- *      that taking part in the lock costs;
+ *      that finds the lock already held watches first and takes no part in the lock for a while
+ *      (2a): in a refresh storm the holder's refresh lands before the waiters would have spent the
+ *      CPU that taking part in the lock costs (adoption-watch.ts);
  *   3. check drift: tokens stamped with another client_id or issuer are never sent;
  *   4. adopt if, under the lock, the record now holds tokens that are not due;
  *   5. a registration whose client secret expired is not used: needs-auth, registration dropped;
@@ -35,6 +35,7 @@ import { refreshAccessToken, TokenEndpointError, type TokenSet } from '../oauth/
 import { clientSecretExpired, type Registration } from '../oauth/types.js';
 import type { CredentialStore } from '../store/credential-store.js';
 import type { ServerRecord, Tokens } from '../store/record.js';
+import { Adopted, AdoptionWatch, arrivedAt, recordVersionOf } from './adoption-watch.js';
 import { type Clock, systemClock } from './clock.js';
 import { detectDrift } from './drift.js';
 import type { Logger } from './log.js';
@@ -87,21 +88,6 @@ const DEFAULT_RETRY_DELAYS_MS = [200, 800, 2000];
 
 /** Time kept free before the refresh lock's max hold: 10% of the hold, at most 10 s. */
 const MAX_HOLD_MARGIN_MS = 10_000;
-
-/**
- * A waiter notified of record replacements still looks this often: every 250 ms while the OS
- * watches the directory (a write from another host of a shared file system is not notified), every
- * 50 ms where it does not.
- */
-const WATCH_BACKSTOP_MS = { notified: 250, unnotified: 50 };
-
-/**
- * A process that finds the refresh lock held watches the record this long before taking part in
- * the lock (unless the tokens land, the lock is released or the record changes first), looking at
- * the lock file every `lockCheckMs`. A refresh round trip to a near AS fits in it; a holder killed
- * mid-refresh leaves its lock file, and is taken over this much later than by a lock waiter.
- */
-const DEFER_TO_HOLDER = { maxMs: 250, lockCheckMs: 25 };
 
 /** A sent refresh's answer is awaited this many request timeouts (at most until the refresh deadline). */
 export const SPENT_TOKEN_ANSWER_TIMEOUTS = 4;
@@ -371,7 +357,7 @@ export class TokenManager {
 
     // 1. Lock-free read: the common case after another process refreshed is a plain adoption.
     //    The record's version is taken first, so a waiter's watch can tell whether it changed since.
-    const hintVersion = await this.recordVersion(serverUrl);
+    const hintVersion = await recordVersionOf(store, serverUrl);
     const hint = await this.readRecord(serverUrl, () => store.read(serverUrl));
     const stored = needsAuthFromRecord(hint);
     if (stored) throw stored;
@@ -390,177 +376,41 @@ export class TokenManager {
     //    watch the record: its tokens are adopted the moment they land, without queueing on the lock.
     //    The holder's write lands before its release, and both wake this waiter: the look at the
     //    record goes first (`beforeRetry`), so waiters adopt instead of taking the lock in turn
-    //    only to adopt under it. Found held at once, the lock is left alone for a while (2a).
-    const watch = new AbortController();
-    const look: LookInProgress = { finished: undefined };
-    let watching: Promise<void> | undefined;
-    const startWatching = (): void => {
-      watching ??= this.watchForAdoptable(serverUrl, cause, watch, hintVersion, look);
-    };
-    const adoptedWhileWaiting = (adopted: AdoptedWhileWaiting): CachedToken => {
+    //    only to adopt under it. Found held at once, the lock is left alone for a while (2a:
+    //    before the transaction, or when its first create finds the lock held).
+    const watch = new AdoptionWatch({
+      store,
+      logger,
+      serverUrl,
+      adoptable: (record) => this.adoptable(record, cause),
+      seen: hintVersion,
+    });
+    const adoptedWhileWaiting = (adopted: Adopted): CachedToken => {
       logger.emit('debug', 'refresh.adopted', 'adopted tokens another process stored while waiting for its lock', {
         serverUrl,
         generation: adopted.generation,
       });
       return this.remember(serverUrl, adopted.tokens, adopted.dpop, adopted.arrivedAt);
     };
-    // Deferred to the holder at most once: before the transaction, or when its first create finds the lock held.
-    let deferred = false;
-    const deferToHolder = async (lockKnownHeld: boolean): Promise<void> => {
-      if (deferred) return;
-      deferred = await this.deferToRefreshUnderWay(serverUrl, watch.signal, look, startWatching, lockKnownHeld);
-    };
     try {
-      await deferToHolder(false);
-      if (watch.signal.reason instanceof AdoptedWhileWaiting) return adoptedWhileWaiting(watch.signal.reason);
+      await watch.deferToHolder(false);
+      const adopted = watch.adopted;
+      if (adopted !== undefined) return adoptedWhileWaiting(adopted);
       return await this.lockedRefresh(serverUrl, cause, {
         signal: watch.signal,
-        onHeld: () => deferToHolder(true),
-        onWait: startWatching,
-        beforeRetry: () => look.finished,
-        onLocked: () => {
-          if (!watch.signal.aborted) watch.abort(new LockTaken());
-        },
+        onHeld: () => watch.deferToHolder(true),
+        onWait: () => watch.start(),
+        beforeRetry: () => watch.lookInProgress(),
+        onLocked: () => watch.stop(),
       });
     } catch (err) {
       // acquireLock throws the abort's reason itself: only then was the wait given up for adoption.
-      if (err instanceof AdoptedWhileWaiting) return adoptedWhileWaiting(err);
+      if (err instanceof Adopted) return adoptedWhileWaiting(err);
       throw err;
     } finally {
-      if (!watch.signal.aborted) watch.abort(new LockTaken());
-      await watching;
+      watch.stop();
+      await watch.ended();
     }
-  }
-
-  /**
-   * 2a. The refresh lock is already held (store.refreshUnderWay, or `lockKnownHeld`: the
-   * transaction's first create found it held; another process's refresh, most likely): watch the
-   * record for the holder's tokens (`startWatching`) before taking any (further) part in the
-   * lock. Returns once they are adopted (`signal` aborted), the lock is found released, a look
-   * found the record changed to something not adoptable (needs-auth, another registration), or
-   * after DEFER_TO_HOLDER.maxMs (true: it deferred; false: the lock was free or the store cannot
-   * tell); then, unless adopted, the lock is waited for as usual (the same watch going on). Why: taking part in the lock (directory checks, an exclusive create, reading
-   * and judging the holder's file) costs a waiter several times the CPU of watching, and in a
-   * refresh storm dozens of waiters doing so at once take the CPU that the one refresh they wait
-   * for needs. Processes meeting one expiry together mostly look before any of them holds the
-   * lock; the losers of its create defer then. A store that cannot tell, or does not notify record
-   * changes, goes to the lock at once.
-   */
-  private async deferToRefreshUnderWay(
-    serverUrl: string,
-    signal: AbortSignal,
-    look: LookInProgress,
-    startWatching: () => void,
-    lockKnownHeld: boolean,
-  ): Promise<boolean> {
-    const { store, logger } = this.deps;
-    const refreshUnderWay = store.refreshUnderWay;
-    if (refreshUnderWay === undefined || store.watchRecord === undefined) return false;
-    const lockHeld = (): Promise<boolean> => refreshUnderWay.call(store, serverUrl).catch(() => false);
-    if (!lockKnownHeld && !(await lockHeld())) return false;
-    logger.emit('debug', 'refresh.waiting', 'another process is refreshing this server: watching its record', {
-      serverUrl,
-    });
-    const ended = new AbortController();
-    const end = (): void => ended.abort();
-    signal.addEventListener('abort', end, { once: true });
-    look.onUnadoptableChange = end;
-    startWatching();
-    try {
-      for (const giveUpAt = Date.now() + DEFER_TO_HOLDER.maxMs; !ended.signal.aborted; ) {
-        const left = giveUpAt - Date.now();
-        if (left <= 0) break;
-        await sleep(Math.min(DEFER_TO_HOLDER.lockCheckMs, left), undefined, { signal: ended.signal }).catch(
-          () => undefined,
-        );
-        if (!ended.signal.aborted && !(await lockHeld())) break;
-      }
-      return true;
-    } finally {
-      signal.removeEventListener('abort', end);
-      look.onUnadoptableChange = undefined;
-      // A look reading what the holder just wrote ends first: adopt rather than take the lock to.
-      await look.finished;
-    }
-  }
-
-  /**
-   * While this process waits for the refresh lock, look at the record lock-free until it holds
-   * tokens this manager may adopt, then abort the lock wait with them. Ends when the lock is taken
-   * or the wait failed (the controller is aborted either way). Where the store notifies
-   * replacements (watchRecord: the file store's OS file-change events), it looks once at once and
-   * then on each notification, with a stat every WATCH_BACKSTOP_MS in case notifications never
-   * come; elsewhere it polls, backing off from 5 ms to 25 ms. Where the store has a cheap record
-   * version (a stat), the record is read only when it changed since `seen` (the version of step
-   * 1's read) or since the last read. Dozens of waiters polling, or reading a record they have
-   * just read, take the CPU that the lock holder's refresh needs.
-   */
-  private async watchForAdoptable(
-    serverUrl: string,
-    cause: RefreshCause,
-    watch: AbortController,
-    seen: RecordVersion | undefined,
-    look: LookInProgress,
-  ): Promise<void> {
-    const { store } = this.deps;
-    const changes = store.watchRecord?.(serverUrl);
-    let delay = 5;
-    let looked = false;
-    let lastRead = seen;
-    try {
-      while (!watch.signal.aborted) {
-        if (changes === undefined) {
-          await sleep(delay);
-          delay = Math.min(25, delay * 1.5);
-        } else if (looked) {
-          const backstop = changes.notifies ? WATCH_BACKSTOP_MS.notified : WATCH_BACKSTOP_MS.unnotified;
-          await changes.next(backstop, watch.signal);
-        }
-        looked = true;
-        if (watch.signal.aborted) return;
-        let finish = (): void => {};
-        look.finished = new Promise<void>((resolve) => {
-          finish = resolve;
-        });
-        try {
-          // The version is taken before the read: a write landing in between changes it again.
-          const version = await this.recordVersion(serverUrl);
-          if (version !== undefined && lastRead !== undefined && version.version === lastRead.version) continue;
-          lastRead = version;
-          const read = await store.read(serverUrl).catch(() => undefined);
-          const fresh =
-            read?.kind !== 'ok' || read.record.needsAuth || detectDrift(read.record) !== undefined
-              ? undefined
-              : this.adoptable(read.record, cause);
-          if (fresh === undefined || read?.kind !== 'ok') {
-            // Known to have changed (a store without versions is read at every look).
-            if (version !== undefined) look.onUnadoptableChange?.();
-            continue;
-          }
-          if (!watch.signal.aborted) {
-            watch.abort(
-              new AdoptedWhileWaiting(fresh, read.record.generation, read.record.dpop, arrivedAt(read.record)),
-            );
-            return;
-          }
-        } finally {
-          look.finished = undefined;
-          finish();
-        }
-      }
-    } finally {
-      changes?.close();
-    }
-  }
-
-  /** The store's cheap version of the record (store.recordVersion), or undefined without one or on failure. */
-  private recordVersion(serverUrl: string): Promise<RecordVersion | undefined> {
-    const versionOf = this.deps.store.recordVersion;
-    if (versionOf === undefined) return Promise.resolve(undefined);
-    return versionOf.call(this.deps.store, serverUrl).then(
-      (version) => ({ version }),
-      () => undefined,
-    );
   }
 
   /** Steps 2 to 7, under the server's refresh lock. */
@@ -880,37 +730,3 @@ export function markNeedsAuth(record: ServerRecord, raw: NeedsAuthInfo): ServerR
     updatedAt: new Date().toISOString(),
   };
 }
-
-/** The waiter's look at the record while it runs (`finished` resolves when it ends), else undefined. */
-interface LookInProgress {
-  finished: Promise<void> | undefined;
-  /** Called when a look read a changed record that holds nothing to adopt (2a stops deferring). */
-  onUnadoptableChange?: (() => void) | undefined;
-}
-
-/** A record version as a waiter saw it (its `version` is undefined when there was no record). */
-interface RecordVersion {
-  version: string | undefined;
-}
-
-/** The reason a lock wait is aborted when the record came to hold adoptable tokens meanwhile. */
-class AdoptedWhileWaiting {
-  constructor(
-    readonly tokens: Tokens,
-    readonly generation: number,
-    readonly dpop: DpopKey | undefined,
-    readonly arrivedAt: number | undefined,
-  ) {}
-}
-
-/**
- * When the record's tokens arrived: the instant of the refresh that stored them (its answer
- * arrives after the request, which is what `obtainedAt` says), when that refresh stored these.
- */
-function arrivedAt(record: ServerRecord): number | undefined {
-  const at = record.lastRefreshAt;
-  return at !== undefined && record.tokens !== undefined && at >= record.tokens.obtainedAt ? at : undefined;
-}
-
-/** The reason the record watch stops once the lock wait ended (taken, timed out or failed). */
-class LockTaken {}
