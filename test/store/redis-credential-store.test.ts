@@ -79,6 +79,20 @@ describe('RedisCredentialStore (a real redis-server)', () => {
     assert.deepEqual(await store.leases(), [], 'leases released');
   });
 
+  it('recordVersion: none without a record, the same while it is unchanged, another after each write', async () => {
+    const url = 'https://version.example.test/mcp';
+    assert.equal(await store.recordVersion(url), undefined);
+    await put(store, url, 'one');
+    const first = await store.recordVersion(url);
+    assert.ok(first !== undefined);
+    assert.equal(await store.recordVersion(url), first, 'unchanged record, same version');
+    await put(store, url, 'two');
+    const second = await store.recordVersion(url);
+    assert.ok(second !== undefined && second !== first, `${first} then ${second}`);
+    await store.delete(url);
+    assert.equal(await store.recordVersion(url), undefined, 'deleted: none');
+  });
+
   it('compare-and-swap: a stale generation is refused and the stored record is unchanged', async () => {
     const current = ok(await store.read(A));
     await assert.rejects(

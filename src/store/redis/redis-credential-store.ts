@@ -59,6 +59,9 @@ if ARGV[2] == '' then return {1, redis.call('DEL', KEYS[1])} end
 redis.call('HSET', KEYS[1], 'gen', tostring(cur + 1), 'data', ARGV[2])
 return {1, cur + 1}`;
 
+/** KEYS[1] record. Returns {generation, length of the sealed value}; generation false when there is none. */
+const RECORD_VERSION = `return {redis.call('HGET', KEYS[1], 'gen'), redis.call('HSTRLEN', KEYS[1], 'data')}`;
+
 /** KEYS[1] record, KEYS[2] lease, KEYS[3] quarantine key; ARGV[1] our lease value, ARGV[2] the data seen. */
 const QUARANTINE = `if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'data') ~= ARGV[2] then return 0 end
@@ -173,6 +176,18 @@ export class RedisCredentialStore implements CredentialStore {
   async read(serverUrl: string): Promise<ReadResult> {
     const key = recordKey(serverUrl);
     return this.decode(key, await this.stored(key));
+  }
+
+  /**
+   * The record's generation and the length of its sealed value (one small reply, nothing opened):
+   * every write stores generation + 1 and a fresh seal (credential-store.ts `recordVersion`). A
+   * waiter for another host's refresh compares it and fetches, opens and parses the record only
+   * when it changed.
+   */
+  async recordVersion(serverUrl: string): Promise<string | undefined> {
+    const reply = await this.redis.eval(RECORD_VERSION, [this.recordKeyName(recordKey(serverUrl))], []);
+    const [gen, length] = Array.isArray(reply) ? reply : [];
+    return gen === null || gen === undefined || gen === false ? undefined : `${String(gen)}:${String(length)}`;
   }
 
   /**
