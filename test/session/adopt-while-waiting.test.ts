@@ -322,6 +322,38 @@ test('a waiter that finds the lock held adopts the holder’s tokens without tak
   assert.equal(requests.count, 0, 'the waiter did not refresh');
 });
 
+/** A file store whose look at the refresh lock always finds it free: the look came before the holder took it. */
+class LateLookStore extends FileCredentialStore {
+  override async refreshUnderWay(): Promise<boolean> {
+    return false;
+  }
+}
+
+test('a waiter whose exclusive create finds the lock held watches the record then, and adopts without waiting on the holder', async (t) => {
+  const { home, holderStore, dueTokens } = await dueRecord(t);
+  const log = recordLog();
+  const waits = lockWaitsIn(home);
+  t.after(() => waits.stop());
+  const requests = { count: 0 };
+  const waiter = waiterOn(new LateLookStore({ home }), log, requests);
+
+  let served: string | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    const asked = waiter.getAccessToken(URL_);
+    const waiting = await log.next('refresh.waiting');
+    assert.match(String(waiting.message), /watching its record/, 'deferred when its create lost');
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    served = await asked;
+  });
+
+  assert.equal(served, 'at.fresh');
+  assert.equal(waits.messages.length, 0, 'it never looked at the holder’s lock file to wait for it');
+  assert.equal(requests.count, 0, 'the waiter did not refresh');
+});
+
 test('a holder that releases the lock without storing tokens: the waiter stops watching, takes the lock and refreshes', async (t) => {
   const { home, holderStore } = await dueRecord(t);
   const log = recordLog();

@@ -123,6 +123,41 @@ describe('cross-process lock', () => {
     await second.release();
   });
 
+  it('onHeld is awaited once, when the lock is first found held, before the holder is looked at; the lock is taken if it was released meanwhile', async () => {
+    const first = await acquireLock(dir, 'on-held');
+    const calls: string[] = [];
+    const second = await acquireLock(dir, 'on-held', {
+      timeoutMs: 5_000,
+      onHeld: async () => {
+        calls.push('held');
+        await first.release();
+      },
+      onWait: () => calls.push('wait'),
+    });
+    assert.deepEqual(calls, ['held'], 'released while onHeld ran: taken without waiting on the holder');
+    assert.equal(second.holder.pid, process.pid);
+    await second.release();
+  });
+
+  it('onHeld that aborts the signal ends the acquisition with the abort reason, before any wait', async () => {
+    const first = await acquireLock(dir, 'on-held-abort');
+    const controller = new AbortController();
+    const reason = new Error('adopted what the holder stored');
+    let waited = 0;
+    await assert.rejects(
+      acquireLock(dir, 'on-held-abort', {
+        timeoutMs: 5_000,
+        signal: controller.signal,
+        onHeld: async () => controller.abort(reason),
+        onWait: () => waited++,
+      }),
+      (err: unknown) => err === reason,
+    );
+    assert.equal(waited, 0, 'the holder was never looked at');
+    assert.equal((await readLockHolder(dir, 'on-held-abort'))?.info?.nonce, first.holder.nonce, 'the lock untouched');
+    await first.release();
+  });
+
   it('an in-process waiter gets the lock when it is released, not at its next poll', async (t) => {
     const first = await acquireLock(dir, 'handoff');
     // Poll timers frozen: only the release's wake-up can let the waiter in.
