@@ -81,21 +81,37 @@ function release(dir: string, name: string, wake: () => void): void {
 export function watchFileChanges(file: string): FileChanges {
   const dir = path.dirname(file);
   const name = path.basename(file);
-  let changed = false;
-  let waiter: ((outcome: 'changed' | 'timeout' | 'ended') => void) | undefined;
-  const wake = (): void => {
-    changed = true;
-    waiter?.('changed');
-  };
   const entry = directoryWatch(dir);
+  const subscription = changeNotices({
+    notifies: () => entry.watcher !== undefined,
+    close: () => release(dir, name, subscription.notice),
+  });
   let set = entry.listeners.get(name);
   if (!set) {
     set = new Set();
     entry.listeners.set(name, set);
   }
-  set.add(wake);
+  set.add(subscription.notice);
+  return subscription.changes;
+}
+
+/**
+ * The `FileChanges` of one subscription to a source of change notices (the OS's file events here,
+ * the fleet store's published record changes in redis-credential-store.ts): the source calls
+ * `notice` on each; `notifies` says whether the source is live; `close` releases it (once).
+ */
+export function changeNotices(source: { notifies(): boolean; close(): void }): {
+  notice: () => void;
+  changes: FileChanges;
+} {
+  let changed = false;
+  let waiter: ((outcome: 'changed' | 'timeout' | 'ended') => void) | undefined;
   let closed = false;
-  return {
+  const notice = (): void => {
+    changed = true;
+    waiter?.('changed');
+  };
+  const changes: FileChanges = {
     next(maxWaitMs, signal) {
       if (changed) {
         changed = false;
@@ -117,13 +133,14 @@ export function watchFileChanges(file: string): FileChanges {
       });
     },
     get notifies() {
-      return !closed && entry.watcher !== undefined;
+      return !closed && source.notifies();
     },
     close() {
       if (closed) return;
       closed = true;
       waiter?.('ended');
-      release(dir, name, wake);
+      source.close();
     },
   };
+  return { notice, changes };
 }

@@ -21,12 +21,15 @@ import { test } from 'node:test';
 import { NeedsAuthError } from '../../src/errors.js';
 import { Logger } from '../../src/session/log.js';
 import { markNeedsAuth, needsAuthInfo, TokenManager } from '../../src/session/token-manager.js';
-import type { StoreTransaction, TransactionOptions } from '../../src/store/credential-store.js';
+import type { CredentialStore, StoreTransaction, TransactionOptions } from '../../src/store/credential-store.js';
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { type LockInfo, type LockWaitMessage, lockFilePath, lockWaitChannel } from '../../src/store/lock.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
+import { redisTarget } from '../../src/store/redis/redis-connection.js';
+import { RedisCredentialStore } from '../../src/store/redis/redis-credential-store.js';
 import { tempHome } from '../helpers/bed.js';
 import { recordLog } from '../helpers/log-events.js';
+import { makeStoreKey, startRedis } from '../helpers/redis-server.js';
 import { deadPid, makeRecord } from '../helpers/store-fixtures.js';
 
 const URL_ = 'https://mcp.example.test/mcp';
@@ -45,11 +48,7 @@ async function dueRecord(t: Parameters<typeof tempHome>[0]) {
  * The waiting process: a TokenManager on `store` whose token-endpoint requests are counted in
  * `requests` and fail (where it must adopt, a test asserts none was sent).
  */
-function waiterOn(
-  store: FileCredentialStore,
-  log: ReturnType<typeof recordLog>,
-  requests = { count: 0 },
-): TokenManager {
+function waiterOn(store: CredentialStore, log: ReturnType<typeof recordLog>, requests = { count: 0 }): TokenManager {
   return new TokenManager({
     store,
     http: () => ({
@@ -420,4 +419,43 @@ test('a holder killed mid-refresh (its lock file left behind): the waiter watche
   assert.match(String(waiting[0]?.message), /watching its record/, 'it watched first');
   assert.equal(waiting[1]?.holderPid, dead.pid, 'then waited at the lock, where the dead holder was found');
   assert.equal(requests.count, 1, 'and refreshed once, after taking the lock over');
+});
+
+test('fleet store: a waiter that finds the refresh lease held watches the record instead of waiting at the lease, and adopts what the holder wrote', async (t) => {
+  const redis = await startRedis();
+  const sealKey = Buffer.from(makeStoreKey(), 'base64');
+  const stores: RedisCredentialStore[] = [];
+  const open = (): RedisCredentialStore => {
+    const store = new RedisCredentialStore({ target: redisTarget(redis.url), sealKey, prefix: 'authkeep:w:' });
+    stores.push(store);
+    return store;
+  };
+  t.after(async () => {
+    for (const store of stores) await store.close();
+    await redis.stop();
+  });
+  const holderStore = open();
+  const due = makeRecord(URL_, { tag: 'due' });
+  const dueTokens = { ...due.tokens!, obtainedAt: Date.now() - 3_600_000, expiresAt: Date.now() - 1_000 };
+  await holderStore.transaction(URL_, 'write', (tx) => tx.write({ ...due, tokens: dueTokens }));
+  const log = recordLog();
+  const requests = { count: 0 };
+  const waiter = waiterOn(open(), log, requests);
+
+  let served: string | undefined;
+  await holderStore.transaction(URL_, 'refresh', async (tx) => {
+    const asked = waiter.getAccessToken(URL_);
+    const waiting = await log.next('refresh.waiting');
+    assert.match(String(waiting.message), /watching its record/, 'it watches instead of waiting at the lease');
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    served = await asked; // while the holder still holds the lease
+  });
+
+  assert.equal(served, 'at.fresh');
+  assert.equal(log.named('refresh.waiting').length, 1, 'it never waited at the lease');
+  assert.match(String(log.named('refresh.adopted')[0]?.message), /while waiting/);
+  assert.equal(requests.count, 0, 'the waiter did not refresh');
 });

@@ -93,6 +93,37 @@ describe('RedisCredentialStore (a real redis-server)', () => {
     assert.equal(await store.recordVersion(url), undefined, 'deleted: none');
   });
 
+  it('watchRecord: a write by another connection wakes the watcher through the change channel, not its timer', async () => {
+    const url = 'https://watched.example.test/mcp';
+    await put(store, url, 'one');
+    const other = open();
+    const changes = store.watchRecord(url);
+    try {
+      // Until Redis confirms the subscription nothing notifies: look again until it has.
+      while (!changes.notifies) assert.notEqual(await changes.next(5), 'ended');
+      const woke = changes.next(3_600_000); // an hour: only a notice ends it in this test
+      await put(other, url, 'two');
+      assert.equal(await woke, 'changed');
+      const next = changes.next(3_600_000);
+      await other.delete(url);
+      assert.equal(await next, 'changed', 'a delete is noticed too');
+    } finally {
+      changes.close();
+    }
+    assert.equal(changes.notifies, false, 'closed');
+    assert.equal(await changes.next(3_600_000), 'ended');
+  });
+
+  it('refreshUnderWay: true while a refresh transaction holds the lease, false before and after', async () => {
+    const url = 'https://under-way.example.test/mcp';
+    await put(store, url, 'one');
+    assert.equal(await store.refreshUnderWay(url), false);
+    await store.transaction(url, 'refresh', async () => {
+      assert.equal(await open().refreshUnderWay(url), true, 'seen from another connection');
+    });
+    assert.equal(await store.refreshUnderWay(url), false);
+  });
+
   it('compare-and-swap: a stale generation is refused and the stored record is unchanged', async () => {
     const current = ok(await store.read(A));
     await assert.rejects(

@@ -65,6 +65,9 @@ export interface RedisCommander {
 
 interface RawClient {
   connect(): Promise<unknown>;
+  duplicate(): RawClient;
+  subscribe(channel: string, listener: () => void): Promise<void>;
+  unsubscribe(channel: string, listener: () => void): Promise<void>;
   sendCommand(args: readonly string[]): Promise<unknown>;
   on(event: 'error', listener: (err: unknown) => void): unknown;
   unref(): void;
@@ -80,6 +83,8 @@ export interface RedisConnectionOptions {
 
 export class RedisConnection implements RedisCommander {
   private client: Promise<RawClient> | undefined;
+  /** The connection in subscribe mode (it runs no other command), made on the first `subscribe`. */
+  private subscriber: Promise<RawClient> | undefined;
   private readonly timeoutMs: number;
 
   constructor(
@@ -163,11 +168,39 @@ export class RedisConnection implements RedisCommander {
     return this.send(['EVAL', script, String(keys.length), ...keys, ...args]);
   }
 
+  /**
+   * Call `listener` on every message published to `channel`, from a second connection shared by
+   * every subscription of this one (reconnected, and subscribed again, by the client). Resolves
+   * once Redis confirmed the subscription, with the function that ends it.
+   */
+  async subscribe(channel: string, listener: () => void): Promise<() => Promise<void>> {
+    this.subscriber ??= (async () => {
+      const client = (await this.connect()).duplicate();
+      client.on('error', () => undefined); // a lost subscriber only costs notices: waiters' timers cover them
+      try {
+        await this.bounded(client.connect(), 'did not answer');
+      } catch (err) {
+        client.destroy();
+        throw err;
+      }
+      client.unref();
+      return client;
+    })();
+    this.subscriber.catch(() => {
+      this.subscriber = undefined;
+    });
+    const subscriber = await this.subscriber;
+    await this.bounded(subscriber.subscribe(channel, listener), 'did not answer SUBSCRIBE');
+    return () => subscriber.unsubscribe(channel, listener).catch(() => undefined);
+  }
+
   async close(): Promise<void> {
-    const pending = this.client;
+    const held = [this.subscriber, this.client];
+    this.subscriber = undefined;
     this.client = undefined;
-    if (!pending) return;
-    const client = await pending.catch(() => undefined);
-    if (client) await client.close().catch(() => client.destroy());
+    for (const pending of held) {
+      const client = await pending?.catch(() => undefined);
+      if (client) await client.close().catch(() => client.destroy());
+    }
   }
 }

@@ -37,6 +37,7 @@ import {
   type StoreTransaction,
   type TransactionOptions,
 } from '../credential-store.js';
+import { changeNotices, type FileChanges } from '../file-change-watch.js';
 import type { LockHolder } from '../lock.js';
 import { LoginOutcomeSchema, parseLoginOutcome } from '../login-outcome.js';
 import { recordKey } from '../paths.js';
@@ -49,14 +50,20 @@ import { LEASE_SCAN, leaseHolder, RedisLease } from './redis-lease.js';
 
 /**
  * KEYS[1] record, KEYS[2] lease; ARGV[1] generation the write is based on ('' = unconditional),
- * ARGV[2] sealed record ('' = delete), ARGV[3] our lease value ('' = no lease to check).
+ * ARGV[2] sealed record ('' = delete), ARGV[3] our lease value ('' = no lease to check), ARGV[4]
+ * the record's change channel (a message, the new generation or 0, once it is written or deleted).
  * Returns {status, generation}: 1 done, 0 generation differs, -1 lease not ours.
  */
 const CAS = `if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return {-1, 0} end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 if ARGV[1] ~= '' and cur ~= tonumber(ARGV[1]) then return {0, cur} end
-if ARGV[2] == '' then return {1, redis.call('DEL', KEYS[1])} end
+if ARGV[2] == '' then
+  local removed = redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[4], '0')
+  return {1, removed}
+end
 redis.call('HSET', KEYS[1], 'gen', tostring(cur + 1), 'data', ARGV[2])
+redis.call('PUBLISH', ARGV[4], tostring(cur + 1))
 return {1, cur + 1}`;
 
 /** KEYS[1] record. Returns {generation, length of the sealed value}; generation false when there is none. */
@@ -122,6 +129,11 @@ export class RedisCredentialStore implements CredentialStore {
 
   recordKeyName(key: string): string {
     return `${this.prefix}{${key}}:rec`;
+  }
+
+  /** The channel a message is published to whenever `key`'s record is written or deleted (CAS). */
+  changesChannel(key: string): string {
+    return `${this.prefix}{${key}}:changed`;
   }
 
   leaseKeyName(key: string, lock: 'refresh' | 'login'): string {
@@ -191,6 +203,41 @@ export class RedisCredentialStore implements CredentialStore {
   }
 
   /**
+   * Notices of the record's writes, from its change channel (SUBSCRIBE on a second connection;
+   * redis-connection.ts): a waiter for another host's refresh is woken when the record lands, not
+   * at its next poll. `notifies` is false until Redis confirmed the subscription (and for good if it
+   * did not): the waiter's timer looks meanwhile. A message lost while the subscriber reconnects
+   * only makes that waiter look at its next timer.
+   */
+  watchRecord(serverUrl: string): FileChanges {
+    let live = false;
+    let end: (() => Promise<void>) | undefined;
+    let closed = false;
+    const subscription = changeNotices({
+      notifies: () => live,
+      close: () => {
+        closed = true;
+        live = false;
+        void end?.();
+      },
+    });
+    this.redis.subscribe(this.changesChannel(recordKey(serverUrl)), subscription.notice).then(
+      (unsubscribe) => {
+        if (closed) return void unsubscribe();
+        end = unsubscribe;
+        live = true;
+      },
+      () => undefined,
+    );
+    return subscription.changes;
+  }
+
+  /** Whether the record's refresh lease is held now (EXISTS: one small reply; see credential-store.ts). */
+  async refreshUnderWay(serverUrl: string): Promise<boolean> {
+    return Number(await this.redis.send(['EXISTS', this.leaseKeyName(recordKey(serverUrl), 'refresh')])) === 1;
+  }
+
+  /**
    * Read under `lease`; a corrupt record is moved to quarantine (never deleted) while the lease is
    * still ours and the record unchanged.
    */
@@ -221,7 +268,7 @@ export class RedisCredentialStore implements CredentialStore {
     const reply = await this.redis.eval(
       CAS,
       [this.recordKeyName(key), lease.key],
-      [basedOn === undefined ? '' : String(basedOn), data, lease.value],
+      [basedOn === undefined ? '' : String(basedOn), data, lease.value, this.changesChannel(key)],
     );
     const [status, generation] = (Array.isArray(reply) ? reply : []).map(Number);
     if (status === -1) throw lockLost(key, lease.key.endsWith('login') ? 'login' : 'refresh');
