@@ -25,6 +25,7 @@ import type { CredentialStore, StoreTransaction, TransactionOptions } from '../.
 import { FileCredentialStore } from '../../src/store/file-credential-store.js';
 import { type LockInfo, type LockWaitMessage, lockFilePath, lockWaitChannel } from '../../src/store/lock.js';
 import { recordKey, storeLayout } from '../../src/store/paths.js';
+import type { Tokens } from '../../src/store/record.js';
 import { redisTarget } from '../../src/store/redis/redis-connection.js';
 import { RedisCredentialStore } from '../../src/store/redis/redis-credential-store.js';
 import { tempHome } from '../helpers/bed.js';
@@ -295,6 +296,29 @@ function lockWaitsIn(home: string): { messages: LockWaitMessage[]; stop(): void 
   return { messages, stop: () => unsubscribe(lockWaitChannel.name, listener) };
 }
 
+/**
+ * The holder's refresh on `holderStore` while `waiter` asks: once the waiter says it watches the
+ * record (not the lock), the holder stores fresh tokens; returns what the waiter served, before
+ * the holder released.
+ */
+async function watchThenAdopt(
+  holderStore: CredentialStore,
+  waiter: TokenManager,
+  log: ReturnType<typeof recordLog>,
+  dueTokens: Tokens,
+): Promise<string> {
+  return holderStore.transaction(URL_, 'refresh', async (tx) => {
+    const asked = waiter.getAccessToken(URL_);
+    const waiting = await log.next('refresh.waiting');
+    assert.match(String(waiting.message), /watching its record/, 'it watches the record');
+    const read = await tx.read();
+    assert.ok(read.kind === 'ok');
+    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
+    await tx.write({ ...read.record, tokens: fresh });
+    return asked;
+  });
+}
+
 test('a waiter that finds the lock held adopts the holder’s tokens without taking part in the lock', async (t) => {
   const { home, holderStore, dueTokens } = await dueRecord(t);
   const log = recordLog();
@@ -303,17 +327,7 @@ test('a waiter that finds the lock held adopts the holder’s tokens without tak
   const requests = { count: 0 };
   const waiter = waiterOn(new FileCredentialStore({ home }), log, requests);
 
-  let served: string | undefined;
-  await holderStore.transaction(URL_, 'refresh', async (tx) => {
-    const asked = waiter.getAccessToken(URL_);
-    const waiting = await log.next('refresh.waiting');
-    assert.match(String(waiting.message), /watching its record/);
-    const read = await tx.read();
-    assert.ok(read.kind === 'ok');
-    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
-    await tx.write({ ...read.record, tokens: fresh });
-    served = await asked;
-  });
+  const served = await watchThenAdopt(holderStore, waiter, log, dueTokens);
 
   assert.equal(served, 'at.fresh');
   assert.equal(waits.messages.length, 0, 'the waiter never looked at the holder’s lock file to wait for it');
@@ -336,17 +350,7 @@ test('a waiter whose exclusive create finds the lock held watches the record the
   const requests = { count: 0 };
   const waiter = waiterOn(new LateLookStore({ home }), log, requests);
 
-  let served: string | undefined;
-  await holderStore.transaction(URL_, 'refresh', async (tx) => {
-    const asked = waiter.getAccessToken(URL_);
-    const waiting = await log.next('refresh.waiting');
-    assert.match(String(waiting.message), /watching its record/, 'deferred when its create lost');
-    const read = await tx.read();
-    assert.ok(read.kind === 'ok');
-    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
-    await tx.write({ ...read.record, tokens: fresh });
-    served = await asked;
-  });
+  const served = await watchThenAdopt(holderStore, waiter, log, dueTokens);
 
   assert.equal(served, 'at.fresh');
   assert.equal(waits.messages.length, 0, 'it never looked at the holder’s lock file to wait for it');
@@ -442,17 +446,7 @@ test('fleet store: a waiter that finds the refresh lease held watches the record
   const requests = { count: 0 };
   const waiter = waiterOn(open(), log, requests);
 
-  let served: string | undefined;
-  await holderStore.transaction(URL_, 'refresh', async (tx) => {
-    const asked = waiter.getAccessToken(URL_);
-    const waiting = await log.next('refresh.waiting');
-    assert.match(String(waiting.message), /watching its record/, 'it watches instead of waiting at the lease');
-    const read = await tx.read();
-    assert.ok(read.kind === 'ok');
-    const fresh = { ...dueTokens, accessToken: 'at.fresh', obtainedAt: Date.now(), expiresAt: Date.now() + 3_600_000 };
-    await tx.write({ ...read.record, tokens: fresh });
-    served = await asked; // while the holder still holds the lease
-  });
+  const served = await watchThenAdopt(holderStore, waiter, log, dueTokens);
 
   assert.equal(served, 'at.fresh');
   assert.equal(log.named('refresh.waiting').length, 1, 'it never waited at the lease');
